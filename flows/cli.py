@@ -1,0 +1,114 @@
+"""The ``reminders`` command: every flow as a plain local command, no Prefect server needed.
+
+Prefect starts an ephemeral in-process API when ``PREFECT_API_URL`` is unset. Its state lives
+under ``<data_dir>/prefect`` unless ``PREFECT_HOME`` says otherwise, so runs never touch the
+user's own Prefect profile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+
+def _prefect_env(quiet: bool) -> None:
+    data_dir = Path(os.environ.get("REMINDERS_DATA_DIR", "data"))
+    os.environ.setdefault("PREFECT_HOME", str((data_dir / "prefect").resolve()))
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if quiet:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    import prefect  # noqa: F401  (configures Prefect's log handlers before we filter them)
+
+    from tasks.masking import install_masking
+
+    install_masking()
+
+
+def _echo_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(help="Sample customers to generate.")] = 1000,
+    as_of: Annotated[str, typer.Option(help="Run time, ISO-8601 UTC.")] = "2026-11-23T06:00:00Z",
+    seed: Annotated[int, typer.Option(help="Seed of the sample data.")] = 7,
+    hours: Annotated[int, typer.Option(help="Hourly push runs to simulate.")] = 24,
+) -> None:
+    """Generate sample data, build the reminders, push the waves hour by hour, print a report."""
+    _prefect_env(quiet=True)
+    from flows.demo import demo as demo_flow
+    from flows.report import print_demo_report
+
+    result = demo_flow(customers=customers, as_of=as_of, seed=seed, hours=hours)
+    print_demo_report(result)
+
+
+@app.command()
+def build(
+    as_of: Annotated[str | None, typer.Option(help="ISO-8601 UTC; default now.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Write decisions only, no outbox.")] = False,
+) -> None:
+    """Run build-reminders once."""
+    _prefect_env(quiet=False)
+    from flows.build_reminders import build_reminders
+
+    _echo_json(build_reminders(as_of=as_of, dry_run=dry_run))
+
+
+@app.command()
+def push(
+    now: Annotated[str | None, typer.Option(help="ISO-8601 UTC; default now.")] = None,
+    horizon_minutes: Annotated[int, typer.Option(help="Look-ahead for opening waves.")] = 60,
+    dry_run: Annotated[bool, typer.Option(help="Report, change nothing.")] = False,
+) -> None:
+    """Run push-waves once."""
+    _prefect_env(quiet=False)
+    from flows.push_waves import push_waves
+
+    _echo_json(push_waves(now=now, horizon_minutes=horizon_minutes, dry_run=dry_run))
+
+
+@app.command("sample-data")
+def sample_data(
+    out: Annotated[Path, typer.Option(help="Folder to write into.")] = Path("data/sample"),
+    customers: Annotated[int, typer.Option(help="Customers to generate.")] = 1000,
+    as_of: Annotated[str, typer.Option(help="Date the data is relative to.")] = "2026-11-23",
+    seed: Annotated[int, typer.Option()] = 7,
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
+) -> None:
+    """Write a seeded, messy sample of the canonical inputs."""
+    from datetime import date
+
+    from tasks.sample_data import generate
+
+    paths = generate(customers, seed=seed, as_of=date.fromisoformat(as_of)).write(
+        out,
+        fmt,  # type: ignore[arg-type]
+    )
+    _echo_json({k: str(v) for k, v in paths.items()})
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the warehouse tables and views."""
+    from tasks.settings import load_settings
+    from tasks.warehouse import make_engine
+    from tasks.warehouse import migrate as run_migrations
+
+    settings = load_settings()
+    engine = make_engine(
+        settings.warehouse.url.get_secret_value(), schema=settings.warehouse.db_schema
+    )
+    _echo_json({"applied": run_migrations(engine)})
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,56 @@
+"""Small helpers shared by the flows: settings with overrides, time parsing, run ids."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pendulum
+from sqlalchemy.engine import Engine
+
+from tasks.settings import Settings, load_settings
+from tasks.warehouse import make_engine, migrate
+
+__all__ = ["current_run_id", "open_warehouse", "parse_utc_instant", "settings_with", "utc_now"]
+
+
+def settings_with(overrides: dict[str, Any] | None) -> Settings:
+    """Settings from environment and file, with ``overrides`` (nested dicts) on top."""
+    return load_settings(**(overrides or {}))
+
+
+def utc_now() -> datetime:
+    """The current time as naive UTC, whole seconds."""
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+
+
+def parse_utc_instant(value: str | datetime | None) -> datetime:
+    """An ISO-8601 string or datetime as naive UTC; naive input is taken as UTC; None is now."""
+    if value is None:
+        return utc_now()
+    if isinstance(value, str):
+        parsed = pendulum.parse(value, tz="UTC")
+        if not isinstance(parsed, datetime):
+            raise ValueError(f"not a date-time: {value!r}")
+        value = parsed
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.replace(microsecond=0)
+
+
+def current_run_id(prefix: str) -> str:
+    """The Prefect flow-run id when inside a run, otherwise a fresh one."""
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.get_id()
+    return str(run_id) if run_id else f"{prefix}-{uuid.uuid4()}"
+
+
+def open_warehouse(settings: Settings) -> Engine:
+    """An engine on the configured warehouse, migrated to the latest schema."""
+    engine = make_engine(
+        settings.warehouse.url.get_secret_value(), schema=settings.warehouse.db_schema
+    )
+    migrate(engine)
+    return engine

@@ -1,0 +1,66 @@
+"""Terminal report of a demo run (rich tables), read back from the warehouse."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+from tasks.warehouse import make_engine, read_frame
+
+__all__ = ["print_demo_report"]
+
+
+def _table(title: str, frame: pl.DataFrame) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in frame.columns:
+        numeric = frame[column].dtype.is_numeric()
+        table.add_column(column, justify="right" if numeric else "left")
+    for row in frame.iter_rows():
+        table.add_row(*["" if v is None else str(v) for v in row])
+    return table
+
+
+def print_demo_report(result: dict[str, Any], console: Console | None = None) -> None:
+    """Print inputs, decisions per reason and waves per zone of a demo run."""
+    console = console or Console()
+    build = result["build"]
+    inputs = pl.DataFrame(
+        {
+            "input": list(build["rows_in"]),
+            "rows_in": list(build["rows_in"].values()),
+            "quarantined": [build["rows_quarantined"][k] for k in build["rows_in"]],
+        }
+    )
+    console.print(_table("Inputs", inputs))
+    reasons = pl.DataFrame(
+        [(*k.split(":", 1), v) for k, v in build["reasons"].items()],
+        schema={"status": pl.String, "reason": pl.String, "decisions": pl.Int64},
+        orient="row",
+    ).sort("status", "decisions", descending=[False, True])
+    console.print(_table("Decisions (invoice x channel) per reason", reasons))
+    engine = make_engine(f"duckdb:///{result['warehouse']}")
+    with engine.connect() as conn:
+        zones = read_frame(
+            conn,
+            "select time_zone, channel, count(*) as messages,"
+            " strftime(min(send_at_local), '%H:%M') as first_local,"
+            " strftime(max(send_at_local), '%H:%M') as last_local,"
+            " count(distinct wave_id) as waves,"
+            " strftime(min(wave_start_utc), '%m-%d %H:%M') as first_wave_utc,"
+            " sum(case when state = 'ready' then 1 else 0 end) as ready,"
+            " sum(case when state = 'planned' then 1 else 0 end) as still_planned"
+            " from messages group by time_zone, channel order by min(window_start_utc), 1, 2",
+        )
+    engine.dispose()
+    console.print(_table("Messages per zone (local send times, waves, push state)", zones))
+    counts = build["counts"]
+    console.print(
+        f"run {build['run_id']}: {counts['decisions_planned']} planned + "
+        f"{counts['decisions_excluded']} excluded + {counts['decisions_quarantined']} "
+        f"quarantined = {sum(counts[k] for k in counts if k.startswith('decisions_'))} "
+        f"decisions for {build['rows_in']['invoices']} invoice rows x 2 channels; "
+        f"{counts['messages_planned']} messages; warehouse {result['warehouse']}"
+    )

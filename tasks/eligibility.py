@@ -1,0 +1,355 @@
+"""Eligibility: one decision per invoice x channel, planned or excluded with a reason.
+
+Grain of the output: one row per accepted invoice x channel (``sms``, ``email``). The cadence
+step is the one due on the recipient's local send date, or null (reason ``no_step_due``).
+Reasons are checked in the order of :data:`REASONS`; the first that applies is recorded.
+
+Several invoices of one customer due on one day make **one** message per channel: their
+decisions are all ``planned`` and share the message key ``hash(customer, channel, local date)``;
+the message states the total and the number of invoices (see ``tasks.render``). Only one
+channel is used per customer and day: the customer's ``preferred_channel`` if it is eligible,
+otherwise the first eligible channel of ``cadence.channel_order``; the other is excluded as
+``one_per_day``. Because the key has no invoice or step in it, a re-run on the same day can
+never make a second message for the same customer and channel, whatever changed in between.
+
+``prior`` is the outbox as it stands (messages of earlier runs): it feeds the attempt count per
+invoice, the frequency cap and the one-per-day rule across runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from tasks.consent import CONSENT_SCHEMA, channel_allowed
+from tasks.settings import CadenceSettings, WindowSettings
+from tasks.stagger import plan_send_date, zone_label
+
+__all__ = [
+    "ATTEMPTED_STATES",
+    "PRIOR_SCHEMA",
+    "REASONS",
+    "decide",
+    "message_key",
+]
+
+REASONS: dict[str, str] = {
+    "invoice_paid": "the invoice is paid",
+    "invoice_void": "the invoice is void",
+    "invoice_disputed": "the invoice is disputed",
+    "invoice_not_payable": "the invoice status is not payable",
+    "no_balance": "nothing is owed on the invoice",
+    "timezone_unknown": "no time zone could be found for the customer",
+    "no_common_window": "the customer's candidate zones share no send window",
+    "no_step_due": "no cadence step falls on the local send date",
+    "opted_out": "the customer opted out (on any channel)",
+    "no_opt_in": "no opt-in on this channel",
+    "no_phone": "the customer has no phone number",
+    "invalid_phone": "the phone number was rejected (see quarantine, scope field)",
+    "phone_shared": "the phone number belongs to several customers",
+    "no_email": "the customer has no e-mail address",
+    "invalid_email": "the e-mail address was rejected (see quarantine, scope field)",
+    "max_attempts": "the invoice reached the maximum number of reminders",
+    "contacted_recently": "the customer was contacted inside the frequency cap",
+    "already_messaged_today": "another message to this customer is planned for that day",
+    "one_per_day": "another channel carries this customer's reminder that day",
+}
+"""Exclusion reason codes of this stage, in the order they are checked."""
+
+ATTEMPTED_STATES = ("ready", "pushing", "pushed", "sending", "sent", "delivered", "failed")
+"""Outbox states that count as a contact attempt (a planned message is not an attempt yet)."""
+
+PRIOR_SCHEMA: dict[str, pl.DataType] = {
+    "message_key": pl.String(),
+    "customer_id": pl.String(),
+    "channel": pl.String(),
+    "local_send_date": pl.Date(),
+    "send_at_utc": pl.Datetime("us"),
+    "invoice_ids": pl.String(),
+    "state": pl.String(),
+}
+
+DECISION_SCHEMA: dict[str, pl.DataType] = {
+    "invoice_row": pl.Int32(),
+    "invoice_id": pl.String(),
+    "customer_id": pl.String(),
+    "channel": pl.String(),
+    "cadence_step": pl.Int32(),
+    "status": pl.String(),
+    "reason": pl.String(),
+    "message_key": pl.String(),
+    "time_zone": pl.String(),
+    "display_zone": pl.String(),
+    "local_send_date": pl.Date(),
+    "window_start_utc": pl.Datetime("us"),
+    "window_end_utc": pl.Datetime("us"),
+    "amount_due_minor": pl.Int64(),
+    "currency": pl.String(),
+    "due_date": pl.Date(),
+}
+
+
+def message_key(customer_id: str, channel: str, local_send_date: str) -> str:
+    """Deterministic message key: the first 32 hex digits of a SHA-256 of its identity."""
+    identity = f"{customer_id}\x1f{channel}\x1f{local_send_date}".encode()
+    return hashlib.sha256(identity).hexdigest()[:32]
+
+
+def _message_key_expr() -> pl.Expr:
+    return pl.concat_str(
+        [pl.col("customer_id"), pl.col("channel"), pl.col("local_send_date").cast(pl.String)],
+        separator="\x1f",
+    ).map_elements(lambda s: hashlib.sha256(s.encode()).hexdigest()[:32], return_dtype=pl.String)
+
+
+def _send_dates(customers: pl.DataFrame, as_of: datetime, window: WindowSettings) -> pl.DataFrame:
+    zone_sets = customers.select("time_zones").unique()
+    rows = []
+    for (zones,) in zone_sets.iter_rows():
+        zones = list(zones or [])
+        planned = plan_send_date(zones, as_of, window)
+        day, start, end = planned if planned else (None, None, None)
+        rows.append(
+            (zones, zone_label(zones) or None, zones[0] if zones else None, day, start, end)
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "time_zones": pl.List(pl.String),
+            "time_zone": pl.String,
+            "display_zone": pl.String,
+            "local_send_date": pl.Date,
+            "window_start_utc": pl.Datetime("us"),
+            "window_end_utc": pl.Datetime("us"),
+        },
+        orient="row",
+    )
+
+
+def decide(
+    invoices: pl.DataFrame,
+    customers: pl.DataFrame,
+    consent: pl.DataFrame,
+    contact_history: pl.DataFrame,
+    prior: pl.DataFrame,
+    *,
+    as_of: datetime,
+    cadence: CadenceSettings,
+    window: WindowSettings,
+    field_issues: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Decide every accepted invoice x channel. ``as_of`` is naive UTC.
+
+    ``field_issues`` (customer_id, rule) tells a rejected phone / e-mail from a missing one.
+    Returns :data:`DECISION_SCHEMA` columns plus the customer fields render needs.
+    """
+    channels = pl.DataFrame({"channel": ["sms", "email"]})
+    dates = _send_dates(customers, as_of, window)
+    cust = customers.join(dates, on="time_zones", how="left")
+    phone_owners = (
+        customers.filter(pl.col("phone_e164").is_not_null())
+        .group_by("phone_e164")
+        .agg(pl.col("customer_id").n_unique().alias("_phone_owners"))
+    )
+    cust = cust.join(phone_owners, on="phone_e164", how="left")
+    issues = (
+        field_issues
+        if field_issues is not None
+        else pl.DataFrame(schema={"customer_id": pl.String, "rule": pl.String})
+    )
+    bad_phone = (
+        issues.filter(pl.col("rule").str.starts_with("phone_"))
+        .select("customer_id", pl.lit(True).alias("_bad_phone"))
+        .unique()
+    )
+    bad_email = (
+        issues.filter(pl.col("rule").str.starts_with("email_"))
+        .select("customer_id", pl.lit(True).alias("_bad_email"))
+        .unique()
+    )
+    consent = consent.cast(CONSENT_SCHEMA)  # type: ignore[arg-type]
+
+    steps = pl.Series("steps", cadence.steps, dtype=pl.Int32).implode()
+    frame = (
+        invoices.rename({"source_row": "invoice_row"})
+        .join(channels, how="cross")
+        .join(cust.drop("source_row", "updated_at"), on="customer_id", how="left")
+        .join(consent, on="customer_id", how="left")
+        .join(bad_phone, on="customer_id", how="left")
+        .join(bad_email, on="customer_id", how="left")
+        .with_columns(
+            (pl.col("local_send_date") - pl.col("due_date"))
+            .dt.total_days()
+            .cast(pl.Int32)
+            .alias("_offset"),
+        )
+        .with_columns(
+            pl.when(pl.col("_offset").is_in(steps))
+            .then(pl.col("_offset"))
+            .otherwise(None)
+            .alias("cadence_step"),
+        )
+    )
+    frame = frame.with_columns(
+        pl.when(pl.col("local_send_date").is_not_null())
+        .then(_message_key_expr())
+        .otherwise(None)
+        .alias("message_key")
+    )
+
+    attempted = prior.filter(pl.col("state").is_in(ATTEMPTED_STATES))
+    attempts = (
+        attempted.select(
+            "message_key", "local_send_date", pl.col("invoice_ids").str.split(",").alias("inv")
+        )
+        .explode("inv")
+        .rename({"inv": "invoice_id", "message_key": "_prior_key", "local_send_date": "_pd"})
+    )
+    attempt_counts = (
+        frame.select("invoice_id", "message_key", "local_send_date")
+        .unique()
+        .join(attempts, on="invoice_id", how="inner")
+        .filter(
+            (pl.col("_prior_key") != pl.col("message_key"))
+            & (pl.col("_pd") < pl.col("local_send_date"))
+        )
+        .group_by("invoice_id", "message_key")
+        .agg(pl.col("_prior_key").n_unique().alias("_attempts"))
+    )
+    frame = frame.join(attempt_counts, on=["invoice_id", "message_key"], how="left")
+
+    history = pl.concat(
+        [
+            contact_history.select("customer_id", pl.col("attempted_at").alias("_at")).with_columns(
+                pl.lit(None, pl.String).alias("_prior_key")
+            ),
+            attempted.select(
+                "customer_id",
+                pl.col("send_at_utc").alias("_at"),
+                pl.col("message_key").alias("_prior_key"),
+            ),
+        ],
+        how="vertical_relaxed",
+    )
+    cap = timedelta(hours=cadence.frequency_cap_hours)
+    recent = (
+        frame.select("customer_id", "message_key", "window_start_utc")
+        .unique()
+        .join(history, on="customer_id", how="inner")
+        .filter(
+            (pl.col("_prior_key").is_null() | (pl.col("_prior_key") != pl.col("message_key")))
+            & (pl.col("_at") > pl.col("window_start_utc") - cap)
+        )
+        .group_by("customer_id", "message_key")
+        .agg(pl.lit(True).alias("_recent"))
+    )
+    frame = frame.join(recent, on=["customer_id", "message_key"], how="left")
+
+    same_day = prior.filter(pl.col("state") != "cancelled").select(
+        "customer_id",
+        "local_send_date",
+        pl.col("message_key").alias("_other_key"),
+    )
+    taken = (
+        frame.select("customer_id", "local_send_date", "message_key")
+        .unique()
+        .join(same_day, on=["customer_id", "local_send_date"], how="inner")
+        .filter(pl.col("_other_key") != pl.col("message_key"))
+        .group_by("customer_id", "local_send_date", "message_key")
+        .agg(pl.lit(True).alias("_taken"))
+    )
+    frame = frame.join(taken, on=["customer_id", "local_send_date", "message_key"], how="left")
+
+    payable = pl.col("status").is_in(cadence.payable_statuses)
+    sms = pl.col("channel") == "sms"
+    email = pl.col("channel") == "email"
+    allowed = (
+        pl.when(sms)
+        .then(channel_allowed("sms", email_requires_opt_in=cadence.email_requires_opt_in))
+        .otherwise(channel_allowed("email", email_requires_opt_in=cadence.email_requires_opt_in))
+    )
+    reason = (
+        pl.when(~payable & (pl.col("status") == "paid"))
+        .then(pl.lit("invoice_paid"))
+        .when(~payable & (pl.col("status") == "void"))
+        .then(pl.lit("invoice_void"))
+        .when(~payable & (pl.col("status") == "disputed"))
+        .then(pl.lit("invoice_disputed"))
+        .when(~payable)
+        .then(pl.lit("invoice_not_payable"))
+        .when(pl.col("amount_due_minor") <= 0)
+        .then(pl.lit("no_balance"))
+        .when(pl.col("time_zone").is_null())
+        .then(pl.lit("timezone_unknown"))
+        .when(pl.col("local_send_date").is_null())
+        .then(pl.lit("no_common_window"))
+        .when(pl.col("cadence_step").is_null())
+        .then(pl.lit("no_step_due"))
+        .when(pl.col("global_opt_out").fill_null(False))
+        .then(pl.lit("opted_out"))
+        .when(~allowed.fill_null(False))
+        .then(pl.lit("no_opt_in"))
+        .when(sms & pl.col("phone_e164").is_null() & pl.col("_bad_phone").fill_null(False))
+        .then(pl.lit("invalid_phone"))
+        .when(sms & pl.col("phone_e164").is_null())
+        .then(pl.lit("no_phone"))
+        .when(sms & (pl.col("_phone_owners") > 1))
+        .then(pl.lit("phone_shared"))
+        .when(email & pl.col("email").is_null() & pl.col("_bad_email").fill_null(False))
+        .then(pl.lit("invalid_email"))
+        .when(email & pl.col("email").is_null())
+        .then(pl.lit("no_email"))
+        .when(pl.col("_attempts").fill_null(0) >= cadence.max_attempts_per_invoice)
+        .then(pl.lit("max_attempts"))
+        .when(pl.col("_recent").fill_null(False))
+        .then(pl.lit("contacted_recently"))
+        .when(pl.col("_taken").fill_null(False))
+        .then(pl.lit("already_messaged_today"))
+        .otherwise(None)
+    )
+    frame = frame.with_columns(reason.alias("reason"))
+
+    order = {c: i for i, c in enumerate(cadence.channel_order)}
+    chosen = (
+        frame.filter(pl.col("reason").is_null())
+        .select("customer_id", "channel", "preferred_channel")
+        .unique()
+        .with_columns(
+            pl.when(pl.col("channel") == pl.col("preferred_channel"))
+            .then(-1)
+            .otherwise(pl.col("channel").replace_strict(order, default=99))
+            .alias("_rank")
+        )
+        .sort("customer_id", "_rank")
+        .group_by("customer_id", maintain_order=True)
+        .first()
+        .select("customer_id", pl.col("channel").alias("_chosen"))
+    )
+    frame = frame.join(chosen, on="customer_id", how="left").with_columns(
+        pl.when(pl.col("reason").is_null() & (pl.col("channel") != pl.col("_chosen")))
+        .then(pl.lit("one_per_day"))
+        .otherwise(pl.col("reason"))
+        .alias("reason")
+    )
+    frame = frame.with_columns(
+        pl.when(pl.col("reason").is_null())
+        .then(pl.lit("planned"))
+        .otherwise(pl.lit("excluded"))
+        .alias("status"),
+        pl.col("reason").fill_null("planned"),
+    )
+    customer_columns = [
+        "full_name",
+        "first_name",
+        "phone_e164",
+        "email",
+        "country",
+        "locale",
+        "preferred_channel",
+    ]
+    return frame.select(
+        *[pl.col(c).cast(t) for c, t in DECISION_SCHEMA.items()],
+        *customer_columns,
+    ).sort("invoice_row", "channel")

@@ -1,0 +1,65 @@
+"""Exceptions raised by the pipeline.
+
+    ReminderError
+    ├── ConfigurationError          settings that cannot be used (bad window, unknown column)
+    ├── SourceError                 an input source cannot be read or lacks a mapped column
+    ├── DataQualityError
+    │   ├── QuarantineThresholdExceeded   too many rejected rows: the run stops before pushing
+    │   └── AccountingError               rows in != planned + excluded + quarantined
+    └── GenesysError                (the Genesys client issue fills this branch)
+
+Messages never carry a phone number, an e-mail address or a secret: they name the source,
+the rule and counts, and point at the warehouse rows that hold the details.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccountingError",
+    "ConfigurationError",
+    "DataQualityError",
+    "GenesysError",
+    "QuarantineThresholdExceeded",
+    "ReminderError",
+    "SourceError",
+]
+
+
+class ReminderError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class ConfigurationError(ReminderError):
+    """Settings that validate as types but cannot be used together."""
+
+
+class SourceError(ReminderError):
+    """An input source is missing, unreadable, or lacks a mapped column."""
+
+
+class DataQualityError(ReminderError):
+    """The input data broke a run-level rule."""
+
+
+class QuarantineThresholdExceeded(DataQualityError):
+    """The share of quarantined rows of a source is above the configured maximum."""
+
+    def __init__(self, source: str, quarantined: int, total: int, max_share: float) -> None:
+        self.source = source
+        self.quarantined = quarantined
+        self.total = total
+        self.max_share = max_share
+        share = quarantined / total if total else 0.0
+        super().__init__(
+            f"{source}: {quarantined} of {total} rows quarantined ({share:.1%}), "
+            f"above the maximum of {max_share:.1%}; nothing was pushed. "
+            "See the quarantine table for rules and reasons."
+        )
+
+
+class AccountingError(DataQualityError):
+    """Rows were lost between input and decisions."""
+
+
+class GenesysError(ReminderError):
+    """Base of the Genesys client errors."""

@@ -1,0 +1,351 @@
+"""Outbox and run records in the warehouse: runs, decisions, quarantine, messages, events.
+
+Message states move forward only::
+
+    planned ─► ready ─► pushing ─► pushed ─► sent ─► delivered | failed
+       │         │
+       ├─► cancelled (a later run excluded it: paid, opted out, ...)
+       └─► expired   (its window closed before it was pushed)
+
+A re-run of build-reminders upserts by message key: new keys are inserted as ``planned``;
+keys still ``planned`` are refreshed (send time, text); keys in any later state are left alone,
+so nothing already handed to Genesys is ever planned again. Every change is also appended to
+``message_events``. Each function works inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from tasks.eligibility import PRIOR_SCHEMA
+from tasks.plan import Plan
+from tasks.warehouse import read_frame, write_frame
+
+__all__ = [
+    "MESSAGE_COLUMNS",
+    "finish_run",
+    "load_prior",
+    "mark_ready",
+    "save_plan",
+    "start_run",
+    "wave_summary",
+]
+
+MESSAGE_COLUMNS = (
+    "message_key",
+    "customer_id",
+    "channel",
+    "local_send_date",
+    "time_zone",
+    "send_at_local",
+    "send_at_utc",
+    "window_start_utc",
+    "window_end_utc",
+    "wave_id",
+    "slot",
+    "wave_start_utc",
+    "to_address",
+    "template",
+    "subject",
+    "body",
+    "encoding",
+    "segments",
+    "units",
+    "invoice_ids",
+    "invoice_count",
+    "cadence_step",
+    "amount_total_minor",
+    "currency",
+    "link_token",
+    "state",
+    "state_reason",
+    "first_run_id",
+    "last_run_id",
+    "created_at_utc",
+    "updated_at_utc",
+)
+DECISION_COLUMNS = (
+    "run_id",
+    "invoice_id",
+    "invoice_row",
+    "customer_id",
+    "channel",
+    "cadence_step",
+    "status",
+    "reason",
+    "detail",
+    "message_key",
+    "time_zone",
+    "local_send_date",
+    "send_at_local",
+    "send_at_utc",
+    "wave_id",
+    "slot",
+    "amount_due_minor",
+    "currency",
+)
+_REFRESHED = (
+    "wave_start_utc",
+    "local_send_date",
+    "time_zone",
+    "send_at_local",
+    "send_at_utc",
+    "window_start_utc",
+    "window_end_utc",
+    "wave_id",
+    "slot",
+    "wave_start_utc",
+    "to_address",
+    "template",
+    "subject",
+    "body",
+    "encoding",
+    "segments",
+    "units",
+    "invoice_ids",
+    "invoice_count",
+    "cadence_step",
+    "amount_total_minor",
+    "currency",
+    "last_run_id",
+    "updated_at_utc",
+)
+HISTORY_DAYS = 400
+
+
+def start_run(
+    conn: Connection,
+    *,
+    run_id: str,
+    flow: str,
+    as_of: datetime,
+    now: datetime,
+    dry_run: bool,
+    parameters: dict[str, Any],
+) -> None:
+    """Insert the run row (status ``running``); a re-used run id starts over."""
+    for table in ("decisions", "quarantine"):
+        conn.execute(sa.text(f"delete from {table} where run_id = :r"), {"r": run_id})
+    conn.execute(sa.text("delete from runs where run_id = :r"), {"r": run_id})
+    conn.execute(
+        sa.text(
+            "insert into runs (run_id, flow, as_of_utc, started_at_utc, status, dry_run,"
+            " parameters) values (:r, :f, :a, :s, 'running', :d, :p)"
+        ),
+        {
+            "r": run_id,
+            "f": flow,
+            "a": as_of,
+            "s": now,
+            "d": dry_run,
+            "p": json.dumps(parameters, default=str, sort_keys=True),
+        },
+    )
+
+
+def finish_run(
+    conn: Connection,
+    *,
+    run_id: str,
+    now: datetime,
+    status: str,
+    counts: dict[str, int] | None = None,
+    accounting_ok: bool | None = None,
+    error: str | None = None,
+) -> None:
+    values: dict[str, Any] = {
+        "finished_at_utc": now,
+        "status": status,
+        "accounting_ok": accounting_ok,
+        "error": error,
+    }
+    values |= counts or {}
+    assignments = ", ".join(f"{k} = :{k}" for k in values)
+    conn.execute(
+        sa.text(f"update runs set {assignments} where run_id = :run_id"),
+        values | {"run_id": run_id},
+    )
+
+
+def load_prior(conn: Connection, *, as_of: datetime) -> tuple[pl.DataFrame, dict[str, str]]:
+    """Outbox rows that matter to eligibility, and the payment-link token per message key."""
+    since = (as_of - timedelta(days=HISTORY_DAYS)).date()
+    frame = read_frame(
+        conn,
+        "select message_key, customer_id, channel, local_send_date, send_at_utc, invoice_ids,"
+        " state, link_token from messages where local_send_date >= :since",
+        {"since": since},
+        schema=PRIOR_SCHEMA | {"link_token": pl.String()},
+    )
+    tokens = dict(frame.select("message_key", "link_token").iter_rows())
+    return frame.drop("link_token"), tokens
+
+
+def _events(frame: pl.DataFrame, *, run_id: str, now: datetime) -> pl.DataFrame:
+    return frame.select(
+        "message_key",
+        pl.lit(now).alias("at_utc"),
+        pl.lit(run_id).alias("run_id"),
+        pl.col("from_state").cast(pl.String),
+        pl.col("to_state").cast(pl.String),
+        pl.col("detail").cast(pl.String),
+    )
+
+
+def save_plan(
+    conn: Connection, plan: Plan, *, run_id: str, now: datetime, dry_run: bool
+) -> dict[str, int]:
+    """Write the run's decisions and quarantine; unless ``dry_run``, upsert the outbox."""
+    write_frame(
+        conn,
+        "decisions",
+        plan.decisions.with_columns(pl.lit(run_id).alias("run_id")).select(DECISION_COLUMNS),
+    )
+    write_frame(conn, "quarantine", plan.quarantine.with_columns(pl.lit(run_id).alias("run_id")))
+    if dry_run:
+        return {"inserted": 0, "refreshed": 0, "cancelled": 0}
+
+    staged = plan.messages.with_columns(
+        pl.lit("planned").alias("state"),
+        pl.lit(None, pl.String).alias("state_reason"),
+        pl.lit(run_id).alias("first_run_id"),
+        pl.lit(run_id).alias("last_run_id"),
+        pl.lit(now).alias("created_at_utc"),
+        pl.lit(now).alias("updated_at_utc"),
+    ).select(MESSAGE_COLUMNS)
+    conn.exec_driver_sql("drop table if exists stage_messages")
+    conn.exec_driver_sql(
+        "create temporary table stage_messages as select * from messages where 1 = 0"
+    )
+    write_frame(conn, "stage_messages", staged)
+    existing = read_frame(
+        conn,
+        "select s.message_key, m.state from stage_messages s"
+        " join messages m on m.message_key = s.message_key",
+        schema={"message_key": pl.String(), "state": pl.String()},
+    )
+    new = staged.join(existing, on="message_key", how="anti")
+    write_frame(conn, "messages", new)
+    write_frame(
+        conn,
+        "message_events",
+        _events(
+            new.select(
+                "message_key",
+                pl.lit(None).alias("from_state"),
+                pl.lit("planned").alias("to_state"),
+                pl.lit("planned by build-reminders").alias("detail"),
+            ),
+            run_id=run_id,
+            now=now,
+        ),
+    )
+    assignments = ", ".join(f"{c} = s.{c}" for c in _REFRESHED)
+    refreshed = conn.exec_driver_sql(
+        f"update messages set {assignments} from stage_messages s"
+        " where messages.message_key = s.message_key and messages.state = 'planned'"
+    ).rowcount
+
+    excluded = (
+        plan.decisions.filter((pl.col("status") != "planned") & pl.col("message_key").is_not_null())
+        .join(plan.messages.select("message_key"), on="message_key", how="anti")
+        .group_by("message_key")
+        .agg(pl.col("reason").first())
+    )
+    cancelled = 0
+    if excluded.height:
+        conn.exec_driver_sql("drop table if exists stage_cancel")
+        conn.exec_driver_sql(
+            "create temporary table stage_cancel (message_key varchar, reason varchar)"
+        )
+        write_frame(conn, "stage_cancel", excluded)
+        to_cancel = read_frame(
+            conn,
+            "select m.message_key, m.state as from_state, c.reason as detail"
+            " from messages m join stage_cancel c on c.message_key = m.message_key"
+            " where m.state in ('planned', 'ready')",
+            schema={"message_key": pl.String(), "from_state": pl.String(), "detail": pl.String()},
+        )
+        if to_cancel.height:
+            conn.execute(
+                sa.text(
+                    "update messages set state = 'cancelled', state_reason = c.reason,"
+                    " last_run_id = :r, updated_at_utc = :t from stage_cancel c"
+                    " where messages.message_key = c.message_key"
+                    " and messages.state in ('planned', 'ready')"
+                ),
+                {"r": run_id, "t": now},
+            )
+            write_frame(
+                conn,
+                "message_events",
+                _events(
+                    to_cancel.with_columns(pl.lit("cancelled").alias("to_state")),
+                    run_id=run_id,
+                    now=now,
+                ),
+            )
+            cancelled = to_cancel.height
+    return {"inserted": new.height, "refreshed": max(refreshed, 0), "cancelled": cancelled}
+
+
+def mark_ready(conn: Connection, *, now: datetime, horizon: timedelta, run_id: str) -> pl.DataFrame:
+    """Move planned messages whose wave (slot) opens before ``now + horizon`` to ``ready``,
+    and planned messages whose send window already closed to ``expired``. Returns the ready waves:
+    wave_id, channel, time_zone, local_send_date, slot, messages, first/last send time."""
+    params = {"now": now, "until": now + horizon, "r": run_id}
+    changes = read_frame(
+        conn,
+        "select message_key, state as from_state,"
+        " case when window_end_utc <= :now then 'expired' else 'ready' end as to_state,"
+        " case when window_end_utc <= :now then 'window closed before push'"
+        " else 'window opens within the push horizon' end as detail"
+        " from messages where state = 'planned' and wave_start_utc <= :until",
+        params,
+        schema={
+            "message_key": pl.String(),
+            "from_state": pl.String(),
+            "to_state": pl.String(),
+            "detail": pl.String(),
+        },
+    )
+    conn.execute(
+        sa.text(
+            "update messages set state = case when window_end_utc <= :now then 'expired'"
+            " else 'ready' end, last_run_id = :r, updated_at_utc = :now"
+            " where state = 'planned' and wave_start_utc <= :until"
+        ),
+        params,
+    )
+    write_frame(conn, "message_events", _events(changes, run_id=run_id, now=now))
+    return wave_summary(conn, state="ready")
+
+
+def wave_summary(conn: Connection, *, state: str, since: date | None = None) -> pl.DataFrame:
+    """Messages per wave in ``state``: one row per wave_id."""
+    return read_frame(
+        conn,
+        "select wave_id, channel, time_zone, local_send_date, slot, count(*) as messages,"
+        " min(send_at_utc) as first_send_utc, max(send_at_utc) as last_send_utc"
+        " from messages where state = :state"
+        + (" and local_send_date >= :since" if since else "")
+        + " group by wave_id, channel, time_zone, local_send_date, slot"
+        " order by local_send_date, time_zone, channel, slot",
+        {"state": state, "since": since},
+        schema={
+            "wave_id": pl.String(),
+            "channel": pl.String(),
+            "time_zone": pl.String(),
+            "local_send_date": pl.Date(),
+            "slot": pl.Int32(),
+            "messages": pl.Int64(),
+            "first_send_utc": pl.Datetime("us"),
+            "last_send_utc": pl.Datetime("us"),
+        },
+    )

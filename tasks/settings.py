@@ -1,0 +1,230 @@
+"""One validated settings object for every flow.
+
+Source order, first wins: keyword arguments > environment (``REMINDERS_`` prefix, ``__`` between
+nested names, e.g. ``REMINDERS_WAREHOUSE__URL``) > the TOML file named by ``REMINDERS_CONFIG``
+(default ``reminders.toml`` in the working directory, if present) > the defaults below.
+
+The defaults run the demo as-is: sample CSVs under ``data/sample``, a DuckDB file warehouse under
+``data/``. Settings are loaded once, in the flow entry point, and passed down; tasks never read
+the environment. Secrets are ``SecretStr`` and are never rendered in logs or ``repr``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = [
+    "CANONICAL_COLUMNS",
+    "CadenceSettings",
+    "QualitySettings",
+    "RenderSettings",
+    "Settings",
+    "SourceSpec",
+    "SourcesSettings",
+    "WarehouseSettings",
+    "WindowSettings",
+    "load_settings",
+]
+
+Channel = Literal["sms", "email"]
+
+LEGAL_EARLIEST = time(8, 0)
+LEGAL_LATEST = time(21, 0)
+
+CANONICAL_COLUMNS: dict[str, tuple[str, ...]] = {
+    "customers": (
+        "customer_id",
+        "full_name",
+        "first_name",
+        "last_name",
+        "phone",
+        "email",
+        "country",
+        "postal_code",
+        "preferred_timezone",
+        "locale",
+        "preferred_channel",
+        "updated_at",
+    ),
+    "invoices": (
+        "invoice_id",
+        "customer_id",
+        "amount_due",
+        "currency",
+        "due_date",
+        "status",
+        "paid_at",
+        "updated_at",
+    ),
+    "consent_events": ("customer_id", "channel", "status", "source", "occurred_at"),
+    "contact_history": ("customer_id", "channel", "attempted_at", "outcome"),
+}
+"""Every canonical column per input. Optional columns may be absent from a source."""
+
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "customers": ("customer_id", "phone", "email", "country"),
+    "invoices": ("invoice_id", "customer_id", "amount_due", "currency", "due_date", "status"),
+    "consent_events": ("customer_id", "channel", "status", "occurred_at"),
+    "contact_history": ("customer_id", "channel", "attempted_at"),
+}
+
+
+class SourceSpec(BaseModel):
+    """Where one canonical input comes from, and how its columns map onto the canonical names.
+
+    ``columns`` maps canonical name -> the source's column name; unmapped canonical columns are
+    looked up under their own name. Columns the source has beyond those are kept for templates.
+    """
+
+    kind: Literal["csv", "parquet", "sql"] = "csv"
+    path: Path | None = None
+    url: SecretStr | None = Field(default=None, description="SQLAlchemy URL (may hold a password)")
+    table: str | None = None
+    query: str | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+    optional: bool = False
+
+    @model_validator(mode="after")
+    def _where(self) -> SourceSpec:
+        if self.kind in ("csv", "parquet") and self.path is None:
+            raise ValueError(f"a {self.kind} source needs a path")
+        if self.kind == "sql" and (self.table is None) == (self.query is None):
+            raise ValueError("a sql source needs exactly one of table or query")
+        return self
+
+
+def _sample(name: str, *, optional: bool = False) -> SourceSpec:
+    return SourceSpec(kind="csv", path=Path("data/sample") / f"{name}.csv", optional=optional)
+
+
+class SourcesSettings(BaseModel):
+    customers: SourceSpec = Field(default_factory=lambda: _sample("customers"))
+    invoices: SourceSpec = Field(default_factory=lambda: _sample("invoices"))
+    consent_events: SourceSpec = Field(default_factory=lambda: _sample("consent_events"))
+    contact_history: SourceSpec = Field(
+        default_factory=lambda: _sample("contact_history", optional=True)
+    )
+    sql_url: SecretStr | None = Field(
+        default=None,
+        description="Default SQLAlchemy URL for sql sources that do not name their own.",
+    )
+
+
+class WarehouseSettings(BaseModel):
+    url: SecretStr = SecretStr("duckdb:///data/warehouse.duckdb")
+    db_schema: str | None = Field(
+        default=None, description="Schema to create and use (PostgreSQL or DuckDB)."
+    )
+
+
+class CadenceSettings(BaseModel):
+    steps: list[int] = Field(
+        default_factory=lambda: [-7, -1, 3, 7],
+        description="Days relative to the due date: -7 is T-7 (a week before), 3 is T+3.",
+    )
+    max_attempts_per_invoice: int = Field(default=3, ge=1)
+    frequency_cap_hours: int = Field(default=24, ge=0)
+    channel_order: list[Channel] = Field(default_factory=lambda: ["sms", "email"])
+    email_requires_opt_in: bool = False
+    payable_statuses: list[str] = Field(default_factory=lambda: ["open", "partially_paid"])
+
+    @field_validator("steps")
+    @classmethod
+    def _unique_steps(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v) or not v:
+            raise ValueError("cadence steps must be a non-empty list of distinct day offsets")
+        return sorted(v)
+
+
+class WindowSettings(BaseModel):
+    """Local send window in each recipient's zone, [start, end)."""
+
+    start: time = time(8, 0)
+    end: time = time(16, 0)
+    slot_minutes: int = Field(default=60, ge=5, le=240)
+
+    @model_validator(mode="after")
+    def _legal(self) -> WindowSettings:
+        if self.start < LEGAL_EARLIEST or self.end > LEGAL_LATEST:
+            raise ValueError(
+                f"send window {self.start:%H:%M}-{self.end:%H:%M} leaves the legal contact hours "
+                f"{LEGAL_EARLIEST:%H:%M}-{LEGAL_LATEST:%H:%M} recipient-local time"
+            )
+        if self.start >= self.end:
+            raise ValueError("send window start must be before its end")
+        return self
+
+
+class RenderSettings(BaseModel):
+    templates_dir: Path | None = Field(
+        default=None, description="Folder of *.txt templates; the bundled ones when unset."
+    )
+    payment_link_base: str = "https://pay.example.com/r/"
+    company_name: str = "Example Utilities"
+    support_phone: str = "+1 800 555 0100"
+    date_format: str = "MM/dd/yyyy"
+    default_locale: str = "en_US"
+    sms_max_segments: int = Field(default=3, ge=1, le=10)
+
+    @field_validator("payment_link_base")
+    @classmethod
+    def _https(cls, v: str) -> str:
+        if not v.startswith("https://"):
+            raise ValueError("payment_link_base must be an https:// URL")
+        return v if v.endswith("/") else v + "/"
+
+
+class QualitySettings(BaseModel):
+    max_quarantine_share: float = Field(default=0.25, ge=0, le=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="REMINDERS_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    data_dir: Path = Path("data")
+    warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
+    sources: SourcesSettings = Field(default_factory=SourcesSettings)
+    cadence: CadenceSettings = Field(default_factory=CadenceSettings)
+    window: WindowSettings = Field(default_factory=WindowSettings)
+    render: RenderSettings = Field(default_factory=RenderSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get("REMINDERS_CONFIG", "reminders.toml"))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
+        )
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings as JSON-safe values with secrets masked, for runs.parameters."""
+        return self.model_dump(mode="json")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load settings from environment and TOML file; ``overrides`` win over both."""
+    return Settings(**overrides)

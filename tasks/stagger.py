@@ -1,0 +1,150 @@
+"""Stagger: recipient-local send windows and an even spread of messages inside them.
+
+Time rules:
+
+- Windows are recipient-local ``[start, end)`` (default 08:00-16:00) computed per IANA zone and
+  local date with pendulum, then stored as naive UTC.
+- DST is resolved explicitly. A nonexistent local time (spring forward) moves forward by the
+  gap (02:30 on 2026-03-08 in New York is 03:30 EDT). An ambiguous one (fall back) takes the
+  *later* instant for a window start and the *earlier* for a window end, so the window can only
+  shrink, never reach outside the wall-clock hours asked for.
+- A customer whose zone is uncertain (several candidate zones) gets the intersection of the
+  candidates' windows; an empty intersection means no send.
+
+A wave is (channel, zone, local date, slot); slots are ``slot_minutes`` long from the window
+start. Messages of one (channel, zone, local date) are spread evenly over the part of the window
+after the run's as-of time, in message-key order, so slot loads differ by at most one.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
+
+import pendulum
+import polars as pl
+from pendulum.tz.exceptions import AmbiguousTime, NonExistingTime
+
+from tasks.settings import WindowSettings
+
+__all__ = ["local_to_utc", "plan_send_date", "send_window", "stagger", "zone_label"]
+
+Resolve = Literal["earlier", "later"]
+
+
+def local_to_utc(day: date, at: time, zone: str, *, ambiguous: Resolve) -> datetime:
+    """The naive-UTC instant of wall time ``day at`` in ``zone``.
+
+    Nonexistent times move forward by the DST gap; ambiguous ones take the ``ambiguous``
+    occurrence.
+    """
+    parts = (day.year, day.month, day.day, at.hour, at.minute, at.second)
+    try:
+        local = pendulum.datetime(*parts, tz=zone, raise_on_unknown_times=True)
+    except NonExistingTime:
+        local = pendulum.datetime(*parts, tz=zone, fold=1)
+    except AmbiguousTime:
+        local = pendulum.datetime(*parts, tz=zone, fold=0 if ambiguous == "earlier" else 1)
+    return local.in_timezone("UTC").naive()
+
+
+def zone_label(zones: Sequence[str]) -> str:
+    """The zone name used for waves and analysts: one zone, or candidates joined by '|'."""
+    return "|".join(zones)
+
+
+@functools.lru_cache(maxsize=65536)
+def _window(zones: tuple[str, ...], day: date, start: time, end: time) -> tuple[datetime, datetime]:
+    starts = [local_to_utc(day, start, z, ambiguous="later") for z in zones]
+    ends = [local_to_utc(day, end, z, ambiguous="earlier") for z in zones]
+    return max(starts), min(ends)
+
+
+def send_window(
+    zones: Sequence[str], day: date, window: WindowSettings
+) -> tuple[datetime, datetime] | None:
+    """Naive-UTC [start, end) of local date ``day`` in every zone of ``zones``, or None if empty."""
+    start, end = _window(tuple(zones), day, window.start, window.end)
+    return (start, end) if start < end else None
+
+
+def plan_send_date(
+    zones: Sequence[str], as_of: datetime, window: WindowSettings
+) -> tuple[date, datetime, datetime] | None:
+    """The first local date whose window (in all ``zones``) ends after ``as_of`` (naive UTC).
+
+    Returns (local date in the first zone, window start, window end) or None when the zones'
+    windows never overlap.
+    """
+    if not zones:
+        return None
+    here = pendulum.instance(as_of.replace(tzinfo=UTC)).in_timezone(zones[0]).date()
+    for offset in range(-1, 3):
+        day = here + timedelta(days=offset)
+        found = send_window(zones, day, window)
+        if found is not None and found[1] > as_of:
+            return day, found[0], found[1]
+    return None
+
+
+def stagger(planned: pl.DataFrame, *, as_of: datetime, window: WindowSettings) -> pl.DataFrame:
+    """Give each planned message a send time, slot and wave.
+
+    ``planned`` has one row per message: message_key, channel, time_zone (label), display_zone,
+    local_send_date, window_start_utc, window_end_utc. Adds send_at_utc, send_at_local, slot,
+    wave_id. Deterministic for the same input and ``as_of``.
+    """
+    group = ["channel", "time_zone", "local_send_date"]
+    earliest = pl.lit(as_of).dt.truncate("1m") + pl.duration(minutes=1)
+    spread = planned.with_columns(
+        pl.max_horizontal(pl.col("window_start_utc"), earliest).alias("_from"),
+        (pl.col("message_key").rank("ordinal").over(group) - 1).alias("_i"),
+        pl.len().over(group).alias("_n"),
+    ).with_columns(
+        (
+            pl.col("_from")
+            + pl.duration(
+                microseconds=(
+                    (pl.col("window_end_utc") - pl.col("_from")).dt.total_microseconds()
+                    * (pl.col("_i") + 0.5)
+                    / pl.col("_n")
+                ).cast(pl.Int64)
+            )
+        )
+        .dt.truncate("1s")
+        .alias("send_at_utc")
+    )
+    slot_us = window.slot_minutes * 60 * 1_000_000
+    spread = spread.with_columns(
+        ((pl.col("send_at_utc") - pl.col("window_start_utc")).dt.total_microseconds() // slot_us)
+        .cast(pl.Int32)
+        .alias("slot")
+    ).with_columns(
+        (pl.col("window_start_utc") + pl.duration(minutes=pl.col("slot") * window.slot_minutes))
+        .alias("wave_start_utc")
+    )
+    parts = []
+    for (zone,), part in spread.group_by(["display_zone"], maintain_order=True):
+        parts.append(
+            part.with_columns(
+                pl.col("send_at_utc")
+                .dt.replace_time_zone("UTC")
+                .dt.convert_time_zone(str(zone))
+                .dt.replace_time_zone(None)
+                .alias("send_at_local")
+            )
+        )
+    out = pl.concat(parts) if parts else spread.with_columns(send_at_local=pl.col("send_at_utc"))
+    return out.with_columns(
+        pl.concat_str(
+            [
+                pl.col("channel"),
+                pl.col("time_zone"),
+                pl.col("local_send_date").cast(pl.String),
+                pl.col("slot").cast(pl.String).str.zfill(2),
+            ],
+            separator=":",
+        ).alias("wave_id")
+    ).drop("_from", "_i", "_n")

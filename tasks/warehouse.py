@@ -1,0 +1,171 @@
+"""The warehouse: one SQLAlchemy URL, a DuckDB file by default or PostgreSQL.
+
+DDL lives in ``sql/migrations/NNNN_<what>.sql`` (a ``NNNN_<what>.postgres.sql`` sibling overrides
+it on PostgreSQL) and analyst views in ``sql/models/*.sql``; :func:`migrate` applies what is new
+and records it in ``schema_migrations``. Frames are bulk-loaded through Arrow on DuckDB and
+``COPY`` on PostgreSQL, inside the caller's transaction, so a load is all-or-nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+__all__ = [
+    "connect",
+    "make_engine",
+    "migrate",
+    "read_frame",
+    "write_frame",
+]
+
+log = logging.getLogger(__name__)
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def make_engine(url: str, *, schema: str | None = None) -> Engine:
+    """An engine for ``url``; on PostgreSQL every connection uses ``schema`` (created if absent).
+
+    DuckDB file URLs get their parent folder created.
+    """
+    parsed = sa.engine.make_url(url)
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "duckdb":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    elif parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        if schema:
+            kwargs["connect_args"] = {"options": f"-csearch_path={_checked_schema(schema)}"}
+    engine = sa.create_engine(parsed, **kwargs)
+    if schema:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"create schema if not exists {_checked_schema(schema)}")
+    if schema and engine.dialect.name == "duckdb":
+
+        @sa.event.listens_for(engine, "connect")
+        def _set_schema(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.execute(f"set schema '{schema}'")
+
+    return engine
+
+
+def _checked_schema(schema: str) -> str:
+    if not _SCHEMA_NAME.match(schema):
+        raise ValueError(f"schema name {schema!r} must be lower-case letters, digits, underscores")
+    return schema
+
+
+@contextmanager
+def connect(engine: Engine) -> Iterator[Connection]:
+    """A connection inside one transaction: committed on success, rolled back on error."""
+    with engine.begin() as conn:
+        yield conn
+
+
+def _sql_files(folder: str, dialect: str) -> list[tuple[str, str]]:
+    """(name, text) of the .sql files in ``sql/<folder>``, dialect overrides applied, sorted."""
+    root = resources.files("sql").joinpath(folder)
+    generic: dict[str, str] = {}
+    override: dict[str, str] = {}
+    for entry in root.iterdir():
+        name = entry.name
+        if not name.endswith(".sql"):
+            continue
+        parts = name[: -len(".sql")].split(".")
+        if len(parts) == 2 and parts[1] == dialect:
+            override[parts[0]] = entry.read_text(encoding="utf-8")
+        elif len(parts) == 1:
+            generic[parts[0]] = entry.read_text(encoding="utf-8")
+    merged = generic | override
+    return sorted(merged.items())
+
+
+def _statements(text: str) -> list[str]:
+    body = "\n".join(line for line in text.splitlines() if not line.strip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+def migrate(engine: Engine) -> list[str]:
+    """Apply new migrations, then (re)create the analyst views. Returns the versions applied."""
+    dialect = engine.dialect.name
+    applied: list[str] = []
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "create table if not exists schema_migrations "
+            "(version varchar primary key, applied_at_utc timestamp not null)"
+        )
+        done = {row[0] for row in conn.exec_driver_sql("select version from schema_migrations")}
+        for name, text in _sql_files("migrations", dialect):
+            if name in done:
+                continue
+            for statement in _statements(text):
+                conn.exec_driver_sql(statement)
+            conn.execute(
+                sa.text("insert into schema_migrations values (:v, :t)"),
+                {"v": name, "t": datetime.now(UTC).replace(tzinfo=None)},
+            )
+            applied.append(name)
+        for _name, text in _sql_files("models", dialect):
+            for statement in _statements(text):
+                conn.exec_driver_sql(statement)
+    if applied:
+        log.info("warehouse migrations applied: %s", ", ".join(applied))
+    return applied
+
+
+def write_frame(conn: Connection, table: str, frame: pl.DataFrame) -> int:
+    """Append ``frame`` to ``table`` (columns by name) inside the connection's transaction."""
+    if frame.height == 0:
+        return 0
+    columns = ", ".join(frame.columns)
+    if conn.dialect.name == "duckdb":
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        view = f"_load_{table}"
+        raw.register(view, frame.to_arrow())
+        try:
+            raw.execute(f"insert into {table} ({columns}) select {columns} from {view}")
+        finally:
+            raw.unregister(view)
+    elif conn.dialect.name == "postgresql":
+        buffer = io.BytesIO()
+        frame.write_csv(buffer, include_header=False, null_value="\\N", datetime_format=None)
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        with raw.cursor() as cur:  # type: ignore[attr-defined]
+            sql = f"copy {table} ({columns}) from stdin with (format csv, null '\\N')"
+            with cur.copy(sql) as copy:
+                copy.write(buffer.getvalue())
+    else:
+        rows = frame.to_dicts()
+        conn.execute(sa.table(table, *(sa.column(c) for c in frame.columns)).insert(), rows)
+    return frame.height
+
+
+def read_frame(
+    conn: Connection,
+    query: str,
+    params: dict[str, Any] | None = None,
+    schema: dict[str, pl.DataType] | Sequence[tuple[str, pl.DataType]] | None = None,
+) -> pl.DataFrame:
+    """Run ``query`` and return its rows as a polars frame (empty frames keep ``schema``)."""
+    result = conn.execute(sa.text(query), params or {})
+    names = list(result.keys())
+    rows = result.fetchall()
+    if schema is not None:
+        return pl.DataFrame(rows, schema=schema, orient="row")
+    return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
