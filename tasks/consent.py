@@ -39,7 +39,7 @@ def consent_state(events: pl.DataFrame) -> pl.DataFrame:
             .otherwise(pl.concat_list(pl.col("channel")))
             .alias("channel")
         )
-        .explode("channel")
+        .explode("channel", empty_as_null=True)
         .filter(pl.col("channel").is_in(CHANNELS))
     )
     latest = (

@@ -204,7 +204,7 @@ def decide(
         attempted.select(
             "message_key", "local_send_date", pl.col("invoice_ids").str.split(",").alias("inv")
         )
-        .explode("inv")
+        .explode("inv", empty_as_null=True)
         .rename({"inv": "invoice_id", "message_key": "_prior_key", "local_send_date": "_pd"})
     )
     attempt_counts = (

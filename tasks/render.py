@@ -308,4 +308,4 @@ def render_messages(
             "render_status": pl.String,
         },
     )
-    return pl.concat([messages, rendered], how="horizontal")
+    return messages.hstack(rendered)

@@ -157,8 +157,12 @@ class _Region:
     locales: tuple[tuple[str, float], ...]
     names: tuple[tuple[str, float], ...]
     phones: tuple[_Block, ...]
-    postal_prefixes: tuple[str, ...]
+    postal: tuple[str, ...]
     postal_tail: str
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(text.split(","))
 
 
 def _nanp(*areas: int) -> tuple[_Block, ...]:
@@ -212,25 +216,7 @@ _GB_PHONES = (
     _Block("44", "0", "29", "20180", 3, (4, 4), 1),
     _Block("44", "0", "28", "90180", 3, (4, 4), 1),
 )
-_GB_POSTAL = (
-    "SW1A",
-    "EC1A",
-    "N1",
-    "E2",
-    "SE1",
-    "W1D",
-    "M1",
-    "M4",
-    "LS1",
-    "B1",
-    "G1",
-    "EH1",
-    "BS1",
-    "L1",
-    "NE1",
-    "CF10",
-    "BT1",
-)
+_GB_POSTAL = _csv("SW1A,EC1A,N1,E2,SE1,W1D,M1,M4,LS1,B1,G1,EH1,BS1,L1,NE1,CF10,BT1")
 _AU_NAMES = (
     ("en_AU", 70),
     ("zh_CN", 8),
@@ -259,356 +245,200 @@ _NZ_MOBILES = (
     _Block("64", "0", "27", "", 7, (3, 4), 25),
 )
 
+# fmt: off
 _REGIONS: tuple[_Region, ...] = (
     _Region(
-        "US-NY",
-        "US",
-        "America/New_York",
-        14,
-        "US/Eastern",
-        "GB-LON",
-        _US_LOCALES,
-        _US_NAMES,
-        _nanp(212, 718, 917, 646, 347, 929, 516, 631, 914, 201, 973, 617, 305, 404, 215, 704),
-        ("100", "101", "104", "112", "113", "117", "021", "073", "191", "303", "331", "282"),
-        "##",
+        "US-NY", "US", "America/New_York", 14, alias="US/Eastern", foreign="GB-LON",
+        locales=_US_LOCALES, names=_US_NAMES,
+        phones=_nanp(212, 718, 917, 646, 347, 929, 516, 631, 914, 201, 973, 617, 305, 404, 215,
+                     704),
+        postal=("100", "101", "104", "112", "113", "117", "021", "073", "191", "303", "331", "282"),
+        postal_tail="##",
     ),
     _Region(
-        "US-CHI",
-        "US",
-        "America/Chicago",
-        9,
-        "US/Central",
-        "GB-LON",
-        _US_LOCALES,
-        _US_NAMES,
-        _nanp(312, 773, 872, 847, 630, 708, 214, 713, 512, 612, 314, 615),
-        ("606", "607", "604", "752", "770", "787", "554", "631", "372"),
-        "##",
+        "US-CHI", "US", "America/Chicago", 9, alias="US/Central", foreign="GB-LON",
+        locales=_US_LOCALES, names=_US_NAMES,
+        phones=_nanp(312, 773, 872, 847, 630, 708, 214, 713, 512, 612, 314, 615),
+        postal=("606", "607", "604", "752", "770", "787", "554", "631", "372"),
+        postal_tail="##",
     ),
     _Region(
-        "US-DEN",
-        "US",
-        "America/Denver",
-        3,
-        "US/Mountain",
-        "MX-CDMX",
-        _US_LOCALES,
-        _US_NAMES,
-        _nanp(303, 720, 970, 801, 505, 406),
-        ("802", "803", "805", "841", "871", "591"),
-        "##",
+        "US-DEN", "US", "America/Denver", 3, alias="US/Mountain", foreign="MX-CDMX",
+        locales=_US_LOCALES, names=_US_NAMES,
+        phones=_nanp(303, 720, 970, 801, 505, 406),
+        postal=("802", "803", "805", "841", "871", "591"),
+        postal_tail="##",
     ),
     _Region(
-        "US-PHX",
-        "US",
-        "America/Phoenix",
-        2.5,
-        "US/Arizona",
-        "MX-CDMX",
-        _US_LOCALES,
-        _US_NAMES,
-        _nanp(602, 480, 623, 520, 928),
-        ("850", "852", "853", "857", "863"),
-        "##",
+        "US-PHX", "US", "America/Phoenix", 2.5, alias="US/Arizona", foreign="MX-CDMX",
+        locales=_US_LOCALES, names=_US_NAMES,
+        phones=_nanp(602, 480, 623, 520, 928),
+        postal=("850", "852", "853", "857", "863"),
+        postal_tail="##",
     ),
     _Region(
-        "US-LA",
-        "US",
-        "America/Los_Angeles",
-        8,
-        "US/Pacific",
-        "GB-LON",
-        _US_LOCALES,
-        _US_NAMES,
-        _nanp(213, 310, 323, 818, 626, 415, 408, 206, 503, 702),
-        ("900", "902", "913", "941", "951", "981", "972", "891"),
-        "##",
+        "US-LA", "US", "America/Los_Angeles", 8, alias="US/Pacific", foreign="GB-LON",
+        locales=_US_LOCALES, names=_US_NAMES,
+        phones=_nanp(213, 310, 323, 818, 626, 415, 408, 206, 503, 702),
+        postal=("900", "902", "913", "941", "951", "981", "972", "891"),
+        postal_tail="##",
     ),
     _Region(
-        "US-HNL",
-        "US",
-        "Pacific/Honolulu",
-        1.5,
-        "US/Hawaii",
-        "AU-SYD",
-        _US_LOCALES,
-        _US_NAMES,
-        _nanp(808),
-        ("967", "968"),
-        "##",
+        "US-HNL", "US", "Pacific/Honolulu", 1.5, alias="US/Hawaii", foreign="AU-SYD",
+        locales=_US_LOCALES, names=_US_NAMES,
+        phones=_nanp(808),
+        postal=("967", "968"),
+        postal_tail="##",
     ),
     _Region(
-        "CA-TOR",
-        "CA",
-        "America/Toronto",
-        4.5,
-        "Canada/Eastern",
-        "US-NY",
-        (("en_CA", 92), ("fr_CA", 8)),
-        _CA_NAMES,
-        _nanp(416, 647, 437, 905, 289, 613),
-        ("M5V", "M4C", "M6G", "M2N", "L5B", "K1P", "L4C"),
-        " #?#",
+        "CA-TOR", "CA", "America/Toronto", 4.5, alias="Canada/Eastern", foreign="US-NY",
+        locales=(("en_CA", 92), ("fr_CA", 8)), names=_CA_NAMES,
+        phones=_nanp(416, 647, 437, 905, 289, 613),
+        postal=("M5V", "M4C", "M6G", "M2N", "L5B", "K1P", "L4C"),
+        postal_tail=" #?#",
     ),
     _Region(
-        "CA-QC",
-        "CA",
-        "America/Toronto",
-        3,
-        "Canada/Eastern",
-        "FR-PAR",
-        (("fr_CA", 80), ("en_CA", 20)),
-        (("fr_CA", 80), ("en_US", 10), ("accented", 10)),
-        _nanp(514, 438, 450, 418, 581),
-        ("H2X", "H3B", "H2T", "G1R", "J4K", "J7Y"),
-        " #?#",
+        "CA-QC", "CA", "America/Toronto", 3, alias="Canada/Eastern", foreign="FR-PAR",
+        locales=(("fr_CA", 80), ("en_CA", 20)),
+        names=(("fr_CA", 80), ("en_US", 10), ("accented", 10)),
+        phones=_nanp(514, 438, 450, 418, 581),
+        postal=("H2X", "H3B", "H2T", "G1R", "J4K", "J7Y"),
+        postal_tail=" #?#",
     ),
     _Region(
-        "CA-VAN",
-        "CA",
-        "America/Vancouver",
-        3,
-        "Canada/Pacific",
-        "US-LA",
-        (("en_CA", 92), ("fr_CA", 8)),
-        _CA_NAMES,
-        _nanp(604, 778, 236, 250),
-        ("V6B", "V5K", "V6Z", "V8W", "V3H"),
-        " #?#",
+        "CA-VAN", "CA", "America/Vancouver", 3, alias="Canada/Pacific", foreign="US-LA",
+        locales=(("en_CA", 92), ("fr_CA", 8)), names=_CA_NAMES,
+        phones=_nanp(604, 778, 236, 250),
+        postal=("V6B", "V5K", "V6Z", "V8W", "V3H"),
+        postal_tail=" #?#",
     ),
     _Region(
-        "CA-NL",
-        "CA",
-        "America/St_Johns",
-        1.5,
-        "Canada/Newfoundland",
-        "GB-LON",
-        (("en_CA", 100),),
-        (("en_US", 80), ("en_GB", 10), ("fr_CA", 5), ("accented", 5)),
-        _nanp(709),
-        ("A1C", "A1B", "A1E", "A0K", "A2H"),
-        " #?#",
+        "CA-NL", "CA", "America/St_Johns", 1.5, alias="Canada/Newfoundland", foreign="GB-LON",
+        locales=(("en_CA", 100),),
+        names=(("en_US", 80), ("en_GB", 10), ("fr_CA", 5), ("accented", 5)),
+        phones=_nanp(709),
+        postal=("A1C", "A1B", "A1E", "A0K", "A2H"),
+        postal_tail=" #?#",
     ),
     _Region(
-        "GB-LON",
-        "GB",
-        "Europe/London",
-        9,
-        "GB",
-        "US-NY",
-        (("en_GB", 100),),
-        _GB_NAMES,
-        _GB_PHONES,
-        _GB_POSTAL,
-        " #??",
+        "GB-LON", "GB", "Europe/London", 9, alias="GB", foreign="US-NY",
+        locales=(("en_GB", 100),), names=_GB_NAMES,
+        phones=_GB_PHONES, postal=_GB_POSTAL, postal_tail=" #??",
     ),
     _Region(
-        "IN-DEL",
-        "IN",
-        "Asia/Kolkata",
-        4,
-        "Asia/Calcutta",
-        "NP-KTM",
-        (("en_IN", 60), ("hi_IN", 40)),
-        (("hi_IN", 55), ("en_IN", 45)),
-        (
+        "IN-DEL", "IN", "Asia/Kolkata", 4, alias="Asia/Calcutta", foreign="NP-KTM",
+        locales=(("en_IN", 60), ("hi_IN", 40)), names=(("hi_IN", 55), ("en_IN", 45)),
+        phones=(
             _Block("91", "0", None, "98", 8, (5, 5), 35),
             _Block("91", "0", None, "97", 8, (5, 5), 25),
             _Block("91", "0", None, "70", 8, (5, 5), 25),
             _Block("91", "0", "11", "2", 7, (4, 4), 15),
         ),
-        ("110",),
-        "###",
+        postal=("110",),
+        postal_tail="###",
     ),
     _Region(
-        "IN-MUM",
-        "IN",
-        "Asia/Kolkata",
-        3,
-        "Asia/Calcutta",
-        "GB-LON",
-        (("en_IN", 70), ("hi_IN", 30)),
-        (("hi_IN", 45), ("en_IN", 55)),
-        (
+        "IN-MUM", "IN", "Asia/Kolkata", 3, alias="Asia/Calcutta", foreign="GB-LON",
+        locales=(("en_IN", 70), ("hi_IN", 30)), names=(("hi_IN", 45), ("en_IN", 55)),
+        phones=(
             _Block("91", "0", None, "98", 8, (5, 5), 40),
             _Block("91", "0", None, "90", 8, (5, 5), 35),
             _Block("91", "0", None, "70", 8, (5, 5), 25),
         ),
-        ("400",),
-        "###",
+        postal=("400",),
+        postal_tail="###",
     ),
     _Region(
-        "NP-KTM",
-        "NP",
-        "Asia/Kathmandu",
-        4,
-        "Asia/Katmandu",
-        "IN-DEL",
-        (("ne_NP", 75), ("en", 25)),
-        (("ne_NP", 75), ("hi_IN", 15), ("en_IN", 10)),
-        (
+        "NP-KTM", "NP", "Asia/Kathmandu", 4, alias="Asia/Katmandu", foreign="IN-DEL",
+        locales=(("ne_NP", 75), ("en", 25)),
+        names=(("ne_NP", 75), ("hi_IN", 15), ("en_IN", 10)),
+        phones=(
             _Block("977", "", None, "984", 7, (3, 7), 45),
             _Block("977", "", None, "985", 7, (3, 7), 25),
             _Block("977", "", None, "980", 7, (3, 7), 15),
             _Block("977", "0", "1", "4", 6, (3, 4), 15),
         ),
-        ("44600", "44601", "44602", "44700", "44800", "33700"),
-        "",
+        postal=("44600", "44601", "44602", "44700", "44800", "33700"),
+        postal_tail="",
     ),
     _Region(
-        "AU-SYD",
-        "AU",
-        "Australia/Sydney",
-        5,
-        "Australia/NSW",
-        "NZ-AKL",
-        (("en_AU", 100),),
-        _AU_NAMES,
-        _au_phones("2"),
-        ("20", "21"),
-        "##",
+        "AU-SYD", "AU", "Australia/Sydney", 5, alias="Australia/NSW", foreign="NZ-AKL",
+        locales=(("en_AU", 100),), names=_AU_NAMES,
+        phones=_au_phones("2"), postal=("20", "21"), postal_tail="##",
     ),
     _Region(
-        "AU-MEL",
-        "AU",
-        "Australia/Melbourne",
-        2,
-        "Australia/Victoria",
-        "NZ-AKL",
-        (("en_AU", 100),),
-        _AU_NAMES,
-        _au_phones("3"),
-        ("30", "31"),
-        "##",
+        "AU-MEL", "AU", "Australia/Melbourne", 2, alias="Australia/Victoria", foreign="NZ-AKL",
+        locales=(("en_AU", 100),), names=_AU_NAMES,
+        phones=_au_phones("3"), postal=("30", "31"), postal_tail="##",
     ),
     _Region(
-        "AU-BNE",
-        "AU",
-        "Australia/Brisbane",
-        1.5,
-        "Australia/Queensland",
-        "NZ-AKL",
-        (("en_AU", 100),),
-        _AU_NAMES,
-        _au_phones("7"),
-        ("40", "41"),
-        "##",
+        "AU-BNE", "AU", "Australia/Brisbane", 1.5, alias="Australia/Queensland", foreign="NZ-AKL",
+        locales=(("en_AU", 100),), names=_AU_NAMES,
+        phones=_au_phones("7"), postal=("40", "41"), postal_tail="##",
     ),
     _Region(
-        "AU-PER",
-        "AU",
-        "Australia/Perth",
-        2.5,
-        "Australia/West",
-        "GB-LON",
-        (("en_AU", 100),),
-        _AU_NAMES,
-        _au_phones("8"),
-        ("60", "61"),
-        "##",
+        "AU-PER", "AU", "Australia/Perth", 2.5, alias="Australia/West", foreign="GB-LON",
+        locales=(("en_AU", 100),), names=_AU_NAMES,
+        phones=_au_phones("8"), postal=("60", "61"), postal_tail="##",
     ),
     _Region(
-        "AU-LHI",
-        "AU",
-        "Australia/Lord_Howe",
-        1.5,
-        "Australia/LHI",
-        "NZ-AKL",
-        (("en_AU", 100),),
-        _AU_NAMES,
-        _au_phones("2"),
-        ("2898",),
-        "",
+        "AU-LHI", "AU", "Australia/Lord_Howe", 1.5, alias="Australia/LHI", foreign="NZ-AKL",
+        locales=(("en_AU", 100),), names=_AU_NAMES,
+        phones=_au_phones("2"), postal=("2898",), postal_tail="",
     ),
     _Region(
-        "NZ-AKL",
-        "NZ",
-        "Pacific/Auckland",
-        5,
-        "NZ",
-        "AU-SYD",
-        (("en_NZ", 85), ("mi_NZ", 15)),
-        _NZ_NAMES,
-        (*_NZ_MOBILES, _Block("64", "0", "9", "3", 6, (3, 4), 15)),
-        ("10", "20", "06", "26"),
-        "##",
+        "NZ-AKL", "NZ", "Pacific/Auckland", 5, alias="NZ", foreign="AU-SYD",
+        locales=(("en_NZ", 85), ("mi_NZ", 15)), names=_NZ_NAMES,
+        phones=(*_NZ_MOBILES, _Block("64", "0", "9", "3", 6, (3, 4), 15)),
+        postal=("10", "20", "06", "26"),
+        postal_tail="##",
     ),
     _Region(
-        "NZ-CHA",
-        "NZ",
-        "Pacific/Chatham",
-        1.5,
-        "NZ-CHAT",
-        "AU-SYD",
-        (("en_NZ", 80), ("mi_NZ", 20)),
-        _NZ_NAMES,
-        (*_NZ_MOBILES, _Block("64", "0", "3", "305", 4, (3, 4), 40)),
-        ("8942",),
-        "",
+        "NZ-CHA", "NZ", "Pacific/Chatham", 1.5, alias="NZ-CHAT", foreign="AU-SYD",
+        locales=(("en_NZ", 80), ("mi_NZ", 20)), names=_NZ_NAMES,
+        phones=(*_NZ_MOBILES, _Block("64", "0", "3", "305", 4, (3, 4), 40)),
+        postal=("8942",),
+        postal_tail="",
     ),
     _Region(
-        "DE-BER",
-        "DE",
-        "Europe/Berlin",
-        3,
-        None,
-        "FR-PAR",
-        (("de_DE", 100),),
-        (("de_DE", 80), ("ru_RU", 5), ("uk_UA", 5), ("accented", 10)),
-        (
+        "DE-BER", "DE", "Europe/Berlin", 3, alias=None, foreign="FR-PAR",
+        locales=(("de_DE", 100),),
+        names=(("de_DE", 80), ("ru_RU", 5), ("uk_UA", 5), ("accented", 10)),
+        phones=(
             _Block("49", "0", "1512", "", 7, (3, 4), 40),
             _Block("49", "0", "170", "", 7, (3, 4), 30),
             _Block("49", "0", "30", "2", 7, (4, 4), 30),
         ),
-        ("10", "12", "13"),
-        "###",
+        postal=("10", "12", "13"),
+        postal_tail="###",
     ),
     _Region(
-        "FR-PAR",
-        "FR",
-        "Europe/Paris",
-        3,
-        None,
-        "DE-BER",
-        (("fr_FR", 100),),
-        (("fr_FR", 85), ("accented", 10), ("ru_RU", 5)),
-        (
+        "FR-PAR", "FR", "Europe/Paris", 3, alias=None, foreign="DE-BER",
+        locales=(("fr_FR", 100),), names=(("fr_FR", 85), ("accented", 10), ("ru_RU", 5)),
+        phones=(
             _Block("33", "0", "6", "12", 6, (2, 2, 2, 2), 45),
             _Block("33", "0", "7", "5", 7, (2, 2, 2, 2), 25),
             _Block("33", "0", "1", "9900", 4, (2, 2, 2, 2), 30),
         ),
-        ("7500", "7501"),
-        "#",
+        postal=("7500", "7501"),
+        postal_tail="#",
     ),
     _Region(
-        "MX-CDMX",
-        "MX",
-        "America/Mexico_City",
-        3,
-        "Mexico/General",
-        "US-LA",
-        (("es_MX", 100),),
-        (("es_MX", 90), ("accented", 10)),
-        (_Block("52", "", "55", "", 8, (4, 4)),),
-        ("0", "1"),
-        "####",
+        "MX-CDMX", "MX", "America/Mexico_City", 3, alias="Mexico/General", foreign="US-LA",
+        locales=(("es_MX", 100),), names=(("es_MX", 90), ("accented", 10)),
+        phones=(_Block("52", "", "55", "", 8, (4, 4)),),
+        postal=("0", "1"),
+        postal_tail="####",
     ),
     _Region(
-        "MX-CUN",
-        "MX",
-        "America/Cancun",
-        1,
-        None,
-        "US-NY",
-        (("es_MX", 100),),
-        (("es_MX", 90), ("accented", 10)),
-        (_Block("52", "", "998", "", 7, (3, 4)),),
-        ("775",),
-        "##",
+        "MX-CUN", "MX", "America/Cancun", 1, alias=None, foreign="US-NY",
+        locales=(("es_MX", 100),), names=(("es_MX", 90), ("accented", 10)),
+        phones=(_Block("52", "", "998", "", 7, (3, 4)),),
+        postal=("775",),
+        postal_tail="##",
     ),
 )
-_REGION_BY_CODE = {r.code: r for r in _REGIONS}
+# fmt: on
 _CURRENCY = {
     "US": "USD",
     "CA": "CAD",
@@ -634,86 +464,22 @@ _USD_RATE = {
 }
 _WHOLE_UNIT_CURRENCIES = ("INR", "NPR")
 
-_ACCENTED_FIRST = (
-    "José",
-    "Zoë",
-    "Ægir",
-    "François",
-    "Björn",
-    "Łukasz",
-    "Siobhán",
-    "Chloé",
-    "Renée",
-    "Søren",
-    "Íñigo",
-    "Øystein",
-    "Anaïs",
-    "Dagný",
-    "Þór",
-    "Małgorzata",
-    "Jürgen",
-    "Ángel",
-    "Noémie",
-    "Ciarán",
+_ACCENTED_FIRST = _csv(
+    "José,Zoë,Ægir,François,Björn,Łukasz,Siobhán,Chloé,Renée,Søren,Íñigo,Øystein,"
+    "Anaïs,Dagný,Þór,Małgorzata,Jürgen,Ángel,Noémie,Ciarán"
 )
-_ACCENTED_LAST = (
-    "Núñez",
-    "Müller",
-    "Ødegård",
-    "Ó Briain",
-    "Gómez",
-    "Łukaszewicz",
-    "Þórsson",
-    "Brontë",
-    "Dvořák",
-    "Søndergaard",
-    "Peña",
-    "Çelik",
-    "Żółć",
-    "Nguyễn",
-    "Lefèvre",
-    "García Márquez",
-    "O'Connor",
-    "van der Berg",
-    "Smith-Jones",
-    "Ægisdóttir",
+_ACCENTED_LAST = _csv(
+    "Núñez,Müller,Ødegård,Ó Briain,Gómez,Łukaszewicz,Þórsson,Brontë,Dvořák,"
+    "Søndergaard,Peña,Çelik,Żółć,Nguyễn,Lefèvre,García Márquez,O'Connor,"
+    "van der Berg,Smith-Jones,Ægisdóttir"
 )
-_MAORI_FIRST = (
-    "Tāne",
-    "Mere",
-    "Wiremu",
-    "Hēmi",
-    "Āwhina",
-    "Rāwiri",
-    "Mānia",
-    "Kahurangi",
-    "Ngaio",
-    "Aroha",
-    "Tamatea",
-    "Hōne",
-    "Marama",
-    "Tūī",
-    "Kōwhai",
-    "Mātiu",
-    "Hinewai",
-    "Te Ao",
+_MAORI_FIRST = _csv(
+    "Tāne,Mere,Wiremu,Hēmi,Āwhina,Rāwiri,Mānia,Kahurangi,Ngaio,Aroha,Tamatea,Hōne,"
+    "Marama,Tūī,Kōwhai,Mātiu,Hinewai,Te Ao"
 )
-_MAORI_LAST = (
-    "Ngata",
-    "Te Whiti",
-    "Pōmare",
-    "Parata",
-    "Wātene",
-    "Tāwhai",
-    "Rangihau",
-    "Kīngi",
-    "Tūrei",
-    "Horomona",
-    "Te Rangi",
-    "Tāmihana",
-    "Whāanga",
-    "Mōrehu",
-    "Tūhiwai",
+_MAORI_LAST = _csv(
+    "Ngata,Te Whiti,Pōmare,Parata,Wātene,Tāwhai,Rangihau,Kīngi,Tūrei,Horomona,"
+    "Te Rangi,Tāmihana,Whāanga,Mōrehu,Tūhiwai"
 )
 _KOREAN_ASCII = (
     ("minjun", "kim"),
@@ -733,20 +499,93 @@ _FOLD = str.maketrans(
     {"æ": "ae", "Æ": "Ae", "ø": "o", "Ø": "O", "ß": "ss", "ł": "l", "Ł": "L", "þ": "th"}
     | {"Þ": "Th", "đ": "d", "ð": "d", "ʼ": ""}
 )
-_CYRILLIC = dict(
-    zip(
-        "абвгґдеєёжзиіїйклмнопрстуфхцчшщъыьэюя",
-        "a b v g g d e ye yo zh z i i yi y k l m n o p r s t u f kh ts ch sh shch _ y _ e yu ya".replace(
-            "_", ""
-        ).split(" "),
-        strict=True,
-    )
+_CYRILLIC_LATIN = (
+    "a b v g g d e ye yo zh z i i yi y k l m n o p r s t u f kh ts ch sh shch - y - e yu ya"
 )
+_CYRILLIC = {
+    c: ("" if latin == "-" else latin)
+    for c, latin in zip(
+        "абвгґдеєёжзиіїйклмнопрстуфхцчшщъыьэюя", _CYRILLIC_LATIN.split(" "), strict=True
+    )
+}
 
 _VANITY = ("1-800-PAY-BILL", "1-888-555-CASH", "1-877-MY-LOANS", "1-800-FLOWERS", "0800 BILLS")
 _GARBAGE = ("n/a", "N/A", "none", "-", "unknown", "0", "000-000-0000", "tbd", "call office", "?")
 _BAD_ZONES = ("EST5", "Mars/Olympus", "GMT+3", "Pacific Time", "IST", "+05:45", "UTC+5:30")
 _CHANNEL_MESS = ("SMS", "Email", "e-mail", "text", "whatsapp", "phone")
+
+
+_PHONE_MESS = (
+    ("null", 0.025),
+    ("blank", 0.005),
+    ("garbage", 0.015),
+    ("short", 0.015),
+    ("vanity", 0.005),
+    ("wrong_country", 0.01),
+    ("household", 0.02),
+)
+_PHONE_LAYOUTS = (
+    ("e164", 0.22),
+    ("intl", 0.22),
+    ("dashes", 0.08),
+    ("dots", 0.05),
+    ("compact", 0.06),
+    ("ext", 0.03),
+    ("idd", 0.02),
+)
+_EMAIL_MESS = (
+    ("null", 0.03),
+    ("invalid", 0.04),
+    ("mixed", 0.07),
+    ("padded", 0.04),
+    ("mixed_padded", 0.01),
+)
+_BAD_EMAIL_KINDS = ("no_domain", "no_at", "tiny", "double_at", "space", "no_tld")
+_INVOICE_MESS = (
+    ("negative", 0.0015),
+    ("comma", 0.001),
+    ("abc", 0.0005),
+    ("zzz", 0.0015),
+    ("dmy", 0.001),
+    ("null_due", 0.001),
+    ("weird", 0.001),
+    ("orphan", 0.001),
+    ("dup_id", 0.001),
+)
+_CONSENT_SHARES = (
+    ("sms", 0.17),
+    ("email", 0.08),
+    ("none", 0.02),
+    ("stop_keyword", 0.025),
+    ("email_out", 0.015),
+    ("all_out", 0.01),
+    ("sms_out_crm", 0.01),
+    ("conflict", 0.005),
+    ("restart", 0.01),
+    ("all_in", 0.005),
+)
+_SMS_IN = ("sms", "opt_in", "*", 0, True)
+_EMAIL_IN = ("email", "opt_in", "*", 0, True)
+_CONSENT_TEMPLATES: dict[str, tuple[tuple[str, str, str, int, bool], ...]] = {
+    "both": (_SMS_IN, _EMAIL_IN),
+    "sms": (_SMS_IN,),
+    "email": (_EMAIL_IN,),
+    "stop_keyword": (_SMS_IN, _EMAIL_IN, ("sms", "opt_out", "inbound_keyword", 1, True)),
+    "email_out": (_SMS_IN, _EMAIL_IN, ("email", "opt_out", "web_form", 1, True)),
+    "all_out": (_SMS_IN, _EMAIL_IN, ("all", "opt_out", "agent", 1, True)),
+    "sms_out_crm": (_SMS_IN, ("sms", "opt_out", "crm", 1, True)),
+    "conflict": (
+        ("sms", "opt_in", "crm", 0, False),
+        ("sms", "opt_out", "crm", 0, False),
+        _EMAIL_IN,
+    ),
+    "restart": (
+        _SMS_IN,
+        ("sms", "opt_in", "inbound_keyword", 2, True),
+        ("sms", "opt_out", "inbound_keyword", 1, True),
+    ),
+    "all_in": (("all", "opt_in", "crm", 0, True),),
+}
 
 
 def generate(n_customers: int, *, seed: int = 7, as_of: date) -> SampleData:
@@ -856,8 +695,7 @@ class _Gen:
         pools = _name_pools()
         sizes = pools.group_by("pool", maintain_order=True).len()
         table = {r.code: r.names for r in _REGIONS}
-        df = df.with_columns(self.uniform("name_pool", n).alias("_u"))
-        df = _pick(df, "_u", "region", table, "pool")
+        df = df.with_columns(pool=_pick(df["region"], self.uniform("name_pool", n), table))
         df = df.join(sizes, on="pool", how="left", maintain_order="left").with_columns(
             idx=(self.uniform("name_idx", n) * pl.col("len")).cast(pl.Int64)
         )
@@ -885,7 +723,7 @@ class _Gen:
             last_name=pl.when(form == "full_only")
             .then(pl.lit(None, pl.String))
             .otherwise(pl.col("last")),
-        ).drop("_u", "len", "idx", "first", "last")
+        ).drop("len", "idx", "first", "last")
 
     def _phones(self, df: pl.DataFrame) -> pl.DataFrame:
         n = df.height
@@ -953,8 +791,8 @@ class _Gen:
             r.code: tuple((f"{r.code}#{i}", b.weight) for i, b in enumerate(r.phones))
             for r in _REGIONS
         }
-        df = df.with_columns(self.uniform(f"{stream}_block", df.height).alias("_u"))
-        df = _pick(df, "_u", "region", table, "block")
+        block = _pick(df["region"], self.uniform(f"{stream}_block", df.height), table)
+        df = df.with_columns(block=block)
         df = df.join(blocks, on="block", how="left", maintain_order="left")
         rank = pl.int_range(pl.len()).over("block") + rank_offset
         number = (rank * pl.col("mult") + pl.col("offset")) % pl.col("modulus")
@@ -1054,8 +892,8 @@ class _Gen:
             .otherwise(pl.col("zone"))
         )
 
-        df = df.with_columns(self.uniform("locale", n).alias("_u"))
-        df = _pick(df, "_u", "region", {r.code: r.locales for r in _REGIONS}, "_locale")
+        table = {r.code: r.locales for r in _REGIONS}
+        df = df.with_columns(_locale=_pick(df["region"], self.uniform("locale", n), table))
         locale_kind = self.exact("locale_mess", n, [("null", 0.08), ("hyphen", 0.10)], "")
         locale = (
             pl.when(locale_kind == "null")
@@ -1076,13 +914,12 @@ class _Gen:
         )
         return df.with_columns(
             preferred_timezone=tz, locale=locale, preferred_channel=channel
-        ).drop("_u", "_locale")
+        ).drop("_locale")
 
     def _postal(self, df: pl.DataFrame) -> pl.DataFrame:
         n = df.height
-        table = {r.code: tuple((p, 1.0) for p in r.postal_prefixes) for r in _REGIONS}
-        df = df.with_columns(self.uniform("postal_prefix", n).alias("_u"))
-        df = _pick(df, "_u", "region", table, "_prefix")
+        table = {r.code: tuple((p, 1.0) for p in r.postal) for r in _REGIONS}
+        df = df.with_columns(_prefix=_pick(df["region"], self.uniform("postal_prefix", n), table))
         digits = [
             (self.uniform(f"postal_d{i}", n) * 10).cast(pl.Int64).cast(pl.String) for i in range(4)
         ]
@@ -1136,7 +973,7 @@ class _Gen:
             .then(postal.str.strip_chars_start("0"))
             .otherwise(postal)
         )
-        return df.with_columns(postal_code=postal).drop("_u", "_prefix")
+        return df.with_columns(postal_code=postal).drop("_prefix")
 
     def invoices(self, known: pl.DataFrame) -> pl.DataFrame:
         m = known.height
@@ -1176,7 +1013,7 @@ class _Gen:
         rate = currency.replace_strict(_USD_RATE, return_dtype=pl.Float64)
         whole = currency.is_in(_WHOLE_UNIT_CURRENCIES)
         local = (usd.clip(5.0, 20_000.0) * rate).clip(1.0, None)
-        cents = pl.when(whole).then((local.round(0) * 100)).otherwise((local * 100).round(0))
+        cents = pl.when(whole).then(local.round(0) * 100).otherwise((local * 100).round(0))
         remaining = (self.uniform("partial_share", n) * 0.6 + 0.2) * pl.col("_cents")
         inv = inv.with_columns(
             status=status,
@@ -1356,79 +1193,6 @@ class _Gen:
         return rows.sort("customer_id", "_at").with_columns(attempted_at=self.ts(pl.col("_at")))
 
 
-_PHONE_MESS = (
-    ("null", 0.025),
-    ("blank", 0.005),
-    ("garbage", 0.015),
-    ("short", 0.015),
-    ("vanity", 0.005),
-    ("wrong_country", 0.01),
-    ("household", 0.02),
-)
-_PHONE_LAYOUTS = (
-    ("e164", 0.22),
-    ("intl", 0.22),
-    ("dashes", 0.08),
-    ("dots", 0.05),
-    ("compact", 0.06),
-    ("ext", 0.03),
-    ("idd", 0.02),
-)
-_EMAIL_MESS = (
-    ("null", 0.03),
-    ("invalid", 0.04),
-    ("mixed", 0.07),
-    ("padded", 0.04),
-    ("mixed_padded", 0.01),
-)
-_BAD_EMAIL_KINDS = ("no_domain", "no_at", "tiny", "double_at", "space", "no_tld")
-_INVOICE_MESS = (
-    ("negative", 0.0015),
-    ("comma", 0.001),
-    ("abc", 0.0005),
-    ("zzz", 0.0015),
-    ("dmy", 0.001),
-    ("null_due", 0.001),
-    ("weird", 0.001),
-    ("orphan", 0.001),
-    ("dup_id", 0.001),
-)
-_CONSENT_SHARES = (
-    ("sms", 0.17),
-    ("email", 0.08),
-    ("none", 0.02),
-    ("stop_keyword", 0.025),
-    ("email_out", 0.015),
-    ("all_out", 0.01),
-    ("sms_out_crm", 0.01),
-    ("conflict", 0.005),
-    ("restart", 0.01),
-    ("all_in", 0.005),
-)
-_SMS_IN = ("sms", "opt_in", "*", 0, True)
-_EMAIL_IN = ("email", "opt_in", "*", 0, True)
-_CONSENT_TEMPLATES: dict[str, tuple[tuple[str, str, str, int, bool], ...]] = {
-    "both": (_SMS_IN, _EMAIL_IN),
-    "sms": (_SMS_IN,),
-    "email": (_EMAIL_IN,),
-    "stop_keyword": (_SMS_IN, _EMAIL_IN, ("sms", "opt_out", "inbound_keyword", 1, True)),
-    "email_out": (_SMS_IN, _EMAIL_IN, ("email", "opt_out", "web_form", 1, True)),
-    "all_out": (_SMS_IN, _EMAIL_IN, ("all", "opt_out", "agent", 1, True)),
-    "sms_out_crm": (_SMS_IN, ("sms", "opt_out", "crm", 1, True)),
-    "conflict": (
-        ("sms", "opt_in", "crm", 0, False),
-        ("sms", "opt_out", "crm", 0, False),
-        _EMAIL_IN,
-    ),
-    "restart": (
-        _SMS_IN,
-        ("sms", "opt_in", "inbound_keyword", 2, True),
-        ("sms", "opt_out", "inbound_keyword", 1, True),
-    ),
-    "all_in": (("all", "opt_in", "crm", 0, True),),
-}
-
-
 def _format_phone(layout: pl.Expr, ext: pl.Expr) -> pl.Expr:
     cc, trunk, area = pl.col("cc"), pl.col("trunk"), pl.col("area")
     groups = [pl.col(f"g{i}") for i in range(1, 5)]
@@ -1515,25 +1279,22 @@ def _exact(rng: random.Random, n: int, shares: Sequence[tuple[str, float]], rest
 
 
 def _pick(
-    df: pl.DataFrame,
-    u: str,
-    key: str,
-    table: Mapping[str, Sequence[tuple[str, float]]],
-    out: str,
-) -> pl.DataFrame:
-    """Add ``out``: a value drawn by weight from ``table[row[key]]`` using uniform ``u``."""
-    rows: list[dict[str, object]] = []
-    for k, options in table.items():
+    keys: pl.Series, u: pl.Series, table: Mapping[str, Sequence[tuple[str, float]]]
+) -> pl.Series:
+    """Per row, a value drawn by weight from ``table[key]`` with the row's uniform ``u``."""
+    rows: list[tuple[str, float, str]] = []
+    for key, options in table.items():
         total = sum(w for _, w in options)
         cum = 0.0
         for i, (value, weight) in enumerate(options):
             cum += weight / total
-            upper = 2.0 if i == len(options) - 1 else cum
-            rows.append({key: k, "_cum": upper, out: value})
-    lookup = pl.DataFrame(rows).sort("_cum")
-    left = df.with_row_index("_pick_row").sort(u)
-    joined = left.join_asof(lookup, left_on=u, right_on="_cum", by=key, strategy="forward")
-    return joined.sort("_pick_row").drop("_pick_row", "_cum")
+            rows.append((key, 2.0 if i == len(options) - 1 else cum, value))
+    lookup = pl.DataFrame(rows, schema=["key", "cum", "value"], orient="row").sort("cum")
+    left = pl.DataFrame({"key": keys, "u": u}).with_row_index("row").sort("u")
+    joined = left.join_asof(
+        lookup, left_on="u", right_on="cum", by="key", strategy="forward", check_sortedness=False
+    )
+    return joined.sort("row")["value"]
 
 
 @cache

@@ -1,0 +1,185 @@
+from datetime import date, datetime
+
+import polars as pl
+import pytest
+
+from tasks.eligibility import PRIOR_SCHEMA, message_key
+from tasks.normalize import normalize
+from tasks.plan import build_plan
+from tasks.render import load_templates
+from tasks.settings import Settings
+from tests import factories as f
+
+AS_OF = datetime(2026, 11, 23, 6, 0)
+TODAY = "2026-11-23"
+
+
+def _plan(customers, invoices, consent=(), history=(), prior=None, settings=None):
+    extracted = f.extracted(customers, invoices, list(consent), list(history))
+    return build_plan(
+        extracted,
+        normalize(extracted),
+        prior if prior is not None else pl.DataFrame(schema=PRIOR_SCHEMA),
+        as_of=AS_OF,
+        settings=settings or Settings(),
+        templates=load_templates(),
+        new_token=lambda: "tok",
+    )
+
+
+def _reasons(plan, invoice_id):
+    rows = plan.decisions.filter(pl.col("invoice_id") == invoice_id)
+    return dict(rows.select("channel", "reason").iter_rows())
+
+
+def _opted_in(c):
+    return [f.consent(c["customer_id"], "sms"), f.consent(c["customer_id"], "email")]
+
+
+SCENARIOS = [
+    ("due-in-7-days-sms-first", {}, {"due_date": "2026-11-30"}, {"sms": "planned", "email": "one_per_day"}),
+    ("due-tomorrow", {}, {"due_date": "2026-11-24"}, {"sms": "planned", "email": "one_per_day"}),
+    ("three-days-late", {}, {"due_date": "2026-11-20"}, {"sms": "planned", "email": "one_per_day"}),
+    ("due-in-5-days-no-step", {}, {"due_date": "2026-11-28"}, {"sms": "no_step_due", "email": "no_step_due"}),
+    ("paid", {}, {"status": "paid", "amount_due": "0.00"}, {"sms": "invoice_paid", "email": "invoice_paid"}),
+    ("void", {}, {"status": "void"}, {"sms": "invoice_void", "email": "invoice_void"}),
+    ("disputed", {}, {"status": "disputed"}, {"sms": "invoice_disputed", "email": "invoice_disputed"}),
+    ("partially-paid-still-owes", {}, {"status": "partially_paid"}, {"sms": "planned", "email": "one_per_day"}),
+    ("open-but-zero-balance", {}, {"amount_due": "0.00"}, {"sms": "no_balance", "email": "no_balance"}),
+    ("prefers-email", {"preferred_channel": "email"}, {}, {"sms": "one_per_day", "email": "planned"}),
+    ("bad-phone-falls-back-to-email", {"phone": "555-01"}, {}, {"sms": "invalid_phone", "email": "planned"}),
+    ("no-phone", {"phone": None}, {}, {"sms": "no_phone", "email": "planned"}),
+    ("extension-is-not-mobile", {"phone": "212-555-0143 x45"}, {}, {"sms": "invalid_phone", "email": "planned"}),
+    ("bad-email", {"email": "bob@"}, {}, {"sms": "planned", "email": "invalid_email"}),
+    ("no-zone-at-all", {"country": "XX", "phone": None}, {}, "quarantined:customer_quarantined"),
+]
+
+
+@pytest.mark.parametrize(
+    ("customer_values", "invoice_values", "expected"),
+    [s[1:] for s in SCENARIOS],
+    ids=[s[0] for s in SCENARIOS],
+)
+def test_decision_per_channel(customer_values, invoice_values, expected) -> None:
+    c = f.customer(**customer_values)
+    inv = f.invoice(c["customer_id"], **invoice_values)
+    plan = _plan([c], [inv], _opted_in(c))
+    if isinstance(expected, str):
+        status, reason = expected.split(":")
+        rows = plan.decisions.filter(pl.col("invoice_id") == inv["invoice_id"])
+        assert rows["status"].unique().to_list() == [status]
+        assert rows["reason"].unique().to_list() == [reason]
+    else:
+        assert _reasons(plan, inv["invoice_id"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"),
+    [
+        ([], {"sms": "no_opt_in", "email": "planned"}),
+        ([("sms", "opt_in")], {"sms": "planned", "email": "one_per_day"}),
+        ([("sms", "opt_in"), ("email", "opt_out")], {"sms": "opted_out", "email": "opted_out"}),
+        ([("email", "opt_in"), ("sms", "opt_out")], {"sms": "opted_out", "email": "opted_out"}),
+    ],
+    ids=["no-consent-email-only", "sms-opt-in", "email-opt-out-is-global", "stop-is-global"],
+)
+def test_consent_gates_channels(events, expected) -> None:
+    c = f.customer()
+    inv = f.invoice(c["customer_id"])
+    consent = [
+        f.consent(c["customer_id"], ch, st, occurred_at=f"2026-01-0{i + 1}T00:00:00Z")
+        for i, (ch, st) in enumerate(events)
+    ]
+    assert _reasons(_plan([c], [inv], consent), inv["invoice_id"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("attempted_at", "expected"),
+    [
+        ("2026-11-22T14:00:00Z", "contacted_recently"),
+        ("2026-11-21T12:00:00Z", "planned"),
+    ],
+    ids=["inside-24h-of-window-start", "older-than-24h"],
+)
+def test_frequency_cap_uses_outside_contact_history(attempted_at, expected) -> None:
+    c = f.customer()
+    inv = f.invoice(c["customer_id"])
+    plan = _plan([c], [inv], _opted_in(c), [f.contact(c["customer_id"], attempted_at, "email")])
+    assert _reasons(plan, inv["invoice_id"])["sms"] == expected
+
+
+def test_several_invoices_make_one_message_per_customer_and_day() -> None:
+    c = f.customer()
+    a = f.invoice(c["customer_id"], due_date="2026-11-24", amount_due="10.00")
+    b = f.invoice(c["customer_id"], due_date="2026-11-20", amount_due="5.50")
+    plan = _plan([c], [a, b], _opted_in(c))
+    planned = plan.decisions.filter(pl.col("status") == "planned")
+    assert planned.height == 2
+    assert planned["message_key"].n_unique() == 1
+    message = plan.messages.row(0, named=True)
+    assert message["invoice_count"] == 2
+    assert message["amount_total_minor"] == 1550
+    assert message["cadence_step"] == 3
+    assert "$15.50" in message["body"]
+    assert message["message_key"] == message_key(c["customer_id"], "sms", TODAY)
+
+
+def test_shared_phone_is_not_texted() -> None:
+    a, b = f.customer(phone="+1 212 555 0199"), f.customer(phone="(212) 555-0199")
+    inv_a, inv_b = f.invoice(a["customer_id"]), f.invoice(b["customer_id"])
+    plan = _plan([a, b], [inv_a, inv_b], _opted_in(a) + _opted_in(b))
+    assert _reasons(plan, inv_a["invoice_id"]) == {"sms": "phone_shared", "email": "planned"}
+    assert _reasons(plan, inv_b["invoice_id"]) == {"sms": "phone_shared", "email": "planned"}
+
+
+def _prior(rows):
+    return pl.DataFrame(rows, schema=PRIOR_SCHEMA, orient="row")
+
+
+def test_max_attempts_counts_earlier_messages_of_the_invoice() -> None:
+    c = f.customer()
+    inv = f.invoice(c["customer_id"], due_date="2026-11-16")
+    prior = _prior(
+        [
+            (f"k{i}", c["customer_id"], "sms", date(2026, 11, d), datetime(2026, 11, d, 15), inv["invoice_id"], "delivered")
+            for i, d in enumerate((1, 5, 9))
+        ]
+    )
+    assert _reasons(_plan([c], [inv], _opted_in(c), prior=prior), inv["invoice_id"])["sms"] == "max_attempts"
+    two = prior.head(2)
+    assert _reasons(_plan([c], [inv], _opted_in(c), prior=two), inv["invoice_id"])["sms"] == "planned"
+
+
+def test_own_earlier_message_counts_for_the_frequency_cap() -> None:
+    c = f.customer()
+    inv = f.invoice(c["customer_id"])
+    prior = _prior([("old", c["customer_id"], "email", date(2026, 11, 22), datetime(2026, 11, 22, 20), "X", "sent")])
+    assert _reasons(_plan([c], [inv], _opted_in(c), prior=prior), inv["invoice_id"])["sms"] == "contacted_recently"
+
+
+def test_rerun_does_not_count_its_own_message() -> None:
+    c = f.customer()
+    inv = f.invoice(c["customer_id"])
+    key = message_key(c["customer_id"], "sms", TODAY)
+    prior = _prior([(key, c["customer_id"], "sms", date(2026, 11, 23), datetime(2026, 11, 23, 17), inv["invoice_id"], "ready")])
+    plan = _plan([c], [inv], _opted_in(c), prior=prior)
+    assert _reasons(plan, inv["invoice_id"])["sms"] == "planned"
+    assert plan.messages["message_key"].to_list() == [key]
+
+
+def test_channel_switch_on_a_rerun_never_makes_a_second_message_that_day() -> None:
+    c = f.customer()
+    inv = f.invoice(c["customer_id"])
+    email_key = message_key(c["customer_id"], "email", TODAY)
+    prior = _prior([(email_key, c["customer_id"], "email", date(2026, 11, 23), datetime(2026, 11, 23, 17), inv["invoice_id"], "planned")])
+    plan = _plan([c], [inv], _opted_in(c), prior=prior)
+    assert _reasons(plan, inv["invoice_id"])["sms"] == "already_messaged_today"
+
+
+def test_every_invoice_row_gets_one_decision_per_channel() -> None:
+    c = f.customer()
+    rows = [f.invoice(c["customer_id"]), f.invoice("missing"), f.invoice(c["customer_id"], amount_due="abc")]
+    plan = _plan([c], rows, _opted_in(c))
+    assert plan.decisions.height == 6
+    assert plan.decisions.group_by("invoice_row").len()["len"].to_list() == [2, 2, 2]
+    assert sorted(plan.decisions["status"].unique().to_list()) == ["excluded", "planned", "quarantined"]
