@@ -91,7 +91,6 @@ DECISION_COLUMNS = (
     "currency",
 )
 _REFRESHED = (
-    "wave_start_utc",
     "local_send_date",
     "time_zone",
     "send_at_local",
@@ -247,7 +246,7 @@ def save_plan(
         ),
     )
     assignments = ", ".join(f"{c} = s.{c}" for c in _REFRESHED)
-    refreshed = conn.exec_driver_sql(
+    conn.exec_driver_sql(
         f"update messages set {assignments} from stage_messages s"
         " where messages.message_key = s.message_key and messages.state = 'planned'"
     ).rowcount
@@ -292,7 +291,8 @@ def save_plan(
                 ),
             )
             cancelled = to_cancel.height
-    return {"inserted": new.height, "refreshed": max(refreshed, 0), "cancelled": cancelled}
+    refreshed = existing.filter(pl.col("state") == "planned").height
+    return {"inserted": new.height, "refreshed": refreshed, "cancelled": cancelled}
 
 
 def mark_ready(conn: Connection, *, now: datetime, horizon: timedelta, run_id: str) -> pl.DataFrame:

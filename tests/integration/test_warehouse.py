@@ -1,0 +1,143 @@
+from datetime import datetime, timedelta
+
+import polars as pl
+import pytest
+import sqlalchemy as sa
+
+from tasks.normalize import normalize
+from tasks.outbox import finish_run, load_prior, mark_ready, save_plan, start_run
+from tasks.plan import build_plan
+from tasks.render import load_templates
+from tasks.settings import Settings
+from tasks.warehouse import make_engine, migrate, read_frame
+from tests import factories as f
+
+AS_OF = datetime(2026, 11, 23, 6, 0)
+
+
+@pytest.fixture
+def engine(warehouse_settings):
+    engine = make_engine(warehouse_settings["url"], schema=warehouse_settings.get("db_schema"))
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+def _count(engine, sql, **params) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql), params).scalar_one()
+
+
+def _run(engine, extracted, run_id, *, as_of=AS_OF, dry_run=False):
+    with engine.begin() as conn:
+        start_run(conn, run_id=run_id, flow="test", as_of=as_of, now=as_of, dry_run=dry_run, parameters={})
+        prior, tokens = load_prior(conn, as_of=as_of)
+    plan = build_plan(
+        extracted, normalize(extracted), prior, as_of=as_of, settings=Settings(), templates=load_templates(), existing_tokens=tokens
+    )
+    with engine.begin() as conn:
+        outbox = save_plan(conn, plan, run_id=run_id, now=as_of, dry_run=dry_run)
+        finish_run(conn, run_id=run_id, now=as_of, status="succeeded", counts=plan.counts, accounting_ok=True)
+    return plan, outbox
+
+
+def _people(n=3):
+    customers = [f.customer(phone=f"+1 212 555 01{i:02d}") for i in range(n)]
+    invoices = [f.invoice(c["customer_id"]) for c in customers]
+    consent = [f.consent(c["customer_id"], "sms") for c in customers]
+    return customers, invoices, consent
+
+
+def test_migrations_apply_once(engine) -> None:
+    assert migrate(engine) == []
+    assert _count(engine, "select count(*) from schema_migrations") >= 1
+
+
+def test_rerun_upserts_by_message_key_and_keeps_tokens(engine) -> None:
+    customers, invoices, consent = _people()
+    extracted = f.extracted(customers, invoices, consent)
+    first, outbox1 = _run(engine, extracted, "r1")
+    second, outbox2 = _run(engine, extracted, "r2")
+    assert outbox1 == {"inserted": 3, "refreshed": 0, "cancelled": 0}
+    assert outbox2 == {"inserted": 0, "refreshed": 3, "cancelled": 0}
+    assert _count(engine, "select count(*) from messages") == 3
+    assert first.messages.sort("message_key")["link_token"].equals(second.messages.sort("message_key")["link_token"])
+    assert _count(engine, "select count(*) from decisions") == 12
+    assert _count(engine, "select count(*) from message_events") == 3
+
+
+def test_payment_since_planning_cancels_the_planned_message(engine) -> None:
+    customers, invoices, consent = _people()
+    _run(engine, f.extracted(customers, invoices, consent), "r1")
+    invoices[0] = invoices[0] | {"status": "paid", "amount_due": "0.00"}
+    _, outbox = _run(engine, f.extracted(customers, invoices, consent), "r2")
+    assert outbox["cancelled"] == 1
+    with engine.connect() as conn:
+        states = read_frame(conn, "select state, state_reason from messages order by state")
+    assert states.rows() == [("cancelled", "invoice_paid"), ("planned", None), ("planned", None)]
+
+
+def test_dry_run_writes_decisions_but_no_outbox(engine) -> None:
+    customers, invoices, consent = _people()
+    plan, outbox = _run(engine, f.extracted(customers, invoices, consent), "dry", dry_run=True)
+    assert plan.counts["messages_planned"] == 3
+    assert outbox["inserted"] == 0
+    assert _count(engine, "select count(*) from messages") == 0
+    assert _count(engine, "select count(*) from decisions where run_id = 'dry'") == 6
+
+
+def test_mark_ready_takes_waves_opening_within_the_horizon(engine) -> None:
+    customers, invoices, consent = _people(20)
+    _run(engine, f.extracted(customers, invoices, consent), "r1")
+    with engine.begin() as conn:
+        waves = mark_ready(conn, now=datetime(2026, 11, 23, 12, 30), horizon=timedelta(hours=1), run_id="p1")
+    assert waves["wave_id"].to_list() == ["sms:America/New_York:2026-11-23:00"]
+    ready = _count(engine, "select count(*) from messages where state = 'ready'")
+    assert ready == int(waves["messages"].sum())
+    assert _count(engine, "select count(*) from messages where state = 'ready' and wave_start_utc > :t", t=datetime(2026, 11, 23, 13, 30)) == 0
+    with engine.begin() as conn:
+        mark_ready(conn, now=datetime(2026, 11, 24, 0, 0), horizon=timedelta(hours=1), run_id="p2")
+    assert _count(engine, "select count(*) from messages where state = 'planned'") == 0
+    assert _count(engine, "select count(*) from messages where state = 'expired'") == 20 - ready
+
+
+def test_ready_message_is_never_replanned_or_refreshed(engine) -> None:
+    customers, invoices, consent = _people(1)
+    _run(engine, f.extracted(customers, invoices, consent), "r1")
+    with engine.begin() as conn:
+        mark_ready(conn, now=datetime(2026, 11, 23, 16, 0), horizon=timedelta(hours=8), run_id="p1")
+    _, outbox = _run(engine, f.extracted(customers, invoices, consent), "r2")
+    assert outbox == {"inserted": 0, "refreshed": 0, "cancelled": 0}
+    assert _count(engine, "select count(*) from messages where state = 'ready'") == 1
+
+
+def test_runs_row_records_accounting(engine) -> None:
+    customers, invoices, consent = _people()
+    invoices.append(f.invoice("ghost"))
+    _run(engine, f.extracted(customers, invoices, consent), "r1")
+    with engine.connect() as conn:
+        row = conn.execute(sa.text("select * from runs where run_id = 'r1'")).mappings().one()
+    assert row["decisions_planned"] + row["decisions_excluded"] + row["decisions_quarantined"] == 2 * len(invoices)
+    assert row["decisions_quarantined"] == 2
+    assert row["accounting_ok"] is True
+
+
+def test_write_frame_round_trips_types(engine) -> None:
+    frame = pl.DataFrame(
+        {
+            "message_key": ["a"],
+            "at_utc": [datetime(2026, 11, 23, 6, 0, 1)],
+            "run_id": ["r"],
+            "from_state": [None],
+            "to_state": ["planned"],
+            "detail": ["comma, \"quote\" and \\N"],
+        },
+        schema_overrides={"from_state": pl.String},
+    )
+    from tasks.warehouse import write_frame
+
+    with engine.begin() as conn:
+        write_frame(conn, "message_events", frame)
+    with engine.connect() as conn:
+        back = read_frame(conn, "select * from message_events")
+    assert back.row(0) == ("a", datetime(2026, 11, 23, 6, 0, 1), "r", None, "planned", "comma, \"quote\" and \\N")
