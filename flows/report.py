@@ -25,7 +25,7 @@ def _table(title: str, frame: pl.DataFrame) -> Table:
 
 def print_demo_report(result: dict[str, Any], console: Console | None = None) -> None:
     """Print inputs, decisions per reason and waves per zone of a demo run."""
-    console = console or Console()
+    console = console or Console(width=150)
     build = result["build"]
     inputs = pl.DataFrame(
         {

@@ -15,7 +15,7 @@ exactly as a messy CSV export would hold them; missing values are nulls.
   ``as_of`` at 00:00 UTC; due dates spread around ``as_of``.
 * Cost grows linearly and no Python work is done per row. Faker runs once per process and
   locale to build small fixed name pools, which are then sampled as columns. 1,000,000 customers
-  take about ten seconds and 1.5 GB peak on two cores.
+  take 9-13 s and about 1.4 GB peak RSS on two cores.
 * Phone numbers use fictional or reserved ranges where a country has ranges that
   ``phonenumbers`` accepts as valid: NANP ``NPA-555-XXXX``, Ofcom drama ranges for UK
   landlines, ACMA ``5550``/``7010`` ranges and ``0491 57x`` for Australia, ARCEP ``01 99 00``
