@@ -249,7 +249,7 @@ def save_plan(
     conn.exec_driver_sql(
         f"update messages set {assignments} from stage_messages s"
         " where messages.message_key = s.message_key and messages.state = 'planned'"
-    ).rowcount
+    )
 
     excluded = (
         plan.decisions.filter((pl.col("status") != "planned") & pl.col("message_key").is_not_null())

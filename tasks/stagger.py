@@ -122,8 +122,9 @@ def stagger(planned: pl.DataFrame, *, as_of: datetime, window: WindowSettings) -
         .cast(pl.Int32)
         .alias("slot")
     ).with_columns(
-        (pl.col("window_start_utc") + pl.duration(minutes=pl.col("slot") * window.slot_minutes))
-        .alias("wave_start_utc")
+        (
+            pl.col("window_start_utc") + pl.duration(minutes=pl.col("slot") * window.slot_minutes)
+        ).alias("wave_start_utc")
     )
     parts = []
     for (zone,), part in spread.group_by(["display_zone"], maintain_order=True):

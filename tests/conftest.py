@@ -63,7 +63,10 @@ def warehouse_settings(request: pytest.FixtureRequest, tmp_path: Path) -> dict:
     """Warehouse overrides for a DuckDB file in tmp_path or a unique PostgreSQL schema."""
     if request.param == "duckdb":
         return {"url": f"duckdb:///{tmp_path / 'warehouse.duckdb'}"}
-    return {"url": request.getfixturevalue("pg_url"), "db_schema": request.getfixturevalue("pg_schema")}
+    return {
+        "url": request.getfixturevalue("pg_url"),
+        "db_schema": request.getfixturevalue("pg_schema"),
+    }
 
 
 @pytest.fixture(scope="session")

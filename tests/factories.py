@@ -17,7 +17,7 @@ def unique_id(prefix: str) -> str:
     return f"{prefix}-{next(_ids):06d}"
 
 
-def customer(**values: Any) -> dict[str, Any]:  # noqa: ANN401
+def customer(**values: Any) -> dict[str, Any]:
     row = {
         "customer_id": unique_id("C"),
         "full_name": "Ana Silva",
@@ -33,7 +33,7 @@ def customer(**values: Any) -> dict[str, Any]:  # noqa: ANN401
     return row | values
 
 
-def invoice(customer_id: str, **values: Any) -> dict[str, Any]:  # noqa: ANN401
+def invoice(customer_id: str, **values: Any) -> dict[str, Any]:
     row = {
         "invoice_id": unique_id("INV"),
         "customer_id": customer_id,
@@ -47,7 +47,7 @@ def invoice(customer_id: str, **values: Any) -> dict[str, Any]:  # noqa: ANN401
     return row | values
 
 
-def consent(customer_id: str, channel: str, status: str = "opt_in", **values: Any) -> dict:  # noqa: ANN401
+def consent(customer_id: str, channel: str, status: str = "opt_in", **values: Any) -> dict:
     row = {
         "customer_id": customer_id,
         "channel": channel,

@@ -7,7 +7,12 @@ from tasks.extract import extract_sources
 from tasks.settings import SourcesSettings
 from tests import factories as f
 
-CUSTOMER_MAP = {"customer_id": "cust_no", "phone": "mobile", "email": "mail", "country": "country_code"}
+CUSTOMER_MAP = {
+    "customer_id": "cust_no",
+    "phone": "mobile",
+    "email": "mail",
+    "country": "country_code",
+}
 
 
 def _inputs():
@@ -36,7 +41,11 @@ def _load_postgres(pg_url: str, schema: str, frames: dict[str, pl.DataFrame]) ->
                 )
             conn.exec_driver_sql(f"create table {schema}.{name} ({columns})")
             rows = frame.to_dicts()
-            conn.execute(sa.text(f"insert into {schema}.{name} values ({', '.join(':' + c for c in frame.columns)})"), rows)
+            values = ", ".join(":" + c for c in frame.columns)
+            conn.execute(
+                sa.text(f"insert into {schema}.{name} values ({values})"),
+                rows,
+            )
     engine.dispose()
 
 
@@ -53,16 +62,24 @@ def _sql_sources(pg_url: str, schema: str) -> SourcesSettings:
 
 
 @pytest.mark.postgres
-def test_postgres_sources_with_column_mapping_match_the_csv_sources(pg_url, pg_schema, tmp_path) -> None:
+def test_postgres_sources_with_column_mapping_match_the_csv_sources(
+    pg_url, pg_schema, tmp_path
+) -> None:
     frames = _inputs()
     _load_postgres(pg_url, pg_schema, frames)
     for name, frame in frames.items():
         frame.write_csv(tmp_path / f"{name}.csv")
     from_sql = extract_sources(_sql_sources(pg_url, pg_schema))
     from_csv = extract_sources(
-        SourcesSettings.model_validate({n: {"kind": "csv", "path": str(tmp_path / f"{n}.csv")} for n in frames})
+        SourcesSettings.model_validate(
+            {n: {"kind": "csv", "path": str(tmp_path / f"{n}.csv")} for n in frames}
+        )
     )
-    assert from_sql.counts == from_csv.counts == {"customers": 2, "invoices": 2, "consent_events": 2, "contact_history": 1}
+    assert (
+        from_sql.counts
+        == from_csv.counts
+        == {"customers": 2, "invoices": 2, "consent_events": 2, "contact_history": 1}
+    )
     for name in frames:
         assert from_sql.frames[name].equals(from_csv.frames[name]), name
 
@@ -74,10 +91,20 @@ def test_all_sql_sources_are_read_in_one_snapshot(pg_url, pg_schema) -> None:
     sources = SourcesSettings.model_validate(
         {
             "sql_url": pg_url,
-            "customers": {"kind": "sql", "query": query.format(schema=pg_schema, table="customers"), "columns": CUSTOMER_MAP},
+            "customers": {
+                "kind": "sql",
+                "query": query.format(schema=pg_schema, table="customers"),
+                "columns": CUSTOMER_MAP,
+            },
             "invoices": {"kind": "sql", "query": query.format(schema=pg_schema, table="invoices")},
-            "consent_events": {"kind": "sql", "query": query.format(schema=pg_schema, table="consent_events")},
-            "contact_history": {"kind": "sql", "query": query.format(schema=pg_schema, table="contact_history")},
+            "consent_events": {
+                "kind": "sql",
+                "query": query.format(schema=pg_schema, table="consent_events"),
+            },
+            "contact_history": {
+                "kind": "sql",
+                "query": query.format(schema=pg_schema, table="contact_history"),
+            },
         }
     )
     extracted = extract_sources(sources)
@@ -107,9 +134,9 @@ def test_parquet_source_keeps_typed_columns_as_text(tmp_path) -> None:
     frames = _inputs()
     for name, frame in frames.items():
         frame.write_csv(tmp_path / f"{name}.csv")
-    frames["invoices"].with_columns(pl.col("due_date").str.to_date(), pl.col("amount_due").cast(pl.Float64)).write_parquet(
-        tmp_path / "invoices.parquet"
-    )
+    frames["invoices"].with_columns(
+        pl.col("due_date").str.to_date(), pl.col("amount_due").cast(pl.Float64)
+    ).write_parquet(tmp_path / "invoices.parquet")
     spec = {n: {"kind": "csv", "path": str(tmp_path / f"{n}.csv")} for n in frames}
     spec["invoices"] = {"kind": "parquet", "path": str(tmp_path / "invoices.parquet")}
     extracted = extract_sources(SourcesSettings.model_validate(spec))

@@ -30,14 +30,29 @@ def _count(engine, sql, **params) -> int:
 
 def _run(engine, extracted, run_id, *, as_of=AS_OF, dry_run=False):
     with engine.begin() as conn:
-        start_run(conn, run_id=run_id, flow="test", as_of=as_of, now=as_of, dry_run=dry_run, parameters={})
+        start_run(
+            conn, run_id=run_id, flow="test", as_of=as_of, now=as_of, dry_run=dry_run, parameters={}
+        )
         prior, tokens = load_prior(conn, as_of=as_of)
     plan = build_plan(
-        extracted, normalize(extracted), prior, as_of=as_of, settings=Settings(), templates=load_templates(), existing_tokens=tokens
+        extracted,
+        normalize(extracted),
+        prior,
+        as_of=as_of,
+        settings=Settings(),
+        templates=load_templates(),
+        existing_tokens=tokens,
     )
     with engine.begin() as conn:
         outbox = save_plan(conn, plan, run_id=run_id, now=as_of, dry_run=dry_run)
-        finish_run(conn, run_id=run_id, now=as_of, status="succeeded", counts=plan.counts, accounting_ok=True)
+        finish_run(
+            conn,
+            run_id=run_id,
+            now=as_of,
+            status="succeeded",
+            counts=plan.counts,
+            accounting_ok=True,
+        )
     return plan, outbox
 
 
@@ -61,7 +76,9 @@ def test_rerun_upserts_by_message_key_and_keeps_tokens(engine) -> None:
     assert outbox1 == {"inserted": 3, "refreshed": 0, "cancelled": 0}
     assert outbox2 == {"inserted": 0, "refreshed": 3, "cancelled": 0}
     assert _count(engine, "select count(*) from messages") == 3
-    assert first.messages.sort("message_key")["link_token"].equals(second.messages.sort("message_key")["link_token"])
+    assert first.messages.sort("message_key")["link_token"].equals(
+        second.messages.sort("message_key")["link_token"]
+    )
     assert _count(engine, "select count(*) from decisions") == 12
     assert _count(engine, "select count(*) from message_events") == 3
 
@@ -90,11 +107,20 @@ def test_mark_ready_takes_waves_opening_within_the_horizon(engine) -> None:
     customers, invoices, consent = _people(20)
     _run(engine, f.extracted(customers, invoices, consent), "r1")
     with engine.begin() as conn:
-        waves = mark_ready(conn, now=datetime(2026, 11, 23, 12, 30), horizon=timedelta(hours=1), run_id="p1")
+        waves = mark_ready(
+            conn, now=datetime(2026, 11, 23, 12, 30), horizon=timedelta(hours=1), run_id="p1"
+        )
     assert waves["wave_id"].to_list() == ["sms:America/New_York:2026-11-23:00"]
     ready = _count(engine, "select count(*) from messages where state = 'ready'")
     assert ready == int(waves["messages"].sum())
-    assert _count(engine, "select count(*) from messages where state = 'ready' and wave_start_utc > :t", t=datetime(2026, 11, 23, 13, 30)) == 0
+    assert (
+        _count(
+            engine,
+            "select count(*) from messages where state = 'ready' and wave_start_utc > :t",
+            t=datetime(2026, 11, 23, 13, 30),
+        )
+        == 0
+    )
     with engine.begin() as conn:
         mark_ready(conn, now=datetime(2026, 11, 24, 0, 0), horizon=timedelta(hours=1), run_id="p2")
     assert _count(engine, "select count(*) from messages where state = 'planned'") == 0
@@ -117,7 +143,9 @@ def test_runs_row_records_accounting(engine) -> None:
     _run(engine, f.extracted(customers, invoices, consent), "r1")
     with engine.connect() as conn:
         row = conn.execute(sa.text("select * from runs where run_id = 'r1'")).mappings().one()
-    assert row["decisions_planned"] + row["decisions_excluded"] + row["decisions_quarantined"] == 2 * len(invoices)
+    assert row["decisions_planned"] + row["decisions_excluded"] + row[
+        "decisions_quarantined"
+    ] == 2 * len(invoices)
     assert row["decisions_quarantined"] == 2
     assert row["accounting_ok"] is True
 
@@ -130,7 +158,7 @@ def test_write_frame_round_trips_types(engine) -> None:
             "run_id": ["r"],
             "from_state": [None],
             "to_state": ["planned"],
-            "detail": ["comma, \"quote\" and \\N"],
+            "detail": ['comma, "quote" and \\N'],
         },
         schema_overrides={"from_state": pl.String},
     )
@@ -140,4 +168,11 @@ def test_write_frame_round_trips_types(engine) -> None:
         write_frame(conn, "message_events", frame)
     with engine.connect() as conn:
         back = read_frame(conn, "select * from message_events")
-    assert back.row(0) == ("a", datetime(2026, 11, 23, 6, 0, 1), "r", None, "planned", "comma, \"quote\" and \\N")
+    assert back.row(0) == (
+        "a",
+        datetime(2026, 11, 23, 6, 0, 1),
+        "r",
+        None,
+        "planned",
+        'comma, "quote" and \\N',
+    )

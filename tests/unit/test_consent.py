@@ -23,7 +23,12 @@ def _state(events: list[dict]) -> dict:
         ([("sms", "opt_out", "02"), ("sms", "opt_in", "02")], "opt_out", None, True),
         ([("email", "opt_in", "01"), ("sms", "opt_out", "02")], "opt_out", "opt_in", True),
         ([("all", "opt_in", "01"), ("email", "opt_out", "02")], "opt_in", "opt_out", True),
-        ([("sms", "opt_in", "01"), ("all", "opt_out", "03"), ("sms", "opt_in", "04")], "opt_in", "opt_out", True),
+        (
+            [("sms", "opt_in", "01"), ("all", "opt_out", "03"), ("sms", "opt_in", "04")],
+            "opt_in",
+            "opt_out",
+            True,
+        ),
     ],
     ids=[
         "single-opt-in",
@@ -42,7 +47,11 @@ def test_latest_event_per_channel_and_global_opt_out(events, sms, email, global_
         for channel, status, day in events
     ]
     state = _state(rows)
-    assert (state["sms_status"], state["email_status"], state["global_opt_out"]) == (sms, email, global_out)
+    assert (state["sms_status"], state["email_status"], state["global_opt_out"]) == (
+        sms,
+        email,
+        global_out,
+    )
 
 
 @pytest.mark.parametrize(
@@ -53,7 +62,12 @@ def test_latest_event_per_channel_and_global_opt_out(events, sms, email, global_
         ("opt_in", "opt_in", False, True, {"sms": True, "email": True}),
         ("opt_in", None, True, False, {"sms": False, "email": False}),
     ],
-    ids=["no-events-email-needs-no-opt-in", "email-configured-to-need-opt-in", "both-opted-in", "global-opt-out"],
+    ids=[
+        "no-events-email-needs-no-opt-in",
+        "email-configured-to-need-opt-in",
+        "both-opted-in",
+        "global-opt-out",
+    ],
 )
 def test_channel_allowed(sms, email, global_out, requires, expected) -> None:
     frame = pl.DataFrame(

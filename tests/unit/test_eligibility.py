@@ -37,19 +37,64 @@ def _opted_in(c):
 
 
 SCENARIOS = [
-    ("due-in-7-days-sms-first", {}, {"due_date": "2026-11-30"}, {"sms": "planned", "email": "one_per_day"}),
+    (
+        "due-in-7-days-sms-first",
+        {},
+        {"due_date": "2026-11-30"},
+        {"sms": "planned", "email": "one_per_day"},
+    ),
     ("due-tomorrow", {}, {"due_date": "2026-11-24"}, {"sms": "planned", "email": "one_per_day"}),
     ("three-days-late", {}, {"due_date": "2026-11-20"}, {"sms": "planned", "email": "one_per_day"}),
-    ("due-in-5-days-no-step", {}, {"due_date": "2026-11-28"}, {"sms": "no_step_due", "email": "no_step_due"}),
-    ("paid", {}, {"status": "paid", "amount_due": "0.00"}, {"sms": "invoice_paid", "email": "invoice_paid"}),
+    (
+        "due-in-5-days-no-step",
+        {},
+        {"due_date": "2026-11-28"},
+        {"sms": "no_step_due", "email": "no_step_due"},
+    ),
+    (
+        "paid",
+        {},
+        {"status": "paid", "amount_due": "0.00"},
+        {"sms": "invoice_paid", "email": "invoice_paid"},
+    ),
     ("void", {}, {"status": "void"}, {"sms": "invoice_void", "email": "invoice_void"}),
-    ("disputed", {}, {"status": "disputed"}, {"sms": "invoice_disputed", "email": "invoice_disputed"}),
-    ("partially-paid-still-owes", {}, {"status": "partially_paid"}, {"sms": "planned", "email": "one_per_day"}),
-    ("open-but-zero-balance", {}, {"amount_due": "0.00"}, {"sms": "no_balance", "email": "no_balance"}),
-    ("prefers-email", {"preferred_channel": "email"}, {}, {"sms": "one_per_day", "email": "planned"}),
-    ("bad-phone-falls-back-to-email", {"phone": "555-01"}, {}, {"sms": "invalid_phone", "email": "planned"}),
+    (
+        "disputed",
+        {},
+        {"status": "disputed"},
+        {"sms": "invoice_disputed", "email": "invoice_disputed"},
+    ),
+    (
+        "partially-paid-still-owes",
+        {},
+        {"status": "partially_paid"},
+        {"sms": "planned", "email": "one_per_day"},
+    ),
+    (
+        "open-but-zero-balance",
+        {},
+        {"amount_due": "0.00"},
+        {"sms": "no_balance", "email": "no_balance"},
+    ),
+    (
+        "prefers-email",
+        {"preferred_channel": "email"},
+        {},
+        {"sms": "one_per_day", "email": "planned"},
+    ),
+    (
+        "bad-phone-falls-back-to-email",
+        {"phone": "555-01"},
+        {},
+        {"sms": "invalid_phone", "email": "planned"},
+    ),
     ("no-phone", {"phone": None}, {}, {"sms": "no_phone", "email": "planned"}),
-    ("extension-is-not-mobile", {"phone": "212-555-0143 x45"}, {}, {"sms": "invalid_phone", "email": "planned"}),
+    (
+        "extension-is-not-mobile",
+        {"phone": "212-555-0143 x45"},
+        {},
+        {"sms": "invalid_phone", "email": "planned"},
+    ),
     ("bad-email", {"email": "bob@"}, {}, {"sms": "planned", "email": "invalid_email"}),
     ("no-zone-at-all", {"country": "XX", "phone": None}, {}, "quarantined:customer_quarantined"),
 ]
@@ -141,27 +186,67 @@ def test_max_attempts_counts_earlier_messages_of_the_invoice() -> None:
     inv = f.invoice(c["customer_id"], due_date="2026-11-16")
     prior = _prior(
         [
-            (f"k{i}", c["customer_id"], "sms", date(2026, 11, d), datetime(2026, 11, d, 15), inv["invoice_id"], "delivered")
+            (
+                f"k{i}",
+                c["customer_id"],
+                "sms",
+                date(2026, 11, d),
+                datetime(2026, 11, d, 15),
+                inv["invoice_id"],
+                "delivered",
+            )
             for i, d in enumerate((1, 5, 9))
         ]
     )
-    assert _reasons(_plan([c], [inv], _opted_in(c), prior=prior), inv["invoice_id"])["sms"] == "max_attempts"
+    assert (
+        _reasons(_plan([c], [inv], _opted_in(c), prior=prior), inv["invoice_id"])["sms"]
+        == "max_attempts"
+    )
     two = prior.head(2)
-    assert _reasons(_plan([c], [inv], _opted_in(c), prior=two), inv["invoice_id"])["sms"] == "planned"
+    assert (
+        _reasons(_plan([c], [inv], _opted_in(c), prior=two), inv["invoice_id"])["sms"] == "planned"
+    )
 
 
 def test_own_earlier_message_counts_for_the_frequency_cap() -> None:
     c = f.customer()
     inv = f.invoice(c["customer_id"])
-    prior = _prior([("old", c["customer_id"], "email", date(2026, 11, 22), datetime(2026, 11, 22, 20), "X", "sent")])
-    assert _reasons(_plan([c], [inv], _opted_in(c), prior=prior), inv["invoice_id"])["sms"] == "contacted_recently"
+    prior = _prior(
+        [
+            (
+                "old",
+                c["customer_id"],
+                "email",
+                date(2026, 11, 22),
+                datetime(2026, 11, 22, 20),
+                "X",
+                "sent",
+            )
+        ]
+    )
+    assert (
+        _reasons(_plan([c], [inv], _opted_in(c), prior=prior), inv["invoice_id"])["sms"]
+        == "contacted_recently"
+    )
 
 
 def test_rerun_does_not_count_its_own_message() -> None:
     c = f.customer()
     inv = f.invoice(c["customer_id"])
     key = message_key(c["customer_id"], "sms", TODAY)
-    prior = _prior([(key, c["customer_id"], "sms", date(2026, 11, 23), datetime(2026, 11, 23, 17), inv["invoice_id"], "ready")])
+    prior = _prior(
+        [
+            (
+                key,
+                c["customer_id"],
+                "sms",
+                date(2026, 11, 23),
+                datetime(2026, 11, 23, 17),
+                inv["invoice_id"],
+                "ready",
+            )
+        ]
+    )
     plan = _plan([c], [inv], _opted_in(c), prior=prior)
     assert _reasons(plan, inv["invoice_id"])["sms"] == "planned"
     assert plan.messages["message_key"].to_list() == [key]
@@ -171,15 +256,35 @@ def test_channel_switch_on_a_rerun_never_makes_a_second_message_that_day() -> No
     c = f.customer()
     inv = f.invoice(c["customer_id"])
     email_key = message_key(c["customer_id"], "email", TODAY)
-    prior = _prior([(email_key, c["customer_id"], "email", date(2026, 11, 23), datetime(2026, 11, 23, 17), inv["invoice_id"], "planned")])
+    prior = _prior(
+        [
+            (
+                email_key,
+                c["customer_id"],
+                "email",
+                date(2026, 11, 23),
+                datetime(2026, 11, 23, 17),
+                inv["invoice_id"],
+                "planned",
+            )
+        ]
+    )
     plan = _plan([c], [inv], _opted_in(c), prior=prior)
     assert _reasons(plan, inv["invoice_id"])["sms"] == "already_messaged_today"
 
 
 def test_every_invoice_row_gets_one_decision_per_channel() -> None:
     c = f.customer()
-    rows = [f.invoice(c["customer_id"]), f.invoice("missing"), f.invoice(c["customer_id"], amount_due="abc")]
+    rows = [
+        f.invoice(c["customer_id"]),
+        f.invoice("missing"),
+        f.invoice(c["customer_id"], amount_due="abc"),
+    ]
     plan = _plan([c], rows, _opted_in(c))
     assert plan.decisions.height == 6
     assert plan.decisions.group_by("invoice_row").len()["len"].to_list() == [2, 2, 2]
-    assert sorted(plan.decisions["status"].unique().to_list()) == ["excluded", "planned", "quarantined"]
+    assert sorted(plan.decisions["status"].unique().to_list()) == [
+        "excluded",
+        "planned",
+        "quarantined",
+    ]

@@ -51,7 +51,9 @@ def test_normalize_phone(raw, region, e164, rule) -> None:
 def test_normalize_phone_never_raises_and_returns_e164_or_a_rule(raw) -> None:
     e164, rule, reason = normalize_phone(raw, "US")
     if e164 is not None:
-        assert e164.startswith("+") and e164[1:].isdigit() and rule is None
+        assert e164.startswith("+")
+        assert e164[1:].isdigit()
+        assert rule is None
     else:
         assert rule is None or rule.startswith("phone_")
         assert isinstance(reason, str)
@@ -75,7 +77,13 @@ def test_normalize_email(raw, expected, rule) -> None:
 def test_every_row_is_accepted_or_quarantined_once() -> None:
     good = f.customer()
     dup_old = f.customer(customer_id=good["customer_id"], updated_at="2025-01-01T00:00:00Z")
-    rows = [good, dup_old, f.customer(customer_id=None), f.customer(country="XX"), f.customer(phone="n/a")]
+    rows = [
+        good,
+        dup_old,
+        f.customer(customer_id=None),
+        f.customer(country="XX"),
+        f.customer(phone="n/a"),
+    ]
     invoices = [
         f.invoice(good["customer_id"]),
         f.invoice(good["customer_id"], amount_due="-5"),
@@ -90,8 +98,12 @@ def test_every_row_is_accepted_or_quarantined_once() -> None:
     ex = f.extracted(rows, invoices)
     n = normalize(ex)
     row_rules = n.quarantine.filter(pl.col("scope") == "row")
-    assert n.customers.height + row_rules.filter(pl.col("source") == "customers").height == len(rows)
-    assert n.invoices.height + row_rules.filter(pl.col("source") == "invoices").height == len(invoices)
+    assert n.customers.height + row_rules.filter(pl.col("source") == "customers").height == len(
+        rows
+    )
+    assert n.invoices.height + row_rules.filter(pl.col("source") == "invoices").height == len(
+        invoices
+    )
     assert sorted(row_rules.filter(pl.col("source") == "customers")["rule"].to_list()) == [
         "country_invalid",
         "customer_id_duplicate",
@@ -119,12 +131,35 @@ def test_every_row_is_accepted_or_quarantined_once() -> None:
     [
         ({"preferred_timezone": "Asia/Kathmandu"}, ["Asia/Kathmandu"], "preferred"),
         ({"preferred_timezone": " America/Toronto "}, ["America/Toronto"], "preferred"),
-        ({"preferred_timezone": None, "phone": "+1 808 555 0100", "country": "US"}, ["Pacific/Honolulu"], "phone"),
-        ({"preferred_timezone": "Mars/Olympus", "phone": "+1 709 555 0100", "country": "CA"}, ["America/Halifax", "America/St_Johns"], "phone"),
-        ({"preferred_timezone": None, "phone": None, "country": "NP"}, ["Asia/Kathmandu"], "country"),
-        ({"preferred_timezone": None, "phone": None, "country": "NZ"}, ["Pacific/Auckland", "Pacific/Chatham"], "country"),
+        (
+            {"preferred_timezone": None, "phone": "+1 808 555 0100", "country": "US"},
+            ["Pacific/Honolulu"],
+            "phone",
+        ),
+        (
+            {"preferred_timezone": "Mars/Olympus", "phone": "+1 709 555 0100", "country": "CA"},
+            ["America/Halifax", "America/St_Johns"],
+            "phone",
+        ),
+        (
+            {"preferred_timezone": None, "phone": None, "country": "NP"},
+            ["Asia/Kathmandu"],
+            "country",
+        ),
+        (
+            {"preferred_timezone": None, "phone": None, "country": "NZ"},
+            ["Pacific/Auckland", "Pacific/Chatham"],
+            "country",
+        ),
     ],
-    ids=["preferred", "preferred-trimmed", "hawaii-by-area-code", "invalid-zone-falls-back-to-709-area-code-two-zones", "nepal-by-country", "nz-two-candidates"],
+    ids=[
+        "preferred",
+        "preferred-trimmed",
+        "hawaii-by-area-code",
+        "invalid-zone-falls-back-to-709-area-code-two-zones",
+        "nepal-by-country",
+        "nz-two-candidates",
+    ],
 )
 def test_time_zone_resolution(values, zones, source) -> None:
     n = normalize(f.extracted([f.customer(**values)], []))

@@ -31,7 +31,10 @@ def _message(**values) -> pl.DataFrame:
 
 def _render(settings=None, **values) -> dict:
     out = render_messages(
-        _message(**values), templates=TEMPLATES, settings=settings or RenderSettings(), new_token=lambda: "OPAQUE"
+        _message(**values),
+        templates=TEMPLATES,
+        settings=settings or RenderSettings(),
+        new_token=lambda: "OPAQUE",
     )
     return out.row(0, named=True)
 
@@ -49,7 +52,17 @@ def _render(settings=None, **values) -> dict:
         ({"cadence_step": 0}, ["due today"]),
         ({"first_name": None, "full_name": None}, ["Hi customer"]),
     ],
-    ids=["en-us", "fr-ca-money", "en-in-grouping", "de-money-date-format-fixed", "unknown-locale-falls-back", "two-currencies", "overdue-template", "due-today-template", "no-name"],
+    ids=[
+        "en-us",
+        "fr-ca-money",
+        "en-in-grouping",
+        "de-money-date-format-fixed",
+        "unknown-locale-falls-back",
+        "two-currencies",
+        "overdue-template",
+        "due-today-template",
+        "no-name",
+    ],
 )
 def test_typed_variables_are_formatted(values, fragments) -> None:
     body = _render(**values)["body"]
@@ -61,18 +74,26 @@ def test_payment_link_holds_no_customer_data() -> None:
     row = _render(first_name="Ana", amounts_minor=[98765])
     link = next(w for w in row["body"].split() if w.startswith("https://"))
     assert link == "https://pay.example.com/r/OPAQUE"
-    assert "987" not in link and "Ana" not in link
+    assert "987" not in link
+    assert "Ana" not in link
 
 
 def test_existing_token_is_reused() -> None:
-    out = render_messages(_message(), templates=TEMPLATES, settings=RenderSettings(), existing_tokens={"k1": "KEEP"}, new_token=lambda: "NEW")
+    out = render_messages(
+        _message(),
+        templates=TEMPLATES,
+        settings=RenderSettings(),
+        existing_tokens={"k1": "KEEP"},
+        new_token=lambda: "NEW",
+    )
     assert out["link_token"].to_list() == ["KEEP"]
 
 
 def test_email_has_subject_and_no_sms_encoding() -> None:
     row = _render(channel="email")
     assert row["subject"] == "Example Utilities: $120.00 due on 11/24/2026"
-    assert row["encoding"] is None and row["segments"] is None
+    assert row["encoding"] is None
+    assert row["segments"] is None
 
 
 @pytest.mark.parametrize(
@@ -95,7 +116,10 @@ def test_segment_limit_is_configurable() -> None:
     name = "Alexandria-Catherine Montgomery"
     assert _render(first_name=name)["segments"] == 2
     assert _render(RenderSettings(sms_max_segments=2), first_name=name)["render_status"] == "ok"
-    assert _render(RenderSettings(sms_max_segments=1), first_name=name)["render_status"] == "sms_too_long"
+    assert (
+        _render(RenderSettings(sms_max_segments=1), first_name=name)["render_status"]
+        == "sms_too_long"
+    )
 
 
 @settings(max_examples=200, deadline=None)
@@ -104,7 +128,8 @@ def test_any_name_renders_without_leftover_placeholders(name) -> None:
     row = _render(first_name=name)
     body = row["body"]
     assert row["render_status"] in {"ok", "sms_too_long", "pci_pan"}
-    assert "\n" not in body and "\x00" not in body
+    assert "\n" not in body
+    assert "\x00" not in body
     if "{{" not in name:
         assert "{{" not in body
 

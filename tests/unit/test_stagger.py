@@ -13,15 +13,51 @@ from tasks.stagger import local_to_utc, plan_send_date, send_window, stagger
         (date(2026, 3, 8), time(8, 0), "America/New_York", "later", datetime(2026, 3, 8, 12, 0)),
         (date(2026, 3, 7), time(8, 0), "America/New_York", "later", datetime(2026, 3, 7, 13, 0)),
         (date(2026, 3, 8), time(2, 30), "America/New_York", "later", datetime(2026, 3, 8, 7, 30)),
-        (date(2026, 11, 1), time(1, 30), "America/New_York", "earlier", datetime(2026, 11, 1, 5, 30)),
+        (
+            date(2026, 11, 1),
+            time(1, 30),
+            "America/New_York",
+            "earlier",
+            datetime(2026, 11, 1, 5, 30),
+        ),
         (date(2026, 11, 1), time(1, 30), "America/New_York", "later", datetime(2026, 11, 1, 6, 30)),
         (date(2026, 11, 1), time(8, 0), "America/New_York", "later", datetime(2026, 11, 1, 13, 0)),
-        (date(2026, 10, 4), time(2, 15), "Australia/Lord_Howe", "later", datetime(2026, 10, 3, 15, 45)),
-        (date(2026, 4, 5), time(1, 45), "Australia/Lord_Howe", "earlier", datetime(2026, 4, 4, 14, 45)),
-        (date(2026, 4, 5), time(1, 45), "Australia/Lord_Howe", "later", datetime(2026, 4, 4, 15, 15)),
+        (
+            date(2026, 10, 4),
+            time(2, 15),
+            "Australia/Lord_Howe",
+            "later",
+            datetime(2026, 10, 3, 15, 45),
+        ),
+        (
+            date(2026, 4, 5),
+            time(1, 45),
+            "Australia/Lord_Howe",
+            "earlier",
+            datetime(2026, 4, 4, 14, 45),
+        ),
+        (
+            date(2026, 4, 5),
+            time(1, 45),
+            "Australia/Lord_Howe",
+            "later",
+            datetime(2026, 4, 4, 15, 15),
+        ),
         (date(2026, 11, 23), time(8, 0), "Asia/Kathmandu", "later", datetime(2026, 11, 23, 2, 15)),
-        (date(2026, 11, 23), time(8, 0), "Pacific/Chatham", "later", datetime(2026, 11, 22, 18, 15)),
-        (date(2026, 11, 23), time(8, 0), "America/St_Johns", "later", datetime(2026, 11, 23, 11, 30)),
+        (
+            date(2026, 11, 23),
+            time(8, 0),
+            "Pacific/Chatham",
+            "later",
+            datetime(2026, 11, 22, 18, 15),
+        ),
+        (
+            date(2026, 11, 23),
+            time(8, 0),
+            "America/St_Johns",
+            "later",
+            datetime(2026, 11, 23, 11, 30),
+        ),
     ],
     ids=[
         "ny-spring-forward-day-window-start-is-edt",
@@ -64,13 +100,23 @@ def test_window_near_a_transition_never_leaves_the_local_hours() -> None:
 
 
 def test_intersection_of_candidate_zones_is_the_common_part() -> None:
-    start, end = send_window(["America/New_York", "Pacific/Honolulu"], date(2026, 11, 23), WindowSettings())
+    start, end = send_window(
+        ["America/New_York", "Pacific/Honolulu"], date(2026, 11, 23), WindowSettings()
+    )
     assert (start, end) == (datetime(2026, 11, 23, 18, 0), datetime(2026, 11, 23, 21, 0))
 
 
 def test_zones_without_overlap_have_no_window() -> None:
-    assert send_window(["Pacific/Chatham", "Pacific/Honolulu"], date(2026, 11, 23), WindowSettings()) is None
-    assert plan_send_date(["Pacific/Chatham", "Pacific/Honolulu"], datetime(2026, 11, 23, 6), WindowSettings()) is None
+    assert (
+        send_window(["Pacific/Chatham", "Pacific/Honolulu"], date(2026, 11, 23), WindowSettings())
+        is None
+    )
+    assert (
+        plan_send_date(
+            ["Pacific/Chatham", "Pacific/Honolulu"], datetime(2026, 11, 23, 6), WindowSettings()
+        )
+        is None
+    )
 
 
 @pytest.mark.parametrize(
@@ -82,7 +128,13 @@ def test_zones_without_overlap_have_no_window() -> None:
         ("Asia/Kolkata", datetime(2026, 11, 23, 6), date(2026, 11, 23)),
         ("Asia/Kolkata", datetime(2026, 11, 23, 11), date(2026, 11, 24)),
     ],
-    ids=["ny-before-window", "honolulu-previous-evening", "chatham-after-window", "kolkata-inside-window", "kolkata-after-window"],
+    ids=[
+        "ny-before-window",
+        "honolulu-previous-evening",
+        "chatham-after-window",
+        "kolkata-inside-window",
+        "kolkata-after-window",
+    ],
 )
 def test_send_date_is_the_first_window_not_yet_over(zone, as_of, expected_day) -> None:
     day, start, end = plan_send_date([zone], as_of, WindowSettings())
@@ -106,7 +158,9 @@ def _planned(n: int, zone: str = "America/New_York") -> pl.DataFrame:
     )
 
 
-@pytest.mark.parametrize("n", [1, 7, 8, 1000], ids=["one", "fewer-than-slots", "one-per-slot", "thousand"])
+@pytest.mark.parametrize(
+    "n", [1, 7, 8, 1000], ids=["one", "fewer-than-slots", "one-per-slot", "thousand"]
+)
 def test_stagger_spreads_evenly_inside_the_window(n) -> None:
     window = WindowSettings()
     out = stagger(_planned(n), as_of=datetime(2026, 11, 23, 6), window=window)
