@@ -117,9 +117,8 @@ def main() -> None:
         folder = Path(tmp)
         t = time.perf_counter()
         generate(args.customers, seed=args.seed, as_of=date(2026, 11, 23)).write(folder, "csv")
-        print(
-            f"generated {args.customers:,} customers in {time.perf_counter() - t:.1f} s (not timed below)"
-        )
+        seconds = time.perf_counter() - t
+        print(f"generated {args.customers:,} customers in {seconds:.1f} s (not timed below)")
         schema = ""
         if args.warehouse == "duckdb":
             url = f"duckdb:///{folder / 'warehouse.duckdb'}"
