@@ -2,10 +2,11 @@ import json
 
 import polars as pl
 import pytest
-from hypothesis import given
+from email_validator import validate_email
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.normalize import normalize, normalize_email, normalize_phone
+from tasks.normalize import _SIMPLE_EMAIL, normalize, normalize_email, normalize_phone
 from tests import factories as f
 
 
@@ -165,3 +166,19 @@ def test_time_zone_resolution(values, zones, source) -> None:
     n = normalize(f.extracted([f.customer(**values)], []))
     row = n.customers.row(0, named=True)
     assert (row["time_zones"], row["zone_source"]) == (zones, source)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(_SIMPLE_EMAIL, fullmatch=True))
+def test_email_fast_path_agrees_with_email_validator(address) -> None:
+    fast, rule, _ = normalize_email(address)
+    if fast is None:
+        return
+    assert rule is None
+    assert validate_email(address, check_deliverability=False).normalized.lower() == fast
+
+
+@given(st.text(max_size=40))
+def test_normalize_email_never_raises(raw) -> None:
+    address, rule, _ = normalize_email(raw)
+    assert (address is None) or ("@" in address and rule is None)
