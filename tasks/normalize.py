@@ -37,6 +37,7 @@ from tasks.settings import CANONICAL_COLUMNS
 __all__ = [
     "KNOWN_INVOICE_STATUSES",
     "Normalized",
+    "canonical_zone",
     "country_zones",
     "normalize",
     "normalize_consent",
@@ -100,6 +101,23 @@ def _zone_tab() -> dict[str, tuple[str, ...]]:
         country, _coords, zone, *_ = line.split("\t")
         zones.setdefault(country, []).append(zone)
     return {c: tuple(sorted(z)) for c, z in zones.items()}
+
+
+@functools.cache
+def _zone_links() -> dict[str, str]:
+    """Legacy alias -> canonical zone (``L target alias`` lines of tzdata.zi)."""
+    text = resources.files("tzdata").joinpath("zoneinfo", "tzdata.zi").read_text("utf-8")
+    links = {}
+    for line in text.splitlines():
+        if line.startswith("L "):
+            _, target, alias = line.split()
+            links[alias] = target
+    return links
+
+
+def canonical_zone(zone: str) -> str:
+    """The canonical IANA name of ``zone`` ('US/Eastern' -> 'America/New_York')."""
+    return _zone_links().get(zone, zone)
 
 
 def country_zones(country: str) -> tuple[str, ...]:
@@ -175,7 +193,7 @@ def _resolve_zones(
     preferred: str | None, by_phone: tuple[str, ...], country: str | None
 ) -> tuple[tuple[str, ...], str]:
     if preferred and preferred in _valid_zones():
-        return (preferred,), "preferred"
+        return (canonical_zone(preferred),), "preferred"
     by_country = country_zones(country) if country else ()
     if by_phone and by_country:
         both = tuple(z for z in by_phone if z in by_country)

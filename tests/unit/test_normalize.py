@@ -132,6 +132,8 @@ def test_every_row_is_accepted_or_quarantined_once() -> None:
     [
         ({"preferred_timezone": "Asia/Kathmandu"}, ["Asia/Kathmandu"], "preferred"),
         ({"preferred_timezone": " America/Toronto "}, ["America/Toronto"], "preferred"),
+        ({"preferred_timezone": "US/Eastern"}, ["America/New_York"], "preferred"),
+        ({"preferred_timezone": "NZ-CHAT"}, ["Pacific/Chatham"], "preferred"),
         (
             {"preferred_timezone": None, "phone": "+1 808 555 0100", "country": "US"},
             ["Pacific/Honolulu"],
@@ -156,6 +158,8 @@ def test_every_row_is_accepted_or_quarantined_once() -> None:
     ids=[
         "preferred",
         "preferred-trimmed",
+        "legacy-alias-canonical",
+        "legacy-chatham-alias",
         "hawaii-by-area-code",
         "invalid-zone-falls-back-to-709-area-code-two-zones",
         "nepal-by-country",
