@@ -176,3 +176,17 @@ def test_write_frame_round_trips_types(engine) -> None:
         "planned",
         'comma, "quote" and \\N',
     )
+
+
+def test_analyst_views_answer(engine) -> None:
+    customers, invoices, consent = _people(4)
+    _run(engine, f.extracted(customers, invoices, consent), "r1")
+    with engine.connect() as conn:
+        waves = read_frame(conn, "select * from wave_summary")
+        reasons = read_frame(conn, "select * from decision_reasons order by status, reason")
+    assert waves["messages"].sum() == 4
+    assert set(waves["state"]) == {"planned"}
+    assert reasons.select("status", "reason", "decisions").rows() == [
+        ("excluded", "one_per_day", 4),
+        ("planned", "planned", 4),
+    ]
