@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -69,12 +70,42 @@ def push(
     now: Annotated[str | None, typer.Option(help="ISO-8601 UTC; default now.")] = None,
     horizon_minutes: Annotated[int, typer.Option(help="Look-ahead for opening waves.")] = 60,
     dry_run: Annotated[bool, typer.Option(help="Report, change nothing.")] = False,
+    recheck: Annotated[bool, typer.Option(help="Re-read sources for payments/opt-outs.")] = True,
+    prefect: Annotated[bool, typer.Option(help="Run as a Prefect flow (default).")] = True,
 ) -> None:
-    """Run push-waves once."""
-    _prefect_env(quiet=False)
-    from flows.push_waves import push_waves
+    """Run push-waves once: hand the waves opening within the horizon to Genesys."""
+    from tasks.failpoints import arm
 
-    _echo_json(push_waves(now=now, horizon_minutes=horizon_minutes, dry_run=dry_run))
+    arm(os.environ.get("REMINDERS_FAILPOINT"))
+    if prefect:
+        _prefect_env(quiet=False)
+        from flows.push_waves import push_waves
+
+        _echo_json(
+            push_waves(now=now, horizon_minutes=horizon_minutes, dry_run=dry_run, recheck=recheck)
+        )
+        return
+    import logging
+
+    from tasks.masking import MaskingFilter
+
+    handler = logging.StreamHandler()
+    handler.addFilter(MaskingFilter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    from flows.common import parse_utc_instant, settings_with
+    from flows.push_waves import run_push
+
+    settings = settings_with(None)
+    _echo_json(
+        run_push(
+            settings,
+            now=parse_utc_instant(now),
+            horizon_minutes=horizon_minutes,
+            dry_run=dry_run,
+            recheck=recheck,
+            run_id=f"push-{uuid.uuid4()}",
+        )
+    )
 
 
 @app.command("sample-data")

@@ -9,10 +9,18 @@ from typing import Any
 import pendulum
 from sqlalchemy.engine import Engine
 
-from tasks.settings import Settings, load_settings
+from tasks.errors import ConfigurationError
+from tasks.settings import GenesysSettings, Settings, load_settings
 from tasks.warehouse import make_engine, migrate
 
-__all__ = ["current_run_id", "open_warehouse", "parse_utc_instant", "settings_with", "utc_now"]
+__all__ = [
+    "current_run_id",
+    "genesys_secret",
+    "open_warehouse",
+    "parse_utc_instant",
+    "settings_with",
+    "utc_now",
+]
 
 
 def settings_with(overrides: dict[str, Any] | None) -> Settings:
@@ -45,6 +53,20 @@ def current_run_id(prefix: str) -> str:
 
     run_id = flow_run.get_id()
     return str(run_id) if run_id else f"{prefix}-{uuid.uuid4()}"
+
+
+def genesys_secret(genesys: GenesysSettings) -> str:
+    """The Genesys client secret: from settings (environment) or a Prefect Secret block."""
+    if genesys.client_secret is not None:
+        return genesys.client_secret.get_secret_value()
+    if genesys.client_secret_block:
+        from prefect.blocks.system import Secret
+
+        return str(Secret.load(genesys.client_secret_block).get())
+    raise ConfigurationError(
+        "no Genesys client secret: set REMINDERS_GENESYS__CLIENT_SECRET or "
+        "genesys.client_secret_block (a Prefect Secret block)"
+    )
 
 
 def open_warehouse(settings: Settings) -> Engine:

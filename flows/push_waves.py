@@ -1,23 +1,157 @@
-"""push-waves: hand the waves whose window opens within the next hour to Genesys.
+"""push-waves: hand the waves whose slot opens within the next hour to Genesys.
 
-Until the Genesys client lands (its own issue) this stage only marks those messages ``ready``
-(and messages whose window closed unpushed ``expired``), recording every change in
-``message_events``. Scheduled hourly in prefect.yaml; ``reminders push`` runs it locally.
+Scheduled hourly in prefect.yaml; ``reminders push`` runs it locally (``--no-prefect`` runs the
+same code without any Prefect machinery, which the crash tests use). A dry run reports the
+waves that would be pushed and changes nothing.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import logging
+import sys
+from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
-from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
+from prefect import flow
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.context import FlowRunContext
 
-from flows.common import current_run_id, open_warehouse, parse_utc_instant, settings_with, utc_now
-from tasks.outbox import finish_run, mark_ready, start_run
+from flows.common import (
+    current_run_id,
+    genesys_secret,
+    open_warehouse,
+    parse_utc_instant,
+    settings_with,
+    utc_now,
+)
+from tasks.extract import extract_sources
+from tasks.failpoints import failpoint
+from tasks.genesys import client_from_settings
+from tasks.normalize import normalize
+from tasks.outbox import finish_run, mark_ready, start_run, wave_summary
+from tasks.push import PushResult, push_waves_to_genesys
+from tasks.settings import Settings
 
-__all__ = ["push_waves"]
+__all__ = ["push_waves", "run_push"]
+
+log = logging.getLogger("reminders.push")
+
+
+def _progress_reporter(in_prefect: bool) -> Any:
+    artifact_id = (
+        create_progress_artifact(progress=0.0, key="push-progress", description="contacts pushed")
+        if in_prefect
+        else None
+    )
+
+    def report(done: int, total: int) -> None:
+        percent = 100.0 * done / total if total else 100.0
+        print(f"pushed {done}/{total} contacts ({percent:.0f}%)", file=sys.stderr, flush=True)
+        if artifact_id is not None:
+            update_progress_artifact(artifact_id=artifact_id, progress=percent)
+
+    return report
+
+
+def run_push(
+    settings: Settings,
+    *,
+    now: datetime,
+    horizon_minutes: int = 60,
+    dry_run: bool = False,
+    recheck: bool = True,
+    run_id: str,
+    in_prefect: bool = False,
+) -> dict[str, Any]:
+    """One push run against the configured Genesys org (see tasks.push)."""
+    engine = open_warehouse(settings)
+    horizon = timedelta(minutes=horizon_minutes)
+    try:
+        with engine.begin() as conn:
+            start_run(
+                conn,
+                run_id=run_id,
+                flow="push-waves",
+                as_of=now,
+                now=utc_now(),
+                dry_run=dry_run,
+                parameters={"now": now.isoformat(), "horizon_minutes": horizon_minutes},
+            )
+        if dry_run:
+            with engine.connect() as conn:
+                transaction = conn.begin()
+                waves = mark_ready(conn, now=now, horizon=horizon, run_id=run_id)
+                transaction.rollback()
+            result = PushResult(ready_waves=waves.height)
+        else:
+            fresh = normalize(extract_sources(settings.sources)) if recheck else None
+            secret = genesys_secret(settings.genesys)
+            with client_from_settings(
+                settings.genesys, secret, on_request=lambda kind, _p: failpoint(f"http.{kind}")
+            ) as client:
+                result = push_waves_to_genesys(
+                    engine,
+                    client,
+                    genesys=settings.genesys,
+                    window=settings.window,
+                    cadence=settings.cadence,
+                    now=now,
+                    horizon=horizon,
+                    run_id=run_id,
+                    fresh=fresh,
+                    progress=_progress_reporter(in_prefect),
+                )
+                stats = dict(client.stats)
+            with engine.begin() as conn:
+                waves = wave_summary(conn, state="pushed", since=(now - timedelta(days=1)).date())
+        with engine.begin() as conn:
+            finish_run(
+                conn,
+                run_id=run_id,
+                now=utc_now(),
+                status="succeeded",
+                counts={"messages_planned": result.pushed},
+            )
+    except Exception as exc:
+        with engine.begin() as conn:
+            finish_run(
+                conn, run_id=run_id, now=utc_now(), status="failed", error=type(exc).__name__
+            )
+        raise
+    finally:
+        engine.dispose()
+    summary = {
+        "run_id": run_id,
+        "now": now.isoformat(),
+        "dry_run": dry_run,
+        "ready_waves": result.ready_waves,
+        "settled": result.settled,
+        "cancelled": result.cancelled,
+        "deferred": result.deferred,
+        "pushed": result.pushed,
+        "rejected": result.rejected,
+        "batches": result.batches,
+        "campaigns": result.campaigns,
+        "genesys_requests": {} if dry_run else stats,
+        "waves": waves.with_columns(
+            pl.col("local_send_date", "first_send_utc", "last_send_utc").cast(pl.String)
+        ).to_dicts(),
+    }
+    log.info(
+        "push %s: %d pushed, %d rejected, %d deferred, cancelled %s, settled %s",
+        run_id,
+        result.pushed,
+        result.rejected,
+        result.deferred,
+        result.cancelled,
+        result.settled,
+    )
+    return summary
 
 
 @flow(name="push-waves")
@@ -25,54 +159,27 @@ def push_waves(
     now: str | None = None,
     horizon_minutes: int = 60,
     dry_run: bool = False,
+    recheck: bool = True,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Mark the waves opening before ``now + horizon_minutes`` ready; returns them per wave."""
-    logger = get_run_logger()
+    """Push the waves opening before ``now + horizon_minutes`` to Genesys."""
     settings = settings_with(overrides)
     at = parse_utc_instant(now)
-    run_id = current_run_id("push")
-    engine = open_warehouse(settings)
-    try:
-        with engine.begin() as conn:
-            start_run(
-                conn,
-                run_id=run_id,
-                flow="push-waves",
-                as_of=at,
-                now=utc_now(),
-                dry_run=dry_run,
-                parameters={"now": at.isoformat(), "horizon_minutes": horizon_minutes},
-            )
-        with engine.connect() as conn:
-            transaction = conn.begin()
-            waves = mark_ready(
-                conn, now=at, horizon=timedelta(minutes=horizon_minutes), run_id=run_id
-            )
-            if dry_run:
-                transaction.rollback()
-            else:
-                transaction.commit()
-        with engine.begin() as conn:
-            finish_run(
-                conn,
-                run_id=run_id,
-                now=utc_now(),
-                status="succeeded",
-                counts={"messages_planned": int(waves["messages"].sum() or 0)},
-            )
-    finally:
-        engine.dispose()
-    table = waves.with_columns(
-        pl.col("local_send_date", "first_send_utc", "last_send_utc").cast(pl.String)
+    summary = run_push(
+        settings,
+        now=at,
+        horizon_minutes=horizon_minutes,
+        dry_run=dry_run,
+        recheck=recheck,
+        run_id=current_run_id("push"),
+        in_prefect=FlowRunContext.get() is not None,
     )
     create_table_artifact(
-        key="ready-waves",
-        table=table.to_dicts(),
-        description=f"Waves ready at {at:%Y-%m-%d %H:%M} UTC (horizon {horizon_minutes} min)",
+        key="pushed-waves",
+        table=summary["waves"],
+        description=f"Waves in Genesys after the push at {at:%Y-%m-%d %H:%M} UTC",
     )
-    logger.info("%d waves, %d messages ready", waves.height, int(waves["messages"].sum() or 0))
-    return {"run_id": run_id, "now": at.isoformat(), "waves": table.to_dicts()}
+    return summary
 
 
 if __name__ == "__main__":

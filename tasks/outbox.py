@@ -2,8 +2,12 @@
 
 Message states move forward only::
 
-    planned ─► ready ─► pushing ─► pushed ─► sent ─► delivered | failed
-       │         │
+    planned ─► ready ─► pushing ─► pushed ─► delivered | failed
+       │         │         │          │
+       │         │         │          └─► cancelled (paid / opted out since planning;
+       │         │         │                          removed from the Genesys list first)
+       │         │         └─► rejected  (Genesys refused the contact: 4xx, code kept)
+       │         └─► deferred (over the campaign's capacity before the window closes)
        ├─► cancelled (a later run excluded it: paid, opted out, ...)
        └─► expired   (its window closed before it was pushed)
 
@@ -29,11 +33,14 @@ from tasks.warehouse import read_frame, write_frame
 
 __all__ = [
     "MESSAGE_COLUMNS",
+    "exclude_decisions",
     "finish_run",
     "load_prior",
     "mark_ready",
+    "messages_in",
     "save_plan",
     "start_run",
+    "transition",
     "wave_summary",
 ]
 
@@ -348,4 +355,99 @@ def wave_summary(conn: Connection, *, state: str, since: date | None = None) -> 
             "first_send_utc": pl.Datetime("us"),
             "last_send_utc": pl.Datetime("us"),
         },
+    )
+
+
+def transition(
+    conn: Connection,
+    keys: pl.DataFrame,
+    *,
+    from_states: tuple[str, ...],
+    to_state: str,
+    run_id: str,
+    now: datetime,
+    detail: str | None = None,
+) -> int:
+    """Move the messages in ``keys`` (a frame with ``message_key`` and optionally ``detail``,
+    ``genesys_contact_list_id``, ``genesys_campaign_id``, ``genesys_error_code``) that are in
+    one of ``from_states`` to ``to_state``, logging each change. Returns how many moved."""
+    if keys.height == 0:
+        return 0
+    extra = [
+        c
+        for c in ("genesys_contact_list_id", "genesys_campaign_id", "genesys_error_code")
+        if c in keys.columns
+    ]
+    staged = keys.select(
+        "message_key",
+        (pl.col("detail") if "detail" in keys.columns else pl.lit(detail))
+        .cast(pl.String)
+        .alias("detail"),
+        *extra,
+    )
+    conn.exec_driver_sql("drop table if exists stage_transition")
+    conn.exec_driver_sql(
+        "create temporary table stage_transition (message_key varchar, detail varchar"
+        + "".join(f", {c} varchar" for c in extra)
+        + ")"
+    )
+    write_frame(conn, "stage_transition", staged)
+    states = ", ".join(f"'{s}'" for s in from_states)
+    moved = read_frame(
+        conn,
+        "select m.message_key, m.state as from_state, t.detail"
+        " from messages m join stage_transition t on t.message_key = m.message_key"
+        f" where m.state in ({states})",
+        schema={"message_key": pl.String(), "from_state": pl.String(), "detail": pl.String()},
+    )
+    if moved.height == 0:
+        return 0
+    sets = "".join(f", {c} = t.{c}" for c in extra)
+    conn.execute(
+        sa.text(
+            f"update messages set state = :to, state_reason = t.detail, last_run_id = :r,"
+            f" updated_at_utc = :now{sets} from stage_transition t"
+            f" where messages.message_key = t.message_key and messages.state in ({states})"
+        ),
+        {"to": to_state, "r": run_id, "now": now},
+    )
+    write_frame(
+        conn,
+        "message_events",
+        _events(moved.with_columns(pl.lit(to_state).alias("to_state")), run_id=run_id, now=now),
+    )
+    return moved.height
+
+
+def exclude_decisions(conn: Connection, keys: pl.DataFrame, *, reason: str, detail: str) -> None:
+    """Turn the planned decisions of the latest build run of each message into exclusions."""
+    if keys.height == 0:
+        return
+    conn.exec_driver_sql("drop table if exists stage_exclude")
+    conn.exec_driver_sql("create temporary table stage_exclude (message_key varchar)")
+    write_frame(conn, "stage_exclude", keys.select("message_key").unique())
+    conn.execute(
+        sa.text(
+            "update decisions set status = 'excluded', reason = :reason, detail = :detail"
+            " from stage_exclude s, messages m"
+            " where decisions.message_key = s.message_key and m.message_key = s.message_key"
+            " and decisions.run_id = m.first_run_id and decisions.status = 'planned'"
+        ),
+        {"reason": reason, "detail": detail},
+    )
+
+
+def messages_in(conn: Connection, states: tuple[str, ...], **filters: Any) -> pl.DataFrame:
+    """Outbox rows in ``states`` (optionally ``window_end_after``), ordered by wave and time."""
+    states_sql = ", ".join(f"'{s}'" for s in states)
+    where = f"state in ({states_sql})"
+    params: dict[str, Any] = {}
+    if "window_end_after" in filters:
+        where += " and window_end_utc > :after"
+        params["after"] = filters["window_end_after"]
+    return read_frame(
+        conn,
+        f"select * from messages where {where} order by wave_start_utc, wave_id, send_at_utc,"
+        " message_key",
+        params,
     )

@@ -27,6 +27,7 @@ from pydantic_settings import (
 __all__ = [
     "CANONICAL_COLUMNS",
     "CadenceSettings",
+    "GenesysSettings",
     "QualitySettings",
     "RenderSettings",
     "Settings",
@@ -185,6 +186,32 @@ class RenderSettings(BaseModel):
         return v if v.endswith("/") else v + "/"
 
 
+class GenesysSettings(BaseModel):
+    """Where Genesys Cloud is and how the pipeline uses it.
+
+    ``region`` (e.g. ``us-east-1``) picks the real API and login hosts; ``base_url`` overrides
+    both (the bundled sandbox: ``http://127.0.0.1:8765``). Credentials come from the
+    environment (``REMINDERS_GENESYS__CLIENT_ID`` / ``__CLIENT_SECRET``) or a Prefect Secret
+    block named by ``client_secret_block``; they have no default.
+    """
+
+    region: str | None = None
+    base_url: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    client_secret_block: str | None = None
+    requests_per_minute: int = Field(default=300, ge=1)
+    max_attempts: int = Field(default=6, ge=1, le=20)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    sms_sender: str = "+13175550100"
+    email_from_domain_id: str = "example.com"
+    email_from_local_part: str = "billing"
+    email_friendly_name: str = "Billing"
+    messages_per_minute: int = Field(default=100, ge=1, le=10000)
+    name_prefix: str = "reminders"
+    push_batch_size: int = Field(default=1000, ge=1, le=1000)
+
+
 class QualitySettings(BaseModel):
     max_quarantine_share: float = Field(default=0.25, ge=0, le=1)
 
@@ -203,6 +230,7 @@ class Settings(BaseSettings):
     window: WindowSettings = Field(default_factory=WindowSettings)
     render: RenderSettings = Field(default_factory=RenderSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
+    genesys: GenesysSettings = Field(default_factory=GenesysSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,665 @@
+"""Typed httpx client for the Genesys Cloud endpoints the pipeline uses.
+
+Errors (all :class:`tasks.errors.GenesysError`)::
+
+    GenesysError
+    ├── AuthFailed            the token endpoint refused the client credentials (never retried)
+    ├── RequestRejected       a permanent 4xx (400 validation, 403, 404, 409, 413): not retried;
+    │                         carries status, Genesys ``code`` and correlation id
+    ├── RateLimited           429 after the retry budget (carries Retry-After)
+    ├── TransientServerError  5xx after the retry budget
+    └── OutcomeUnknown        the connection broke during a request that is not idempotent:
+                              the server may or may not have done it; the caller settles it
+                              by a lookup before anything is sent again
+
+Behaviour on the wire:
+
+- OAuth client credentials (:class:`ClientCredentialsAuth`, an ``httpx.Auth``): the token is
+  cached until 60 s before ``expires_in`` and fetched anew, once, on a 401.
+- A client-side token bucket keeps under ``requests_per_minute`` (Genesys: 300 per token).
+- Retries (tenacity): 429 waits ``Retry-After``; 503 (rejected before any work) is always
+  retried; other 5xx, timeouts and broken connections are retried with exponential back-off
+  and jitter only for idempotent requests; the budget is ``max_attempts`` per call.
+- A 202 from the agentless endpoint means accepted, not delivered.
+
+No log line or exception message carries a token, a secret, a phone number or an address.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+)
+
+from tasks.errors import ConfigurationError, GenesysError
+from tasks.masking import mask_text
+from tasks.settings import GenesysSettings
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_TIMEOUT",
+    "MAX_CONTACTS_PER_ADD",
+    "MAX_PAGE_SIZE",
+    "REGIONS",
+    "AuthFailed",
+    "ClientCredentialsAuth",
+    "GenesysClient",
+    "OutcomeUnknown",
+    "RateLimited",
+    "RequestRejected",
+    "TokenBucket",
+    "TransientServerError",
+    "client_from_settings",
+    "hosts_for",
+]
+
+MAX_CONTACTS_PER_ADD = 1000
+MAX_PAGE_SIZE = 100
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+DEFAULT_LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=5)
+
+REGIONS: dict[str, str] = {
+    "us-east-1": "mypurecloud.com",
+    "us-east-2": "use2.us-gov-pure.cloud",
+    "us-west-2": "usw2.pure.cloud",
+    "ca-central-1": "cac1.pure.cloud",
+    "sa-east-1": "sae1.pure.cloud",
+    "mx-central-1": "mxc1.pure.cloud",
+    "eu-west-1": "mypurecloud.ie",
+    "eu-west-2": "euw2.pure.cloud",
+    "eu-central-1": "mypurecloud.de",
+    "eu-central-2": "euc2.pure.cloud",
+    "eusc-de-east-1": "edee1.eusc-pure.cloud",
+    "me-central-1": "mec1.pure.cloud",
+    "ap-south-1": "aps1.pure.cloud",
+    "ap-southeast-1": "apse1.pure.cloud",
+    "ap-southeast-2": "mypurecloud.com.au",
+    "ap-northeast-1": "mypurecloud.jp",
+    "ap-northeast-2": "apne2.pure.cloud",
+    "ap-northeast-3": "apne3.pure.cloud",
+}
+"""Genesys Cloud region -> domain; the API is ``https://api.<domain>``, OAuth
+``https://login.<domain>``."""
+
+
+def hosts_for(region: str | None, base_url: str | None) -> tuple[str, str]:
+    """(API base URL, login base URL) for a region name, or for an explicit base URL.
+
+    An explicit URL containing ``//api.`` gets its login host by replacing that with
+    ``//login.`` (as the official SDK does); any other URL (the sandbox) serves both.
+    """
+    if base_url:
+        base = base_url.rstrip("/")
+        return base, base.replace("//api.", "//login.") if "//api." in base else base
+    if region not in REGIONS:
+        raise ValueError(f"unknown Genesys region {region!r}; known: {', '.join(REGIONS)}")
+    domain = REGIONS[region]
+    return f"https://api.{domain}", f"https://login.{domain}"
+
+
+class AuthFailed(GenesysError):
+    """The OAuth token endpoint refused the client credentials."""
+
+
+class RequestRejected(GenesysError):
+    """A permanent error answer (4xx other than 401/429)."""
+
+    def __init__(self, status: int, code: str, message: str, correlation_id: str | None) -> None:
+        self.status = status
+        self.code = code
+        self.correlation_id = correlation_id
+        super().__init__(
+            f"Genesys answered {status} {code}: {mask_text(message)} (correlation {correlation_id})"
+        )
+
+
+class RateLimited(GenesysError):
+    def __init__(self, retry_after: float, correlation_id: str | None = None) -> None:
+        self.retry_after = retry_after
+        self.correlation_id = correlation_id
+        super().__init__(f"rate limited; retry after {retry_after:g} s")
+
+
+class TransientServerError(GenesysError):
+    def __init__(self, status: int, correlation_id: str | None = None) -> None:
+        self.status = status
+        self.correlation_id = correlation_id
+        super().__init__(f"Genesys answered {status} (transient)")
+
+
+class OutcomeUnknown(GenesysError):
+    """A non-idempotent request may or may not have been carried out."""
+
+    def __init__(self, method: str, path: str, cause: str) -> None:
+        self.method = method
+        self.path = path
+        super().__init__(f"{method} {path}: connection lost ({cause}); outcome unknown")
+
+
+class TokenBucket:
+    """Blocking token bucket: at most ``per_minute`` acquisitions per rolling minute."""
+
+    def __init__(
+        self,
+        per_minute: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.capacity = float(max(per_minute, 1))
+        self.rate = self.capacity / 60.0
+        self.tokens = self.capacity
+        self.clock = clock
+        self.sleep = sleep
+        self.updated = clock()
+        self.lock = threading.Lock()
+
+    def acquire(self) -> None:
+        while True:
+            with self.lock:
+                now = self.clock()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                wait = (1 - self.tokens) / self.rate
+            self.sleep(wait)
+
+
+class ClientCredentialsAuth(httpx.Auth):
+    """OAuth 2 client credentials for Genesys Cloud, cached until shortly before expiry."""
+
+    requires_response_body = True
+
+    def __init__(
+        self,
+        login_base: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        refresh_margin_seconds: float = 60.0,
+    ) -> None:
+        self._token_url = f"{login_base.rstrip('/')}/oauth/token"
+        self._credentials = httpx.BasicAuth(client_id, client_secret)
+        self._clock = clock
+        self._margin = refresh_margin_seconds
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock = threading.Lock()
+        self.tokens_fetched = 0
+
+    def _token_request(self) -> httpx.Request:
+        request = httpx.Request("POST", self._token_url, data={"grant_type": "client_credentials"})
+        return next(self._credentials.auth_flow(request))
+
+    def _store(self, response: httpx.Response) -> None:
+        if response.status_code != 200:
+            raise AuthFailed(
+                f"token endpoint answered {response.status_code}; check the client id and secret"
+            )
+        body = response.json()
+        self._token = body["access_token"]
+        self._expires_at = self._clock() + float(body.get("expires_in", 86400)) - self._margin
+        self.tokens_fetched += 1
+
+    def _valid(self) -> str | None:
+        return self._token if self._token and self._clock() < self._expires_at else None
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        with self._lock:
+            token = self._valid()
+        if token is None:
+            self._store((yield self._token_request()))
+            token = self._token
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401:
+            with self._lock:
+                if self._token == token:
+                    self._token = None
+            self._store((yield self._token_request()))
+            request.headers["Authorization"] = f"Bearer {self._token}"
+            yield request
+
+    @property
+    def token(self) -> str | None:
+        return self._token
+
+    def expire(self) -> None:
+        """Forget the cached token (tests; a key rotation)."""
+        self._token = None
+
+
+@dataclass(frozen=True)
+class _Call:
+    method: str
+    path: str
+    idempotent: bool
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, RateLimited | TransientServerError | _RetryableTransport)
+
+
+class _RetryableTransport(Exception):
+    """A transport failure on an idempotent request: safe to send again."""
+
+    def __init__(self, cause: Exception) -> None:
+        self.cause = cause
+        super().__init__(type(cause).__name__)
+
+
+class GenesysClient:
+    """The Genesys Cloud operations the pipeline needs. One instance per OAuth client."""
+
+    def __init__(
+        self,
+        *,
+        api_base: str,
+        login_base: str,
+        client_id: str,
+        client_secret: str,
+        requests_per_minute: int = 300,
+        max_attempts: int = 6,
+        max_backoff_seconds: float = 30.0,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        on_request: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.auth = ClientCredentialsAuth(login_base, client_id, client_secret)
+        self._http = httpx.Client(
+            base_url=api_base.rstrip("/"),
+            auth=self.auth,
+            timeout=timeout,
+            limits=DEFAULT_LIMITS,
+            transport=transport,
+            headers={"Accept": "application/json", "User-Agent": "payment-reminders"},
+        )
+        self._bucket = TokenBucket(requests_per_minute, sleep=sleep)
+        self._sleep = sleep
+        self._max_attempts = max_attempts
+        self._max_backoff = max_backoff_seconds
+        self._on_request = on_request
+        self._rng = random.Random()
+        self.stats: dict[str, int] = {"requests": 0, "retries": 0, "rate_limited": 0}
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> GenesysClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RateLimited):
+            return exc.retry_after + self._rng.uniform(0, 0.25)
+        backoff = min(self._max_backoff, 0.5 * 2 ** (state.attempt_number - 1))
+        return self._rng.uniform(0, backoff)
+
+    def _send_once(self, call: _Call, **kwargs: Any) -> httpx.Response:
+        self._bucket.acquire()
+        if self._on_request:
+            self._on_request("request", call.path)
+        self.stats["requests"] += 1
+        try:
+            response = self._http.request(call.method, f"/api/v2{call.path}", **kwargs)
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            if call.idempotent:
+                raise _RetryableTransport(exc) from exc
+            raise OutcomeUnknown(call.method, call.path, type(exc).__name__) from None
+        if self._on_request:
+            self._on_request("response", call.path)
+        correlation = response.headers.get("ININ-Correlation-Id")
+        if response.status_code == 429:
+            self.stats["rate_limited"] += 1
+            raise RateLimited(_retry_after(response), correlation)
+        if response.status_code == 503 or (response.status_code >= 500 and call.idempotent):
+            raise TransientServerError(response.status_code, correlation)
+        if response.status_code >= 500:
+            raise OutcomeUnknown(call.method, call.path, f"HTTP {response.status_code}")
+        if response.status_code == 401:
+            raise AuthFailed("Genesys refused a freshly fetched token (401)")
+        if response.status_code >= 400:
+            code, message = _error_fields(response)
+            raise RequestRejected(response.status_code, code, message, correlation)
+        return response
+
+    def _request(
+        self, method: str, path: str, *, idempotent: bool, **kwargs: Any
+    ) -> httpx.Response:
+        call = _Call(method, path, idempotent)
+        retrying = Retrying(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_attempt(self._max_attempts),
+            wait=self._wait,
+            sleep=self._sleep,
+            reraise=True,
+            before_sleep=lambda _s: self.stats.__setitem__("retries", self.stats["retries"] + 1),
+        )
+        try:
+            return retrying(self._send_once, call, **kwargs)
+        except _RetryableTransport as exc:
+            raise TransientServerError(0) from exc.cause
+
+    def _json(self, method: str, path: str, *, idempotent: bool, **kwargs: Any) -> Any:
+        response = self._request(method, path, idempotent=idempotent, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def _pages(self, path: str, params: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        page = 1
+        while True:
+            body = self._json(
+                "GET",
+                path,
+                idempotent=True,
+                params=params | {"pageSize": MAX_PAGE_SIZE, "pageNumber": page},
+            )
+            yield from body.get("entities") or []
+            if page >= int(body.get("pageCount") or 1):
+                return
+            page += 1
+
+    def _find_by_name(self, path: str, name: str) -> dict[str, Any] | None:
+        for entity in self._pages(path, {"name": name}):
+            if entity.get("name") == name:
+                return entity
+        return None
+
+    def _create_settled(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a named entity; a lost connection is settled by looking the name up."""
+        try:
+            return self._json("POST", path, idempotent=False, json=body)
+        except OutcomeUnknown:
+            found = self._find_by_name(path, body["name"])
+            if found is None:
+                return self._json("POST", path, idempotent=False, json=body)
+            return found
+
+    def find_contact_list(self, name: str) -> dict[str, Any] | None:
+        return self._find_by_name("/outbound/contactlists", name)
+
+    def get_contact_list(self, contact_list_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/outbound/contactlists/{contact_list_id}", idempotent=True)
+
+    def create_contact_list(
+        self,
+        name: str,
+        columns: Sequence[str],
+        *,
+        phone_columns: Sequence[tuple[str, str | None]] = (),
+        email_columns: Sequence[tuple[str, str | None]] = (),
+    ) -> dict[str, Any]:
+        """Create a contact list; ``*_columns`` are (column, zone column or None) pairs."""
+        body: dict[str, Any] = {"name": name, "columnNames": list(columns)}
+        if phone_columns:
+            body["phoneColumns"] = [
+                {"columnName": c, "type": "cell"} | ({"callableTimeColumn": z} if z else {})
+                for c, z in phone_columns
+            ]
+        if email_columns:
+            body["emailColumns"] = [
+                {"columnName": c, "type": "personal"} | ({"contactableTimeColumn": z} if z else {})
+                for c, z in email_columns
+            ]
+        return self._create_settled("/outbound/contactlists", body)
+
+    def delete_contact_list(self, contact_list_id: str) -> None:
+        self._request("DELETE", f"/outbound/contactlists/{contact_list_id}", idempotent=True)
+
+    def add_contacts(
+        self, contact_list_id: str, contacts: Sequence[dict[str, Any]], *, priority: bool = True
+    ) -> list[dict[str, Any]]:
+        """Upsert up to 1,000 contacts (``{"id": ..., "data": {...}}``) into a list.
+
+        Upsert by ``id`` makes this idempotent; ``clearSystemData`` is never set, so a contact
+        that was already messaged keeps that state and is not messaged again.
+        """
+        if len(contacts) > MAX_CONTACTS_PER_ADD:
+            raise ValueError(f"at most {MAX_CONTACTS_PER_ADD} contacts per request")
+        body = [
+            {"id": c["id"], "contactListId": contact_list_id, "data": c["data"], "callable": True}
+            for c in contacts
+        ]
+        return self._json(
+            "POST",
+            f"/outbound/contactlists/{contact_list_id}/contacts",
+            idempotent=True,
+            params={"priority": str(priority).lower(), "doNotQueue": "false"},
+            json=body,
+        )
+
+    def get_contacts(self, contact_list_id: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The contacts among ``ids`` that exist in the list."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(ids), MAX_CONTACTS_PER_ADD):
+            chunk = list(ids[start : start + MAX_CONTACTS_PER_ADD])
+            found += (
+                self._json(
+                    "POST",
+                    f"/outbound/contactlists/{contact_list_id}/contacts/bulk",
+                    idempotent=True,
+                    json=chunk,
+                )
+                or []
+            )
+        return found
+
+    def update_contact(self, contact_list_id: str, contact: dict[str, Any]) -> dict[str, Any]:
+        return self._json(
+            "PUT",
+            f"/outbound/contactlists/{contact_list_id}/contacts/{contact['id']}",
+            idempotent=True,
+            json={"id": contact["id"], "contactListId": contact_list_id, "data": contact["data"]},
+        )
+
+    def delete_contacts(self, contact_list_id: str, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), 100):
+            chunk = ",".join(ids[start : start + 100])
+            self._request(
+                "DELETE",
+                f"/outbound/contactlists/{contact_list_id}/contacts",
+                idempotent=True,
+                params={"contactIds": chunk},
+            )
+
+    def create_dnc_list(self, name: str, contact_method: str = "Any") -> dict[str, Any]:
+        return self._create_settled(
+            "/outbound/dnclists",
+            {"name": name, "dncSourceType": "rds", "contactMethod": contact_method},
+        )
+
+    def find_dnc_list(self, name: str) -> dict[str, Any] | None:
+        return self._find_by_name("/outbound/dnclists", name)
+
+    def add_dnc_phone_numbers(self, dnc_list_id: str, numbers: Sequence[str]) -> None:
+        for start in range(0, len(numbers), MAX_CONTACTS_PER_ADD):
+            self._request(
+                "PATCH",
+                f"/outbound/dnclists/{dnc_list_id}/phonenumbers",
+                idempotent=True,
+                json={"action": "Add", "phoneNumbers": list(numbers[start : start + 1000])},
+            )
+
+    def add_dnc_email_addresses(self, dnc_list_id: str, addresses: Sequence[str]) -> None:
+        for start in range(0, len(addresses), MAX_CONTACTS_PER_ADD):
+            self._request(
+                "PATCH",
+                f"/outbound/dnclists/{dnc_list_id}/emailaddresses",
+                idempotent=True,
+                json={"action": "Add", "emailAddresses": list(addresses[start : start + 1000])},
+            )
+
+    def ensure_callable_time_set(
+        self, name: str, zones: Iterable[str], start: str, stop: str
+    ) -> dict[str, Any]:
+        """A callable time set with one slot per zone and weekday; grown when zones are new."""
+        wanted = sorted(set(zones))
+        times = [
+            {
+                "timeZoneId": zone,
+                "timeSlots": [
+                    {"startTime": start, "stopTime": stop, "day": day} for day in range(1, 8)
+                ],
+            }
+            for zone in wanted
+        ]
+        path = "/outbound/callabletimesets"
+        existing = self._find_by_name(path, name)
+        if existing is None:
+            return self._create_settled(path, {"name": name, "callableTimes": times})
+        have = sorted(t["timeZoneId"] for t in existing.get("callableTimes", []))
+        if have == wanted:
+            return existing
+        merged = sorted(set(have) | set(wanted))
+        body = existing | {
+            "callableTimes": [t for t in times if t["timeZoneId"] in merged]
+            + [t for t in existing.get("callableTimes", []) if t["timeZoneId"] not in wanted]
+        }
+        return self._json("PUT", f"{path}/{existing['id']}", idempotent=False, json=body)
+
+    def find_campaign(self, name: str) -> dict[str, Any] | None:
+        return self._find_by_name("/outbound/messagingcampaigns", name)
+
+    def get_campaign(self, campaign_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/outbound/messagingcampaigns/{campaign_id}", idempotent=True)
+
+    def create_messaging_campaign(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._create_settled("/outbound/messagingcampaigns", body)
+
+    def set_campaign_status(self, campaign_id: str, status: str) -> dict[str, Any]:
+        """Turn a campaign ``on`` or ``off`` (PUT with the current version), settled by GET."""
+        for _ in range(3):
+            campaign = self.get_campaign(campaign_id)
+            if campaign.get("campaignStatus") == status:
+                return campaign
+            try:
+                return self._json(
+                    "PUT",
+                    f"/outbound/messagingcampaigns/{campaign_id}",
+                    idempotent=False,
+                    json=campaign | {"campaignStatus": status},
+                )
+            except OutcomeUnknown:
+                continue
+            except RequestRejected as exc:
+                if exc.status != 409 or "version" not in exc.code:
+                    raise
+        return self.get_campaign(campaign_id)
+
+    def campaign_progress(self, campaign_id: str) -> dict[str, Any]:
+        return self._json(
+            "GET", f"/outbound/messagingcampaigns/{campaign_id}/progress", idempotent=True
+        )
+
+    def send_agentless_sms(self, from_address: str, to_address: str, text: str) -> dict[str, Any]:
+        """Send one SMS through the agentless API. 202 = accepted, not delivered.
+
+        Not idempotent: a lost connection raises :class:`OutcomeUnknown`, never a resend.
+        """
+        return self._json(
+            "POST",
+            "/conversations/messages/agentless",
+            idempotent=False,
+            json={
+                "fromAddress": from_address,
+                "toAddress": to_address,
+                "toAddressMessengerType": "sms",
+                "textBody": text,
+            },
+        )
+
+    def get_message(self, conversation_id: str, message_id: str) -> dict[str, Any]:
+        return self._json(
+            "GET",
+            f"/conversations/messages/{conversation_id}/messages/{message_id}",
+            idempotent=True,
+        )
+
+    def export_contact_list(
+        self, contact_list_id: str, *, poll_seconds: float = 2.0, timeout_seconds: float = 300.0
+    ) -> list[dict[str, str]]:
+        """Export a contact list and return its CSV rows (header tolerant of BOM and quotes)."""
+        path = f"/outbound/contactlists/{contact_list_id}/export"
+        self._request("POST", path, idempotent=True, json=None)
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            try:
+                body = self._json("GET", path, idempotent=True, params={"download": "false"})
+                break
+            except RequestRejected as exc:
+                if exc.code != "no.available.list.export.uri" or time.monotonic() > deadline:
+                    raise
+                self._sleep(poll_seconds)
+        response = self._http.get(body["uri"])
+        if response.status_code >= 400:
+            raise RequestRejected(response.status_code, "export.download", "", None)
+        text = response.content.decode("utf-8-sig")
+        reader = csv.reader(io.StringIO(text))
+        header = [h.strip().strip('"') for h in next(reader)]
+        return [dict(zip(header, row, strict=False)) for row in reader]
+
+
+def client_from_settings(
+    settings: GenesysSettings,
+    client_secret: str,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    on_request: Callable[[str, str], None] | None = None,
+) -> GenesysClient:
+    """The one wiring spot: a client for the configured region or base URL."""
+    if not settings.client_id:
+        raise ConfigurationError("genesys.client_id is not set (REMINDERS_GENESYS__CLIENT_ID)")
+    if not settings.region and not settings.base_url:
+        raise ConfigurationError("set genesys.region (a real org) or genesys.base_url")
+    api_base, login_base = hosts_for(settings.region, settings.base_url)
+    return GenesysClient(
+        api_base=api_base,
+        login_base=login_base,
+        client_id=settings.client_id,
+        client_secret=client_secret,
+        requests_per_minute=settings.requests_per_minute,
+        max_attempts=settings.max_attempts,
+        timeout=httpx.Timeout(settings.timeout_seconds, connect=10.0),
+        transport=transport,
+        on_request=on_request,
+    )
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "1")))
+    except ValueError:
+        return 1.0
+
+
+def _error_fields(response: httpx.Response) -> tuple[str, str]:
+    try:
+        body = response.json()
+    except ValueError:
+        return "unknown", response.reason_phrase
+    if not isinstance(body, dict):
+        return "unknown", response.reason_phrase
+    return str(body.get("code") or body.get("error") or "unknown"), str(
+        body.get("message") or body.get("description") or ""
+    )[:300]

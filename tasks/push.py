@@ -1,0 +1,501 @@
+"""Push: hand ready waves to Genesys exactly once, through long-lived messaging campaigns.
+
+One campaign per channel (and SMS sender number) owns one contact list, both under
+deterministic names (``<prefix>-sms-<sender digits>``, ``<prefix>-email``), created on first
+use and reused after. A callable time set with a slot per zone is the second guard that
+nothing leaves outside its window. Each push run:
+
+1. marks planned messages whose wave opens within the horizon ``ready`` (outbox);
+2. settles messages left ``pushing`` by a crash: a bulk lookup by contact id tells whether the
+   add reached Genesys (``pushed``) or not (back to ``ready``);
+3. re-checks payments and opt-outs since planning on a fresh extract, removes those contacts
+   from the Genesys list (first) and cancels the messages (then), with a reason;
+4. checks capacity: per channel, messages whose window ends by time T must fit in
+   ``messagesPerMinute x minutes until T``; the rest is ``deferred`` with a reason;
+5. upserts contacts wave by wave in batches of up to 1,000 with the message key as contact id
+   and ``priority=true`` (state ``pushing`` is committed before each call, ``pushed`` after);
+   a batch Genesys refuses (4xx) is bisected so only the bad contacts are ``rejected``;
+6. turns the campaign on.
+
+Crash safety: a contact id is the message key and adds are upserts that never clear system
+data, so a replayed add cannot make a second contact or a second send; every step is
+re-entrant from the outbox state alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import polars as pl
+from sqlalchemy.engine import Engine
+
+from tasks.consent import channel_allowed, consent_state
+from tasks.failpoints import failpoint
+from tasks.genesys import GenesysClient, RequestRejected
+from tasks.normalize import Normalized
+from tasks.outbox import exclude_decisions, mark_ready, messages_in, transition
+from tasks.settings import CadenceSettings, GenesysSettings, WindowSettings
+
+__all__ = [
+    "PushResult",
+    "campaign_body",
+    "capacity_plan",
+    "contact_rows",
+    "names_for",
+    "push_waves_to_genesys",
+    "recheck",
+]
+
+log = logging.getLogger(__name__)
+
+SMS_COLUMNS = ("MessageKey", "Phone", "Message", "TimeZone", "WaveId", "LocalSendDate")
+EMAIL_COLUMNS = ("MessageKey", "Email", "Subject", "Message", "TimeZone", "WaveId", "LocalSendDate")
+
+
+@dataclass
+class PushResult:
+    ready_waves: int = 0
+    settled: dict[str, int] = field(default_factory=dict)
+    cancelled: dict[str, int] = field(default_factory=dict)
+    deferred: int = 0
+    pushed: int = 0
+    rejected: int = 0
+    batches: int = 0
+    campaigns: dict[str, str] = field(default_factory=dict)
+    contact_lists: dict[str, str] = field(default_factory=dict)
+
+
+def names_for(channel: str, genesys: GenesysSettings) -> dict[str, str]:
+    """Deterministic Genesys object names for a channel."""
+    suffix = (
+        "sms-" + "".join(c for c in genesys.sms_sender if c.isdigit())
+        if channel == "sms"
+        else "email"
+    )
+    base = f"{genesys.name_prefix}-{suffix}"
+    return {
+        "contact_list": f"{base}-contacts",
+        "campaign": base,
+        "time_set": f"{genesys.name_prefix}-send-window",
+    }
+
+
+def recheck(
+    messages: pl.DataFrame,
+    fresh: Normalized,
+    cadence: CadenceSettings,
+) -> pl.DataFrame:
+    """Messages that must not go out any more: (message_key, detail) with the reason.
+
+    ``paid_since_planning``: one of its invoices is no longer payable or has no balance
+    (or vanished); ``opted_out_since_planning``: the customer may no longer be messaged on
+    the message's channel.
+    """
+    if messages.height == 0:
+        return pl.DataFrame(schema={"message_key": pl.String, "detail": pl.String})
+    payable = fresh.invoices.filter(
+        pl.col("status").is_in(cadence.payable_statuses) & (pl.col("amount_due_minor") > 0)
+    ).select("invoice_id", pl.lit(True).alias("_payable"))
+    invoices = (
+        messages.select("message_key", pl.col("invoice_ids").str.split(",").alias("invoice_id"))
+        .explode("invoice_id", empty_as_null=True)
+        .join(payable, on="invoice_id", how="left")
+        .group_by("message_key")
+        .agg(pl.col("_payable").fill_null(False).all().alias("_still_payable"))
+    )
+    consent = consent_state(fresh.consent_events)
+    allowed = consent.select(
+        "customer_id",
+        channel_allowed("sms", email_requires_opt_in=cadence.email_requires_opt_in).alias("sms"),
+        channel_allowed("email", email_requires_opt_in=cadence.email_requires_opt_in).alias(
+            "email"
+        ),
+    )
+    frame = (
+        messages.select("message_key", "customer_id", "channel")
+        .join(invoices, on="message_key", how="left")
+        .join(allowed, on="customer_id", how="left")
+        .with_columns(
+            pl.when(pl.col("channel") == "sms")
+            .then(pl.col("sms"))
+            .otherwise(pl.col("email").fill_null(not cadence.email_requires_opt_in))
+            .fill_null(False)
+            .alias("_allowed")
+        )
+    )
+    return frame.filter(~pl.col("_still_payable") | ~pl.col("_allowed")).select(
+        "message_key",
+        pl.when(~pl.col("_still_payable"))
+        .then(pl.lit("paid_since_planning"))
+        .otherwise(pl.lit("opted_out_since_planning"))
+        .alias("detail"),
+    )
+
+
+def capacity_plan(
+    outstanding: pl.DataFrame, *, now: datetime, messages_per_minute: int
+) -> pl.DataFrame:
+    """Which outstanding messages of one campaign can still go out before their window ends.
+
+    Earliest-deadline-first: sorted by window end, the k-th message fits if k <= rate x
+    minutes from ``now`` (or its wave start, if later, for the first message of a window)
+    to its window end. Returns (message_key, fits).
+    """
+    if outstanding.height == 0:
+        return pl.DataFrame(schema={"message_key": pl.String, "fits": pl.Boolean})
+    ordered = outstanding.sort("window_end_utc", "wave_start_utc", "send_at_utc", "message_key")
+    minutes = (pl.col("window_end_utc") - pl.lit(now)).dt.total_seconds().clip(lower_bound=0) / 60.0
+    return ordered.select(
+        "message_key",
+        ((pl.int_range(1, pl.len() + 1)) <= (minutes * messages_per_minute).floor()).alias("fits"),
+    )
+
+
+def contact_rows(messages: pl.DataFrame, channel: str) -> list[dict[str, Any]]:
+    """Genesys contacts (id = message key) for outbox rows of one channel."""
+    zone = pl.col("time_zone").str.split("|").list.first()
+    if channel == "sms":
+        data = [
+            pl.col("message_key").alias("MessageKey"),
+            pl.col("to_address").alias("Phone"),
+            pl.col("body").alias("Message"),
+        ]
+    else:
+        data = [
+            pl.col("message_key").alias("MessageKey"),
+            pl.col("to_address").alias("Email"),
+            pl.col("subject").fill_null("").alias("Subject"),
+            pl.col("body").alias("Message"),
+        ]
+    data += [
+        zone.alias("TimeZone"),
+        pl.col("wave_id").alias("WaveId"),
+        pl.col("local_send_date").cast(pl.String).alias("LocalSendDate"),
+    ]
+    rows = messages.select(pl.col("message_key").alias("id"), pl.struct(data).alias("data"))
+    return rows.to_dicts()
+
+
+def campaign_body(
+    channel: str,
+    genesys: GenesysSettings,
+    *,
+    name: str,
+    contact_list_id: str,
+    time_set_id: str,
+) -> dict[str, Any]:
+    """A messaging campaign that always runs off one contact list, inside the time set."""
+    body: dict[str, Any] = {
+        "name": name,
+        "contactList": {"id": contact_list_id},
+        "callableTimeSet": {"id": time_set_id},
+        "messagesPerMinute": genesys.messages_per_minute,
+        "alwaysRunning": True,
+        "campaignStatus": "off",
+        "contactSorts": [{"fieldName": "LocalSendDate", "direction": "ASC"}],
+    }
+    if channel == "sms":
+        body["smsConfig"] = {
+            "phoneColumn": "Phone",
+            "messageColumn": "Message",
+            "senderSmsPhoneNumber": {"phoneNumber": genesys.sms_sender},
+        }
+    else:
+        body["emailConfig"] = {
+            "emailColumns": ["Email"],
+            "fromAddress": {
+                "domain": {"id": genesys.email_from_domain_id},
+                "localPart": genesys.email_from_local_part,
+                "friendlyName": genesys.email_friendly_name,
+            },
+        }
+    return body
+
+
+def _ensure_objects(
+    client: GenesysClient,
+    channel: str,
+    genesys: GenesysSettings,
+    window: WindowSettings,
+    zones: Sequence[str],
+) -> tuple[str, str]:
+    names = names_for(channel, genesys)
+    failpoint("push.before_contact_list")
+    found = client.find_contact_list(names["contact_list"])
+    if found is None:
+        columns = SMS_COLUMNS if channel == "sms" else EMAIL_COLUMNS
+        found = client.create_contact_list(
+            names["contact_list"],
+            columns,
+            phone_columns=[("Phone", "TimeZone")] if channel == "sms" else (),
+            email_columns=[("Email", "TimeZone")] if channel == "email" else (),
+        )
+    failpoint("push.after_contact_list")
+    time_set = client.ensure_callable_time_set(
+        names["time_set"], zones, f"{window.start:%H:%M:%S}", f"{window.end:%H:%M:%S}"
+    )
+    failpoint("push.before_campaign_create")
+    campaign = client.find_campaign(names["campaign"])
+    if campaign is None:
+        campaign = client.create_messaging_campaign(
+            campaign_body(
+                channel,
+                genesys,
+                name=names["campaign"],
+                contact_list_id=found["id"],
+                time_set_id=time_set["id"],
+            )
+        )
+    failpoint("push.after_campaign_create")
+    return found["id"], campaign["id"]
+
+
+def _push_batch(
+    engine: Engine,
+    client: GenesysClient,
+    batch: pl.DataFrame,
+    channel: str,
+    *,
+    contact_list_id: str,
+    campaign_id: str,
+    run_id: str,
+    now: datetime,
+    result: PushResult,
+) -> None:
+    keys = batch.select("message_key")
+    with engine.begin() as conn:
+        transition(
+            conn,
+            keys,
+            from_states=("ready",),
+            to_state="pushing",
+            run_id=run_id,
+            now=now,
+            detail="adding to the Genesys contact list",
+        )
+    failpoint("push.after_mark_pushing")
+    accepted, refused = _add_bisecting(client, contact_list_id, batch, channel)
+    failpoint("push.after_batch_sent")
+    with engine.begin() as conn:
+        if accepted:
+            transition(
+                conn,
+                pl.DataFrame({"message_key": accepted}).with_columns(
+                    pl.lit(contact_list_id).alias("genesys_contact_list_id"),
+                    pl.lit(campaign_id).alias("genesys_campaign_id"),
+                ),
+                from_states=("pushing",),
+                to_state="pushed",
+                run_id=run_id,
+                now=now,
+                detail="in the Genesys contact list",
+            )
+        if refused:
+            frame = pl.DataFrame(
+                refused, schema=["message_key", "genesys_error_code"], orient="row"
+            )
+            transition(
+                conn,
+                frame.with_columns(
+                    (pl.lit("refused by Genesys: ") + pl.col("genesys_error_code")).alias("detail")
+                ),
+                from_states=("pushing",),
+                to_state="rejected",
+                run_id=run_id,
+                now=now,
+            )
+            exclude_decisions(
+                conn, frame, reason="genesys_rejected", detail="Genesys refused the contact"
+            )
+    failpoint("push.after_batch_recorded")
+    result.pushed += len(accepted)
+    result.rejected += len(refused)
+    result.batches += 1
+
+
+def _add_bisecting(
+    client: GenesysClient, contact_list_id: str, batch: pl.DataFrame, channel: str
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Add a batch; on a permanent refusal split it to isolate the refused contacts."""
+    try:
+        client.add_contacts(contact_list_id, contact_rows(batch, channel), priority=True)
+        return batch["message_key"].to_list(), []
+    except RequestRejected as exc:
+        if exc.status >= 500 or exc.status in (401, 429):
+            raise
+        if batch.height == 1:
+            return [], [(batch["message_key"][0], f"{exc.status}:{exc.code}")]
+        half = batch.height // 2
+        left = _add_bisecting(client, contact_list_id, batch.head(half), channel)
+        right = _add_bisecting(client, contact_list_id, batch.tail(batch.height - half), channel)
+        return left[0] + right[0], left[1] + right[1]
+
+
+def _settle_pushing(
+    engine: Engine, client: GenesysClient, genesys: GenesysSettings, *, run_id: str, now: datetime
+) -> dict[str, int]:
+    with engine.begin() as conn:
+        pushing = messages_in(conn, ("pushing",))
+    settled = {"pushed": 0, "ready": 0}
+    if pushing.height == 0:
+        return settled
+    for (channel,), part in pushing.group_by(["channel"], maintain_order=True):
+        names = names_for(str(channel), genesys)
+        found_list = client.find_contact_list(names["contact_list"])
+        campaign = client.find_campaign(names["campaign"])
+        present: set[str] = set()
+        if found_list is not None:
+            present = {
+                c["id"]
+                for c in client.get_contacts(found_list["id"], part["message_key"].to_list())
+            }
+        arrived = part.filter(pl.col("message_key").is_in(list(present)))
+        missing = part.filter(~pl.col("message_key").is_in(list(present)))
+        with engine.begin() as conn:
+            if arrived.height:
+                settled["pushed"] += transition(
+                    conn,
+                    arrived.select("message_key").with_columns(
+                        pl.lit(found_list["id"] if found_list else None).alias(
+                            "genesys_contact_list_id"
+                        ),
+                        pl.lit(campaign["id"] if campaign else None).alias("genesys_campaign_id"),
+                    ),
+                    from_states=("pushing",),
+                    to_state="pushed",
+                    run_id=run_id,
+                    now=now,
+                    detail="settled after a crash: found in the Genesys contact list",
+                )
+            if missing.height:
+                settled["ready"] += transition(
+                    conn,
+                    missing.select("message_key"),
+                    from_states=("pushing",),
+                    to_state="ready",
+                    run_id=run_id,
+                    now=now,
+                    detail="settled after a crash: not in Genesys, will be added again",
+                )
+    return settled
+
+
+def push_waves_to_genesys(
+    engine: Engine,
+    client: GenesysClient,
+    *,
+    genesys: GenesysSettings,
+    window: WindowSettings,
+    cadence: CadenceSettings,
+    now: datetime,
+    horizon: timedelta,
+    run_id: str,
+    fresh: Normalized | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> PushResult:
+    """Run one push (see the module docstring). ``fresh`` is a new extract for the re-check."""
+    result = PushResult()
+    with engine.begin() as conn:
+        ready_waves = mark_ready(conn, now=now, horizon=horizon, run_id=run_id)
+    result.ready_waves = ready_waves.height
+    failpoint("push.after_ready")
+    failpoint("push.before_token")
+    result.settled = _settle_pushing(engine, client, genesys, run_id=run_id, now=now)
+    failpoint("push.after_settle")
+
+    with engine.begin() as conn:
+        live = messages_in(conn, ("ready", "pushed"), window_end_after=now)
+    if fresh is not None and live.height:
+        stale = recheck(live, fresh, cadence)
+        for (channel,), part in stale.join(
+            live.select("message_key", "channel", "state", "genesys_contact_list_id"),
+            on="message_key",
+        ).group_by(["channel"], maintain_order=True):
+            remote = part.filter(pl.col("state") == "pushed")
+            if remote.height:
+                list_id = remote["genesys_contact_list_id"].drop_nulls()
+                if list_id.len():
+                    client.delete_contacts(list_id[0], remote["message_key"].to_list())
+                    failpoint("push.after_remote_delete")
+            with engine.begin() as conn:
+                for detail, rows in part.group_by("detail"):
+                    n = transition(
+                        conn,
+                        rows.select("message_key", "detail"),
+                        from_states=("ready", "pushed"),
+                        to_state="cancelled",
+                        run_id=run_id,
+                        now=now,
+                    )
+                    exclude_decisions(
+                        conn, rows, reason=str(detail[0]), detail="re-checked before the push"
+                    )
+                    key = f"{channel}:{detail[0]}"
+                    result.cancelled[key] = result.cancelled.get(key, 0) + n
+        with engine.begin() as conn:
+            live = messages_in(conn, ("ready", "pushed"), window_end_after=now)
+
+    todo_total = live.filter(pl.col("state") == "ready").height if live.height else 0
+    done = 0
+    for (channel,), outstanding in (
+        live.group_by(["channel"], maintain_order=True) if live.height else []
+    ):
+        channel = str(channel)
+        fits = capacity_plan(outstanding, now=now, messages_per_minute=genesys.messages_per_minute)
+        over = fits.filter(~pl.col("fits")).join(
+            outstanding.filter(pl.col("state") == "ready").select("message_key"), on="message_key"
+        )
+        if over.height:
+            with engine.begin() as conn:
+                result.deferred += transition(
+                    conn,
+                    over.select("message_key"),
+                    from_states=("ready",),
+                    to_state="deferred",
+                    run_id=run_id,
+                    now=now,
+                    detail="deferred_capacity",
+                )
+                exclude_decisions(
+                    conn,
+                    over,
+                    reason="deferred_capacity",
+                    detail="over messagesPerMinute x minutes left in the window",
+                )
+        ready = outstanding.filter(pl.col("state") == "ready").join(
+            over.select("message_key"), on="message_key", how="anti"
+        )
+        if ready.height == 0:
+            continue
+        zones = sorted(
+            {z for label in ready["time_zone"].unique().to_list() for z in label.split("|")[:1]}
+        )
+        list_id, campaign_id = _ensure_objects(client, channel, genesys, window, zones)
+        result.contact_lists[channel] = list_id
+        result.campaigns[channel] = campaign_id
+        for _wave, wave in ready.group_by("wave_id", maintain_order=True):
+            for start in range(0, wave.height, genesys.push_batch_size):
+                batch = wave.slice(start, genesys.push_batch_size)
+                _push_batch(
+                    engine,
+                    client,
+                    batch,
+                    channel,
+                    contact_list_id=list_id,
+                    campaign_id=campaign_id,
+                    run_id=run_id,
+                    now=now,
+                    result=result,
+                )
+                done += batch.height
+                if progress:
+                    progress(done, todo_total)
+            failpoint("push.between_waves")
+        failpoint("push.before_campaign_start")
+        client.set_campaign_status(campaign_id, "on")
+        failpoint("push.after_campaign_start")
+    return result

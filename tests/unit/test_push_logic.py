@@ -1,0 +1,128 @@
+from datetime import date, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from tasks.normalize import normalize
+from tasks.push import capacity_plan, contact_rows, names_for, recheck
+from tasks.settings import CadenceSettings, GenesysSettings
+from tests import factories as f
+
+
+def _outbox(rows) -> pl.DataFrame:
+    return pl.DataFrame(
+        rows,
+        schema={
+            "message_key": pl.String,
+            "customer_id": pl.String,
+            "channel": pl.String,
+            "invoice_ids": pl.String,
+        },
+        orient="row",
+    )
+
+
+def _fresh(invoice_status="open", consent=("sms", "opt_in")):
+    c = f.customer(customer_id="C1")
+    inv = f.invoice(
+        "C1",
+        invoice_id="I1",
+        status=invoice_status,
+        amount_due="0.00" if invoice_status == "paid" else "10.00",
+    )
+    other = f.invoice("C1", invoice_id="I2")
+    events = [
+        f.consent("C1", "sms"),
+        f.consent("C1", consent[0], consent[1], occurred_at="2026-11-22T00:00:00Z"),
+    ]
+    return normalize(f.extracted([c], [inv, other], events))
+
+
+@pytest.mark.parametrize(
+    ("status", "consent", "expected"),
+    [
+        ("open", ("sms", "opt_in"), []),
+        ("paid", ("sms", "opt_in"), [("k1", "paid_since_planning")]),
+        ("void", ("sms", "opt_in"), [("k1", "paid_since_planning")]),
+        ("open", ("sms", "opt_out"), [("k1", "opted_out_since_planning")]),
+        ("open", ("email", "opt_out"), [("k1", "opted_out_since_planning")]),
+    ],
+    ids=["still-due", "paid", "voided", "stop-by-sms", "unsubscribed-by-email-is-global"],
+)
+def test_recheck_cancels_paid_and_opted_out(status, consent, expected) -> None:
+    outbox = _outbox([("k1", "C1", "sms", "I1,I2")])
+    stale = recheck(outbox, _fresh(status, consent), CadenceSettings())
+    assert stale.rows() == expected
+
+
+def test_recheck_cancels_when_an_invoice_vanished() -> None:
+    outbox = _outbox([("k1", "C1", "sms", "I1,GONE")])
+    assert recheck(outbox, _fresh(), CadenceSettings()).rows() == [("k1", "paid_since_planning")]
+
+
+def _outstanding(n: int, window_end: datetime) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "message_key": [f"k{i:04d}" for i in range(n)],
+            "window_end_utc": [window_end] * n,
+            "wave_start_utc": [datetime(2026, 11, 23, 13)] * n,
+            "send_at_utc": [datetime(2026, 11, 23, 13)] * n,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("n", "rate", "minutes_left", "fitting"),
+    [(100, 10, 60, 100), (700, 10, 60, 600), (5, 1, 0, 0), (61, 1, 60, 60)],
+    ids=["fits", "over-by-100", "window-closed", "one-over"],
+)
+def test_capacity_plan(n, rate, minutes_left, fitting) -> None:
+    now = datetime(2026, 11, 23, 20, 0)
+    end = now + timedelta(minutes=minutes_left)
+    plan = capacity_plan(_outstanding(n, end), now=now, messages_per_minute=rate)
+    assert plan["fits"].sum() == fitting
+
+
+def test_capacity_is_earliest_deadline_first() -> None:
+    now = datetime(2026, 11, 23, 20, 0)
+    early = _outstanding(30, datetime(2026, 11, 23, 20, 30))
+    late = _outstanding(30, datetime(2026, 11, 23, 21, 0)).with_columns(
+        pl.col("message_key") + "-late"
+    )
+    plan = capacity_plan(pl.concat([late, early]), now=now, messages_per_minute=1)
+    fits = dict(plan.iter_rows())
+    assert all(fits[k] for k in early["message_key"])
+    assert sum(fits[k] for k in late["message_key"]) == 30
+
+
+def test_contact_rows_use_the_message_key_as_contact_id() -> None:
+    messages = pl.DataFrame(
+        {
+            "message_key": ["k1"],
+            "to_address": ["+13175550123"],
+            "body": ["Hi"],
+            "subject": [None],
+            "time_zone": ["America/Halifax|America/St_Johns"],
+            "wave_id": ["sms:x:2026-11-23:00"],
+            "local_send_date": [date(2026, 11, 23)],
+        }
+    )
+    assert contact_rows(messages, "sms") == [
+        {
+            "id": "k1",
+            "data": {
+                "MessageKey": "k1",
+                "Phone": "+13175550123",
+                "Message": "Hi",
+                "TimeZone": "America/Halifax",
+                "WaveId": "sms:x:2026-11-23:00",
+                "LocalSendDate": "2026-11-23",
+            },
+        }
+    ]
+
+
+def test_names_are_deterministic_per_channel_and_sender() -> None:
+    genesys = GenesysSettings(sms_sender="+13175550100")
+    assert names_for("sms", genesys)["campaign"] == "reminders-sms-13175550100"
+    assert names_for("email", genesys)["contact_list"] == "reminders-email-contacts"
