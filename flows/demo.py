@@ -1,38 +1,100 @@
-"""demo: the whole pipeline on generated sample data, in a fresh DuckDB file.
+"""demo: the whole pipeline on generated sample data, against the bundled Genesys sandbox.
 
-Generates about 1,000 messy customers (seeded), writes them as CSV under
-``<data_dir>/demo/sample``, runs build-reminders against ``<data_dir>/demo/warehouse.duckdb``,
-then walks the push stage through the next 24 hours, one hourly run at a time, so each zone's
-waves turn ``ready`` when their local window opens.
+1. Generates about 1,000 messy customers (seeded) as CSV under ``<data_dir>/demo/sample``.
+2. Starts the Genesys sandbox (``python -m genesys_sandbox``) on a free 127.0.0.1 port, as a
+   separate process: product code never imports it.
+3. Runs build-reminders at the as-of time into a fresh ``<data_dir>/demo/warehouse.duckdb``.
+4. Walks 24 simulated hours: each hour push-waves hands the waves opening within the hour to
+   the sandbox's messaging campaigns, then the sandbox's clock runs to the next hour and the
+   campaigns send inside each contact's window.
+5. Collects the outcomes back from Genesys (contact-list export) into the outbox.
 """
 
 from __future__ import annotations
 
 import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from prefect import flow
 
 from flows.build_reminders import build_reminders
+from flows.collect_outcomes import collect_outcomes
 from flows.common import parse_utc_instant, settings_with
 from flows.push_waves import push_waves
 from tasks.sample_data import generate
 
-__all__ = ["demo", "demo_overrides"]
+__all__ = ["demo", "demo_overrides", "running_sandbox"]
+
+SANDBOX_CLIENT = ("sandbox-client", "sandbox-secret")
+"""The bundled sandbox's built-in demo credentials (a local fake, not a secret)."""
 
 
-def demo_overrides(folder: Path) -> dict[str, Any]:
-    """Settings overrides pointing every source and the warehouse into ``folder``."""
+def demo_overrides(folder: Path, sandbox_url: str | None = None) -> dict[str, Any]:
+    """Settings overrides pointing the sources, the warehouse and Genesys into the demo."""
     sample = folder / "sample"
-    return {
+    overrides: dict[str, Any] = {
         "warehouse": {"url": f"duckdb:///{folder / 'warehouse.duckdb'}"},
         "sources": {
             name: {"kind": "csv", "path": str(sample / f"{name}.csv")}
             for name in ("customers", "invoices", "consent_events", "contact_history")
         },
     }
+    if sandbox_url:
+        overrides["genesys"] = {
+            "base_url": sandbox_url,
+            "client_id": SANDBOX_CLIENT[0],
+            "client_secret": SANDBOX_CLIENT[1],
+        }
+    return overrides
+
+
+@contextmanager
+def running_sandbox(*args: str) -> Iterator[str]:
+    """Start ``python -m genesys_sandbox`` on a free local port; yield its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "genesys_sandbox",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *args,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/sandbox/clock", timeout=2).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the Genesys sandbox did not start") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 @flow(name="demo")
@@ -42,20 +104,34 @@ def demo(
     seed: int = 7,
     hours: int = 24,
 ) -> dict[str, Any]:
-    """Run the demo; returns the build result and the waves made ready per hourly push."""
+    """Run the demo; returns the build result, each hourly push, and the outcomes."""
     settings = settings_with(None)
     folder = settings.data_dir / "demo"
     if folder.exists():
         shutil.rmtree(folder)
     at = parse_utc_instant(as_of)
     generate(customers, seed=seed, as_of=at.date()).write(folder / "sample", "csv")
-    overrides = demo_overrides(folder)
-    built = build_reminders(as_of=at.isoformat(), overrides=overrides)
-    pushes = []
-    for hour in range(hours):
-        now = (at + timedelta(hours=hour)).isoformat()
-        pushes.append(push_waves(now=now, overrides=overrides))
-    return {"build": built, "pushes": pushes, "warehouse": str(folder / "warehouse.duckdb")}
+    with running_sandbox() as sandbox, httpx.Client(base_url=sandbox, timeout=300) as admin:
+        admin.post("/sandbox/reset").raise_for_status()
+        overrides = demo_overrides(folder, sandbox)
+        built = build_reminders(as_of=at.isoformat(), overrides=overrides)
+        pushes = []
+        for hour in range(hours):
+            now = at + timedelta(hours=hour)
+            pushes.append(push_waves(now=now.isoformat(), overrides=overrides))
+            until = (now + timedelta(hours=1)).isoformat() + "Z"
+            admin.post("/sandbox/run", json={"until": until}).raise_for_status()
+        outcomes = collect_outcomes(
+            now=(at + timedelta(hours=hours)).isoformat(), overrides=overrides
+        )
+        ledger = admin.get("/sandbox/ledger").json()["counts"]
+    return {
+        "build": built,
+        "pushes": pushes,
+        "outcomes": outcomes,
+        "sandbox_ledger": ledger,
+        "warehouse": str(folder / "warehouse.duckdb"),
+    }
 
 
 if __name__ == "__main__":

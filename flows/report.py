@@ -49,13 +49,17 @@ def print_demo_report(result: dict[str, Any], console: Console | None = None) ->
             " strftime(min(send_at_local), '%H:%M') as first_local,"
             " strftime(max(send_at_local), '%H:%M') as last_local,"
             " count(distinct wave_id) as waves,"
-            " strftime(min(wave_start_utc), '%m-%d %H:%M') as first_wave_utc,"
-            " sum(case when state = 'ready' then 1 else 0 end) as ready,"
-            " sum(case when state = 'planned' then 1 else 0 end) as still_planned"
+            " sum(case when state in ('delivered', 'failed') then 1 else 0 end) as sent,"
+            " sum(case when state = 'delivered' then 1 else 0 end) as delivered,"
+            " sum(case when state = 'failed' then 1 else 0 end) as failed,"
+            " sum(case when state in ('pushed', 'ready', 'planned') then 1 else 0 end)"
+            " as not_sent_yet,"
+            " sum(case when state in ('cancelled', 'deferred', 'expired', 'rejected')"
+            " then 1 else 0 end) as dropped"
             " from messages group by time_zone, channel order by min(window_start_utc), 1, 2",
         )
     engine.dispose()
-    console.print(_table("Messages per zone (local send times, waves, push state)", zones))
+    console.print(_table("Messages per zone: local send times, waves, Genesys outcomes", zones))
     counts = build["counts"]
     console.print(
         f"run {build['run_id']}: {counts['decisions_planned']} planned + "
@@ -64,3 +68,12 @@ def print_demo_report(result: dict[str, Any], console: Console | None = None) ->
         f"decisions for {build['rows_in']['invoices']} invoice rows x 2 channels; "
         f"{counts['messages_planned']} messages; warehouse {result['warehouse']}"
     )
+    if "outcomes" in result:
+        pushes = result["pushes"]
+        console.print(
+            f"push-waves x {len(pushes)}: {sum(p['pushed'] for p in pushes)} contacts pushed in "
+            f"{sum(p['batches'] for p in pushes)} batches, "
+            f"{sum(p['genesys_requests'].get('requests', 0) for p in pushes)} Genesys requests; "
+            f"outcomes { ({k: v for k, v in result['outcomes'].items() if k != 'run_id'}) }; "
+            f"sandbox ledger {result['sandbox_ledger']}"
+        )

@@ -81,6 +81,7 @@ DECISION_SCHEMA: dict[str, pl.DataType] = {
     "reason": pl.String(),
     "message_key": pl.String(),
     "time_zone": pl.String(),
+    "candidate_zones": pl.String(),
     "display_zone": pl.String(),
     "local_send_date": pl.Date(),
     "window_start_utc": pl.Datetime("us"),
@@ -112,13 +113,22 @@ def _send_dates(customers: pl.DataFrame, as_of: datetime, window: WindowSettings
         planned = plan_send_date(zones, as_of, window)
         day, start, end = planned if planned else (None, None, None)
         rows.append(
-            (zones, zone_label(zones) or None, zones[0] if zones else None, day, start, end)
+            (
+                zones,
+                zone_label(zones) or None,
+                "|".join(zones) or None,
+                zones[0] if zones else None,
+                day,
+                start,
+                end,
+            )
         )
     return pl.DataFrame(
         rows,
         schema={
             "time_zones": pl.List(pl.String),
             "time_zone": pl.String,
+            "candidate_zones": pl.String,
             "display_zone": pl.String,
             "local_send_date": pl.Date,
             "window_start_utc": pl.Datetime("us"),

@@ -50,6 +50,7 @@ MESSAGE_COLUMNS = (
     "channel",
     "local_send_date",
     "time_zone",
+    "candidate_zones",
     "send_at_local",
     "send_at_utc",
     "window_start_utc",
@@ -100,6 +101,7 @@ DECISION_COLUMNS = (
 _REFRESHED = (
     "local_send_date",
     "time_zone",
+    "candidate_zones",
     "send_at_local",
     "send_at_utc",
     "window_start_utc",

@@ -42,6 +42,7 @@ from tasks.settings import RenderSettings
 from tasks.sms import segment
 
 __all__ = [
+    "GENESYS_CELL_MAX_CHARS",
     "GENESYS_SMS_MAX_CHARS",
     "RENDER_REASONS",
     "VARIABLES",
@@ -55,10 +56,13 @@ __all__ = [
 ]
 
 GENESYS_SMS_MAX_CHARS = 765
+GENESYS_CELL_MAX_CHARS = 512
+"""A contact-list cell holds at most 512 characters, and campaign messages travel in cells."""
 
 RENDER_REASONS = {
     "sms_too_long": "the SMS needs more segments (or characters) than allowed",
     "pci_pan": "the rendered text contains a card-number-like digit run",
+    "too_long_for_genesys": "the text exceeds the 512 characters of a Genesys contact cell",
 }
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9]*)\s*\}\}")
@@ -199,6 +203,7 @@ def assemble_messages(planned: pl.DataFrame) -> pl.DataFrame:
             pl.col("invoice_id").str.join(",").alias("invoice_ids"),
             pl.col("invoice_id").count().cast(pl.Int32).alias("invoice_count"),
             pl.col("time_zone").first(),
+            pl.col("candidate_zones").first(),
             pl.col("display_zone").first(),
             pl.col("local_send_date").first(),
             pl.col("window_start_utc").first(),
@@ -282,6 +287,8 @@ def render_messages(
             encoding, segments, units = parts.encoding, parts.count, parts.units
             if parts.count > settings.sms_max_segments or len(body) > GENESYS_SMS_MAX_CHARS:
                 status = "sms_too_long"
+        if status == "ok" and max(len(body), len(subject or "")) > GENESYS_CELL_MAX_CHARS:
+            status = "too_long_for_genesys"
         if status == "ok" and (contains_pan(body) or (subject and contains_pan(subject))):
             status = "pci_pan"
         for name, value in (

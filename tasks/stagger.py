@@ -19,6 +19,7 @@ after the run's as-of time, in message-key order, so slot loads differ by at mos
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
@@ -51,8 +52,13 @@ def local_to_utc(day: date, at: time, zone: str, *, ambiguous: Resolve) -> datet
 
 
 def zone_label(zones: Sequence[str]) -> str:
-    """The zone name used for waves and analysts: one zone, or candidates joined by '|'."""
-    return "|".join(zones)
+    """The zone name used for waves and analysts: the zone, or up to three candidates joined
+    by '|'; a longer candidate set is '<first>|+<n-1>#<hash of the set>' so labels stay short
+    (they travel into Genesys cells, max 512 characters) and distinct per set."""
+    if len(zones) <= 3:
+        return "|".join(zones)
+    digest = hashlib.sha1("|".join(zones).encode()).hexdigest()[:6]
+    return f"{zones[0]}|+{len(zones) - 1}#{digest}"
 
 
 @functools.lru_cache(maxsize=65536)

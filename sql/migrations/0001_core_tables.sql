@@ -73,6 +73,7 @@ create table messages (
     channel varchar not null,
     local_send_date date not null,
     time_zone varchar not null,
+    candidate_zones varchar not null,
     send_at_local timestamp not null,
     send_at_utc timestamp not null,
     window_start_utc timestamp not null,

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from datetime import date
 
+import httpx
 import pytest
 import sqlalchemy as sa
+
+from genesys_sandbox.app import create_app
+from genesys_sandbox.testing import serve
 
 from tasks.errors import QuarantineThresholdExceeded
 from tasks.sample_data import generate
@@ -13,10 +17,22 @@ from tasks.sample_data import generate
 pytestmark = pytest.mark.prefect
 
 
+@pytest.fixture(scope="module")
+def sandbox_url():
+    with serve(create_app()) as url:
+        yield url
+
+
 @pytest.fixture
-def overrides(tmp_path, pg_url, pg_schema) -> dict:
+def overrides(tmp_path, pg_url, pg_schema, sandbox_url) -> dict:
     generate(300, seed=3, as_of=date(2026, 11, 23)).write(tmp_path, "csv")
+    httpx.post(f"{sandbox_url}/sandbox/reset").raise_for_status()
     return {
+        "genesys": {
+            "base_url": sandbox_url,
+            "client_id": "sandbox-client",
+            "client_secret": "sandbox-secret",
+        },
         "warehouse": {"url": pg_url, "db_schema": pg_schema},
         "sources": {
             n: {"kind": "csv", "path": str(tmp_path / f"{n}.csv")}
@@ -53,17 +69,16 @@ def test_build_then_push_on_postgres_with_artifacts(
     )
 
     pushed = push_waves(now="2026-11-23T12:30:00Z", overrides=overrides)
-    ready = _scalar(pg_url, pg_schema, "select count(*) from messages where state = 'ready'")
-    assert ready == sum(w["messages"] for w in pushed["waves"]) > 0
+    in_genesys = _scalar(pg_url, pg_schema, "select count(*) from messages where state = 'pushed'")
+    assert in_genesys == pushed["pushed"] == sum(w["messages"] for w in pushed["waves"]) > 0
+    assert pushed["campaigns"]
+    again = push_waves(now="2026-11-23T12:30:00Z", overrides=overrides)
+    assert again["pushed"] == 0
 
     with get_client(sync_client=True) as client:
         keys = {a.key for a in client.read_artifacts()}
-    assert {
-        "decisions-per-reason",
-        "waves-per-zone-and-hour",
-        "build-reminders-summary",
-        "ready-waves",
-    } <= keys
+    expected = {"decisions-per-reason", "waves-per-zone-and-hour", "build-reminders-summary"}
+    assert expected | {"pushed-waves", "push-progress"} <= keys
 
 
 def test_dry_run_writes_decisions_only(prefect_harness, overrides, pg_url, pg_schema) -> None:

@@ -1,0 +1,54 @@
+"""``python -m genesys_sandbox`` / ``genesys-sandbox``: serve the sandbox with uvicorn.
+
+Contract: one process, one worker, in-memory state; faults from the flags can be changed
+later through ``PUT /sandbox/faults``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import uvicorn
+
+from genesys_sandbox.app import create_app
+from genesys_sandbox.config import Faults, SandboxConfig
+
+__all__ = ["main", "parse_args"]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="genesys-sandbox", description="Serve the Genesys Cloud sandbox."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--rate-limit", type=int, default=300, help="requests/min per token")
+    parser.add_argument("--rate-429", type=float, default=0.0, help="share of injected 429s")
+    parser.add_argument("--rate-5xx", type=float, default=0.0, help="share of injected 503s")
+    parser.add_argument("--latency-ms", type=int, default=0)
+    parser.add_argument("--drop-after-commit", type=float, default=0.0)
+    parser.add_argument("--expire-tokens-after", type=int, default=None, metavar="N")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--log-level", default="info")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    faults = Faults(
+        rate_429=args.rate_429,
+        rate_5xx=args.rate_5xx,
+        latency_ms=args.latency_ms,
+        drop_after_commit_rate=args.drop_after_commit,
+        expire_tokens_after_requests=args.expire_tokens_after,
+        seed=args.seed,
+    )
+    config = SandboxConfig(rate_limit_per_minute=args.rate_limit, faults=faults)
+    uvicorn.run(
+        create_app(config), host=args.host, port=args.port, workers=1, log_level=args.log_level
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""The sandbox's routes, one module per Genesys resource plus ``admin`` (``/sandbox/*``)."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+from genesys_sandbox.routes import (
+    admin,
+    campaigns,
+    contactlists,
+    conversations,
+    dnclists,
+    oauth,
+    timesets,
+)
+
+__all__ = ["all_routes"]
+
+
+def all_routes() -> list[BaseRoute]:
+    return [
+        *oauth.routes,
+        *contactlists.routes,
+        *dnclists.routes,
+        *timesets.routes,
+        *campaigns.routes,
+        *conversations.routes,
+        *admin.routes,
+    ]

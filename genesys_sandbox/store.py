@@ -1,0 +1,381 @@
+"""In-memory state of one sandbox org: entities, the virtual clock, the ledger, carrier records.
+
+Contract
+--------
+* One :class:`Store` per app; every read or write happens under ``Store.lock`` (uvicorn runs
+  the app in one process and requests may interleave).  Handlers parse input outside the lock
+  and then change the store in one critical section, so a change is all-or-nothing.
+* The virtual clock ``now`` (naive UTC) only moves through :func:`genesys_sandbox.runner.run`.
+* The **ledger** is the sandbox's ground truth of what was sent: one entry per message, never
+  removed by deleting contacts or lists.  A duplicate is the same key sent twice, where the key
+  is ``(channel, contact id)`` for campaign sends and ``(channel, to, body)`` for agentless ones.
+* Contacts keep their *system data* (``sms_evaluations``/``email_evaluations`` = already
+  messaged) across upserts unless ``clearSystemData=true``.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from genesys_sandbox.carrier import (
+    CarrierMessage,
+    Outcome,
+    email_outcome,
+    message_sid,
+    sms_outcome,
+)
+from genesys_sandbox.clock import iso
+from genesys_sandbox.config import SandboxConfig
+from tasks.sms import segment
+
+__all__ = [
+    "AgentlessMessage",
+    "CallableTimeSet",
+    "Campaign",
+    "Contact",
+    "ContactList",
+    "DncList",
+    "ExportJob",
+    "Store",
+    "new_id",
+    "normalize_phone",
+]
+
+HOME_DIVISION = {
+    "id": "a3b4c5d6-0000-4000-8000-000000000001",
+    "name": "Home",
+    "selfUri": "/api/v2/authorization/divisions/a3b4c5d6-0000-4000-8000-000000000001",
+}
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def normalize_phone(number: str) -> str:
+    """Digits only; a 10-digit number is taken as NANP and gets its leading 1 ([U])."""
+    digits = "".join(ch for ch in number if ch.isdigit())
+    return "1" + digits if len(digits) == 10 else digits
+
+
+@dataclass
+class Contact:
+    id: str
+    data: dict[str, str]
+    date_created: datetime
+    queue_key: tuple[int, int, int]
+    priority: bool = False
+    callable: bool = True
+    phone_number_status: dict[str, bool] = field(default_factory=dict)
+    contactable_status: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sms_evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    email_evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    retention: dict[str, Any] = field(default_factory=dict)
+
+    def contactable(self, media: str, column: str) -> bool:
+        status = self.contactable_status.get(media) or {}
+        if status.get("contactable") is False:
+            return False
+        column_status = (status.get("columnStatus") or {}).get(column) or {}
+        return column_status.get("contactable") is not False
+
+    def clear_system_data(self) -> None:
+        self.sms_evaluations.clear()
+        self.email_evaluations.clear()
+
+
+@dataclass
+class ExportJob:
+    download_id: str
+    content: bytes
+    created_at: datetime
+    polls: int = 0
+
+
+@dataclass
+class ContactList:
+    id: str
+    name: str
+    column_names: list[str]
+    phone_columns: list[dict[str, str]]
+    email_columns: list[dict[str, str]]
+    extra: dict[str, Any]
+    date_created: datetime
+    date_modified: datetime
+    version: int = 1
+    contacts: dict[str, Contact] = field(default_factory=dict)
+    export: ExportJob | None = None
+
+    @property
+    def phone_column_names(self) -> list[str]:
+        return [c["columnName"] for c in self.phone_columns]
+
+    @property
+    def email_column_names(self) -> list[str]:
+        return [c["columnName"] for c in self.email_columns]
+
+    def zone_column(self, column: str) -> str | None:
+        """The column holding the contact's IANA zone for phone or e-mail column ``column``."""
+        for spec in self.phone_columns:
+            if spec["columnName"] == column:
+                return spec.get("callableTimeColumn") or None
+        for spec in self.email_columns:
+            if spec["columnName"] == column:
+                return spec.get("contactableTimeColumn") or None
+        return None
+
+
+@dataclass
+class DncList:
+    id: str
+    name: str
+    dnc_source_type: str
+    contact_method: str
+    extra: dict[str, Any]
+    date_created: datetime
+    date_modified: datetime
+    version: int = 1
+    phones: dict[str, datetime | None] = field(default_factory=dict)
+    emails: dict[str, datetime | None] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.phones) + len(self.emails)
+
+    def entry(self, channel: str, address: str) -> tuple[bool, datetime | None]:
+        """(listed, expiry) of ``address`` for ``channel`` ("sms" or "email")."""
+        if channel == "sms" and self.contact_method in ("Phone", "Any"):
+            key = normalize_phone(address)
+            if key in self.phones:
+                return True, self.phones[key]
+        if channel == "email" and self.contact_method in ("Email", "Any"):
+            key = address.strip().lower()
+            if key in self.emails:
+                return True, self.emails[key]
+        return False, None
+
+
+@dataclass
+class CallableTimeSet:
+    id: str
+    name: str
+    callable_times: list[dict[str, Any]]
+    date_created: datetime
+    date_modified: datetime
+    version: int = 1
+
+
+@dataclass
+class Campaign:
+    id: str
+    name: str
+    status: str
+    contact_list_id: str
+    messages_per_minute: int
+    date_created: datetime
+    date_modified: datetime
+    callable_time_set_id: str | None = None
+    dnc_list_ids: list[str] = field(default_factory=list)
+    always_running: bool = False
+    contact_sorts: list[dict[str, Any]] = field(default_factory=list)
+    sms_config: dict[str, Any] | None = None
+    email_config: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    version: int = 1
+    attempted: set[str] = field(default_factory=set)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def channel(self) -> str:
+        return "sms" if self.sms_config is not None else "email"
+
+    @property
+    def sender_number(self) -> str | None:
+        if self.sms_config is None:
+            return None
+        return (self.sms_config.get("senderSmsPhoneNumber") or {}).get("phoneNumber")
+
+
+@dataclass
+class AgentlessMessage:
+    id: str
+    conversation_id: str
+    from_address: str
+    to_address: str
+    text: str
+    sent_at: datetime
+    outcome: Outcome
+    carrier_sid: str
+    use_existing_active_conversation: bool
+
+
+class Store:
+    """All mutable state; see the module docstring for the locking contract."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        self.now: datetime = self.config.clock_start
+        self.contact_lists: dict[str, ContactList] = {}
+        self.dnc_lists: dict[str, DncList] = {}
+        self.time_sets: dict[str, CallableTimeSet] = {}
+        self.campaigns: dict[str, Campaign] = {}
+        self.messages: dict[str, AgentlessMessage] = {}
+        self.conversations: dict[tuple[str, str], str] = {}
+        self.downloads: dict[str, bytes] = {}
+        self.ledger: list[dict[str, Any]] = []
+        self.carrier: list[CarrierMessage] = []
+        self._queue_seq = 0
+
+    def next_queue_seq(self) -> int:
+        self._queue_seq += 1
+        return self._queue_seq
+
+    def name_taken(
+        self, entities: dict[str, Any], name: str, *, except_id: str | None = None
+    ) -> bool:
+        folded = name.casefold()
+        return any(e.name.casefold() == folded and e.id != except_id for e in entities.values())
+
+    def send_sms(
+        self,
+        *,
+        sender: str,
+        to: str,
+        body: str,
+        outcome_key: str,
+        at: datetime,
+        source: str,
+        contact_id: str | None = None,
+        contact_list_id: str | None = None,
+        campaign_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> tuple[Outcome, CarrierMessage]:
+        """Hand one SMS to the carrier and record it in the ledger."""
+        outcome = sms_outcome(outcome_key, self.config.delivery_seed)
+        parts = segment(body)
+        record = CarrierMessage(
+            sid=message_sid(self.config.delivery_seed, len(self.carrier) + 1),
+            sender=sender,
+            to=to,
+            body=body,
+            segments=parts.count,
+            outcome=outcome,
+            sent_at=at,
+        )
+        self.carrier.append(record)
+        self._record(
+            channel="sms",
+            source=source,
+            to=to,
+            sender=sender,
+            body=body,
+            segments=parts.count,
+            encoding=parts.encoding,
+            at=at,
+            outcome=outcome,
+            carrier_sid=record.sid,
+            contact_id=contact_id,
+            contact_list_id=contact_list_id,
+            campaign_id=campaign_id,
+            extra=extra,
+        )
+        return outcome, record
+
+    def send_email(
+        self,
+        *,
+        sender: str,
+        to: str,
+        subject: str,
+        body: str,
+        outcome_key: str,
+        at: datetime,
+        source: str,
+        contact_id: str | None = None,
+        contact_list_id: str | None = None,
+        campaign_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Outcome:
+        outcome = email_outcome(outcome_key, self.config.delivery_seed)
+        self._record(
+            channel="email",
+            source=source,
+            to=to,
+            sender=sender,
+            body=body,
+            segments=None,
+            encoding=None,
+            at=at,
+            outcome=outcome,
+            carrier_sid=None,
+            contact_id=contact_id,
+            contact_list_id=contact_list_id,
+            campaign_id=campaign_id,
+            extra={"subject": subject, **(extra or {})},
+        )
+        return outcome
+
+    def _record(
+        self,
+        *,
+        channel: str,
+        source: str,
+        to: str,
+        sender: str,
+        body: str,
+        segments: int | None,
+        encoding: str | None,
+        at: datetime,
+        outcome: Outcome,
+        carrier_sid: str | None,
+        contact_id: str | None,
+        contact_list_id: str | None,
+        campaign_id: str | None,
+        extra: dict[str, Any] | None,
+    ) -> None:
+        self.ledger.append(
+            {
+                "ledger_id": len(self.ledger) + 1,
+                "contact_id": contact_id,
+                "contact_list_id": contact_list_id,
+                "campaign_id": campaign_id,
+                "channel": channel,
+                "to": to,
+                "from": sender,
+                "body": body,
+                "segments": segments,
+                "encoding": encoding,
+                "sent_at": iso(at),
+                "outcome": outcome.name,
+                "error_code": outcome.error_code,
+                "source": source,
+                "carrier_sid": carrier_sid,
+                **(extra or {}),
+            }
+        )
+
+    def ledger_snapshot(self) -> dict[str, Any]:
+        keys = Counter(
+            (m["channel"], "contact", m["contact_id"])
+            if m["source"] == "campaign"
+            else (m["channel"], "agentless", m["to"], m["body"])
+            for m in self.ledger
+        )
+        total = len(self.ledger)
+        return {
+            "messages": [dict(m) for m in self.ledger],
+            "counts": {
+                "total": total,
+                "distinct_contacts": len(keys),
+                "duplicates": total - len(keys),
+            },
+        }

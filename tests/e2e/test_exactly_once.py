@@ -1,0 +1,226 @@
+"""Exactly-once push, proven: SIGKILL the push at every failpoint, resume, count sends.
+
+A plan is built once into a DuckDB file; every case starts from a copy of it and a reset
+sandbox, runs ``reminders push --no-prefect`` in a child process with one failpoint armed
+(the child dies by SIGKILL), runs it again unarmed, lets the sandbox run the campaigns, and
+reads the sandbox ledger: every pushed message key must have been sent exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+
+from genesys_sandbox.app import create_app
+from genesys_sandbox.config import SandboxConfig
+from genesys_sandbox.testing import serve
+from tasks.eligibility import PRIOR_SCHEMA
+from tasks.extract import extract_sources
+from tasks.normalize import normalize
+from tasks.outbox import save_plan, start_run
+from tasks.plan import build_plan
+from tasks.render import load_templates
+from tasks.sample_data import generate
+from tasks.settings import Settings
+from tasks.warehouse import make_engine, migrate, read_frame
+
+AS_OF = datetime(2026, 11, 23, 6, 0)
+PUSH_AT = "2026-11-23T06:00:00Z"
+ROOT = Path(__file__).resolve().parents[2]
+
+KILL_POINTS = [
+    "push.before_token",
+    "push.after_ready",
+    "push.after_settle",
+    "push.before_contact_list",
+    "push.after_contact_list",
+    "push.before_campaign_create",
+    "push.after_campaign_create",
+    "push.after_mark_pushing:1",
+    "push.after_batch_sent:1",
+    "push.after_batch_sent:3",
+    "push.after_batch_recorded:2",
+    "push.between_waves:2",
+    "push.before_campaign_start",
+    "push.after_campaign_start",
+    "http.request:9",
+    "http.response:9",
+    "http.response:14",
+]
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    app = create_app(SandboxConfig())
+    with serve(app) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory) -> tuple[Path, Path, int]:
+    folder = tmp_path_factory.mktemp("exactly-once")
+    sample = folder / "sample"
+    generate(400, seed=5, as_of=AS_OF.date()).write(sample, "csv")
+    toml = folder / "reminders.toml"
+    sources = "\n".join(
+        f'[sources.{n}]\nkind = "csv"\npath = "{sample / (n + ".csv")}"'
+        for n in ("customers", "invoices", "consent_events", "contact_history")
+    )
+    toml.write_text(sources + "\n")
+    settings = Settings.model_validate(
+        {
+            "sources": {
+                n: {"kind": "csv", "path": str(sample / f"{n}.csv")}
+                for n in ("customers", "invoices", "consent_events", "contact_history")
+            }
+        }
+    )
+    base = folder / "planned.duckdb"
+    engine = make_engine(f"duckdb:///{base}")
+    migrate(engine)
+    extracted = extract_sources(settings.sources)
+    plan = build_plan(
+        extracted,
+        normalize(extracted),
+        pl.DataFrame(schema=PRIOR_SCHEMA),
+        as_of=AS_OF,
+        settings=settings,
+        templates=load_templates(),
+    )
+    with engine.begin() as conn:
+        start_run(
+            conn,
+            run_id="build",
+            flow="build-reminders",
+            as_of=AS_OF,
+            now=AS_OF,
+            dry_run=False,
+            parameters={},
+        )
+        save_plan(conn, plan, run_id="build", now=AS_OF, dry_run=False)
+    engine.dispose()
+    return base, toml, plan.messages.height
+
+
+def _push(
+    url: str, warehouse: Path, toml: Path, failpoint: str | None, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REMINDERS_")} | {
+        "REMINDERS_CONFIG": str(toml),
+        "REMINDERS_WAREHOUSE__URL": f"duckdb:///{warehouse}",
+        "REMINDERS_GENESYS__BASE_URL": url,
+        "REMINDERS_GENESYS__CLIENT_ID": "sandbox-client",
+        "REMINDERS_GENESYS__CLIENT_SECRET": "sandbox-secret",
+        "REMINDERS_GENESYS__PUSH_BATCH_SIZE": "10",
+        "REMINDERS_GENESYS__MESSAGES_PER_MINUTE": "200",
+        "REMINDERS_GENESYS__MAX_ATTEMPTS": "12",
+        "REMINDERS_FAILPOINT": failpoint or "",
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "push",
+            "--no-prefect",
+            "--now",
+            PUSH_AT,
+            "--horizon-minutes",
+            "1440",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _ledger_after_campaigns(url: str) -> dict:
+    with httpx.Client(base_url=url, timeout=120) as http:
+        http.post("/sandbox/run", json={"until": "2026-11-24T12:00:00Z"}).raise_for_status()
+        return http.get("/sandbox/ledger").json()
+
+
+def _outbox(warehouse: Path) -> pl.DataFrame:
+    engine = make_engine(f"duckdb:///{warehouse}")
+    with engine.connect() as conn:
+        frame = read_frame(conn, "select message_key, state from messages")
+    engine.dispose()
+    return frame
+
+
+def _check_exactly_once(url: str, warehouse: Path, planned_messages: int) -> dict:
+    outbox = _outbox(warehouse)
+    assert outbox.filter(pl.col("state").is_in(["ready", "pushing"])).height == 0
+    pushed = set(outbox.filter(pl.col("state") == "pushed")["message_key"])
+    ledger = _ledger_after_campaigns(url)
+    sent = [m["contact_id"] for m in ledger["messages"] if m["source"] == "campaign"]
+    counts = pl.Series(sent).value_counts() if sent else None
+    duplicates = ledger["counts"]["duplicates"]
+    assert duplicates == 0
+    assert counts is None or counts["count"].max() == 1
+    assert set(sent) <= pushed
+    return {
+        "pushed": len(pushed),
+        "sent": len(sent),
+        "duplicates": duplicates,
+        "planned": planned_messages,
+    }
+
+
+@pytest.mark.parametrize("point", KILL_POINTS, ids=KILL_POINTS)
+def test_sigkill_then_resume_sends_each_message_once(point, sandbox, planned, tmp_path) -> None:
+    base, toml, n_messages = planned
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(base, warehouse)
+    httpx.post(f"{sandbox}/sandbox/reset").raise_for_status()
+
+    killed = _push(sandbox, warehouse, toml, point)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    resumed = _push(sandbox, warehouse, toml, None)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    result = _check_exactly_once(sandbox, warehouse, n_messages)
+    assert result["pushed"] > 50
+    print(f"\n{point}: {result}")
+
+
+def test_faults_429_5xx_drops_and_token_expiry(sandbox, planned, tmp_path) -> None:
+    base, toml, n_messages = planned
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(base, warehouse)
+    httpx.post(f"{sandbox}/sandbox/reset").raise_for_status()
+    faults = {
+        "rate_429": 0.2,
+        "retry_after_seconds": 1,
+        "rate_5xx": 0.05,
+        "drop_after_commit_rate": 0.05,
+        "expire_tokens_after_requests": 25,
+        "seed": 3,
+    }
+    httpx.put(f"{sandbox}/sandbox/faults", json=faults).raise_for_status()
+    try:
+        first = _push(sandbox, warehouse, toml, None, timeout=600)
+        if first.returncode != 0:
+            second = _push(sandbox, warehouse, toml, None, timeout=600)
+            assert second.returncode == 0, second.stderr[-2000:]
+        stats = httpx.get(f"{sandbox}/sandbox/stats").json()
+    finally:
+        httpx.put(
+            f"{sandbox}/sandbox/faults",
+            json={k: 0 if isinstance(v, float) else v for k, v in faults.items()}
+            | {"expire_tokens_after_requests": None},
+        ).raise_for_status()
+    result = _check_exactly_once(sandbox, warehouse, n_messages)
+    print(f"\nfaults {faults}: {result}; sandbox stats {stats}")
+    assert result["pushed"] > 50

@@ -1,0 +1,355 @@
+"""Wire fidelity: the official Genesys SDK (purecloudplatformclientv2 269.0.0) drives the sandbox.
+
+Every JSON body the SDK receives is also walked strictly against the SDK's own models: a key
+the model does not declare, a value of the wrong JSON type, or an enum value outside the
+model's allowed values (exact case) fails the test.  The only tolerated extra key is the
+agentless response's legacy ``textBody`` (SDK 150 had it; older contracts still read it).
+Run with ``-s`` to print the summary of what was exercised.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from dateutil.parser import isoparse
+
+from genesys_sandbox import SandboxConfig, create_app
+from genesys_sandbox.testing import serve
+
+SENDER = "+13175550100"
+LEGACY_KEYS = {("SendAgentlessOutboundMessageResponse", "textBody")}
+PRIMITIVES = {"str", "int", "float", "bool", "datetime", "date", "object"}
+
+
+@dataclass
+class Walker:
+    models: Any
+    problems: list[str] = field(default_factory=list)
+    bodies: Counter[str] = field(default_factory=Counter)
+    keys_checked: int = 0
+    enums_checked: int = 0
+    legacy_seen: set[tuple[str, str]] = field(default_factory=set)
+
+    def walk(self, data: Any, type_name: str, path: str) -> None:
+        if data is None:
+            return
+        if match := re.fullmatch(r"list\[(.*)\]", type_name):
+            if not isinstance(data, list):
+                self.problems.append(f"{path}: expected a list for {type_name}")
+                return
+            for i, item in enumerate(data):
+                self.walk(item, match.group(1), f"{path}[{i}]")
+            return
+        if match := re.fullmatch(r"dict\(([^,]*), (.*)\)", type_name):
+            if not isinstance(data, dict):
+                self.problems.append(f"{path}: expected an object for {type_name}")
+                return
+            for key, value in data.items():
+                self.walk(value, match.group(2), f"{path}.{key}")
+            return
+        if type_name in PRIMITIVES:
+            self._primitive(data, type_name, path)
+            return
+        self._model(data, type_name, path)
+
+    def _primitive(self, data: Any, type_name: str, path: str) -> None:
+        ok = {
+            "str": isinstance(data, str),
+            "int": isinstance(data, int) and not isinstance(data, bool),
+            "float": isinstance(data, int | float) and not isinstance(data, bool),
+            "bool": isinstance(data, bool),
+            "object": True,
+        }.get(type_name)
+        if type_name in ("datetime", "date"):
+            try:
+                isoparse(data)
+                ok = True
+            except (TypeError, ValueError):
+                ok = False
+        if not ok:
+            self.problems.append(f"{path}: {data!r} is not a {type_name}")
+
+    def _model(self, data: Any, type_name: str, path: str) -> None:
+        model = getattr(self.models, type_name)
+        instance = model()
+        if not isinstance(data, dict):
+            self.problems.append(f"{path}: expected an object for {type_name}")
+            return
+        by_key = {key: attr for attr, key in instance.attribute_map.items()}
+        for key, value in data.items():
+            self.keys_checked += 1
+            if (type_name, key) in LEGACY_KEYS:
+                self.legacy_seen.add((type_name, key))
+                continue
+            if key not in by_key:
+                self.problems.append(f"{path}.{key}: {type_name} has no such key")
+                continue
+            attr = by_key[key]
+            allowed = _allowed_values(model, attr)
+            if allowed is not None and value is not None:
+                self.enums_checked += 1
+                setattr(instance, attr, value)
+                if getattr(instance, attr) == "outdated_sdk_version" or value not in allowed:
+                    self.problems.append(f"{path}.{key}: {value!r} not in {allowed}")
+            self.walk(value, instance.swagger_types[attr], f"{path}.{key}")
+
+
+def _allowed_values(model: type, attr: str) -> list[str] | None:
+    setter = getattr(model, attr).fset
+    found = re.search(r"allowed_values = (\[.*?\])", inspect.getsource(setter))
+    return ast.literal_eval(found.group(1)) if found else None
+
+
+@dataclass
+class Sdk:
+    gc: Any
+    api: Any
+    url: str
+    walker: Walker
+    steps: list[str] = field(default_factory=list)
+
+    def expect_error(self, status: int, code: str, call: Any, *args: Any, **kwargs: Any) -> None:
+        with pytest.raises(self.gc.rest.ApiException) as caught:
+            call(*args, **kwargs)
+        assert caught.value.status == status
+        body = json.loads(caught.value.body)
+        assert body["code"] == code
+        assert body["contextId"] == caught.value.headers["ININ-Correlation-Id"]
+        self.walker.bodies["ErrorBody"] += 1
+        self.walker.walk(body, "ErrorBody", "ErrorBody")
+
+
+@pytest.fixture(scope="module")
+def sdk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sdk]:
+    home = tmp_path_factory.mktemp("sdk-home")
+    (home / ".genesyscloudpython").mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(home))
+        gc = importlib.import_module("PureCloudPlatformClientV2")
+        gc.configuration.live_reload_config = False
+        with serve(create_app(SandboxConfig())) as url:
+            gc.configuration.host = url
+            api = gc.api_client.ApiClient(host=url)
+            walker = Walker(gc.models)
+            original = api.deserialize
+
+            def strict(response: Any, response_type: str) -> Any:
+                walker.bodies[response_type] += 1
+                walker.walk(json.loads(response.data), response_type, response_type)
+                return original(response, response_type)
+
+            api.deserialize = strict
+            yield Sdk(gc, api, url, walker)
+
+
+def _model(gc: Any, model_name: str, **values: Any) -> Any:
+    instance = getattr(gc, model_name)()
+    for key, value in values.items():
+        setattr(instance, key, value)
+    return instance
+
+
+def test_sdk_drives_every_endpoint_and_parses_every_answer(sdk: Sdk) -> None:
+    gc, steps = sdk.gc, sdk.steps
+    sdk.api.get_client_credentials_token("sandbox-client", "sandbox-secret")
+    steps.append("POST /oauth/token (client credentials, Basic auth)")
+    outbound, conversations = gc.OutboundApi(sdk.api), gc.ConversationsApi(sdk.api)
+
+    phone = _model(gc, "ContactPhoneNumberColumn", column_name="Phone", type="cell")
+    phone.callable_time_column = "TimeZone"
+    contact_list = outbound.post_outbound_contactlists(
+        _model(
+            gc,
+            "ContactList",
+            name="sdk-list",
+            column_names=["Phone", "Message", "TimeZone"],
+            phone_columns=[phone],
+        )
+    )
+    assert contact_list.version == 1
+    assert contact_list.phone_columns[0].callable_time_column == "TimeZone"
+    assert outbound.get_outbound_contactlist(contact_list.id).name == "sdk-list"
+    listing = outbound.get_outbound_contactlists(name="sdk", page_size=100, page_number=1)
+    assert [e.id for e in listing.entities] == [contact_list.id]
+    steps.append("POST/GET /outbound/contactlists, GET /outbound/contactlists/{id}")
+
+    contacts = [
+        _model(
+            gc,
+            "WritableDialerContact",
+            id=f"key-{zone.split('/')[-1].lower()}",
+            contact_list_id=contact_list.id,
+            data={"Phone": number, "Message": "Your invoice is due", "TimeZone": zone},
+        )
+        for number, zone in (
+            ("+13175550001", "America/New_York"),
+            ("+18085550002", "Pacific/Honolulu"),
+            ("+13175550003", "America/Chicago"),
+        )
+    ]
+    added = outbound.post_outbound_contactlist_contacts(contact_list.id, contacts, priority=True)
+    assert [c.id for c in added] == ["key-new_york", "key-honolulu", "key-chicago"]
+    assert added[0].contactable_status["SMS"].contactable is True
+    found = outbound.post_outbound_contactlist_contacts_bulk(
+        contact_list.id, ["key-new_york", "missing"]
+    )
+    assert [c.id for c in found] == ["key-new_york"]
+    steps.append("POST /contactlists/{id}/contacts?priority=true, POST .../contacts/bulk")
+
+    dnc = outbound.post_outbound_dnclists(
+        _model(gc, "DncListCreate", name="sdk-dnc", dnc_source_type="rds", contact_method="Phone")
+    )
+    outbound.patch_outbound_dnclist_phonenumbers(
+        dnc.id,
+        _model(gc, "DncPatchPhoneNumbersRequest", action="Add", phone_numbers=["+13175550003"]),
+    )
+    outbound.post_outbound_dnclist_phonenumbers(dnc.id, ["+13175559999"])
+    assert outbound.get_outbound_dnclist(dnc.id).size == 2
+    steps.append("POST /dnclists, PATCH + POST /dnclists/{id}/phonenumbers, GET /dnclists/{id}")
+
+    slots = [
+        _model(gc, "CampaignTimeSlot", start_time="09:00:00", stop_time="17:00:00", day=d)
+        for d in range(1, 8)
+    ]
+    times = outbound.post_outbound_callabletimesets(
+        _model(
+            gc,
+            "CallableTimeSet",
+            name="sdk-times",
+            callable_times=[
+                _model(gc, "CallableTime", time_zone_id=zone, time_slots=slots)
+                for zone in ("America/New_York", "America/Chicago", "Pacific/Honolulu")
+            ],
+        )
+    )
+    steps.append("POST /callabletimesets")
+
+    sms = _model(gc, "SmsConfig", phone_column="Phone", message_column="Message")
+    sms.sender_sms_phone_number = _model(gc, "SmsPhoneNumberRef", phone_number=SENDER)
+    campaign = outbound.post_outbound_messagingcampaigns(
+        _model(
+            gc,
+            "MessagingCampaign",
+            name="sdk-campaign",
+            contact_list=_model(gc, "DomainEntityRef", id=contact_list.id),
+            callable_time_set=_model(gc, "DomainEntityRef", id=times.id),
+            dnc_lists=[_model(gc, "DomainEntityRef", id=dnc.id)],
+            messages_per_minute=10,
+            always_running=True,
+            sms_config=sms,
+        )
+    )
+    assert campaign.campaign_status == "off"
+    assert campaign.dnc_lists[0].name == "sdk-dnc"
+    fetched = outbound.get_outbound_messagingcampaign(campaign.id)
+    fetched.campaign_status = "on"
+    running = outbound.put_outbound_messagingcampaign(campaign.id, fetched)
+    assert (running.campaign_status, running.version) == ("on", 2)
+    outbound.post_outbound_messagingcampaign_stop(campaign.id)
+    outbound.post_outbound_messagingcampaign_start(campaign.id)
+    assert outbound.get_outbound_messagingcampaigns(name="sdk").total == 1
+    steps.append("POST/GET/PUT /messagingcampaigns, POST .../stop and .../start (body null)")
+
+    httpx.post(f"{sdk.url}/sandbox/run", json={"until": "2026-11-23T20:00:00Z"}).raise_for_status()
+    progress = outbound.get_outbound_messagingcampaign_progress(campaign.id)
+    assert progress.number_of_contacts_messaged == 2
+    assert progress.number_of_contacts_skipped == {"dnc": 1}
+    messaged = outbound.get_outbound_contactlist_contact(contact_list.id, "key-honolulu")
+    evaluation = messaged.latest_sms_evaluations["Phone"]
+    assert evaluation.message_type == "Sms"
+    assert evaluation.timestamp.isoformat() == "2026-11-23T19:00:00+00:00"
+    steps.append("GET /messagingcampaigns/{id}/progress, GET /contactlists/{id}/contacts/{cid}")
+
+    request = _model(
+        gc,
+        "SendAgentlessOutboundMessageRequest",
+        from_address=SENDER,
+        to_address="+13175551234",
+        to_address_messenger_type="sms",
+        text_body="Payment received, thank you",
+    )
+    sent = conversations.post_conversations_messages_agentless(request)
+    assert sdk.api.last_response.status == 202
+    assert sent.message.status == "queued"
+    httpx.post(f"{sdk.url}/sandbox/run", json={"minutes": 2}).raise_for_status()
+    status = conversations.get_conversations_message_message(sent.conversation_id, sent.id)
+    assert status.status in ("delivery-success", "delivery-failed", "failed")
+    assert status.normalized_message.text == "Payment received, thank you"
+    email = _model(
+        gc,
+        "AgentlessEmailSendRequestDto",
+        sender_type="Outbound",
+        from_address=_model(gc, "EmailAddress", email="billing@example.com"),
+        to_addresses=[_model(gc, "EmailAddress", email="customer@example.com")],
+        subject="Invoice",
+        text_body="Your invoice is due",
+    )
+    assert conversations.post_conversations_emails_agentless(email).conversation_id
+    steps.append("POST /conversations/messages/agentless (202), GET .../messages/{id}, e-mail")
+
+    ref = outbound.post_outbound_contactlist_export(contact_list.id)
+    assert ref.id == contact_list.id
+    sdk.expect_error(
+        404,
+        "no.available.list.export.uri",
+        outbound.get_outbound_contactlist_export,
+        contact_list.id,
+        download="false",
+    )
+    export = outbound.get_outbound_contactlist_export(contact_list.id, download="false")
+    assert export.uri.startswith(sdk.url)
+    csv_text = httpx.get(
+        export.uri, headers={"Authorization": f"Bearer {sdk.api.access_token}"}
+    ).content
+    assert csv_text.startswith(b'\xef\xbb\xbf"inin-outbound-id"')
+    steps.append("POST /contactlists/{id}/export (body null), GET .../export polled, download")
+
+    outbound.delete_outbound_contactlist_contacts(contact_list.id, ["key-chicago", "missing"])
+    assert outbound.get_outbound_contactlist(contact_list.id).size == 2
+    sdk.expect_error(404, "not.found", outbound.get_outbound_contactlist, "no-such-list")
+    steps.append("DELETE /contactlists/{id}/contacts?contactIds=a,b, ErrorBody on 404")
+
+    walker = sdk.walker
+    summary = [
+        "SDK 269.0.0 against the sandbox:",
+        *(f"  - {s}" for s in steps),
+        f"  JSON bodies walked: {sum(walker.bodies.values())} "
+        f"({', '.join(f'{k} x{v}' for k, v in sorted(walker.bodies.items()))})",
+        f"  keys checked: {walker.keys_checked}, enum values checked: {walker.enums_checked}",
+        f"  tolerated legacy keys seen: {sorted(walker.legacy_seen)}",
+        f"  problems: {len(walker.problems)}",
+    ]
+    print("\n" + "\n".join(summary))
+    assert walker.problems == []
+    assert walker.keys_checked > 200
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"id": "x", "colour": "red"}, "ContactList.colour: ContactList has no such key"),
+        ({"retentionType": "Forever"}, "ContactList.retentionType: 'Forever' not in"),
+        ({"retentionType": "never"}, "ContactList.retentionType: 'never' not in"),
+        ({"version": "1"}, "ContactList.version: '1' is not a int"),
+        ({"dateCreated": "yesterday"}, "ContactList.dateCreated: 'yesterday' is not a datetime"),
+        ({"phoneColumns": [{"columnName": "P", "zone": "Z"}]}, "phoneColumns[0].zone"),
+    ],
+    ids=["unknown-key", "bad-enum", "enum-case", "wrong-type", "bad-datetime", "nested-key"],
+)
+def test_strict_walker_flags_what_the_sdk_would_swallow(
+    sdk: Sdk, body: dict[str, Any], problem: str
+) -> None:
+    walker = Walker(sdk.gc.models)
+    walker.walk(body, "ContactList", "ContactList")
+    assert len(walker.problems) == 1
+    assert problem in walker.problems[0]
