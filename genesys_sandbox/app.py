@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from genesys_sandbox.config import SandboxConfig
 from genesys_sandbox.errors import ApiError
-from genesys_sandbox.gate import ApiGate
+from genesys_sandbox.gate import ApiGate, quiet_injected_drops
 from genesys_sandbox.routes import all_routes
 from genesys_sandbox.runtime import Sandbox
 
@@ -53,6 +53,7 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 def create_app(config: SandboxConfig | None = None) -> Starlette:
     """A fresh sandbox org with ``config`` (defaults: see :class:`SandboxConfig`)."""
     sandbox = Sandbox(config or SandboxConfig())
+    quiet_injected_drops()
     app = Starlette(
         routes=all_routes(),
         middleware=[Middleware(ApiGate, sandbox=sandbox)],

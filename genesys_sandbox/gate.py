@@ -14,12 +14,15 @@ Contract, in the order applied to every ``/api/v2`` request:
    body (the ASGI app raises :class:`ConnectionDropped`, uvicorn aborts the connection).  Only
    successful answers are dropped: a rejected request committed nothing.
 
-``/oauth/token`` is counted but not gated; ``/sandbox/*`` is neither.
+``/oauth/token`` is counted but not gated; ``/sandbox/*`` is neither.  The server's
+"Exception in ASGI application" log of an injected drop is shortened to one warning line by
+:func:`quiet_injected_drops`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from typing import Any
 
@@ -29,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from genesys_sandbox.errors import CORRELATION_HEADER, ApiError
 from genesys_sandbox.runtime import Sandbox
 
-__all__ = ["ApiGate", "ConnectionDropped"]
+__all__ = ["ApiGate", "ConnectionDropped", "quiet_injected_drops"]
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _HEADER = CORRELATION_HEADER.lower().encode("latin-1")
@@ -37,6 +40,24 @@ _HEADER = CORRELATION_HEADER.lower().encode("latin-1")
 
 class ConnectionDropped(Exception):
     """Raised after the response head is sent, so the server aborts the connection."""
+
+
+class _InjectedDropFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ConnectionDropped):
+            record.msg, record.args, record.exc_info = str(record.exc_info[1]), (), None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+_DROP_FILTER = _InjectedDropFilter()
+
+
+def quiet_injected_drops(logger_name: str = "uvicorn.error") -> None:
+    """Log injected drops on ``logger_name`` as one warning line instead of a traceback."""
+    logger = logging.getLogger(logger_name)
+    if _DROP_FILTER not in logger.filters:
+        logger.addFilter(_DROP_FILTER)
 
 
 class ApiGate:

@@ -3,8 +3,9 @@
 Contract (``run(store, until)``, caller holds the store lock)
 ------------------------------------------------------------
 * For each minute ``t`` in ``[now, until)`` every campaign with status ``on`` sends up to
-  ``messagesPerMinute`` messages, to contacts of its list in queue order: ``priority`` adds
-  first (the newest priority add first), then ``contactSorts``, then list order.
+  ``messagesPerMinute`` messages, to contacts of its list in queue order: contacts added with
+  ``priority=true`` before the rest; inside each group ``contactSorts`` decide, and ties go by
+  queue position (the newest priority add first, otherwise list order).
 * A contact is sent to at most once per channel and address column, ever: its system data
   (``latestSmsEvaluations``/``latestEmailEvaluations``) survives upserts.
 * A contact is sendable at ``t`` when it is callable and contactable, has an address and a

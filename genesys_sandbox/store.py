@@ -3,12 +3,18 @@
 Contract
 --------
 * One :class:`Store` per app; every read or write happens under ``Store.lock`` (uvicorn runs
-  the app in one process and requests may interleave).  Handlers parse input outside the lock
-  and then change the store in one critical section, so a change is all-or-nothing.
+  the app in one process and requests may interleave).  A handler validates the whole request
+  before it writes, inside one critical section, so a request's change is all-or-nothing.
 * The virtual clock ``now`` (naive UTC) only moves through :func:`genesys_sandbox.runner.run`.
 * The **ledger** is the sandbox's ground truth of what was sent: one entry per message, never
-  removed by deleting contacts or lists.  A duplicate is the same key sent twice, where the key
-  is ``(channel, contact id)`` for campaign sends and ``(channel, to, body)`` for agentless ones.
+  removed by deleting contacts or lists.  Entry keys: ``ledger_id, contact_id,
+  contact_list_id, campaign_id, conversation_id, message_id, channel ("sms"|"email"), to,
+  from, subject, body, segments, encoding, sent_at, outcome, error_code, source
+  ("campaign"|"agentless"), carrier_sid`` (the Twilio ``sid`` for SMS, else ``null``).
+  ``outcome`` is ``delivered``, ``undelivered`` (30003), ``invalid_number`` (21211),
+  ``opted_out`` (21610) or, for e-mail, ``bounced``.  A duplicate is the same key sent twice,
+  where the key is ``(channel, contact id)`` for campaign sends and ``(channel, to, body)``
+  for agentless ones.
 * Contacts keep their *system data* (``sms_evaluations``/``email_evaluations`` = already
   messaged) across upserts unless ``clearSystemData=true``.
 """
@@ -257,7 +263,8 @@ class Store:
         contact_id: str | None = None,
         contact_list_id: str | None = None,
         campaign_id: str | None = None,
-        extra: dict[str, Any] | None = None,
+        conversation_id: str | None = None,
+        message_id: str | None = None,
     ) -> tuple[Outcome, CarrierMessage]:
         """Hand one SMS to the carrier and record it in the ledger."""
         outcome = sms_outcome(outcome_key, self.config.delivery_seed)
@@ -272,21 +279,27 @@ class Store:
             sent_at=at,
         )
         self.carrier.append(record)
-        self._record(
-            channel="sms",
-            source=source,
-            to=to,
-            sender=sender,
-            body=body,
-            segments=parts.count,
-            encoding=parts.encoding,
-            at=at,
-            outcome=outcome,
-            carrier_sid=record.sid,
-            contact_id=contact_id,
-            contact_list_id=contact_list_id,
-            campaign_id=campaign_id,
-            extra=extra,
+        self.ledger.append(
+            {
+                "ledger_id": len(self.ledger) + 1,
+                "contact_id": contact_id,
+                "contact_list_id": contact_list_id,
+                "campaign_id": campaign_id,
+                "conversation_id": conversation_id,
+                "message_id": message_id,
+                "channel": "sms",
+                "to": to,
+                "from": sender,
+                "subject": None,
+                "body": body,
+                "segments": parts.count,
+                "encoding": parts.encoding,
+                "sent_at": iso(at),
+                "outcome": outcome.name,
+                "error_code": outcome.error_code,
+                "source": source,
+                "carrier_sid": record.sid,
+            }
         )
         return outcome, record
 
@@ -303,65 +316,34 @@ class Store:
         contact_id: str | None = None,
         contact_list_id: str | None = None,
         campaign_id: str | None = None,
-        extra: dict[str, Any] | None = None,
+        conversation_id: str | None = None,
+        message_id: str | None = None,
     ) -> Outcome:
+        """Record one e-mail in the ledger (no carrier record: Twilio carries SMS only)."""
         outcome = email_outcome(outcome_key, self.config.delivery_seed)
-        self._record(
-            channel="email",
-            source=source,
-            to=to,
-            sender=sender,
-            body=body,
-            segments=None,
-            encoding=None,
-            at=at,
-            outcome=outcome,
-            carrier_sid=None,
-            contact_id=contact_id,
-            contact_list_id=contact_list_id,
-            campaign_id=campaign_id,
-            extra={"subject": subject, **(extra or {})},
-        )
-        return outcome
-
-    def _record(
-        self,
-        *,
-        channel: str,
-        source: str,
-        to: str,
-        sender: str,
-        body: str,
-        segments: int | None,
-        encoding: str | None,
-        at: datetime,
-        outcome: Outcome,
-        carrier_sid: str | None,
-        contact_id: str | None,
-        contact_list_id: str | None,
-        campaign_id: str | None,
-        extra: dict[str, Any] | None,
-    ) -> None:
         self.ledger.append(
             {
                 "ledger_id": len(self.ledger) + 1,
                 "contact_id": contact_id,
                 "contact_list_id": contact_list_id,
                 "campaign_id": campaign_id,
-                "channel": channel,
+                "conversation_id": conversation_id,
+                "message_id": message_id,
+                "channel": "email",
                 "to": to,
                 "from": sender,
+                "subject": subject,
                 "body": body,
-                "segments": segments,
-                "encoding": encoding,
+                "segments": None,
+                "encoding": None,
                 "sent_at": iso(at),
                 "outcome": outcome.name,
                 "error_code": outcome.error_code,
                 "source": source,
-                "carrier_sid": carrier_sid,
-                **(extra or {}),
+                "carrier_sid": None,
             }
         )
+        return outcome
 
     def ledger_snapshot(self) -> dict[str, Any]:
         keys = Counter(

@@ -469,11 +469,11 @@ def push_waves_to_genesys(
         ready = outstanding.filter(pl.col("state") == "ready").join(
             over.select("message_key"), on="message_key", how="anti"
         )
-        if ready.height == 0:
-            continue
         zones = sorted(
-            {z for label in ready["time_zone"].unique().to_list() for z in label.split("|")[:1]}
+            {label.split("|")[0] for label in outstanding["time_zone"].unique().to_list()}
         )
+        # Also when nothing is ready: contacts pushed by a run that died before turning the
+        # campaign on must still go out, so the campaign is ensured and started every time.
         list_id, campaign_id = _ensure_objects(client, channel, genesys, window, zones)
         result.contact_lists[channel] = list_id
         result.campaigns[channel] = campaign_id

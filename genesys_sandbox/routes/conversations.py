@@ -92,7 +92,8 @@ async def send_agentless(request: Request) -> Response:
             outcome_key=to,
             at=store.now,
             source="agentless",
-            extra={"conversation_id": conversation, "message_id": message_id},
+            conversation_id=conversation,
+            message_id=message_id,
         )
         message = AgentlessMessage(
             message_id, conversation, sender, to, text, store.now, outcome, record.sid, reuse
@@ -150,7 +151,8 @@ async def send_agentless_email(request: Request) -> Response:
             outcome_key=to["email"].lower(),
             at=store.now,
             source="agentless",
-            extra={"conversation_id": conversation, "message_id": message_id},
+            conversation_id=conversation,
+            message_id=message_id,
         )
         answer: dict[str, Any] = {
             "id": message_id,

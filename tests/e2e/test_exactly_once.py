@@ -169,7 +169,7 @@ def _check_exactly_once(url: str, warehouse: Path, planned_messages: int) -> dic
     duplicates = ledger["counts"]["duplicates"]
     assert duplicates == 0
     assert counts is None or counts["count"].max() == 1
-    assert set(sent) <= pushed
+    assert set(sent) == pushed
     return {
         "pushed": len(pushed),
         "sent": len(sent),

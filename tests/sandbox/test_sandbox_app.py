@@ -15,7 +15,7 @@ import pytest
 
 from genesys_sandbox import Faults, SandboxConfig
 from genesys_sandbox.carrier import sms_outcome
-from tests.sandbox.conftest import SENDER, FakeClock, Org
+from tests.sandbox.org import SENDER, FakeClock, Org
 
 HONOLULU = "Pacific/Honolulu"
 
@@ -650,3 +650,18 @@ def test_errors_have_genesys_shape_for_unknown_routes(org: Org) -> None:
         "POST", "/outbound/contactlists", content=b"a=b", headers={"Content-Type": "text/plain"}
     )
     _error(plain, 415, "unsupported.media.type")
+
+
+def test_referenced_and_running_entities_cannot_be_deleted(org: Org) -> None:
+    cl = org.sms_list()
+    times = _time_set(org, {HONOLULU: ("09:00:00", "17:00:00")})
+    campaign = org.sms_campaign(cl["id"], callableTimeSet={"id": times["id"]})
+    _error(org.api("DELETE", f"/outbound/contactlists/{cl['id']}"), 409, "resource.in.use")
+    _error(org.api("DELETE", f"/outbound/callabletimesets/{times['id']}"), 409, "resource.in.use")
+    org.turn(campaign["id"], "on")
+    path = f"/outbound/messagingcampaigns/{campaign['id']}"
+    _error(org.api("DELETE", path), 409, "resource.in.use")
+    org.turn(campaign["id"], "off")
+    assert org.ok("DELETE", path)["id"] == campaign["id"]
+    assert org.api("DELETE", f"/outbound/contactlists/{cl['id']}").status_code == 200
+    assert org.api("GET", f"/outbound/contactlists/{cl['id']}").status_code == 404
