@@ -150,17 +150,19 @@ class OutcomeUnknown(GenesysError):
 
 
 class TokenBucket:
-    """Blocking token bucket: at most ``per_minute`` acquisitions per rolling minute."""
+    """Blocking token bucket: ``per_minute`` acquisitions per minute on average, bursts of at
+    most ``burst`` (default a tenth of a minute's worth), so the ceiling holds over any window."""
 
     def __init__(
         self,
         per_minute: int,
         *,
+        burst: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.capacity = float(max(per_minute, 1))
-        self.rate = self.capacity / 60.0
+        self.capacity = float(max(burst if burst is not None else per_minute // 10, 1))
+        self.rate = max(per_minute, 1) / 60.0
         self.tokens = self.capacity
         self.clock = clock
         self.sleep = sleep

@@ -13,7 +13,8 @@ nothing leaves outside its window. Each push run:
 4. checks capacity: per channel, messages whose window ends by time T must fit in
    ``messagesPerMinute x minutes until T``; the rest is ``deferred`` with a reason;
 5. upserts contacts wave by wave in batches of up to 1,000 with the message key as contact id
-   and ``priority=true`` (state ``pushing`` is committed before each call, ``pushed`` after);
+   and ``priority=true``, ``push_concurrency`` batches in flight at once under the shared
+   rate limit (state ``pushing`` is committed before each call, ``pushed`` after);
    a batch Genesys refuses (4xx) is bisected so only the bad contacts are ``rejected``;
 6. turns the campaign on.
 
@@ -25,7 +26,9 @@ re-entrant from the outbox state alone.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -265,9 +268,10 @@ def _push_batch(
     run_id: str,
     now: datetime,
     result: PushResult,
-) -> None:
+    db_lock: threading.Lock,
+) -> int:
     keys = batch.select("message_key")
-    with engine.begin() as conn:
+    with db_lock, engine.begin() as conn:
         transition(
             conn,
             keys,
@@ -280,7 +284,7 @@ def _push_batch(
     failpoint("push.after_mark_pushing")
     accepted, refused = _add_bisecting(client, contact_list_id, batch, channel)
     failpoint("push.after_batch_sent")
-    with engine.begin() as conn:
+    with db_lock, engine.begin() as conn:
         if accepted:
             transition(
                 conn,
@@ -311,10 +315,11 @@ def _push_batch(
             exclude_decisions(
                 conn, frame, reason="genesys_rejected", detail="Genesys refused the contact"
             )
+        result.pushed += len(accepted)
+        result.rejected += len(refused)
+        result.batches += 1
     failpoint("push.after_batch_recorded")
-    result.pushed += len(accepted)
-    result.rejected += len(refused)
-    result.batches += 1
+    return batch.height
 
 
 def _add_bisecting(
@@ -477,24 +482,34 @@ def push_waves_to_genesys(
         list_id, campaign_id = _ensure_objects(client, channel, genesys, window, zones)
         result.contact_lists[channel] = list_id
         result.campaigns[channel] = campaign_id
-        for _wave, wave in ready.group_by("wave_id", maintain_order=True):
-            for start in range(0, wave.height, genesys.push_batch_size):
-                batch = wave.slice(start, genesys.push_batch_size)
-                _push_batch(
-                    engine,
-                    client,
-                    batch,
-                    channel,
-                    contact_list_id=list_id,
-                    campaign_id=campaign_id,
-                    run_id=run_id,
-                    now=now,
-                    result=result,
-                )
-                done += batch.height
-                if progress:
-                    progress(done, todo_total)
-            failpoint("push.between_waves")
+        db_lock = threading.Lock()
+        with ThreadPoolExecutor(max_workers=genesys.push_concurrency) as pool:
+            for _wave, wave in ready.group_by("wave_id", maintain_order=True):
+                batches = [
+                    wave.slice(start, genesys.push_batch_size)
+                    for start in range(0, wave.height, genesys.push_batch_size)
+                ]
+                futures = [
+                    pool.submit(
+                        _push_batch,
+                        engine,
+                        client,
+                        batch,
+                        channel,
+                        contact_list_id=list_id,
+                        campaign_id=campaign_id,
+                        run_id=run_id,
+                        now=now,
+                        result=result,
+                        db_lock=db_lock,
+                    )
+                    for batch in batches
+                ]
+                for future in as_completed(futures):
+                    done += future.result()
+                    if progress:
+                        progress(done, todo_total)
+                failpoint("push.between_waves")
         failpoint("push.before_campaign_start")
         client.set_campaign_status(campaign_id, "on")
         failpoint("push.after_campaign_start")

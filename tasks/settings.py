@@ -210,6 +210,7 @@ class GenesysSettings(BaseModel):
     messages_per_minute: int = Field(default=100, ge=1, le=10000)
     name_prefix: str = "reminders"
     push_batch_size: int = Field(default=1000, ge=1, le=1000)
+    push_concurrency: int = Field(default=4, ge=1, le=16)
 
 
 class QualitySettings(BaseModel):

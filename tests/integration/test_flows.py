@@ -10,7 +10,6 @@ import sqlalchemy as sa
 
 from genesys_sandbox.app import create_app
 from genesys_sandbox.testing import serve
-
 from tasks.errors import QuarantineThresholdExceeded
 from tasks.sample_data import generate
 
