@@ -483,33 +483,41 @@ def push_waves_to_genesys(
         result.contact_lists[channel] = list_id
         result.campaigns[channel] = campaign_id
         db_lock = threading.Lock()
+        batches = [
+            (str(wave_id), wave.slice(start, genesys.push_batch_size))
+            for (wave_id,), wave in ready.group_by(["wave_id"], maintain_order=True)
+            for start in range(0, wave.height, genesys.push_batch_size)
+        ]
+        # All batches are queued at once, earliest wave first, so a batch waiting out a
+        # Retry-After never leaves the other workers idle at a wave boundary.
+        left_in_wave: dict[str, int] = {}
+        for wave_id, _batch in batches:
+            left_in_wave[wave_id] = left_in_wave.get(wave_id, 0) + 1
         with ThreadPoolExecutor(max_workers=genesys.push_concurrency) as pool:
-            for _wave, wave in ready.group_by("wave_id", maintain_order=True):
-                batches = [
-                    wave.slice(start, genesys.push_batch_size)
-                    for start in range(0, wave.height, genesys.push_batch_size)
-                ]
-                futures = [
-                    pool.submit(
-                        _push_batch,
-                        engine,
-                        client,
-                        batch,
-                        channel,
-                        contact_list_id=list_id,
-                        campaign_id=campaign_id,
-                        run_id=run_id,
-                        now=now,
-                        result=result,
-                        db_lock=db_lock,
-                    )
-                    for batch in batches
-                ]
-                for future in as_completed(futures):
-                    done += future.result()
-                    if progress:
-                        progress(done, todo_total)
-                failpoint("push.between_waves")
+            futures = {
+                pool.submit(
+                    _push_batch,
+                    engine,
+                    client,
+                    batch,
+                    channel,
+                    contact_list_id=list_id,
+                    campaign_id=campaign_id,
+                    run_id=run_id,
+                    now=now,
+                    result=result,
+                    db_lock=db_lock,
+                ): wave_id
+                for wave_id, batch in batches
+            }
+            for future in as_completed(futures):
+                done += future.result()
+                if progress:
+                    progress(done, todo_total)
+                wave_id = futures[future]
+                left_in_wave[wave_id] -= 1
+                if left_in_wave[wave_id] == 0:
+                    failpoint("push.between_waves")
         failpoint("push.before_campaign_start")
         client.set_campaign_status(campaign_id, "on")
         failpoint("push.after_campaign_start")

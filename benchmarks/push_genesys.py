@@ -1,0 +1,183 @@
+"""Benchmark the push: N contacts into the Genesys sandbox under injected 429s and 5xx.
+
+    ./dev bench benchmarks/push_genesys.py --contacts 100000 --ceiling 3000
+
+Starts the sandbox as its own process with its per-token limit raised far above the client's
+ceiling (so only the injected faults push back), fills a DuckDB outbox with N ready messages
+over 24 zone waves, runs the push (``tasks.push``) with the client's rate limit at
+``--ceiling`` requests per minute, then lets the sandbox run the campaigns and reads its
+ledger. Prints achieved requests per second against the ceiling, retries, and lost and
+duplicate contacts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from flows.demo import running_sandbox  # noqa: E402
+from tasks.genesys import client_from_settings  # noqa: E402
+from tasks.outbox import MESSAGE_COLUMNS  # noqa: E402
+from tasks.push import push_waves_to_genesys  # noqa: E402
+from tasks.settings import CadenceSettings, GenesysSettings, WindowSettings  # noqa: E402
+from tasks.warehouse import make_engine, migrate, read_frame, write_frame  # noqa: E402
+
+NOW = datetime(2026, 11, 23, 13, 0)
+ZONES = ["America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles"]
+
+
+def outbox(n: int) -> pl.DataFrame:
+    keys = [hashlib.sha256(f"bench-{i}".encode()).hexdigest()[:32] for i in range(n)]
+    slot = [i % 6 for i in range(n)]
+    zone = [ZONES[i % len(ZONES)] for i in range(n)]
+    frame = pl.DataFrame({"message_key": keys, "slot": slot, "time_zone": zone})
+    return frame.with_columns(
+        pl.lit("C").alias("customer_id"),
+        pl.lit("sms").alias("channel"),
+        pl.lit(date(2026, 11, 23)).alias("local_send_date"),
+        pl.col("time_zone").alias("candidate_zones"),
+        pl.lit(NOW).alias("send_at_local"),
+        pl.lit(NOW).alias("send_at_utc"),
+        pl.lit(NOW - timedelta(hours=1)).alias("window_start_utc"),
+        pl.lit(NOW + timedelta(hours=12)).alias("window_end_utc"),
+        (
+            pl.lit("sms:")
+            + pl.col("time_zone")
+            + pl.lit(":2026-11-23:")
+            + pl.col("slot").cast(pl.String)
+        ).alias("wave_id"),
+        pl.lit(NOW - timedelta(minutes=30)).alias("wave_start_utc"),
+        (pl.lit("+1317") + pl.int_range(0, pl.len()).cast(pl.String).str.zfill(7)).alias(
+            "to_address"
+        ),
+        pl.lit("sms_upcoming").alias("template"),
+        pl.lit(None, pl.String).alias("subject"),
+        pl.lit(
+            "Example Utilities: Hi Ana, $120.00 is due on 11/24/2026. Reply STOP to opt out."
+        ).alias("body"),
+        pl.lit("GSM-7").alias("encoding"),
+        pl.lit(1).alias("segments"),
+        pl.lit(84).alias("units"),
+        pl.lit("INV-1").alias("invoice_ids"),
+        pl.lit(1).alias("invoice_count"),
+        pl.lit(-1).alias("cadence_step"),
+        pl.lit(12000).alias("amount_total_minor"),
+        pl.lit("USD").alias("currency"),
+        pl.lit("tok").alias("link_token"),
+        pl.lit("ready").alias("state"),
+        pl.lit(None, pl.String).alias("state_reason"),
+        pl.lit("bench").alias("first_run_id"),
+        pl.lit("bench").alias("last_run_id"),
+        pl.lit(NOW).alias("created_at_utc"),
+        pl.lit(NOW).alias("updated_at_utc"),
+    ).select(MESSAGE_COLUMNS)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=100_000)
+    parser.add_argument("--ceiling", type=int, default=600, help="client requests per minute")
+    parser.add_argument("--batch", type=int, default=250, help="contacts per add request")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rate-429", type=float, default=0.05)
+    parser.add_argument("--rate-5xx", type=float, default=0.01)
+    args = parser.parse_args()
+
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_sandbox(
+            "--rate-limit",
+            str(args.ceiling * 100),
+            "--rate-429",
+            str(args.rate_429),
+            "--rate-5xx",
+            str(args.rate_5xx),
+            "--seed",
+            "1",
+            "--log-level",
+            "error",
+        ) as url,
+    ):
+        engine = make_engine(f"duckdb:///{Path(tmp) / 'bench.duckdb'}")
+        migrate(engine)
+        with engine.begin() as conn:
+            write_frame(conn, "messages", outbox(args.contacts))
+        genesys = GenesysSettings(
+            base_url=url,
+            client_id="sandbox-client",
+            requests_per_minute=args.ceiling,
+            push_batch_size=args.batch,
+            push_concurrency=args.concurrency,
+            messages_per_minute=10000,
+            max_attempts=10,
+        )
+        stamps: list[float] = []
+        client = client_from_settings(
+            genesys,
+            "sandbox-secret",
+            on_request=lambda kind, _path: (
+                stamps.append(time.perf_counter()) if kind == "request" else None
+            ),
+        )
+        start = time.perf_counter()
+        result = push_waves_to_genesys(
+            engine,
+            client,
+            genesys=genesys,
+            window=WindowSettings(),
+            cadence=CadenceSettings(),
+            now=NOW,
+            horizon=timedelta(hours=1),
+            run_id="bench",
+        )
+        elapsed = time.perf_counter() - start
+        stats = dict(client.stats)
+        client.close()
+        with engine.connect() as conn:
+            states = dict(
+                read_frame(conn, "select state, count(*) from messages group by state").rows()
+            )
+        engine.dispose()
+        with httpx.Client(base_url=url, timeout=600) as admin:
+            sandbox_stats = admin.get("/sandbox/stats").json()
+            admin.post("/sandbox/run", json={"until": "2026-11-23T23:00:00Z"}).raise_for_status()
+            ledger = admin.get("/sandbox/ledger").json()["counts"]
+
+    ceiling_rps = args.ceiling / 60
+    span = stamps[-1] - stamps[0]
+    achieved = (len(stamps) - 1) / span
+    print(
+        f"push of {args.contacts:,} contacts, batches of {args.batch}, {args.concurrency} in flight"
+    )
+    print(f"  faults injected: {args.rate_429:.0%} 429 (Retry-After 1 s), {args.rate_5xx:.0%} 503")
+    print(f"  elapsed              {elapsed:8.1f} s (requests from first to last: {span:.1f} s)")
+    print(
+        f"  requests sent        {stats['requests']:8d}  (retries {stats['retries']}, 429s {stats['rate_limited']})"
+    )
+    print(
+        f"  achieved             {achieved:8.2f} req/s against a ceiling of {ceiling_rps:.2f} req/s = {achieved / ceiling_rps:.1%}"
+    )
+    print(
+        f"  sandbox saw          {sandbox_stats['requests']} requests, by status {sandbox_stats['by_status']}"
+    )
+    print(f"  outbox states        {states}")
+    print(
+        f"  contacts sent        {ledger['distinct_contacts']:,} distinct of {ledger['total']:,} sends"
+    )
+    print(f"  lost                 {args.contacts - ledger['distinct_contacts']}")
+    print(f"  duplicates           {ledger['duplicates']}")
+
+
+if __name__ == "__main__":
+    main()
