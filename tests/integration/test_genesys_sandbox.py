@@ -1,0 +1,244 @@
+"""The product's Genesys client and push against the bundled sandbox over real HTTP."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, datetime, timedelta
+
+import httpx
+import polars as pl
+import pytest
+
+from genesys_sandbox.app import create_app
+from genesys_sandbox.config import SandboxConfig
+from genesys_sandbox.testing import serve
+from tasks.genesys import OutcomeUnknown, RequestRejected, client_from_settings
+from tasks.outbox import MESSAGE_COLUMNS
+from tasks.push import push_waves_to_genesys
+from tasks.settings import CadenceSettings, GenesysSettings, WindowSettings
+from tasks.warehouse import make_engine, migrate, read_frame, write_frame
+
+NOW = datetime(2026, 11, 23, 13, 0)
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with serve(create_app(SandboxConfig(rate_limit_per_minute=100_000))) as url:
+        yield url
+
+
+@pytest.fixture
+def client(sandbox):
+    httpx.post(f"{sandbox}/sandbox/reset").raise_for_status()
+    settings = GenesysSettings(
+        base_url=sandbox, client_id="sandbox-client", requests_per_minute=6000
+    )
+    with client_from_settings(settings, "sandbox-secret") as c:
+        yield c
+
+
+def _contact(key: str, phone: str, text: str = "Hi") -> dict:
+    return {"id": key, "data": {"Phone": phone, "Message": text, "TimeZone": "America/New_York"}}
+
+
+def test_contact_list_lifecycle_and_contacts(client) -> None:
+    created = client.create_contact_list(
+        "cl-1", ["Phone", "Message", "TimeZone"], phone_columns=[("Phone", "TimeZone")]
+    )
+    assert client.find_contact_list("cl-1")["id"] == created["id"]
+    assert client.get_contact_list(created["id"])["columnNames"] == ["Phone", "Message", "TimeZone"]
+    contacts = [_contact(f"k{i}", f"+1317555{i:04d}") for i in range(1000)]
+    assert len(client.add_contacts(created["id"], contacts)) == 1000
+    assert len(client.add_contacts(created["id"], contacts[:10])) == 10
+    assert {c["id"] for c in client.get_contacts(created["id"], ["k1", "k2", "missing"])} == {
+        "k1",
+        "k2",
+    }
+    client.update_contact(created["id"], _contact("k1", "+13175550001", "Changed"))
+    client.delete_contacts(created["id"], ["k2", "k3"])
+    assert {c["id"] for c in client.get_contacts(created["id"], ["k1", "k2", "k3"])} == {"k1"}
+    rows = client.export_contact_list(created["id"], poll_seconds=0.05)
+    assert len(rows) == 998
+    assert next(r for r in rows if r["inin-outbound-id"] == "k1")["Message"] == "Changed"
+    client.delete_contact_list(created["id"])
+    assert client.find_contact_list("cl-1") is None
+
+
+def test_limits_come_back_as_permanent_errors_with_genesys_codes(client) -> None:
+    with pytest.raises(RequestRejected) as too_many_columns:
+        client.create_contact_list("wide", [f"c{i}" for i in range(51)])
+    assert too_many_columns.value.status == 400
+    created = client.create_contact_list(
+        "cl-2", ["Phone", "Message"], phone_columns=[("Phone", None)]
+    )
+    with pytest.raises(RequestRejected) as bad_cell:
+        client.add_contacts(
+            created["id"],
+            [
+                _contact("x", "+13175550000", "y" * 600)
+                | {"data": {"Phone": "+1", "Message": "y" * 600}}
+            ],
+        )
+    assert (bad_cell.value.status, bad_cell.value.code) == (400, "invalid.value")
+    with pytest.raises(RequestRejected) as long_sms:
+        client.send_agentless_sms("+13175550100", "+13175550123", "x" * 766)
+    assert long_sms.value.status == 400
+
+
+def test_dnc_campaign_and_agentless(client, sandbox) -> None:
+    dnc = client.create_dnc_list("reminders-dnc", "Any")
+    client.add_dnc_phone_numbers(dnc["id"], ["+13175550002"])
+    client.add_dnc_email_addresses(dnc["id"], ["stop@example.com"])
+    contact_list = client.create_contact_list(
+        "cl-3", ["Phone", "Message", "TimeZone"], phone_columns=[("Phone", "TimeZone")]
+    )
+    client.add_contacts(
+        contact_list["id"], [_contact("a", "+13175550001"), _contact("b", "+13175550002")]
+    )
+    time_set = client.ensure_callable_time_set(
+        "window", ["America/New_York"], "08:00:00", "16:00:00"
+    )
+    assert (
+        client.ensure_callable_time_set("window", ["America/New_York"], "08:00:00", "16:00:00")[
+            "id"
+        ]
+        == time_set["id"]
+    )
+    grown = client.ensure_callable_time_set(
+        "window", ["America/New_York", "Asia/Kolkata"], "08:00:00", "16:00:00"
+    )
+    assert sorted(t["timeZoneId"] for t in grown["callableTimes"]) == [
+        "America/New_York",
+        "Asia/Kolkata",
+    ]
+    campaign = client.create_messaging_campaign(
+        {
+            "name": "c-3",
+            "contactList": {"id": contact_list["id"]},
+            "callableTimeSet": {"id": time_set["id"]},
+            "dncLists": [{"id": dnc["id"]}],
+            "messagesPerMinute": 10,
+            "campaignStatus": "off",
+            "smsConfig": {
+                "phoneColumn": "Phone",
+                "messageColumn": "Message",
+                "senderSmsPhoneNumber": {"phoneNumber": "+13175550100"},
+            },
+        }
+    )
+    assert client.set_campaign_status(campaign["id"], "on")["campaignStatus"] == "on"
+    httpx.post(f"{sandbox}/sandbox/run", json={"until": "2026-11-23T14:00:00Z"}).raise_for_status()
+    progress = client.campaign_progress(campaign["id"])
+    assert progress["numberOfContactsMessaged"] == 1
+    assert client.set_campaign_status(campaign["id"], "off")["campaignStatus"] == "off"
+    sent = client.send_agentless_sms("+13175550100", "+13175550123", "Payment received, thank you.")
+    status = client.get_message(sent["conversationId"], sent["id"])
+    assert status["status"] in {"queued", "sent", "delivery-success", "delivery-failed"}
+
+
+def test_dropped_connection_on_a_non_idempotent_send_is_reported_not_replayed(
+    client, sandbox
+) -> None:
+    httpx.put(f"{sandbox}/sandbox/faults", json={"drop_after_commit_rate": 1.0}).raise_for_status()
+    try:
+        with pytest.raises(OutcomeUnknown):
+            client.send_agentless_sms("+13175550100", "+13175550123", "once")
+    finally:
+        httpx.put(
+            f"{sandbox}/sandbox/faults", json={"drop_after_commit_rate": 0.0}
+        ).raise_for_status()
+    ledger = httpx.get(f"{sandbox}/sandbox/ledger").json()
+    assert [m["body"] for m in ledger["messages"]] == ["once"]
+
+
+def _outbox(n: int, overrides: dict[int, dict] | None = None) -> pl.DataFrame:
+    overrides = overrides or {}
+    rows = []
+    for i in range(n):
+        rows.append(
+            {
+                "message_key": f"key{i:05d}",
+                "customer_id": f"C{i}",
+                "channel": "sms",
+                "local_send_date": date(2026, 11, 23),
+                "time_zone": "America/New_York",
+                "candidate_zones": "America/New_York",
+                "send_at_local": NOW,
+                "send_at_utc": NOW,
+                "window_start_utc": NOW - timedelta(hours=1),
+                "window_end_utc": NOW + timedelta(hours=2),
+                "wave_id": "sms:America/New_York:2026-11-23:01",
+                "slot": 1,
+                "wave_start_utc": NOW - timedelta(minutes=5),
+                "to_address": f"+1317555{i:04d}",
+                "template": "sms_upcoming",
+                "subject": None,
+                "body": "Reminder",
+                "encoding": "GSM-7",
+                "segments": 1,
+                "units": 8,
+                "invoice_ids": f"I{i}",
+                "invoice_count": 1,
+                "cadence_step": -1,
+                "amount_total_minor": 100,
+                "currency": "USD",
+                "link_token": "t",
+                "state": "ready",
+                "state_reason": None,
+                "first_run_id": "b",
+                "last_run_id": "b",
+                "created_at_utc": NOW,
+                "updated_at_utc": NOW,
+            }
+            | overrides.get(i, {})
+        )
+    return pl.DataFrame(rows).select(MESSAGE_COLUMNS)
+
+
+def _push(tmp_path, sandbox, frame, **genesys):
+    engine = make_engine(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    migrate(engine)
+    with engine.begin() as conn:
+        write_frame(conn, "messages", frame)
+    settings = GenesysSettings(
+        base_url=sandbox, client_id="sandbox-client", push_batch_size=10, **genesys
+    )
+    with client_from_settings(settings, "sandbox-secret") as client:
+        result = push_waves_to_genesys(
+            engine,
+            client,
+            genesys=settings,
+            window=WindowSettings(),
+            cadence=CadenceSettings(),
+            now=NOW,
+            horizon=timedelta(hours=1),
+            run_id="p",
+        )
+    with engine.connect() as conn:
+        states = read_frame(
+            conn, "select message_key, state, genesys_error_code from messages order by message_key"
+        )
+    engine.dispose()
+    return result, states
+
+
+def test_refused_contacts_are_isolated_and_recorded_with_the_code(
+    client, sandbox, tmp_path
+) -> None:
+    frame = _outbox(25, {7: {"body": "x" * 600}, 19: {"body": "y" * 600}})
+    result, states = _push(tmp_path, sandbox, frame)
+    assert (result.pushed, result.rejected) == (23, 2)
+    rejected = states.filter(pl.col("state") == "rejected")
+    assert rejected.rows() == [
+        ("key00007", "rejected", "400:invalid.value"),
+        ("key00019", "rejected", "400:invalid.value"),
+    ]
+
+
+def test_capacity_check_defers_what_cannot_go_out_before_the_window_closes(
+    client, sandbox, tmp_path
+) -> None:
+    result, states = _push(tmp_path, sandbox, _outbox(150), messages_per_minute=1)
+    assert result.pushed == 120
+    assert result.deferred == 30
+    assert dict(states.group_by("state").len().iter_rows()) == {"pushed": 120, "deferred": 30}
