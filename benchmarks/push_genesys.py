@@ -131,7 +131,7 @@ def main() -> None:
             ),
         )
         start = time.perf_counter()
-        result = push_waves_to_genesys(
+        push_waves_to_genesys(
             engine,
             client,
             genesys=genesys,
@@ -157,26 +157,25 @@ def main() -> None:
     ceiling_rps = args.ceiling / 60
     span = stamps[-1] - stamps[0]
     achieved = (len(stamps) - 1) / span
-    print(
-        f"push of {args.contacts:,} contacts, batches of {args.batch}, {args.concurrency} in flight"
-    )
-    print(f"  faults injected: {args.rate_429:.0%} 429 (Retry-After 1 s), {args.rate_5xx:.0%} 503")
-    print(f"  elapsed              {elapsed:8.1f} s (requests from first to last: {span:.1f} s)")
-    print(
-        f"  requests sent        {stats['requests']:8d}  (retries {stats['retries']}, 429s {stats['rate_limited']})"
-    )
-    print(
-        f"  achieved             {achieved:8.2f} req/s against a ceiling of {ceiling_rps:.2f} req/s = {achieved / ceiling_rps:.1%}"
-    )
-    print(
-        f"  sandbox saw          {sandbox_stats['requests']} requests, by status {sandbox_stats['by_status']}"
-    )
-    print(f"  outbox states        {states}")
-    print(
-        f"  contacts sent        {ledger['distinct_contacts']:,} distinct of {ledger['total']:,} sends"
-    )
-    print(f"  lost                 {args.contacts - ledger['distinct_contacts']}")
-    print(f"  duplicates           {ledger['duplicates']}")
+    ratio = achieved / ceiling_rps
+    lines = [
+        f"push of {args.contacts:,} contacts, batches of {args.batch},"
+        f" {args.concurrency} in flight",
+        f"  faults injected: {args.rate_429:.0%} 429 (Retry-After 1 s), {args.rate_5xx:.0%} 503",
+        f"  elapsed              {elapsed:8.1f} s (requests from first to last: {span:.1f} s)",
+        f"  requests sent        {stats['requests']:8d}"
+        f"  (retries {stats['retries']}, 429s {stats['rate_limited']})",
+        f"  achieved             {achieved:8.2f} req/s"
+        f" against a ceiling of {ceiling_rps:.2f} req/s = {ratio:.1%}",
+        f"  sandbox saw          {sandbox_stats['requests']} requests,"
+        f" by status {sandbox_stats['by_status']}",
+        f"  outbox states        {states}",
+        f"  contacts sent        {ledger['distinct_contacts']:,} distinct"
+        f" of {ledger['total']:,} sends",
+        f"  lost                 {args.contacts - ledger['distinct_contacts']}",
+        f"  duplicates           {ledger['duplicates']}",
+    ]
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
