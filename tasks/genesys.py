@@ -495,21 +495,19 @@ class GenesysClient:
         return self._find_by_name("/outbound/dnclists", name)
 
     def add_dnc_phone_numbers(self, dnc_list_id: str, numbers: Sequence[str]) -> None:
-        for start in range(0, len(numbers), MAX_CONTACTS_PER_ADD):
-            self._request(
-                "PATCH",
-                f"/outbound/dnclists/{dnc_list_id}/phonenumbers",
-                idempotent=True,
-                json={"action": "Add", "phoneNumbers": list(numbers[start : start + 1000])},
-            )
+        self._patch_dnc(dnc_list_id, "phonenumbers", "phoneNumbers", numbers)
 
     def add_dnc_email_addresses(self, dnc_list_id: str, addresses: Sequence[str]) -> None:
-        for start in range(0, len(addresses), MAX_CONTACTS_PER_ADD):
+        self._patch_dnc(dnc_list_id, "emailaddresses", "emailAddresses", addresses)
+
+    def _patch_dnc(self, dnc_list_id: str, resource: str, key: str, values: Sequence[str]) -> None:
+        """Add entries to an internal DNC list; Add is a set union, so replays are harmless."""
+        for start in range(0, len(values), MAX_CONTACTS_PER_ADD):
             self._request(
                 "PATCH",
-                f"/outbound/dnclists/{dnc_list_id}/emailaddresses",
+                f"/outbound/dnclists/{dnc_list_id}/{resource}",
                 idempotent=True,
-                json={"action": "Add", "emailAddresses": list(addresses[start : start + 1000])},
+                json={"action": "Add", key: list(values[start : start + MAX_CONTACTS_PER_ADD])},
             )
 
     def ensure_callable_time_set(

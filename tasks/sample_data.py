@@ -66,6 +66,8 @@ import polars as pl
 import pyarrow as pa
 from faker import Faker
 
+from tasks.settings import CANONICAL_COLUMNS
+
 __all__ = ["SampleData", "generate"]
 
 _DAY = 86_400
@@ -74,32 +76,10 @@ _POOL_SEED = 20_261_123
 _POOL_SIZE = 150
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
-_CUSTOMER_COLUMNS = (
-    "customer_id",
-    "full_name",
-    "first_name",
-    "last_name",
-    "phone",
-    "email",
-    "country",
-    "postal_code",
-    "preferred_timezone",
-    "locale",
-    "preferred_channel",
-    "updated_at",
-)
-_INVOICE_COLUMNS = (
-    "invoice_id",
-    "customer_id",
-    "amount_due",
-    "currency",
-    "due_date",
-    "status",
-    "paid_at",
-    "updated_at",
-)
-_CONSENT_COLUMNS = ("customer_id", "channel", "status", "source", "occurred_at")
-_CONTACT_COLUMNS = ("customer_id", "channel", "attempted_at", "outcome")
+_CUSTOMER_COLUMNS = CANONICAL_COLUMNS["customers"]
+_INVOICE_COLUMNS = CANONICAL_COLUMNS["invoices"]
+_CONSENT_COLUMNS = CANONICAL_COLUMNS["consent_events"]
+_CONTACT_COLUMNS = CANONICAL_COLUMNS["contact_history"]
 
 
 @dataclass(frozen=True)
