@@ -439,14 +439,17 @@ def exclude_decisions(conn: Connection, keys: pl.DataFrame, *, reason: str, deta
     )
 
 
-def messages_in(conn: Connection, states: tuple[str, ...], **filters: Any) -> pl.DataFrame:
-    """Outbox rows in ``states`` (optionally ``window_end_after``), ordered by wave and time."""
+def messages_in(
+    conn: Connection, states: tuple[str, ...], *, window_end_after: datetime | None = None
+) -> pl.DataFrame:
+    """Outbox rows in ``states`` (optionally only those whose window ends after a time),
+    ordered by wave and send time."""
     states_sql = ", ".join(f"'{s}'" for s in states)
     where = f"state in ({states_sql})"
     params: dict[str, Any] = {}
-    if "window_end_after" in filters:
+    if window_end_after is not None:
         where += " and window_end_utc > :after"
-        params["after"] = filters["window_end_after"]
+        params["after"] = window_end_after
     return read_frame(
         conn,
         f"select * from messages where {where} order by wave_start_utc, wave_id, send_at_utc,"
