@@ -135,6 +135,7 @@ def run_push(
         "deferred": result.deferred,
         "pushed": result.pushed,
         "rejected": result.rejected,
+        "dnc_added": result.dnc_added,
         "batches": result.batches,
         "campaigns": result.campaigns,
         "genesys_requests": {} if dry_run else stats,

@@ -567,6 +567,27 @@ class GenesysClient:
                     raise
         return self.get_campaign(campaign_id)
 
+    def ensure_campaign_dnc_lists(self, campaign_id: str, dnc_list_ids: Sequence[str]) -> None:
+        """Make sure a campaign references these DNC lists (PUT with version, settled by GET)."""
+        for _ in range(3):
+            campaign = self.get_campaign(campaign_id)
+            have = {ref["id"] for ref in campaign.get("dncLists") or []}
+            if set(dnc_list_ids) <= have:
+                return
+            refs = [{"id": i} for i in sorted(have | set(dnc_list_ids))]
+            try:
+                self._json(
+                    "PUT",
+                    f"/outbound/messagingcampaigns/{campaign_id}",
+                    idempotent=False,
+                    json=campaign | {"dncLists": refs},
+                )
+            except OutcomeUnknown:
+                continue
+            except RequestRejected as exc:
+                if exc.status != 409 or "version" not in exc.code:
+                    raise
+
     def campaign_progress(self, campaign_id: str) -> dict[str, Any]:
         return self._json(
             "GET", f"/outbound/messagingcampaigns/{campaign_id}/progress", idempotent=True

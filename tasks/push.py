@@ -9,7 +9,9 @@ nothing leaves outside its window. Each push run:
 2. settles messages left ``pushing`` by a crash: a bulk lookup by contact id tells whether the
    add reached Genesys (``pushed``) or not (back to ``ready``);
 3. re-checks payments and opt-outs since planning on a fresh extract, removes those contacts
-   from the Genesys list (first) and cancels the messages (then), with a reason;
+   from the Genesys list (first) and cancels the messages (then), with a reason; and adds
+   every global opt-out's phone and e-mail to the pipeline's Genesys DNC list, which every
+   campaign references, so Genesys itself refuses them even between two pushes;
 4. checks capacity: per channel, messages whose window ends by time T must fit in
    ``messagesPerMinute x minutes until T``; the rest is ``deferred`` with a reason;
 5. upserts contacts wave by wave in batches of up to 1,000 with the message key as contact id
@@ -42,6 +44,7 @@ from tasks.genesys import GenesysClient, RequestRejected
 from tasks.normalize import Normalized
 from tasks.outbox import exclude_decisions, mark_ready, messages_in, transition
 from tasks.settings import CadenceSettings, GenesysSettings, WindowSettings
+from tasks.warehouse import read_frame, write_frame
 
 __all__ = [
     "PushResult",
@@ -49,6 +52,7 @@ __all__ = [
     "capacity_plan",
     "contact_rows",
     "names_for",
+    "opted_out_addresses",
     "push_waves_to_genesys",
     "recheck",
 ]
@@ -68,6 +72,7 @@ class PushResult:
     pushed: int = 0
     rejected: int = 0
     batches: int = 0
+    dnc_added: int = 0
     campaigns: dict[str, str] = field(default_factory=dict)
     contact_lists: dict[str, str] = field(default_factory=dict)
 
@@ -139,6 +144,66 @@ def recheck(
     )
 
 
+def opted_out_addresses(fresh: Normalized) -> pl.DataFrame:
+    """(address, kind) of every customer whose consent is a global opt-out: their phone numbers
+    and e-mail addresses belong on the Genesys DNC list, a guard that holds inside Genesys even
+    between two pushes."""
+    consent = consent_state(fresh.consent_events).filter(pl.col("global_opt_out"))
+    customers = fresh.customers.join(consent.select("customer_id"), on="customer_id")
+    return (
+        pl.concat(
+            [
+                customers.select(
+                    pl.col("phone_e164").alias("address"), pl.lit("phone").alias("kind")
+                ),
+                customers.select(pl.col("email").alias("address"), pl.lit("email").alias("kind")),
+            ]
+        )
+        .drop_nulls("address")
+        .unique("address")
+        .sort("kind", "address")
+    )
+
+
+def _sync_dnc(
+    engine: Engine,
+    client: GenesysClient,
+    genesys: GenesysSettings,
+    fresh: Normalized,
+    *,
+    run_id: str,
+    now: datetime,
+) -> tuple[str, int]:
+    """Add opt-outs not yet on the Genesys DNC list; returns (DNC list id, entries added).
+
+    Genesys first, warehouse after: a crash in between only repeats an Add, which is a set
+    union on the Genesys side.
+    """
+    name = f"{genesys.name_prefix}-opt-outs"
+    dnc = client.find_dnc_list(name) or client.create_dnc_list(name, "Any")
+    with engine.begin() as conn:
+        known = read_frame(conn, "select address from dnc_entries", schema={"address": pl.String()})
+    new = opted_out_addresses(fresh).join(known, on="address", how="anti")
+    if new.height:
+        client.add_dnc_phone_numbers(
+            dnc["id"], new.filter(pl.col("kind") == "phone")["address"].to_list()
+        )
+        client.add_dnc_email_addresses(
+            dnc["id"], new.filter(pl.col("kind") == "email")["address"].to_list()
+        )
+        with engine.begin() as conn:
+            write_frame(
+                conn,
+                "dnc_entries",
+                new.with_columns(
+                    pl.lit(dnc["id"]).alias("dnc_list_id"),
+                    pl.lit(now).alias("added_at_utc"),
+                    pl.lit(run_id).alias("run_id"),
+                ),
+            )
+    return dnc["id"], new.height
+
+
 def capacity_plan(
     outstanding: pl.DataFrame, *, now: datetime, messages_per_minute: int
 ) -> pl.DataFrame:
@@ -190,6 +255,7 @@ def campaign_body(
     name: str,
     contact_list_id: str,
     time_set_id: str,
+    dnc_list_ids: Sequence[str] = (),
 ) -> dict[str, Any]:
     """A messaging campaign that always runs off one contact list, inside the time set."""
     body: dict[str, Any] = {
@@ -200,6 +266,7 @@ def campaign_body(
         "alwaysRunning": True,
         "campaignStatus": "off",
         "contactSorts": [{"fieldName": "LocalSendDate", "direction": "ASC"}],
+        "dncLists": [{"id": i} for i in dnc_list_ids],
     }
     if channel == "sms":
         body["smsConfig"] = {
@@ -225,6 +292,7 @@ def _ensure_objects(
     genesys: GenesysSettings,
     window: WindowSettings,
     zones: Sequence[str],
+    dnc_list_ids: Sequence[str] = (),
 ) -> tuple[str, str]:
     names = names_for(channel, genesys)
     failpoint("push.before_contact_list")
@@ -251,8 +319,11 @@ def _ensure_objects(
                 name=names["campaign"],
                 contact_list_id=found["id"],
                 time_set_id=time_set["id"],
+                dnc_list_ids=dnc_list_ids,
             )
         )
+    elif dnc_list_ids:
+        client.ensure_campaign_dnc_lists(campaign["id"], dnc_list_ids)
     failpoint("push.after_campaign_create")
     return found["id"], campaign["id"]
 
@@ -444,6 +515,11 @@ def push_waves_to_genesys(
         with engine.begin() as conn:
             live = messages_in(conn, ("ready", "pushed"), window_end_after=now)
 
+    dnc_ids: list[str] = []
+    if fresh is not None:
+        dnc_id, result.dnc_added = _sync_dnc(engine, client, genesys, fresh, run_id=run_id, now=now)
+        dnc_ids.append(dnc_id)
+
     todo_total = live.filter(pl.col("state") == "ready").height if live.height else 0
     done = 0
     for (channel,), outstanding in (
@@ -479,7 +555,7 @@ def push_waves_to_genesys(
         )
         # Also when nothing is ready: contacts pushed by a run that died before turning the
         # campaign on must still go out, so the campaign is ensured and started every time.
-        list_id, campaign_id = _ensure_objects(client, channel, genesys, window, zones)
+        list_id, campaign_id = _ensure_objects(client, channel, genesys, window, zones, dnc_ids)
         result.contact_lists[channel] = list_id
         result.campaigns[channel] = campaign_id
         db_lock = threading.Lock()

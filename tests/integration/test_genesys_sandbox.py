@@ -241,3 +241,59 @@ def test_capacity_check_defers_what_cannot_go_out_before_the_window_closes(
     assert result.pushed == 120
     assert result.deferred == 30
     assert dict(states.group_by("state").len().iter_rows()) == {"pushed": 120, "deferred": 30}
+
+
+def test_global_opt_outs_are_synced_to_the_genesys_dnc_list_once(client, sandbox, tmp_path) -> None:
+    from tasks.normalize import normalize
+    from tests import factories as f
+
+    stays = f.customer(customer_id="C0", phone="+1 317 555 0000")
+    leaves = f.customer(customer_id="C1", phone="+1 317 555 0001", email="gone@example.com")
+    fresh = normalize(
+        f.extracted(
+            [stays, leaves],
+            [f.invoice("C0", invoice_id="I0"), f.invoice("C1", invoice_id="I1")],
+            [
+                f.consent("C0", "sms"),
+                f.consent("C1", "sms"),
+                f.consent("C1", "email", "opt_out", occurred_at="2026-11-23T05:00:00Z"),
+            ],
+        )
+    )
+    frame = _outbox(2, {1: {"customer_id": "C1", "invoice_ids": "I1"}}).with_columns(
+        pl.Series("customer_id", ["C0", "C1"]), pl.Series("invoice_ids", ["I0", "I1"])
+    )
+    engine = make_engine(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    migrate(engine)
+    with engine.begin() as conn:
+        write_frame(conn, "messages", frame)
+    settings = GenesysSettings(base_url=sandbox, client_id="sandbox-client")
+    runs = []
+    with client_from_settings(settings, "sandbox-secret") as c:
+        for run in ("p1", "p2"):
+            runs.append(
+                push_waves_to_genesys(
+                    engine,
+                    c,
+                    genesys=settings,
+                    window=WindowSettings(),
+                    cadence=CadenceSettings(),
+                    now=NOW,
+                    horizon=timedelta(hours=1),
+                    run_id=run,
+                    fresh=fresh,
+                )
+            )
+        dnc = c.find_dnc_list("reminders-opt-outs")
+        campaign = c.find_campaign("reminders-sms-13175550100")
+    with engine.connect() as conn:
+        entries = read_frame(conn, "select address, kind from dnc_entries order by kind")
+        states = dict(
+            read_frame(conn, "select message_key, state from messages order by message_key").rows()
+        )
+    engine.dispose()
+    assert [r.dnc_added for r in runs] == [2, 0]
+    assert entries.rows() == [("gone@example.com", "email"), ("+13175550001", "phone")]
+    assert dnc["size"] == 2
+    assert [ref["id"] for ref in campaign["dncLists"]] == [dnc["id"]]
+    assert states == {"key00000": "pushed", "key00001": "cancelled"}
