@@ -60,7 +60,7 @@ KILL_POINTS = [
 
 @pytest.fixture(scope="module")
 def sandbox():
-    app = create_app(SandboxConfig())
+    app = create_app(SandboxConfig(rate_limit_per_minute=100_000))
     with serve(app) as url:
         yield url
 
@@ -123,6 +123,7 @@ def _push(
         "REMINDERS_GENESYS__PUSH_BATCH_SIZE": "10",
         "REMINDERS_GENESYS__MESSAGES_PER_MINUTE": "200",
         "REMINDERS_GENESYS__MAX_ATTEMPTS": "12",
+        "REMINDERS_GENESYS__REQUESTS_PER_MINUTE": "6000",
         "REMINDERS_FAILPOINT": failpoint or "",
     }
     return subprocess.run(
