@@ -547,18 +547,23 @@ class GenesysClient:
     def create_messaging_campaign(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._create_settled("/outbound/messagingcampaigns", body)
 
-    def set_campaign_status(self, campaign_id: str, status: str) -> dict[str, Any]:
-        """Turn a campaign ``on`` or ``off`` (PUT with the current version), settled by GET."""
+    def _update_campaign(
+        self, campaign_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> dict[str, Any]:
+        """Read-modify-write a campaign: ``change`` returns the new body, or None when the
+        campaign is already as wanted. A version conflict or a lost connection is settled by
+        reading the campaign again, so a PUT that did land is never applied twice."""
         for _ in range(3):
             campaign = self.get_campaign(campaign_id)
-            if campaign.get("campaignStatus") == status:
+            body = change(campaign)
+            if body is None:
                 return campaign
             try:
                 return self._json(
                     "PUT",
                     f"/outbound/messagingcampaigns/{campaign_id}",
                     idempotent=False,
-                    json=campaign | {"campaignStatus": status},
+                    json=body,
                 )
             except OutcomeUnknown:
                 continue
@@ -567,26 +572,23 @@ class GenesysClient:
                     raise
         return self.get_campaign(campaign_id)
 
+    def set_campaign_status(self, campaign_id: str, status: str) -> dict[str, Any]:
+        """Turn a campaign ``on`` or ``off`` (PUT with the current version), settled by GET."""
+        return self._update_campaign(
+            campaign_id,
+            lambda c: None if c.get("campaignStatus") == status else c | {"campaignStatus": status},
+        )
+
     def ensure_campaign_dnc_lists(self, campaign_id: str, dnc_list_ids: Sequence[str]) -> None:
         """Make sure a campaign references these DNC lists (PUT with version, settled by GET)."""
-        for _ in range(3):
-            campaign = self.get_campaign(campaign_id)
+
+        def add_lists(campaign: dict[str, Any]) -> dict[str, Any] | None:
             have = {ref["id"] for ref in campaign.get("dncLists") or []}
             if set(dnc_list_ids) <= have:
-                return
-            refs = [{"id": i} for i in sorted(have | set(dnc_list_ids))]
-            try:
-                self._json(
-                    "PUT",
-                    f"/outbound/messagingcampaigns/{campaign_id}",
-                    idempotent=False,
-                    json=campaign | {"dncLists": refs},
-                )
-            except OutcomeUnknown:
-                continue
-            except RequestRejected as exc:
-                if exc.status != 409 or "version" not in exc.code:
-                    raise
+                return None
+            return campaign | {"dncLists": [{"id": i} for i in sorted(have | set(dnc_list_ids))]}
+
+        self._update_campaign(campaign_id, add_lists)
 
     def campaign_progress(self, campaign_id: str) -> dict[str, Any]:
         return self._json(
