@@ -9,13 +9,13 @@ from prefect import flow
 from flows.common import (
     current_run_id,
     genesys_secret,
-    open_warehouse,
     parse_utc_instant,
+    recorded_run,
     settings_with,
     utc_now,
 )
 from tasks.genesys import client_from_settings
-from tasks.outbox import finish_run, start_run
+from tasks.outbox import finish_run
 from tasks.outcomes import collect_outcomes_from_genesys
 
 __all__ = ["collect_outcomes"]
@@ -29,24 +29,11 @@ def collect_outcomes(
     settings = settings_with(overrides)
     at = parse_utc_instant(now)
     run_id = current_run_id("outcomes")
-    engine = open_warehouse(settings)
-    try:
-        with engine.begin() as conn:
-            start_run(
-                conn,
-                run_id=run_id,
-                flow="collect-outcomes",
-                as_of=at,
-                now=utc_now(),
-                dry_run=False,
-                parameters={},
-            )
+    with recorded_run(settings, run_id=run_id, flow="collect-outcomes", as_of=at) as engine:
         with client_from_settings(settings.genesys, genesys_secret(settings.genesys)) as client:
             counts = collect_outcomes_from_genesys(
                 engine, client, settings.genesys, now=at, run_id=run_id
             )
         with engine.begin() as conn:
             finish_run(conn, run_id=run_id, now=utc_now(), status="succeeded")
-    finally:
-        engine.dispose()
     return {"run_id": run_id, **counts}

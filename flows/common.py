@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +12,7 @@ import pendulum
 from sqlalchemy.engine import Engine
 
 from tasks.errors import ConfigurationError
+from tasks.outbox import finish_run, start_run
 from tasks.settings import GenesysSettings, Settings, load_settings
 from tasks.warehouse import make_engine, migrate
 
@@ -18,6 +21,7 @@ __all__ = [
     "genesys_secret",
     "open_warehouse",
     "parse_utc_instant",
+    "recorded_run",
     "settings_with",
     "utc_now",
 ]
@@ -67,6 +71,42 @@ def genesys_secret(genesys: GenesysSettings) -> str:
         "no Genesys client secret: set REMINDERS_GENESYS__CLIENT_SECRET or "
         "genesys.client_secret_block (a Prefect Secret block)"
     )
+
+
+@contextmanager
+def recorded_run(
+    settings: Settings,
+    *,
+    run_id: str,
+    flow: str,
+    as_of: datetime,
+    dry_run: bool = False,
+    parameters: dict[str, Any] | None = None,
+) -> Iterator[Engine]:
+    """A migrated warehouse engine with a ``runs`` row for this run around the block: the row
+    starts ``running``; an exception marks it ``failed`` (its type only, never its text) and is
+    re-raised; the caller records success with :func:`tasks.outbox.finish_run`."""
+    engine = open_warehouse(settings)
+    try:
+        with engine.begin() as conn:
+            start_run(
+                conn,
+                run_id=run_id,
+                flow=flow,
+                as_of=as_of,
+                now=utc_now(),
+                dry_run=dry_run,
+                parameters=parameters or {},
+            )
+        yield engine
+    except Exception as exc:
+        with engine.begin() as conn:
+            finish_run(
+                conn, run_id=run_id, now=utc_now(), status="failed", error=type(exc).__name__
+            )
+        raise
+    finally:
+        engine.dispose()
 
 
 def open_warehouse(settings: Settings) -> Engine:

@@ -24,8 +24,8 @@ from prefect.context import FlowRunContext
 from flows.common import (
     current_run_id,
     genesys_secret,
-    open_warehouse,
     parse_utc_instant,
+    recorded_run,
     settings_with,
     utc_now,
 )
@@ -33,7 +33,7 @@ from tasks.extract import extract_sources
 from tasks.failpoints import failpoint
 from tasks.genesys import client_from_settings
 from tasks.normalize import normalize
-from tasks.outbox import finish_run, mark_ready, start_run, wave_summary
+from tasks.outbox import finish_run, mark_ready, wave_summary
 from tasks.push import PushResult, push_waves_to_genesys
 from tasks.settings import Settings
 
@@ -69,19 +69,15 @@ def run_push(
     in_prefect: bool = False,
 ) -> dict[str, Any]:
     """One push run against the configured Genesys org (see tasks.push)."""
-    engine = open_warehouse(settings)
     horizon = timedelta(minutes=horizon_minutes)
-    try:
-        with engine.begin() as conn:
-            start_run(
-                conn,
-                run_id=run_id,
-                flow="push-waves",
-                as_of=now,
-                now=utc_now(),
-                dry_run=dry_run,
-                parameters={"now": now.isoformat(), "horizon_minutes": horizon_minutes},
-            )
+    with recorded_run(
+        settings,
+        run_id=run_id,
+        flow="push-waves",
+        as_of=now,
+        dry_run=dry_run,
+        parameters={"now": now.isoformat(), "horizon_minutes": horizon_minutes},
+    ) as engine:
         if dry_run:
             with engine.connect() as conn:
                 transaction = conn.begin()
@@ -117,14 +113,6 @@ def run_push(
                 status="succeeded",
                 counts={"messages_planned": result.pushed},
             )
-    except Exception as exc:
-        with engine.begin() as conn:
-            finish_run(
-                conn, run_id=run_id, now=utc_now(), status="failed", error=type(exc).__name__
-            )
-        raise
-    finally:
-        engine.dispose()
     summary = {
         "run_id": run_id,
         "now": now.isoformat(),
