@@ -77,7 +77,7 @@ def child(folder: Path, url: str, schema: str | None) -> None:
             now=AS_OF,
             status="succeeded",
             counts=plan.counts,
-            accounting_ok=True,
+            accounting_ok=plan.accounting.ok,
         )
     stages["write"] = time.perf_counter() - t
     stages["total"] = time.perf_counter() - t0

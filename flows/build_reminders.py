@@ -6,7 +6,7 @@ writes runs, decisions and quarantine but no outbox rows, so nothing can be push
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import polars as pl
@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import current_run_id, open_warehouse, parse_utc_instant, settings_with, utc_now
-from tasks.errors import QuarantineThresholdExceeded
+from tasks.errors import AccountingError, ConfigurationError, QuarantineThresholdExceeded
 from tasks.extract import INPUTS, Extracted, extract_task
 from tasks.masking import mask_text
 from tasks.normalize import Normalized, normalize_task
@@ -45,6 +45,7 @@ def plan_task(
     tokens: dict[str, str],
     settings: Settings,
     as_of: datetime,
+    for_date: date | None = None,
 ) -> Plan:
     return build_plan(
         extracted,
@@ -54,7 +55,18 @@ def plan_task(
         settings=settings,
         templates=load_templates(settings.render.templates_dir),
         existing_tokens=tokens,
+        for_date=for_date,
     )
+
+
+def parse_for_date(value: str | date | None) -> date | None:
+    """A ``YYYY-MM-DD`` local date, or None."""
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise ConfigurationError(f"for_date must be a YYYY-MM-DD date, got {value!r}") from None
 
 
 def _publish(plan: Plan, run_id: str, outbox: dict[str, int], dry_run: bool) -> None:
@@ -102,14 +114,18 @@ def build_reminders(
     as_of: str | None = None,
     dry_run: bool = False,
     overrides: dict[str, Any] | None = None,
+    for_date: str | None = None,
 ) -> dict[str, Any]:
     """Plan the reminders due at ``as_of`` (ISO-8601, default now) and write them.
 
-    Returns the run id, the row counts and the decisions per reason.
+    ``for_date`` (YYYY-MM-DD) plans every recipient's local date ``for_date`` whatever the run
+    time (previews, backfills); zones whose window for that date has closed at ``as_of`` are
+    excluded ``window_passed``. Returns the run id, the row counts and the decisions per reason.
     """
     logger = get_run_logger()
     settings = settings_with(overrides)
     as_of_utc = parse_utc_instant(as_of)
+    local_date = parse_for_date(for_date)
     run_id = current_run_id("build")
     engine = open_warehouse(settings)
     with engine.begin() as conn:
@@ -120,9 +136,14 @@ def build_reminders(
             as_of=as_of_utc,
             now=utc_now(),
             dry_run=dry_run,
-            parameters={"as_of": as_of_utc.isoformat(), "settings": settings.public_dict()},
+            parameters={
+                "as_of": as_of_utc.isoformat(),
+                "for_date": local_date.isoformat() if local_date else None,
+                "settings": settings.public_dict(),
+            },
         )
     counts: dict[str, int] = {}
+    accounting_ok: bool | None = None
     try:
         extracted = extract_task(settings.sources)
         counts = {f"{n}_in": c for n, c in extracted.counts.items()}
@@ -140,8 +161,18 @@ def build_reminders(
             raise
         with engine.begin() as conn:
             prior, tokens = load_prior(conn, as_of=as_of_utc)
-        plan = plan_task(extracted, normalized, prior, tokens, settings, as_of_utc)
+        plan = plan_task(extracted, normalized, prior, tokens, settings, as_of_utc, local_date)
         counts |= plan.counts
+        accounting_ok = plan.accounting.ok
+        if not accounting_ok:
+            # Fail closed: a plan that loses or invents rows writes no decisions or outbox.
+            with engine.begin() as conn:
+                write_frame(
+                    conn,
+                    "quarantine",
+                    normalized.quarantine.with_columns(pl.lit(run_id).alias("run_id")),
+                )
+            raise AccountingError("; ".join(plan.accounting.problems))
         with engine.begin() as conn:
             outbox = save_plan(conn, plan, run_id=run_id, now=utc_now(), dry_run=dry_run)
             finish_run(
@@ -150,7 +181,7 @@ def build_reminders(
                 now=utc_now(),
                 status="succeeded",
                 counts=counts,
-                accounting_ok=True,
+                accounting_ok=accounting_ok,
             )
     except Exception as exc:
         with engine.begin() as conn:
@@ -160,7 +191,7 @@ def build_reminders(
                 now=utc_now(),
                 status="failed",
                 counts=counts,
-                accounting_ok=None,
+                accounting_ok=accounting_ok,
                 error=mask_text(f"{type(exc).__name__}: {exc}")[:2000],
             )
         raise
@@ -180,6 +211,7 @@ def build_reminders(
         "run_id": run_id,
         "as_of": as_of_utc.isoformat(),
         "dry_run": dry_run,
+        "for_date": local_date.isoformat() if local_date else None,
         "rows_in": plan.rows_in,
         "rows_quarantined": plan.rows_quarantined,
         "counts": plan.counts,

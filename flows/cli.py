@@ -57,12 +57,19 @@ def demo(
 def build(
     as_of: Annotated[str | None, typer.Option(help="ISO-8601 UTC; default now.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Write decisions only, no outbox.")] = False,
+    for_date: Annotated[
+        str | None,
+        typer.Option(
+            help="Plan this local date (YYYY-MM-DD) in every zone, whatever the run time; "
+            "zones whose window has closed are excluded window_passed."
+        ),
+    ] = None,
 ) -> None:
     """Run build-reminders once."""
     _prefect_env(quiet=False)
     from flows.build_reminders import build_reminders
 
-    _echo_json(build_reminders(as_of=as_of, dry_run=dry_run))
+    _echo_json(build_reminders(as_of=as_of, dry_run=dry_run, for_date=for_date))
 
 
 @app.command()

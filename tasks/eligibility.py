@@ -19,13 +19,13 @@ invoice, the frequency cap and the one-per-day rule across runs.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import polars as pl
 
 from tasks.consent import CONSENT_SCHEMA, channel_allowed
 from tasks.settings import CadenceSettings, WindowSettings
-from tasks.stagger import plan_send_date, zone_label
+from tasks.stagger import plan_send_date, send_window, zone_label
 
 __all__ = [
     "ATTEMPTED_STATES",
@@ -43,6 +43,7 @@ REASONS: dict[str, str] = {
     "no_balance": "nothing is owed on the invoice",
     "timezone_unknown": "no time zone could be found for the customer",
     "no_common_window": "the customer's candidate zones share no send window",
+    "window_passed": "the send window of the planned local date has already closed at run time",
     "no_step_due": "no cadence step falls on the local send date",
     "opted_out": "the customer opted out (on any channel)",
     "no_opt_in": "no opt-in on this channel",
@@ -105,12 +106,31 @@ def _message_key_expr() -> pl.Expr:
     ).map_elements(lambda s: hashlib.sha256(s.encode()).hexdigest()[:32], return_dtype=pl.String)
 
 
-def _send_dates(customers: pl.DataFrame, as_of: datetime, window: WindowSettings) -> pl.DataFrame:
+def _send_dates(
+    customers: pl.DataFrame,
+    as_of: datetime,
+    window: WindowSettings,
+    for_date: date | None = None,
+) -> pl.DataFrame:
+    """Per distinct candidate-zone set: the local send date and its window (naive UTC).
+
+    Without ``for_date`` the send date is the first local date whose window has not ended at
+    ``as_of``. With it, every recipient's local date is ``for_date``; ``_window_passed`` marks
+    the zone sets whose window for that date has already closed at ``as_of``.
+    """
     zone_sets = customers.select("time_zones").unique()
     rows = []
     for (zones,) in zone_sets.iter_rows():
         zones = list(zones or [])
-        planned = plan_send_date(zones, as_of, window)
+        passed = False
+        if not zones:
+            planned = None
+        elif for_date is None:
+            planned = plan_send_date(zones, as_of, window)
+        else:
+            found = send_window(zones, for_date, window)
+            planned = (for_date, *found) if found else None
+            passed = found is not None and found[1] <= as_of
         day, start, end = planned if planned else (None, None, None)
         rows.append(
             (
@@ -121,6 +141,7 @@ def _send_dates(customers: pl.DataFrame, as_of: datetime, window: WindowSettings
                 day,
                 start,
                 end,
+                passed,
             )
         )
     return pl.DataFrame(
@@ -133,6 +154,7 @@ def _send_dates(customers: pl.DataFrame, as_of: datetime, window: WindowSettings
             "local_send_date": pl.Date,
             "window_start_utc": pl.Datetime("us"),
             "window_end_utc": pl.Datetime("us"),
+            "_window_passed": pl.Boolean,
         },
         orient="row",
     )
@@ -149,14 +171,18 @@ def decide(
     cadence: CadenceSettings,
     window: WindowSettings,
     field_issues: pl.DataFrame | None = None,
+    for_date: date | None = None,
 ) -> pl.DataFrame:
     """Decide every accepted invoice x channel. ``as_of`` is naive UTC.
+
+    ``for_date`` plans every recipient's local date ``for_date`` instead of the first local date
+    whose window is still open (previews and backfills); see :func:`_send_dates`.
 
     ``field_issues`` (customer_id, rule) tells a rejected phone / e-mail from a missing one.
     Returns :data:`DECISION_SCHEMA` columns plus the customer fields render needs.
     """
     channels = pl.DataFrame({"channel": ["sms", "email"]})
-    dates = _send_dates(customers, as_of, window)
+    dates = _send_dates(customers, as_of, window, for_date)
     cust = customers.join(dates, on="time_zones", how="left")
     phone_owners = (
         customers.filter(pl.col("phone_e164").is_not_null())
@@ -295,6 +321,8 @@ def decide(
         .then(pl.lit("timezone_unknown"))
         .when(pl.col("local_send_date").is_null())
         .then(pl.lit("no_common_window"))
+        .when(pl.col("_window_passed").fill_null(False))
+        .then(pl.lit("window_passed"))
         .when(pl.col("cadence_step").is_null())
         .then(pl.lit("no_step_due"))
         .when(pl.col("global_opt_out").fill_null(False))

@@ -11,22 +11,79 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 import polars as pl
 
 from tasks.consent import consent_state
 from tasks.eligibility import DECISION_SCHEMA, REASONS, decide
-from tasks.errors import AccountingError
 from tasks.extract import INPUTS, Extracted
 from tasks.normalize import Normalized
 from tasks.render import RENDER_REASONS, TemplateSet, assemble_messages, render_messages
 from tasks.settings import Settings
 from tasks.stagger import stagger
 
-__all__ = ["CHANNELS", "Plan", "build_plan", "quarantined_decisions"]
+__all__ = [
+    "CHANNELS",
+    "Accounting",
+    "Plan",
+    "build_plan",
+    "check_accounting",
+    "quarantined_decisions",
+]
 
 CHANNELS = ("sms", "email")
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """The run's accounting, computed from its counts: ``ok`` iff ``problems`` is empty."""
+
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_accounting(
+    rows_in: Mapping[str, int],
+    accepted: Mapping[str, int],
+    rows_quarantined: Mapping[str, int],
+    decisions_by_status: Mapping[str, int],
+    invoice_rows_decided: int,
+    channels: int = len(CHANNELS),
+) -> Accounting:
+    """Every input row accounted for, from the counts alone.
+
+    Per input: rows in = rows accepted + rows quarantined (scope row). Invoices: rows in x
+    channels = planned + excluded + quarantined decisions, every invoice row decided, and no
+    decision status outside those three.
+    """
+    problems = []
+    for name, n_in in rows_in.items():
+        got = accepted.get(name, 0) + rows_quarantined.get(name, 0)
+        if n_in != got:
+            problems.append(
+                f"{name}: {n_in} rows in, but {accepted.get(name, 0)} accepted + "
+                f"{rows_quarantined.get(name, 0)} quarantined = {got}"
+            )
+    known = {"planned", "excluded", "quarantined"}
+    odd = {s: n for s, n in decisions_by_status.items() if s not in known}
+    if odd:
+        problems.append(f"decisions with unknown status: {odd}")
+    expected = rows_in.get("invoices", 0) * channels
+    total = sum(decisions_by_status.values())
+    if total != expected:
+        problems.append(
+            f"invoices: {rows_in.get('invoices', 0)} rows x {channels} channels = {expected}, "
+            f"but {total} decisions {dict(decisions_by_status)}"
+        )
+    if invoice_rows_decided != rows_in.get("invoices", 0):
+        problems.append(
+            f"invoices: {rows_in.get('invoices', 0)} rows in, {invoice_rows_decided} decided"
+        )
+    return Accounting(tuple(problems))
 
 
 @dataclass(frozen=True)
@@ -39,6 +96,7 @@ class Plan:
     rows_in: dict[str, int]
     rows_quarantined: dict[str, int]
     counts: dict[str, int] = field(default_factory=dict)
+    accounting: Accounting = field(default_factory=lambda: Accounting(()))
 
     @property
     def reasons(self) -> dict[str, int]:
@@ -84,8 +142,13 @@ def build_plan(
     templates: TemplateSet,
     existing_tokens: Mapping[str, str] | None = None,
     new_token: Callable[[], str] = lambda: secrets.token_urlsafe(16),
+    for_date: date | None = None,
 ) -> Plan:
-    """Plan one run at ``as_of`` (naive UTC). Raises :class:`AccountingError` if rows go missing."""
+    """Plan one run at ``as_of`` (naive UTC); ``for_date`` plans that local date for everyone.
+
+    The plan's :attr:`Plan.accounting` says whether every input row is accounted for; a caller
+    must not write an outbox from a plan whose accounting is not ok.
+    """
     consent = consent_state(normalized.consent_events)
     field_issues = normalized.quarantine.filter(
         (pl.col("source") == "customers") & (pl.col("scope") == "field")
@@ -100,6 +163,7 @@ def build_plan(
         cadence=settings.cadence,
         window=settings.window,
         field_issues=field_issues,
+        for_date=for_date,
     )
     planned = decided.filter(pl.col("status") == "planned")
     messages = render_messages(
@@ -162,12 +226,6 @@ def build_plan(
         "consent_events": normalized.consent_events.height,
         "contact_history": normalized.contact_history.height,
     }
-    for name in INPUTS:
-        if rows_in[name] != accepted[name] + rows_quarantined[name]:
-            raise AccountingError(
-                f"{name}: {rows_in[name]} rows in, {accepted[name]} accepted + "
-                f"{rows_quarantined[name]} quarantined"
-            )
     by_status = dict(decisions.group_by("status").len().iter_rows())
     counts = {
         "decisions_planned": by_status.get("planned", 0),
@@ -175,17 +233,13 @@ def build_plan(
         "decisions_quarantined": by_status.get("quarantined", 0),
         "messages_planned": messages.height,
     }
-    expected = rows_in["invoices"] * len(CHANNELS)
-    total = counts["decisions_planned"] + counts["decisions_excluded"]
-    total += counts["decisions_quarantined"]
-    if (
-        total != expected
-        or decisions.select(pl.col("invoice_row").n_unique()).item() != rows_in["invoices"]
-    ):
-        raise AccountingError(
-            f"invoices: {rows_in['invoices']} rows x {len(CHANNELS)} channels = {expected}, "
-            f"but decisions are {counts}"
-        )
+    accounting = check_accounting(
+        rows_in,
+        accepted,
+        rows_quarantined,
+        by_status,
+        decisions.select(pl.col("invoice_row").n_unique()).item(),
+    )
     return Plan(
         decisions=decisions,
         messages=messages,
@@ -193,4 +247,5 @@ def build_plan(
         rows_in=rows_in,
         rows_quarantined=rows_quarantined,
         counts=counts,
+        accounting=accounting,
     )

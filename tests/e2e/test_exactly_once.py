@@ -66,7 +66,7 @@ def sandbox():
 
 
 @pytest.fixture(scope="module")
-def planned(tmp_path_factory) -> tuple[Path, Path, int]:
+def planned(tmp_path_factory) -> tuple[Path, Path, frozenset[str]]:
     folder = tmp_path_factory.mktemp("exactly-once")
     sample = folder / "sample"
     generate(400, seed=5, as_of=AS_OF.date()).write(sample, "csv")
@@ -108,7 +108,8 @@ def planned(tmp_path_factory) -> tuple[Path, Path, int]:
         )
         save_plan(conn, plan, run_id="build", now=AS_OF, dry_run=False)
     engine.dispose()
-    return base, toml, plan.messages.height
+    assert plan.accounting.ok, plan.accounting.problems
+    return base, toml, frozenset(plan.messages["message_key"])
 
 
 def _push(
@@ -160,9 +161,18 @@ def _outbox(warehouse: Path) -> pl.DataFrame:
     return frame
 
 
-def _check_exactly_once(url: str, warehouse: Path, planned_messages: int) -> dict:
+# After a push (before outcomes are collected) every message of the plan rests in one of these.
+PUSH_TERMINAL = {"pushed", "rejected", "deferred", "cancelled", "expired"}
+
+
+def _check_exactly_once(url: str, warehouse: Path, planned_keys: frozenset[str]) -> dict:
     outbox = _outbox(warehouse)
-    assert outbox.filter(pl.col("state").is_in(["ready", "pushing"])).height == 0
+    # Every planned message has exactly one outbox row, and it rests in a terminal state.
+    assert outbox["message_key"].n_unique() == outbox.height
+    assert set(outbox["message_key"]) == planned_keys
+    states = dict(outbox.group_by("state").len().iter_rows())
+    assert set(states) <= PUSH_TERMINAL, states
+    assert sum(states.values()) == len(planned_keys)
     pushed = set(outbox.filter(pl.col("state") == "pushed")["message_key"])
     ledger = _ledger_after_campaigns(url)
     sent = [m["contact_id"] for m in ledger["messages"] if m["source"] == "campaign"]
@@ -171,17 +181,19 @@ def _check_exactly_once(url: str, warehouse: Path, planned_messages: int) -> dic
     assert duplicates == 0
     assert counts is None or counts["count"].max() == 1
     assert set(sent) == pushed
+    assert len(sent) == len(pushed)
     return {
+        "planned": len(planned_keys),
+        "states": states,
         "pushed": len(pushed),
         "sent": len(sent),
         "duplicates": duplicates,
-        "planned": planned_messages,
     }
 
 
 @pytest.mark.parametrize("point", KILL_POINTS, ids=KILL_POINTS)
 def test_sigkill_then_resume_sends_each_message_once(point, sandbox, planned, tmp_path) -> None:
-    base, toml, n_messages = planned
+    base, toml, keys = planned
     warehouse = tmp_path / "warehouse.duckdb"
     shutil.copy(base, warehouse)
     httpx.post(f"{sandbox}/sandbox/reset").raise_for_status()
@@ -191,13 +203,13 @@ def test_sigkill_then_resume_sends_each_message_once(point, sandbox, planned, tm
     resumed = _push(sandbox, warehouse, toml, None)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
-    result = _check_exactly_once(sandbox, warehouse, n_messages)
+    result = _check_exactly_once(sandbox, warehouse, keys)
     assert result["pushed"] > 50
     print(f"\n{point}: {result}")
 
 
 def test_faults_429_5xx_drops_and_token_expiry(sandbox, planned, tmp_path) -> None:
-    base, toml, n_messages = planned
+    base, toml, keys = planned
     warehouse = tmp_path / "warehouse.duckdb"
     shutil.copy(base, warehouse)
     httpx.post(f"{sandbox}/sandbox/reset").raise_for_status()
@@ -222,6 +234,6 @@ def test_faults_429_5xx_drops_and_token_expiry(sandbox, planned, tmp_path) -> No
             json={k: 0 if isinstance(v, float) else v for k, v in faults.items()}
             | {"expire_tokens_after_requests": None},
         ).raise_for_status()
-    result = _check_exactly_once(sandbox, warehouse, n_messages)
+    result = _check_exactly_once(sandbox, warehouse, keys)
     print(f"\nfaults {faults}: {result}; sandbox stats {stats}")
     assert result["pushed"] > 50

@@ -51,7 +51,7 @@ def _run(engine, extracted, run_id, *, as_of=AS_OF, dry_run=False):
             now=as_of,
             status="succeeded",
             counts=plan.counts,
-            accounting_ok=True,
+            accounting_ok=plan.accounting.ok,
         )
     return plan, outbox
 
