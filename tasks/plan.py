@@ -86,7 +86,9 @@ def build_plan(
     new_token: Callable[[], str] = lambda: secrets.token_urlsafe(16),
 ) -> Plan:
     """Plan one run at ``as_of`` (naive UTC). Raises :class:`AccountingError` if rows go missing."""
-    consent = consent_state(normalized.consent_events)
+    consent = consent_state(
+        normalized.consent_events, as_of=as_of, unclear=normalized.consent_unclear
+    )
     field_issues = normalized.quarantine.filter(
         (pl.col("source") == "customers") & (pl.col("scope") == "field")
     ).select(pl.col("record_key").alias("customer_id"), "rule")

@@ -18,7 +18,7 @@ def _plan(customers, invoices, consent=(), history=(), prior=None, settings=None
     extracted = f.extracted(customers, invoices, list(consent), list(history))
     return build_plan(
         extracted,
-        normalize(extracted),
+        normalize(extracted, as_of=AS_OF),
         prior if prior is not None else pl.DataFrame(schema=PRIOR_SCHEMA),
         as_of=AS_OF,
         settings=settings or Settings(),
