@@ -3,9 +3,13 @@ from datetime import UTC, datetime
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tasks.consent import CONSENT_SCHEMA, channel_allowed, consent_state
+from tasks.eligibility import PRIOR_SCHEMA, decide
 from tasks.normalize import normalize, normalize_consent
+from tasks.settings import CadenceSettings, WindowSettings
 from tests import factories as f
 
 AS_OF = datetime(2026, 11, 23, 6, 0)
@@ -326,3 +330,89 @@ def test_channel_allowed(sms, email, global_out, unclear, requires, expected) ->
         channel_allowed("email", email_requires_opt_in=requires).alias("email"),
     ).to_dicts()[0]
     assert {k: bool(v) for k, v in got.items()} == expected
+
+
+# --- property: arbitrary channel / status text never crashes and never plans unclear consent
+
+NAMED_CHANNELS = ["sms", "Text", "E-Mail", "all", "*", "whatsapp", "Voice", "push", "phone"]
+BLANK_CHANNELS = ["", " ", "\t", "-", "_ -"]
+JUNK_STATUSES = ["", "maybe", "0", "n/a", "opt_outt", "???", "optout?in"]
+PAST, FUTURE = "2026-06-01T00:00:00Z", "2027-01-01T00:00:00Z"
+TIMES = [PAST, FUTURE, "junk", None]
+PEOPLE = ["C1", "C2", "C3", "NOBODY"]
+
+_event = st.tuples(
+    st.sampled_from(PEOPLE),
+    st.one_of(st.none(), st.text(max_size=12), st.sampled_from(NAMED_CHANNELS + BLANK_CHANNELS)),
+    st.one_of(
+        st.none(),
+        st.text(max_size=12),
+        st.sampled_from(OPT_OUT_SPELLINGS + OPT_IN_SPELLINGS + JUNK_STATUSES),
+    ),
+    st.sampled_from(TIMES),
+)
+
+
+def _surely_unreadable(channel: str | None, status: str | None, at: str | None) -> bool:
+    return (
+        channel in BLANK_CHANNELS
+        or channel is None
+        or status is None
+        or (status in JUNK_STATUSES)
+        or at not in (PAST, FUTURE)
+    )
+
+
+def _surely_opted_out(channel: str | None, status: str | None, at: str | None) -> bool:
+    return channel in NAMED_CHANNELS and status in OPT_OUT_SPELLINGS and at in (PAST, FUTURE)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_event, max_size=10))
+def test_arbitrary_consent_text_never_crashes_and_unclear_is_never_planned(drawn) -> None:
+    people = ["C0", "C1", "C2", "C3"]  # C0 gets no drawn event: the control
+    customers = [
+        f.customer(customer_id=c, phone=f"+1 212 555 01{i:02d}", email=f"{c}@example.com")
+        for i, c in enumerate(people)
+    ]
+    invoices = [f.invoice(c, invoice_id=f"I-{c}", due_date="2026-11-24") for c in people]
+    base = [
+        f.consent(c, ch, "opt_in", occurred_at="2026-01-01T00:00:00Z")
+        for c in people
+        for ch in ("sms", "email")
+    ]
+    extra = [
+        {"customer_id": c, "channel": ch, "status": s, "source": "crm", "occurred_at": at}
+        for c, ch, s, at in drawn
+    ]
+    events = base + extra
+    n = normalize(f.extracted(customers, invoices, events), as_of=AS_OF)
+    assert n.consent_events.height + n.quarantined_rows("consent_events") == len(events)
+    state = consent_state(n.consent_events, as_of=AS_OF, unclear=n.consent_unclear)
+    decisions = decide(
+        n.invoices,
+        n.customers,
+        state,
+        n.contact_history,
+        pl.DataFrame(schema=PRIOR_SCHEMA),
+        as_of=AS_OF,
+        cadence=CadenceSettings(),
+        window=WindowSettings(),
+    )
+    assert decisions.height == len(invoices) * 2
+    planned = set(decisions.filter(pl.col("status") == "planned")["customer_id"].to_list())
+    assert "C0" in planned  # the control is planned, so "never planned" below is not vacuous
+    flagged = set(n.consent_unclear["customer_id"].to_list())
+    unreadable = {c for c, ch, s, at in drawn if c != "NOBODY" and _surely_unreadable(ch, s, at)}
+    opted_out = {c for c, ch, s, at in drawn if c != "NOBODY" and _surely_opted_out(ch, s, at)}
+    assert unreadable <= flagged
+    assert "NOBODY" not in flagged
+    assert not planned & flagged
+    assert not planned & opted_out
+    reasons = dict(
+        decisions.filter(pl.col("customer_id").is_in(list(flagged)))
+        .group_by("reason")
+        .len()
+        .iter_rows()
+    )
+    assert set(reasons) <= {"consent_unclear"}
