@@ -45,6 +45,7 @@ REASONS: dict[str, str] = {
     "no_common_window": "the customer's candidate zones share no send window",
     "window_passed": "the send window of the planned local date has already closed at run time",
     "no_step_due": "no cadence step falls on the local send date",
+    "consent_unclear": "a consent row of this customer could not be read; fix it (see quarantine)",
     "opted_out": "the customer opted out (on any channel)",
     "no_opt_in": "no opt-in on this channel",
     "no_phone": "the customer has no phone number",
@@ -205,7 +206,9 @@ def decide(
         .select("customer_id", pl.lit(True).alias("_bad_email"))
         .unique()
     )
-    consent = consent.cast(CONSENT_SCHEMA)  # type: ignore[arg-type]
+    consent = consent.with_columns(
+        pl.lit(None, t).alias(c) for c, t in CONSENT_SCHEMA.items() if c not in consent.columns
+    ).cast(CONSENT_SCHEMA)  # type: ignore[arg-type]
 
     steps = pl.Series("steps", cadence.steps, dtype=pl.Int32).implode()
     frame = (
@@ -325,6 +328,8 @@ def decide(
         .then(pl.lit("window_passed"))
         .when(pl.col("cadence_step").is_null())
         .then(pl.lit("no_step_due"))
+        .when(pl.col("consent_unclear").fill_null(False))
+        .then(pl.lit("consent_unclear"))
         .when(pl.col("global_opt_out").fill_null(False))
         .then(pl.lit("opted_out"))
         .when(~allowed.fill_null(False))

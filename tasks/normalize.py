@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from zoneinfo import available_timezones
@@ -30,11 +31,13 @@ from phonenumbers import timezone as pn_timezone
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from data_quality.rules import Rule, empty_quarantine, raw_json, split_rows
+from data_quality.rules import QUARANTINE_SCHEMA, Rule, empty_quarantine, raw_json, split_rows
+from tasks.consent import CHANNEL_KEYS, STATUS_KEYS, channel_key, naive_utc, status_key
 from tasks.extract import Extracted
 from tasks.settings import CANONICAL_COLUMNS
 
 __all__ = [
+    "CONSENT_UNCLEAR_RULES",
     "KNOWN_INVOICE_STATUSES",
     "Normalized",
     "canonical_zone",
@@ -53,6 +56,9 @@ __all__ = [
 KNOWN_INVOICE_STATUSES = frozenset(
     {"open", "partially_paid", "paid", "void", "disputed", "written_off", "refunded"}
 )
+CONSENT_UNCLEAR_RULES = ("channel_unknown", "consent_status_unknown", "occurred_at_invalid")
+"""Row rules of consent_events that leave the customer's consent unclear: the customer is
+excluded ``consent_unclear`` on every channel until the row is fixed."""
 CHANNELS = ("sms", "email")
 _NOT_SMS_CAPABLE = frozenset(
     {
@@ -84,6 +90,21 @@ class Normalized:
     def quarantined_rows(self, source: str) -> int:
         q = self.quarantine
         return q.filter((pl.col("source") == source) & (pl.col("scope") == "row")).height
+
+    @property
+    def consent_unclear(self) -> pl.DataFrame:
+        """(customer_id) of every customer with a consent row that could not be read."""
+        return (
+            self.quarantine.filter(
+                (pl.col("source") == "consent_events")
+                & (pl.col("scope") == "row")
+                & pl.col("rule").is_in(CONSENT_UNCLEAR_RULES)
+            )
+            .select(pl.col("record_key").alias("customer_id"))
+            .drop_nulls()
+            .unique()
+            .sort("customer_id")
+        )
 
 
 @functools.cache
@@ -442,15 +463,34 @@ def normalize_invoices(
     return invoices, quarantine
 
 
+_FUTURE_REASONS = {
+    "opt_in": "opt-in dated after the run: ignored",
+    "opt_out": "opt-out dated after the run: counted as an opt-out now",
+}
+
+
 def normalize_consent(
-    raw: pl.DataFrame, customer_ids: pl.Series
+    raw: pl.DataFrame, customer_ids: pl.Series, *, as_of: datetime | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Validate consent events: (accepted events, quarantine rows)."""
+    """Validate consent events: (accepted events, quarantine rows of both scopes).
+
+    Channel and status spellings are read through ``tasks.consent``'s tables; a channel name
+    outside the table is kept in its normalised form (an opt-out there is still global). A
+    null or blank channel, a status outside the table or an unreadable ``occurred_at`` is a
+    row quarantine (:data:`CONSENT_UNCLEAR_RULES`). An accepted event dated after ``as_of``
+    (naive UTC) is flagged ``after_as_of`` and noted (``scope='field'``, rule
+    ``consent_in_future``): a future opt-in grants nothing, a future opt-out counts now.
+    """
     raw_cols = [c for c in CANONICAL_COLUMNS["consent_events"] if c in raw.columns]
+    channel = channel_key(pl.col("channel").str.strip_chars())
     frame = raw.with_columns(
         pl.col("customer_id").str.strip_chars(),
-        pl.col("channel").str.strip_chars().str.to_lowercase().alias("_channel"),
-        pl.col("status").str.strip_chars().str.to_lowercase().alias("_status"),
+        pl.coalesce(channel.replace_strict(CHANNEL_KEYS, default=None), channel)
+        .replace("", None)
+        .alias("_channel"),
+        status_key(pl.col("status"))
+        .replace_strict(STATUS_KEYS, default=None, return_dtype=pl.String)
+        .alias("_status"),
         parse_utc("occurred_at").alias("_occurred_at"),
     )
     rules = [
@@ -461,13 +501,13 @@ def normalize_consent(
         ),
         Rule(
             "channel_unknown",
-            "channel is not sms, email or all",
-            ~pl.col("_channel").is_in([*CHANNELS, "all"]),
+            "channel is empty",
+            pl.col("_channel").is_null(),
         ),
         Rule(
             "consent_status_unknown",
-            "status is not opt_in or opt_out",
-            ~pl.col("_status").is_in(["opt_in", "opt_out"]),
+            "status is not a known spelling of opt_in or opt_out",
+            pl.col("_status").is_null(),
         ),
         Rule(
             "occurred_at_invalid",
@@ -478,17 +518,34 @@ def normalize_consent(
     accepted, quarantine = split_rows(
         frame, rules, source="consent_events", key="customer_id", raw_columns=raw_cols
     )
-    return (
-        accepted.select(
-            "source_row",
-            "customer_id",
-            pl.col("_channel").alias("channel"),
-            pl.col("_status").alias("status"),
-            pl.col("source").str.strip_chars().str.to_lowercase(),
-            pl.col("_occurred_at").alias("occurred_at"),
-        ),
-        quarantine,
+    future = (
+        pl.col("_occurred_at") > naive_utc(as_of) if as_of is not None else pl.lit(False)
+    ).fill_null(False)
+    events = accepted.select(
+        "source_row",
+        "customer_id",
+        pl.col("_channel").alias("channel"),
+        pl.col("_status").alias("status"),
+        pl.col("source").str.strip_chars().str.to_lowercase(),
+        pl.col("_occurred_at").alias("occurred_at"),
+        future.alias("after_as_of"),
     )
+    notes = events.filter(pl.col("after_as_of"))
+    if notes.height:
+        raw_by_row = raw.select("source_row", raw_json(raw_cols).alias("raw_values"))
+        fields = notes.join(raw_by_row, on="source_row", how="left").select(
+            pl.lit("consent_events").alias("source"),
+            pl.col("source_row").cast(pl.Int32),
+            pl.col("customer_id").alias("record_key"),
+            pl.lit("field").alias("scope"),
+            pl.lit("consent_in_future").alias("rule"),
+            pl.col("status")
+            .replace_strict(_FUTURE_REASONS, return_dtype=pl.String)
+            .alias("reason"),
+            "raw_values",
+        )
+        quarantine = pl.concat([quarantine, fields.cast(QUARANTINE_SCHEMA)])  # type: ignore[arg-type]
+    return events, quarantine
 
 
 def normalize_contact_history(
@@ -528,19 +585,22 @@ def normalize_contact_history(
     )
 
 
-def normalize(extracted: Extracted) -> Normalized:
-    """Normalize every input of one run."""
+def normalize(
+    extracted: Extracted, *, as_of: datetime | None = None, parsing: object | None = None
+) -> Normalized:
+    """Normalize every input of one run. ``as_of`` is the run's time (consent dated after it
+    is noted, and a future opt-in grants nothing); ``parsing`` is accepted and not used here."""
     frames = extracted.frames
     customers, q_customers = normalize_customers(frames["customers"])
     seen = frames["customers"]["customer_id"].str.strip_chars().drop_nulls().unique()
     invoices, q_invoices = normalize_invoices(frames["invoices"], customers, seen)
     ids = customers["customer_id"]
-    consent, q_consent = normalize_consent(frames["consent_events"], ids)
+    consent, q_consent = normalize_consent(frames["consent_events"], ids, as_of=as_of)
     history, q_history = normalize_contact_history(frames["contact_history"], ids)
     quarantine = pl.concat([empty_quarantine(), q_customers, q_invoices, q_consent, q_history])
     return Normalized(customers, invoices, consent, history, quarantine)
 
 
 @task(name="normalize", cache_policy=NO_CACHE)
-def normalize_task(extracted: Extracted) -> Normalized:
-    return normalize(extracted)
+def normalize_task(extracted: Extracted, as_of: datetime | None = None) -> Normalized:
+    return normalize(extracted, as_of=as_of)

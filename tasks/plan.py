@@ -149,7 +149,9 @@ def build_plan(
     The plan's :attr:`Plan.accounting` says whether every input row is accounted for; a caller
     must not write an outbox from a plan whose accounting is not ok.
     """
-    consent = consent_state(normalized.consent_events)
+    consent = consent_state(
+        normalized.consent_events, as_of=as_of, unclear=normalized.consent_unclear
+    )
     field_issues = normalized.quarantine.filter(
         (pl.col("source") == "customers") & (pl.col("scope") == "field")
     ).select(pl.col("record_key").alias("customer_id"), "rule")

@@ -101,7 +101,7 @@ def recheck(
 
     ``paid_since_planning``: one of its invoices is no longer payable or has no balance
     (or vanished); ``opted_out_since_planning``: the customer may no longer be messaged on
-    the message's channel.
+    the message's channel (an opt-out, or a consent row that can no longer be read).
     """
     if messages.height == 0:
         return pl.DataFrame(schema={"message_key": pl.String, "detail": pl.String})
@@ -115,7 +115,7 @@ def recheck(
         .group_by("message_key")
         .agg(pl.col("_payable").fill_null(False).all().alias("_still_payable"))
     )
-    consent = consent_state(fresh.consent_events)
+    consent = consent_state(fresh.consent_events, unclear=fresh.consent_unclear)
     allowed = consent.select(
         "customer_id",
         channel_allowed("sms", email_requires_opt_in=cadence.email_requires_opt_in).alias("sms"),

@@ -258,7 +258,8 @@ def test_global_opt_outs_are_synced_to_the_genesys_dnc_list_once(client, sandbox
                 f.consent("C1", "sms"),
                 f.consent("C1", "email", "opt_out", occurred_at="2026-11-23T05:00:00Z"),
             ],
-        )
+        ),
+        as_of=NOW,
     )
     frame = _outbox(2, {1: {"customer_id": "C1", "invoice_ids": "I1"}}).with_columns(
         pl.Series("customer_id", ["C0", "C1"]), pl.Series("invoice_ids", ["I0", "I1"])

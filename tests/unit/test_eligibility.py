@@ -3,7 +3,7 @@ from datetime import date, datetime
 import polars as pl
 import pytest
 
-from tasks.eligibility import PRIOR_SCHEMA, message_key
+from tasks.eligibility import PRIOR_SCHEMA, REASONS, message_key
 from tasks.normalize import normalize
 from tasks.plan import build_plan
 from tasks.render import load_templates
@@ -18,7 +18,7 @@ def _plan(customers, invoices, consent=(), history=(), prior=None, settings=None
     extracted = f.extracted(customers, invoices, list(consent), list(history))
     return build_plan(
         extracted,
-        normalize(extracted),
+        normalize(extracted, as_of=AS_OF),
         prior if prior is not None else pl.DataFrame(schema=PRIOR_SCHEMA),
         as_of=AS_OF,
         settings=settings or Settings(),
@@ -125,8 +125,44 @@ def test_decision_per_channel(customer_values, invoice_values, expected) -> None
         ([("sms", "opt_in")], {"sms": "planned", "email": "one_per_day"}),
         ([("sms", "opt_in"), ("email", "opt_out")], {"sms": "opted_out", "email": "opted_out"}),
         ([("email", "opt_in"), ("sms", "opt_out")], {"sms": "opted_out", "email": "opted_out"}),
+        (
+            [("sms", "opt_in"), ("email", "opt_in"), ("whatsapp", "opt_out")],
+            {"sms": "opted_out", "email": "opted_out"},
+        ),
+        (
+            [("sms", "opt_in"), ("voice", "opt_out"), ("all", "opt_in")],
+            {"sms": "opted_out", "email": "opted_out"},
+        ),
+        ([("Text Message", "opt_in")], {"sms": "no_opt_in", "email": "planned"}),
+        ([("Text", "Yes"), ("E-Mail", "UNSUBSCRIBE")], {"sms": "opted_out", "email": "opted_out"}),
+        ([("SMS/Text", "START")], {"sms": "planned", "email": "one_per_day"}),
+        (
+            [("sms", "opt_in"), ("email", "opt_in"), ("sms", "maybe")],
+            {"sms": "consent_unclear", "email": "consent_unclear"},
+        ),
+        (
+            [("sms", "opt_in"), ("sms", "opt_out"), (None, "opt_in")],
+            {"sms": "consent_unclear", "email": "consent_unclear"},
+        ),
+        (
+            [("sms", "opt_in"), ("  ", "opt_out")],
+            {"sms": "consent_unclear", "email": "consent_unclear"},
+        ),
     ],
-    ids=["no-consent-email-only", "sms-opt-in", "email-opt-out-is-global", "stop-is-global"],
+    ids=[
+        "no-consent-email-only",
+        "sms-opt-in",
+        "email-opt-out-is-global",
+        "stop-is-global",
+        "unknown-channel-opt-out-is-global",
+        "unknown-channel-opt-out-outlives-an-all-opt-in",
+        "unknown-channel-opt-in-grants-nothing",
+        "spellings-read-through-the-tables",
+        "sms-alias-opt-in",
+        "unreadable-status-blocks-every-channel",
+        "unclear-is-checked-before-opted-out",
+        "blank-channel-blocks-every-channel",
+    ],
 )
 def test_consent_gates_channels(events, expected) -> None:
     c = f.customer()
@@ -288,3 +324,57 @@ def test_every_invoice_row_gets_one_decision_per_channel() -> None:
         "planned",
         "quarantined",
     ]
+
+
+def test_consent_unclear_sits_right_before_opted_out() -> None:
+    order = list(REASONS)
+    assert order.index("consent_unclear") == order.index("opted_out") - 1
+    assert "could not be read" in REASONS["consent_unclear"]
+
+
+def test_unreadable_consent_row_excludes_only_its_customer() -> None:
+    unclear, clear = f.customer(), f.customer(phone="+1 212 555 0199", email="bo@example.com")
+    inv_u, inv_c = f.invoice(unclear["customer_id"]), f.invoice(clear["customer_id"])
+    consent = [
+        *_opted_in(unclear),
+        *_opted_in(clear),
+        f.consent(unclear["customer_id"], "email", "opt_in", occurred_at="not a date"),
+    ]
+    plan = _plan([unclear, clear], [inv_u, inv_c], consent)
+    assert _reasons(plan, inv_u["invoice_id"]) == {
+        "sms": "consent_unclear",
+        "email": "consent_unclear",
+    }
+    assert _reasons(plan, inv_c["invoice_id"]) == {"sms": "planned", "email": "one_per_day"}
+    details = plan.decisions.filter(pl.col("invoice_id") == inv_u["invoice_id"])["detail"]
+    assert details.unique().to_list() == [REASONS["consent_unclear"]]
+    assert plan.messages["customer_id"].to_list() == [clear["customer_id"]]
+    q = plan.quarantine.filter(pl.col("source") == "consent_events")
+    assert q.select("record_key", "scope", "rule").rows() == [
+        (unclear["customer_id"], "row", "occurred_at_invalid")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"),
+    [
+        ([("sms", "opt_in", "2026-11-23T06:00:01Z")], {"sms": "no_opt_in", "email": "planned"}),
+        (
+            [("sms", "opt_in", "2026-01-01T00:00:00Z"), ("sms", "opt_out", "2026-12-01T00:00:00Z")],
+            {"sms": "opted_out", "email": "opted_out"},
+        ),
+        (
+            [("all", "opt_out", "2026-01-01T00:00:00Z"), ("all", "opt_in", "2027-01-01T00:00:00Z")],
+            {"sms": "opted_out", "email": "opted_out"},
+        ),
+    ],
+    ids=["future-opt-in-grants-nothing", "future-opt-out-counts-now", "future-re-opt-in-ignored"],
+)
+def test_consent_dated_after_the_run(events, expected) -> None:
+    c = f.customer()
+    inv = f.invoice(c["customer_id"])
+    consent = [f.consent(c["customer_id"], ch, st, occurred_at=at) for ch, st, at in events]
+    plan = _plan([c], [inv], consent)
+    assert _reasons(plan, inv["invoice_id"]) == expected
+    notes = plan.quarantine.filter(pl.col("rule") == "consent_in_future")
+    assert notes["scope"].to_list() == ["field"]

@@ -1,4 +1,5 @@
 import json
+from datetime import datetime
 
 import polars as pl
 import pytest
@@ -186,3 +187,37 @@ def test_email_fast_path_agrees_with_email_validator(address) -> None:
 def test_normalize_email_never_raises(raw) -> None:
     address, rule, _ = normalize_email(raw)
     assert (address is None) or ("@" in address and rule is None)
+
+
+def test_every_consent_row_is_accepted_or_quarantined_once() -> None:
+    c = f.customer()
+    cid = c["customer_id"]
+    events = [
+        f.consent(cid, "sms"),  # accepted
+        f.consent(cid, "WhatsApp", "STOP"),  # accepted: unknown channel, still an opt-out
+        f.consent(cid, "sms", occurred_at="2027-01-01T00:00:00Z"),  # accepted + field note
+        f.consent(cid, None),
+        f.consent(cid, "sms", "sometimes"),
+        f.consent(cid, "sms", occurred_at="01/02/2026"),
+        f.consent("nobody", "sms", "garbage"),
+    ]
+    n = normalize(f.extracted([c], [], events), as_of=datetime(2026, 11, 23, 6))
+    q = n.quarantine.filter(pl.col("source") == "consent_events")
+    rows = q.filter(pl.col("scope") == "row")
+    assert n.consent_events.height + rows.height == len(events)
+    assert n.quarantined_rows("consent_events") == 4
+    assert n.consent_events.select("channel", "status", "after_as_of").rows() == [
+        ("sms", "opt_in", False),
+        ("whatsapp", "opt_out", False),
+        ("sms", "opt_in", True),
+    ]
+    assert rows.select("source_row", "rule").rows() == [
+        (3, "channel_unknown"),
+        (4, "consent_status_unknown"),
+        (5, "occurred_at_invalid"),
+        (6, "customer_unknown"),
+    ]
+    assert q.filter(pl.col("scope") == "field").select("source_row", "rule").rows() == [
+        (2, "consent_in_future")
+    ]
+    assert n.consent_unclear["customer_id"].to_list() == [cid]

@@ -55,6 +55,25 @@ def test_recheck_cancels_paid_and_opted_out(status, consent, expected) -> None:
     assert stale.rows() == expected
 
 
+@pytest.mark.parametrize(
+    "consent",
+    [("sms", "maybe"), (None, "opt_in"), ("sms", "opt_in", "not a date"), ("whatsapp", "stop")],
+    ids=["unreadable-status", "blank-channel", "unreadable-time", "unknown-channel-opt-out"],
+)
+def test_recheck_cancels_when_consent_can_no_longer_be_read_or_is_out(consent) -> None:
+    c = f.customer(customer_id="C1")
+    events = [
+        f.consent("C1", "sms"),
+        f.consent("C1", consent[0], consent[1], occurred_at=(consent[2:] or ["2026-11-22"])[0]),
+    ]
+    fresh = normalize(f.extracted([c], [f.invoice("C1", invoice_id="I1")], events))
+    outbox = _outbox([("k1", "C1", "sms", "I1"), ("k2", "C1", "email", "I1")])
+    assert recheck(outbox, fresh, CadenceSettings()).rows() == [
+        ("k1", "opted_out_since_planning"),
+        ("k2", "opted_out_since_planning"),
+    ]
+
+
 def test_recheck_cancels_when_an_invoice_vanished() -> None:
     outbox = _outbox([("k1", "C1", "sms", "I1,GONE")])
     assert recheck(outbox, _fresh(), CadenceSettings()).rows() == [("k1", "paid_since_planning")]
