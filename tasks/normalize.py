@@ -200,6 +200,8 @@ def normalize_email(raw: str | None) -> tuple[str | None, str | None, str]:
         len(address) <= 254
         and _SIMPLE_EMAIL.fullmatch(address)
         and len(address.partition("@")[0]) <= 64
+        # IDNA reserves "--" in label positions 3-4 (e.g. "00--0.aa"): let email-validator judge.
+        and "--" not in address.partition("@")[2]
         and address.rsplit(".", 1)[1] not in SPECIAL_USE_DOMAIN_NAMES
     ):
         return address, None, ""
