@@ -47,7 +47,37 @@ Mess, as a share of rows. A share of at least 1/n is rounded up to one row once 
   ``occurred_at``. 1% have a START written before the earlier STOP. 0.5% have an ``all``
   opt_in.
 * contact_history: 4% of customers contacted within 24 h before ``as_of``, 6% 24-72 h before,
-  30% only 4-120 days before.
+  30% only 4-120 days before. About 40% of rows carry the ``invoice_id`` of the customer's first
+  invoice.
+
+Traps (issue 7), about 11% of customers in all, each with one trap; a trap customer is made
+otherwise messageable (opt-ins on both channels, no contact history, first invoice open and due on
+a cadence step around ``as_of``), so only the trap can stop the message:
+
+* zones: ``preferred_timezone`` non-geographic (UTC, GMT, Etc/GMT+5, EST, MST, CET, PST8PDT,
+  EST5EDT, IST, Zulu, Japan, +05:30, GMT+5, "Eastern Standard Time", America/New_Yrok,
+  asia/kolkata) 1.6%, legacy links (Asia/Calcutta, US/Eastern, America/Buenos_Aires) 0.4%.
+* US territories billed under country US (Guam 671/969xx, American Samoa 684/96799, Puerto
+  Rico 787|939/006xx-009xx, USVI 340/008xx, Northern Marianas 670/9695x, Hawaii 808, Alaska
+  907): ZIP and phone of the territory, territory ZIP with a mainland +1 332 phone, or territory
+  phone with no ZIP; ZIPs plain, with lost leading zeros or ZIP+4; no preferred zone.
+* customers: null country 0.2%; a second row with equal ``updated_at`` and different e-mail and
+  channel 0.2%; a 1,200-character ``full_name`` 0.1%; Luhn-valid test PANs in ``full_name`` and
+  ``first_name`` 1.1% (spaces, dots, dashes, NBSP, two separators, full-width and Arabic-Indic
+  digits, zero-width joiners, PAN + expiry, 19 and 13 digits); two rows named ``Mojibaké``
+  that :meth:`SampleData.write` writes with a latin-1 ``\xe9`` (not UTF-8).
+* consent_events (one appended event, latest of the customer): opt_in / opt_out after
+  ``as_of`` 0.3% each; opt_out / opt_in on whatsapp, voice, push, "Text Message" 0.4% each;
+  opt-out spellings (opt-out, OPT OUT, optout, unsubscribe(d), stop, revoked, withdrawn) 0.8%;
+  opt-in spellings on sms with no other sms opt-in (opt-in, subscribe(d), start, yes) 0.5%;
+  unreadable rows (status maybe / null, channel null / blank, occurred_at "yesterday") 0.5%.
+* invoices (on the trap customer's first invoice): the same ``invoice_id`` appended under another
+  customer 0.3%; a second version with equal ``updated_at`` and another amount 0.3%; paid_at
+  before ``as_of`` on open / partially_paid 0.3%; paid_at after ``as_of`` 0.3%; due dates
+  ``2026-3-1`` / ``26-11-24`` layouts 0.2%; amounts 1e30, 1E3, 1_000, ١٢٣, NaN, Infinity,
+  2000000, 1,234.50, 1.234,50, "  12.50 " 1%.
+* contact_history: 0.8% of customers have one invoice and three attempts 2-4 days old on it
+  (all with its ``invoice_id``, or two with and one without).
 """
 
 from __future__ import annotations

@@ -269,7 +269,7 @@ def oracle_report(
                 if local.date() != m["local_send_date"]:
                     bad.append(f"{zone} date {local.date()} != {m['local_send_date']}")
             tally["1_time"].check(
-                not bad, f"{label} via {signal} (pipeline: {m['candidate_zones']}): {bad}"
+                not bad, f"{label} via {signal}: {bad[:3]} (pipeline: {m['candidate_zones'][:60]})"
             )
         # 2. consent
         verdict = consent_verdict(consent.get(cid, []), as_of)
