@@ -47,7 +47,37 @@ Mess, as a share of rows. A share of at least 1/n is rounded up to one row once 
   ``occurred_at``. 1% have a START written before the earlier STOP. 0.5% have an ``all``
   opt_in.
 * contact_history: 4% of customers contacted within 24 h before ``as_of``, 6% 24-72 h before,
-  30% only 4-120 days before.
+  30% only 4-120 days before. About 40% of rows carry the ``invoice_id`` of the customer's first
+  invoice.
+
+Traps (issue 7), about 11% of customers in all, each with one trap; a trap customer is made
+otherwise messageable (opt-ins on both channels, no contact history, first invoice open and due on
+a cadence step around ``as_of``), so only the trap can stop the message:
+
+* zones: ``preferred_timezone`` non-geographic (UTC, GMT, Etc/GMT+5, EST, MST, CET, PST8PDT,
+  EST5EDT, IST, Zulu, Japan, +05:30, GMT+5, "Eastern Standard Time", America/New_Yrok,
+  asia/kolkata) 1.6%, legacy links (Asia/Calcutta, US/Eastern, America/Buenos_Aires) 0.4%.
+* US territories billed under country US (Guam 671/969xx, American Samoa 684/96799, Puerto
+  Rico 787|939/006xx-009xx, USVI 340/008xx, Northern Marianas 670/9695x, Hawaii 808, Alaska
+  907): ZIP and phone of the territory, territory ZIP with a mainland +1 332 phone, or territory
+  phone with no ZIP; ZIPs plain, with lost leading zeros or ZIP+4; no preferred zone.
+* customers: null country 0.2%; a second row with equal ``updated_at`` and different e-mail and
+  channel 0.2%; a 1,200-character ``full_name`` 0.1%; Luhn-valid test PANs in ``full_name`` and
+  ``first_name`` 1.1% (spaces, dots, dashes, NBSP, two separators, full-width and Arabic-Indic
+  digits, zero-width joiners, PAN + expiry, 19 and 13 digits); two rows named ``Mojibaké``
+  that :meth:`SampleData.write` writes with a latin-1 ``\xe9`` (not UTF-8).
+* consent_events (one appended event, latest of the customer): opt_in / opt_out after
+  ``as_of`` 0.3% each; opt_out / opt_in on whatsapp, voice, push, "Text Message" 0.4% each;
+  opt-out spellings (opt-out, OPT OUT, optout, unsubscribe(d), stop, revoked, withdrawn) 0.8%;
+  opt-in spellings on sms with no other sms opt-in (opt-in, subscribe(d), start, yes) 0.5%;
+  unreadable rows (status maybe / null, channel null / blank, occurred_at "yesterday") 0.5%.
+* invoices (on the trap customer's first invoice): the same ``invoice_id`` appended under another
+  customer 0.3%; a second version with equal ``updated_at`` and another amount 0.3%; paid_at
+  before ``as_of`` on open / partially_paid 0.3%; paid_at after ``as_of`` 0.3%; due dates
+  ``2026-3-1`` / ``26-11-24`` layouts 0.2%; amounts 1e30, 1E3, 1_000, ١٢٣, NaN, Infinity,
+  2000000, 1,234.50, 1.234,50, "  12.50 " 1%.
+* contact_history: 0.8% of customers have one invoice and three attempts 2-4 days old on it
+  (all with its ``invoice_id``, or two with and one without).
 """
 
 from __future__ import annotations
@@ -102,7 +132,12 @@ class SampleData:
             name, frame = field.name, getattr(self, field.name)
             path = folder / f"{name}.{fmt}"
             if fmt == "csv":
-                frame.write_csv(path)
+                data = frame.write_csv().encode()
+                if name == "customers":
+                    # a latin-1 byte inside UTF-8: the file has rows that do not decode
+                    good = _BAD_BYTES_NAME.encode()
+                    data = data.replace(good, _BAD_BYTES_NAME.encode("latin-1"))
+                path.write_bytes(data)
             else:
                 frame.write_parquet(path)
             paths[name] = path
@@ -491,6 +526,96 @@ _BAD_ZONES = ("EST5", "Mars/Olympus", "GMT+3", "Pacific Time", "IST", "+05:45", 
 _CHANNEL_MESS = ("SMS", "Email", "e-mail", "text", "whatsapp", "phone")
 
 
+# ---- Traps (issue 7): hostile values on a few customers who would otherwise be messaged ----
+
+
+def _luhn_complete(prefix: str) -> str:
+    """``prefix`` plus the Luhn check digit."""
+    total = 0
+    for i, ch in enumerate(reversed(prefix + "0")):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return prefix + str((10 - total % 10) % 10)
+
+
+_FULLWIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
+_ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+_PAN19 = _luhn_complete("621234567890123456")
+_PAN_DISGUISES = (
+    "4111 1111 1111 1111",
+    "4012.8888.8888.1881",
+    "5555-5555-5555-4444",
+    "3782\u00a0822463\u00a010005",
+    "3530. 1113. 3330. 0000",
+    "4111111111111111".translate(_FULLWIDTH),
+    "5105105105105100".translate(_ARABIC_INDIC),
+    "4000\u200d0566\u200d5566\u200d5556",
+    "4111111111111111 12/28",
+    " ".join(_PAN19[i : i + 4] for i in range(0, 19, 4)),
+    "4222222222222",
+)
+_TZ_NONGEO = _csv(
+    "UTC,GMT,Etc/GMT+5,EST,MST,CET,PST8PDT,EST5EDT,IST,Zulu,Japan,+05:30,GMT+5,"
+    "Eastern Standard Time,America/New_Yrok,asia/kolkata"
+)
+_TZ_LINKS = ("Asia/Calcutta", "US/Eastern", "America/Buenos_Aires")
+# territory -> (area codes, ZIP codes); all billed under country US
+_TERRITORIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "GU": (("671",), ("96910", "96913", "96929", "96932")),
+    "AS": (("684",), ("96799",)),
+    "PR": (("787", "939"), ("00601", "00725", "00907", "00959")),
+    "VI": (("340",), ("00802", "00820", "00840", "00850")),
+    "MP": (("670",), ("96950", "96951", "96952")),
+    "HI": (("808",), ("96813", "96720", "96766")),
+    "AK": (("907",), ("99501", "99701", "99801")),
+}
+_CONSENT_UNKNOWN_CHANNELS = ("whatsapp", "voice", "push", "Text Message")
+_OPT_OUT_SPELLINGS = _csv("opt-out,OPT OUT,optout,unsubscribe,unsubscribed,stop,revoked,withdrawn")
+_OPT_IN_SPELLINGS = _csv("opt-in,subscribe,subscribed,start,yes")
+# unreadable consent rows: (channel, status, occurred_at or "" for a normal time)
+_CONSENT_UNREADABLE = (
+    ("sms", "maybe", ""),
+    ("sms", None, ""),
+    (None, "opt_out", ""),
+    (" ", "opt_out", ""),
+    ("sms", "opt_out", "yesterday"),
+)
+_AMOUNT_TRAPS = (
+    *_csv("1e30,1E3,1_000,١٢٣,NaN,Infinity,2000000"),
+    "1,234.50",
+    "1.234,50",
+    "  12.50 ",
+)
+_DUE_OFFSETS = (7, 8, 1, 2, -3, -2, -7, -6)
+_TRAPS = (
+    ("tz_nongeo", 0.016),
+    ("tz_link", 0.004),
+    *((f"terr_{t}_{kind}", 0.0007) for t in _TERRITORIES for kind in ("both", "zip", "phone")),
+    ("pan", 0.011),
+    ("null_country", 0.002),
+    ("long_field", 0.001),
+    ("tie", 0.002),
+    ("con_future_in", 0.003),
+    ("con_future_out", 0.003),
+    ("con_unknown_out", 0.004),
+    ("con_unknown_in", 0.004),
+    ("con_spell_out", 0.008),
+    ("con_spell_in", 0.005),
+    ("con_unreadable", 0.005),
+    ("inv_shared", 0.003),
+    ("inv_tie", 0.003),
+    ("inv_paid_open", 0.003),
+    ("inv_paid_future", 0.003),
+    ("inv_due_format", 0.002),
+    ("inv_amount", 0.01),
+    ("hist_max_id", 0.004),
+    ("hist_max_mixed", 0.004),
+)
+_BAD_BYTES_NAME = "Mojibaké"
+
+
 _PHONE_MESS = (
     ("null", 0.025),
     ("blank", 0.005),
@@ -570,16 +695,20 @@ def generate(n_customers: int, *, seed: int = 7, as_of: date) -> SampleData:
         raise ValueError("n_customers must be at least 1")
     gen = _Gen(n_customers, seed, as_of)
     base = gen.customers_base()
-    known = base.filter(pl.col("customer_id").is_not_null()).select("customer_id", "true_country")
+    known = base.filter(pl.col("customer_id").is_not_null()).select(
+        "customer_id", "true_country", "_trap", "_tk"
+    )
     customers = _as_strings(
-        gen.customers_table(base.select(*_CUSTOMER_COLUMNS[:-1], "updated_s")), _CUSTOMER_COLUMNS
+        gen.customers_table(base.select(*_CUSTOMER_COLUMNS[:-1], "updated_s", "_trap")),
+        _CUSTOMER_COLUMNS,
     )
     del base
+    invoices = gen.invoices(known)
     return SampleData(
         customers=customers,
-        invoices=_as_strings(gen.invoices(known), _INVOICE_COLUMNS),
+        invoices=_as_strings(invoices, _INVOICE_COLUMNS),
         consent_events=_as_strings(gen.consent_events(known), _CONSENT_COLUMNS),
-        contact_history=_as_strings(gen.contact_history(known), _CONTACT_COLUMNS),
+        contact_history=_as_strings(gen.contact_history(known, invoices), _CONTACT_COLUMNS),
     )
 
 
@@ -643,12 +772,81 @@ class _Gen:
         df = self._names(df)
         df = self._phones(df)
         df = self._emails(df)
-        return self._profile(df)
+        return self._customer_traps(self._profile(df))
+
+    def _customer_traps(self, df: pl.DataFrame) -> pl.DataFrame:
+        """Label a few customers with one trap each (``_trap``, ``_tk`` = index in the label)."""
+        n = df.height
+        df = df.with_columns(self.exact("traps", n, _TRAPS, "").alias("_trap")).with_columns(
+            _tk=pl.int_range(pl.len()).over("_trap")
+        )
+        t, k = pl.col("_trap"), pl.col("_tk")
+        terr = t.str.extract(r"^terr_([A-Z]{2})_", 1)
+        kind = t.str.extract(r"_(both|zip|phone)$", 1)
+        area = pl.lit(None, pl.String)
+        zip5 = pl.lit(None, pl.String)
+        for code, (areas, zips) in _TERRITORIES.items():
+            area = pl.when(terr == code).then(_cycle(k, areas)).otherwise(area)
+            zip5 = pl.when(terr == code).then(_cycle(k // 3, zips)).otherwise(zip5)
+        digits = ((pl.col("row") * 7919) % 10_000).cast(pl.String).str.zfill(4)
+        zip_form = (
+            pl.when(k % 3 == 1)
+            .then(zip5.str.strip_chars_start("0"))
+            .when(k % 3 == 2)
+            .then(zip5 + "-" + (pl.col("row") % 9000 + 1000).cast(pl.String))
+            .otherwise(zip5)
+        )
+        is_terr = terr.is_not_null()
+        pan = _cycle(k, _PAN_DISGUISES)
+        is_pan = t == "pan"
+        long_text = pl.lit("Z" * 1200)
+        df = df.with_columns(
+            phone=pl.when(is_terr & kind.is_in(["both", "phone"]))
+            .then(pl.lit("+1") + area + "555" + digits)
+            .when(is_terr)
+            .then(pl.lit("+1332555") + digits)
+            .otherwise(pl.col("phone")),
+            postal_code=pl.when(is_terr & kind.is_in(["both", "zip"]))
+            .then(zip_form)
+            .when(is_terr)
+            .then(pl.lit(None, pl.String))
+            .otherwise(pl.col("postal_code")),
+            country=pl.when(is_terr)
+            .then(pl.lit("US"))
+            .when(t == "null_country")
+            .then(pl.lit(None, pl.String))
+            .otherwise(pl.col("country")),
+            true_country=pl.when(is_terr).then(pl.lit("US")).otherwise(pl.col("true_country")),
+            preferred_timezone=pl.when(is_terr)
+            .then(pl.lit(None, pl.String))
+            .when(t == "tz_nongeo")
+            .then(_cycle(k, _TZ_NONGEO))
+            .when(t == "tz_link")
+            .then(_cycle(k, _TZ_LINKS))
+            .otherwise(pl.col("preferred_timezone")),
+            full_name=pl.when(is_pan & pl.col("full_name").is_not_null())
+            .then(pl.col("full_name") + " " + pan)
+            .when(t == "long_field")
+            .then(pl.coalesce("full_name", "first_name") + " " + long_text)
+            .otherwise(pl.col("full_name")),
+            first_name=pl.when(is_pan & pl.col("first_name").is_not_null())
+            .then(pl.col("first_name") + " " + pan)
+            .otherwise(pl.col("first_name")),
+        )
+        bad_bytes = self.exact("trap_bytes", n, [("bytes", 2 / n)], "") == "bytes"
+        return df.with_columns(
+            pl.when(pl.lit(bad_bytes)).then(pl.lit(value)).otherwise(pl.col(column)).alias(column)
+            for column, value in (
+                ("full_name", f"Zoë {_BAD_BYTES_NAME}"),
+                ("first_name", "Zoë"),
+                ("last_name", _BAD_BYTES_NAME),
+            )
+        )
 
     def customers_table(self, base: pl.DataFrame) -> pl.DataFrame:
         known = base.filter(pl.col("customer_id").is_not_null())
         dup_flag = self.exact("dup", known.height, [("dup", 0.005)], "")
-        dups = known.filter(dup_flag == "dup")
+        dups = known.filter((dup_flag == "dup") & (pl.col("_trap") != "tie"))
         k = dups.height
         older = (self.uniform("dup_age", k) * 400 * _DAY).cast(pl.Int64) + _DAY
         channel_change = self.uniform("dup_channel", k) < 0.5
@@ -658,7 +856,12 @@ class _Gen:
             .then(pl.lit("email"))
             .otherwise(pl.col("preferred_channel")),
         )
-        return pl.concat([base, dups]).with_columns(updated_at=self.ts(pl.col("updated_s")))
+        # equal updated_at, different content: which version is current cannot be told
+        ties = known.filter(pl.col("_trap") == "tie").with_columns(
+            email=pl.lit("other.") + pl.col("customer_id").str.to_lowercase() + "@example.com",
+            preferred_channel=pl.lit("email"),
+        )
+        return pl.concat([base, dups, ties]).with_columns(updated_at=self.ts(pl.col("updated_s")))
 
     def _names(self, df: pl.DataFrame) -> pl.DataFrame:
         n = df.height
@@ -949,6 +1152,7 @@ class _Gen:
     def invoices(self, known: pl.DataFrame) -> pl.DataFrame:
         m = known.height
         count = self.exact("invoice_count", m, [("2", 0.30), ("3", 0.10)], "1").cast(pl.Int64)
+        count = pl.when(pl.col("_trap").str.starts_with("hist_")).then(1).otherwise(pl.lit(count))
         inv = (
             known.with_columns(count.alias("_count"))
             .with_columns(_k=pl.int_ranges(0, pl.col("_count")))
@@ -963,6 +1167,8 @@ class _Gen:
         inv = inv.with_columns(
             invoice_id=pl.lit("INV-") + pl.int_range(1, n + 1).cast(pl.String).str.zfill(width),
             currency=currency,
+            # a trap customer's first invoice is open and due on a cadence step around as_of
+            _push=(pl.col("_trap") != "") & pl.col("customer_id").is_first_distinct(),
         )
         status = self.exact(
             "invoice_status",
@@ -986,9 +1192,13 @@ class _Gen:
         local = (usd.clip(5.0, 20_000.0) * rate).clip(1.0, None)
         cents = pl.when(whole).then(local.round(0) * 100).otherwise((local * 100).round(0))
         remaining = (self.uniform("partial_share", n) * 0.6 + 0.2) * pl.col("_cents")
+        push = pl.col("_push")
         inv = inv.with_columns(
-            status=status,
-            _due_days=pl.lit(self.as_of_days) + offset,
+            status=pl.when(push).then(pl.lit("open")).otherwise(pl.lit(status)),
+            _due_days=pl.lit(self.as_of_days)
+            + pl.when(push)
+            .then(_cycle(pl.col("_tk"), _DUE_OFFSETS).cast(pl.Int64))
+            .otherwise(offset),
             _cents=cents.cast(pl.Int64),
         )
         due_s = pl.col("_due_days") * _DAY
@@ -1056,11 +1266,54 @@ class _Gen:
             paid_at=pl.lit(None, pl.String),
             updated_at=self.ts(pl.col("_updated_s") - back),
         )
-        return pl.concat([inv, dups])
+        return self._invoice_traps(pl.concat([inv, dups]))
+
+    def _invoice_traps(self, inv: pl.DataFrame) -> pl.DataFrame:
+        t, k = pl.col("_trap"), pl.col("_tk")
+        on = pl.col("_push")
+        due = pl.col("_due_days").cast(pl.Int32).cast(pl.Date)
+        inv = inv.with_columns(
+            status=pl.when(on & (t == "inv_paid_open") & (k % 2 == 1))
+            .then(pl.lit("partially_paid"))
+            .otherwise(pl.col("status")),
+            paid_at=pl.when(on & (t == "inv_paid_open"))
+            .then(self.ts(pl.lit(self.as_of_s) - (k % 20 + 1) * _DAY))
+            .when(on & (t == "inv_paid_future"))
+            .then(self.ts(pl.lit(self.as_of_s) + (k % 5 + 1) * _DAY + 3600))
+            .otherwise(pl.col("paid_at")),
+            due_date=pl.when(on & (t == "inv_due_format") & (k % 2 == 0))
+            .then(due.dt.strftime("%Y-%-m-%-d"))
+            .when(on & (t == "inv_due_format"))
+            .then(due.dt.strftime("%y-%m-%d"))
+            .otherwise(pl.col("due_date")),
+            amount_due=pl.when(on & (t == "inv_amount"))
+            .then(_cycle(k, _AMOUNT_TRAPS))
+            .otherwise(pl.col("amount_due")),
+        )
+        number = pl.col("customer_id").str.slice(1).cast(pl.Int64)
+        shared = inv.filter(on & (t == "inv_shared")).with_columns(
+            customer_id=self.customer_id(number % self.n + 1)
+        )
+        tie = inv.filter(on & (t == "inv_tie")).with_columns(
+            amount_due=_money(pl.col("_cents") + 100)
+        )
+        return pl.concat([inv, shared, tie])
 
     def consent_events(self, known: pl.DataFrame) -> pl.DataFrame:
         m = known.height
         scenario = self.exact("consent", m, _CONSENT_SHARES, "both")
+        trap = known["_trap"]
+        scenario = (
+            pl.select(
+                pl.when(pl.lit(trap).is_in(["con_spell_in", "con_future_in"]))
+                .then(pl.lit("email"))
+                .when(pl.lit(trap) != "")
+                .then(pl.lit("both"))
+                .otherwise(pl.lit(scenario))
+            )
+            .to_series()
+            .alias("consent")
+        )
         t0 = pl.lit(self.as_of_s) - ((self.uniform("consent_t0", m) * 1095 + 5) * _DAY).cast(
             pl.Int64
         )
@@ -1113,22 +1366,66 @@ class _Gen:
             .then(pl.lit("crm"))
             .otherwise(pl.lit("agent"))
         )
-        return ev.with_columns(source=source, occurred_at=self.ts(at.clip(None, self.as_of_s - 1)))
+        ev = ev.with_columns(source=source, occurred_at=self.ts(at.clip(None, self.as_of_s - 1)))
+        return pl.concat([ev.select(_CONSENT_COLUMNS), self._consent_traps(known)])
 
-    def contact_history(self, known: pl.DataFrame) -> pl.DataFrame:
+    def _consent_traps(self, known: pl.DataFrame) -> pl.DataFrame:
+        """One appended event per consent-trap customer, later than all its other events."""
+        t, k = pl.col("_trap"), pl.col("_tk")
+        recent = pl.lit(self.as_of_s) - (k % 90 + 1) * 3600
+        future = pl.lit(self.as_of_s) + _DAY + (k % 100) * 3600
+        channel = (
+            pl.when(t.is_in(["con_future_in", "con_future_out", "con_spell_in"]))
+            .then(pl.lit("sms"))
+            .when(t.is_in(["con_unknown_out", "con_unknown_in"]))
+            .then(_cycle(k, _CONSENT_UNKNOWN_CHANNELS))
+            .when(t == "con_spell_out")
+            .then(_cycle(k // len(_OPT_OUT_SPELLINGS), ("sms", "email", "all")))
+            .otherwise(_cycle(k, tuple(c for c, _, _ in _CONSENT_UNREADABLE)))
+        )
+        status = (
+            pl.when(t.is_in(["con_future_in", "con_unknown_in"]))
+            .then(pl.lit("opt_in"))
+            .when(t.is_in(["con_future_out", "con_unknown_out"]))
+            .then(pl.lit("opt_out"))
+            .when(t == "con_spell_out")
+            .then(_cycle(k, _OPT_OUT_SPELLINGS))
+            .when(t == "con_spell_in")
+            .then(_cycle(k, _OPT_IN_SPELLINGS))
+            .otherwise(_cycle(k, tuple(s for _, s, _ in _CONSENT_UNREADABLE)))
+        )
+        when = _cycle(k, tuple(w for _, _, w in _CONSENT_UNREADABLE))
+        occurred = (
+            pl.when(t.str.starts_with("con_future"))
+            .then(self.ts(future))
+            .when((t == "con_unreadable") & (when != ""))
+            .then(when)
+            .otherwise(self.ts(recent))
+        )
+        return known.filter(t.str.starts_with("con_")).select(
+            "customer_id",
+            channel.alias("channel"),
+            status.alias("status"),
+            pl.lit("crm").alias("source"),
+            occurred.alias("occurred_at"),
+        )
+
+    def contact_history(self, known: pl.DataFrame, invoices: pl.DataFrame) -> pl.DataFrame:
         m = known.height
         cat = self.exact("contact", m, [("h24", 0.04), ("h72", 0.06), ("old", 0.30)], "none")
+        cat = pl.when(pl.col("_trap") != "").then(pl.lit("none")).otherwise(pl.lit(cat))
         extra = (self.uniform("contact_extra", m) * 3).cast(pl.Int64)
         count = (
-            pl.when(cat == "none")
+            pl.when(pl.col("_cat") == "none")
             .then(pl.lit(0))
-            .when(cat == "old")
+            .when(pl.col("_cat") == "old")
             .then(pl.lit(extra) + 1)
             .otherwise(pl.lit(1) + (pl.lit(extra) >= 2).cast(pl.Int64))
         )
         rows = (
-            known.select("customer_id")
-            .with_columns(cat.alias("_cat"), count.alias("_n"))
+            known.select("customer_id", "_trap")
+            .with_columns(cat.alias("_cat"))
+            .with_columns(count.alias("_n"))
             .filter(pl.col("_n") > 0)
             .with_columns(_k=pl.int_ranges(0, pl.col("_n")))
             .explode("_k", empty_as_null=False)
@@ -1158,7 +1455,32 @@ class _Gen:
             .then(pl.lit("no_answer"))
             .otherwise(pl.lit(None, pl.String))
         )
+        first_invoice = invoices.unique("customer_id", keep="first", maintain_order=True).select(
+            "customer_id", pl.col("invoice_id").alias("_first_invoice")
+        )
         rows = rows.with_columns(channel=channel, outcome=outcome, _at=pl.lit(self.as_of_s) - back)
+        rows = rows.join(first_invoice, on="customer_id", how="left", maintain_order="left")
+        with_id = pl.lit(self.uniform("contact_invoice", k)) < 0.4
+        rows = rows.with_columns(
+            invoice_id=pl.when(with_id).then(pl.col("_first_invoice")).otherwise(pl.lit(None))
+        )
+        # three attempts older than 24 h on a trap customer's only invoice: max_attempts bites
+        maxed = (
+            known.filter(pl.col("_trap").str.starts_with("hist_max"))
+            .select("customer_id", "_trap")
+            .join(first_invoice, on="customer_id", how="left", maintain_order="left")
+            .with_columns(_k=pl.lit([0, 1, 2]))
+            .explode("_k", empty_as_null=False)
+            .with_columns(
+                channel=pl.lit("sms"),
+                outcome=pl.lit("delivered"),
+                _at=pl.lit(self.as_of_s) - (pl.col("_k") + 2) * _DAY - 3600,
+                invoice_id=pl.when((pl.col("_trap") == "hist_max_mixed") & (pl.col("_k") == 2))
+                .then(pl.lit(None, pl.String))
+                .otherwise(pl.col("_first_invoice")),
+            )
+        )
+        rows = pl.concat([rows, maxed], how="diagonal_relaxed")
         return rows.sort("customer_id", "_at", maintain_order=True).with_columns(
             attempted_at=self.ts(pl.col("_at"))
         )
@@ -1207,6 +1529,12 @@ def _format_phone(layout: pl.Expr, ext: pl.Expr) -> pl.Expr:
         .then(idd)
         .otherwise(national)
     )
+
+
+def _cycle(index: pl.Expr, pool: Sequence[str | int | None]) -> pl.Expr:
+    """``pool[index % len(pool)]``: every value of a small pool once the label has enough rows."""
+    dtype = pl.Int64 if all(isinstance(v, int) for v in pool) else pl.String
+    return (index % len(pool)).replace_strict(dict(enumerate(pool)), return_dtype=dtype)
 
 
 def _money(cents: pl.Expr) -> pl.Expr:

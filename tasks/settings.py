@@ -69,7 +69,7 @@ CANONICAL_COLUMNS: dict[str, tuple[str, ...]] = {
         "updated_at",
     ),
     "consent_events": ("customer_id", "channel", "status", "source", "occurred_at"),
-    "contact_history": ("customer_id", "channel", "attempted_at", "outcome"),
+    "contact_history": ("customer_id", "channel", "attempted_at", "outcome", "invoice_id"),
 }
 """Every canonical column per input. Optional columns may be absent from a source."""
 

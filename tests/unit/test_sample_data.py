@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import fields
@@ -130,7 +131,7 @@ def test_rejects_fewer_than_one_customer() -> None:
             ],
         ),
         ("consent_events", ["customer_id", "channel", "status", "source", "occurred_at"]),
-        ("contact_history", ["customer_id", "channel", "attempted_at", "outcome"]),
+        ("contact_history", ["customer_id", "channel", "attempted_at", "outcome", "invoice_id"]),
     ],
     ids=["customers", "invoices", "consent_events", "contact_history"],
 )
@@ -206,14 +207,17 @@ def test_quebec_customers_have_fr_ca_locale(data: SampleData) -> None:
 
 def test_countries_are_the_listed_ones_or_xx(data: SampleData) -> None:
     countries = set(data.customers["country"].str.strip_chars().str.to_uppercase().to_list())
-    assert countries == COUNTRIES | {"XX"}
+    assert countries == COUNTRIES | {"XX", None}
 
 
 def test_clean_international_phones_are_valid_for_the_customer_country(
     data: SampleData,
 ) -> None:
+    territory = "^\\+1(671|684|787|939|340|670|332)555"
     rows = data.customers.filter(
-        pl.col("phone").str.starts_with("+") & pl.col("country").is_in(sorted(COUNTRIES))
+        pl.col("phone").str.starts_with("+")
+        & pl.col("country").is_in(sorted(COUNTRIES))
+        & ~pl.col("phone").str.contains(territory)
     )
     verdicts = [_phone_verdict(p, c) for p, c in rows.select("phone", "country").iter_rows()]
     assert len(verdicts) > 500
@@ -354,7 +358,8 @@ def test_duplicate_customer_rows_are_older_versions(data: SampleData) -> None:
     versions = dups.group_by("customer_id").agg(
         pl.col("updated_at").first().alias("current"), pl.col("updated_at").last().alias("old")
     )
-    assert (versions["old"] < versions["current"]).all()
+    assert (versions["old"] <= versions["current"]).all()
+    assert (versions["old"] < versions["current"]).mean() > 0.5
 
 
 LEGACY_ZONES = ["US/Arizona", "US/Hawaii", "US/Eastern", "Canada/Newfoundland", "NZ-CHAT"]
@@ -392,8 +397,10 @@ def test_timestamps_are_utc_and_before_as_of(data: SampleData) -> None:
         ]
     )
     assert stamps.null_count() == 0
-    assert stamps.str.contains(TS.pattern).all()
-    assert (stamps < AS_OF_TS).all()
+    # traps: unreadable consent times ("yesterday"), future consent events and paid_at
+    assert (~stamps.str.contains(TS.pattern)).sum() == (stamps == "yesterday").sum() >= 1
+    future = (stamps >= AS_OF_TS) & stamps.str.contains(TS.pattern)
+    assert 1 <= future.sum() <= 0.005 * stamps.len()
 
 
 def test_invoices_per_customer(data: SampleData) -> None:
@@ -405,7 +412,7 @@ def test_invoices_per_customer(data: SampleData) -> None:
 @pytest.mark.parametrize(
     ("status", "share"),
     [
-        pytest.param("open", 0.60, id="open"),
+        pytest.param("open", 0.62, id="open"),  # + trap customers' first invoices
         pytest.param("partially_paid", 0.15, id="partially_paid"),
         pytest.param("paid", 0.15, id="paid"),
         pytest.param("void", 0.05, id="void"),
@@ -423,7 +430,8 @@ def test_paid_invoices_have_zero_due_and_paid_at(data: SampleData) -> None:
     assert (clean["amount_due"] == "0.00").all()
     assert paid["paid_at"].null_count() == 0
     others = data.invoices.filter(pl.col("status").is_in(["open", "partially_paid", "void"]))
-    assert others["paid_at"].null_count() == others.height
+    with_paid_at = others.height - others["paid_at"].null_count()
+    assert 1 <= with_paid_at <= 0.01 * others.height  # the paid_at traps
 
 
 def test_currency_follows_country(data: SampleData) -> None:
@@ -432,7 +440,13 @@ def test_currency_follows_country(data: SampleData) -> None:
     )
     expected = {"US": "USD", "CA": "CAD", "GB": "GBP", "IN": "INR", "NP": "NPR"}
     expected |= {"AU": "AUD", "NZ": "NZD", "DE": "EUR", "FR": "EUR", "MX": "MXN"}
-    rows = joined.filter(pl.col("country").is_in(list(expected)) & (pl.col("currency") != "ZZZ"))
+    shared = data.invoices.group_by("invoice_id").agg(pl.col("customer_id").n_unique() > 1)
+    shared_ids = shared.filter(pl.col("customer_id"))["invoice_id"]
+    rows = joined.filter(
+        pl.col("country").is_in(list(expected))
+        & (pl.col("currency") != "ZZZ")
+        & ~pl.col("invoice_id").is_in(shared_ids.implode())
+    )
     wanted = rows["country"].replace_strict(expected, return_dtype=pl.String)
     assert (rows["currency"] == wanted).all()
 
@@ -543,3 +557,136 @@ def test_contact_history_recent_attempts(data: SampleData) -> None:
     assert last_day.height > 0
     assert last_three["customer_id"].n_unique() / customers == pytest.approx(0.10, abs=0.02)
     assert set(history["outcome"].drop_nulls().unique()) == {"delivered", "failed", "no_answer"}
+
+
+# ---------------------------------------------------------------- issue 7 traps
+
+
+def test_non_geographic_and_legacy_zones_occur(data: SampleData) -> None:
+    zones = set(data.customers["preferred_timezone"].drop_nulls())
+    wanted = {"UTC", "GMT", "Etc/GMT+5", "EST", "+05:30", "Eastern Standard Time"}
+    wanted |= {"America/New_Yrok", "asia/kolkata", "Japan", "Zulu"}
+    wanted |= {"Asia/Calcutta", "US/Eastern", "America/Buenos_Aires"}
+    assert wanted <= zones
+
+
+@pytest.mark.parametrize(
+    ("area", "zip_pattern"),
+    [
+        ("671", r"^969[1-3]"),
+        ("684", r"^96799"),
+        ("787|939", r"^0{0,2}(6|7|9)\d\d"),
+        ("340", r"^0{0,2}8[0-5]\d"),
+        ("670", r"^9695"),
+    ],
+    ids=["guam", "american-samoa", "puerto-rico", "usvi", "northern-marianas"],
+)
+def test_us_territories_billed_under_us(data: SampleData, area: str, zip_pattern: str) -> None:
+    us = data.customers.filter(pl.col("country") == "US")
+    by_phone = us.filter(pl.col("phone").str.contains(f"^\\+1({area})555"))
+    assert by_phone.height >= 1
+    assert us["postal_code"].drop_nulls().str.contains(zip_pattern).any()
+
+
+def test_zip_variants_of_territories(data: SampleData) -> None:
+    codes = data.customers.filter(pl.col("country") == "US")["postal_code"].drop_nulls()
+    every = data.customers["postal_code"].drop_nulls()
+    assert every.str.contains(r"^\d{3,4}$").any()  # lost leading zeros
+    assert codes.str.contains(r"^\d{5}-\d{4}$").any()
+
+
+def test_consent_traps_occur(data: SampleData) -> None:
+    ev = data.consent_events
+    statuses = set(ev["status"].drop_nulls())
+    assert {"opt-out", "OPT OUT", "optout", "unsubscribe", "stop", "revoked"} <= statuses
+    assert {"opt-in", "subscribe", "start", "yes", "maybe"} <= statuses
+    assert ev["status"].null_count() >= 1
+    channels = ev["channel"]
+    assert {"whatsapp", "voice", "push", "Text Message"} <= set(channels.drop_nulls())
+    assert channels.null_count() >= 1
+    assert (channels == " ").any()
+    assert (ev["occurred_at"] == "yesterday").any()
+    future = ev.filter(
+        pl.col("occurred_at").str.contains("^2") & (pl.col("occurred_at") > AS_OF_TS)
+    )
+    assert set(future["status"]) == {"opt_in", "opt_out"}
+
+
+def test_invoice_traps_occur(data: SampleData) -> None:
+    inv = data.invoices
+    amounts = set(inv["amount_due"].drop_nulls())
+    assert {"1e30", "1E3", "1,234.50", "1.234,50", "1_000", "١٢٣", "NaN", "Infinity"} <= amounts
+    assert {"2000000", "  12.50 "} <= amounts
+    due = inv["due_date"].drop_nulls()
+    assert due.str.contains(r"^\d{4}-\d{1,2}-\d{1,2}$").any()
+    assert due.str.contains(r"^\d{2}-\d{2}-\d{2}$").any()
+    owners = inv.group_by("invoice_id").agg(pl.col("customer_id").n_unique().alias("n"))
+    assert (owners["n"] > 1).any()
+    ties = inv.group_by("invoice_id", "updated_at").agg(pl.col("amount_due").n_unique().alias("n"))
+    assert (ties["n"] > 1).any()
+    open_paid = inv.filter(
+        pl.col("status").is_in(["open", "partially_paid"]) & pl.col("paid_at").is_not_null()
+    )
+    assert (open_paid["paid_at"] < AS_OF_TS).any()
+    assert (open_paid["paid_at"] > AS_OF_TS).any()
+
+
+def test_contact_history_has_invoice_ids_and_maxed_invoices(data: SampleData) -> None:
+    ch = data.contact_history
+    share = ch["invoice_id"].is_not_null().mean()
+    assert 0.2 <= share <= 0.6
+    known = set(data.invoices["invoice_id"].drop_nulls())
+    assert set(ch["invoice_id"].drop_nulls()) <= known
+    per_invoice = (
+        ch.filter(pl.col("attempted_at") < DAY_BEFORE_TS)
+        .group_by("customer_id", "invoice_id")
+        .len()
+    )
+    assert (per_invoice.filter(pl.col("invoice_id").is_not_null())["len"] >= 3).any()
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, d in enumerate(int(c) for c in reversed(digits)):
+        total += (d * 2 - 9 if d > 4 else d * 2) if i % 2 else d
+    return total % 10 == 0
+
+
+def test_disguised_pans_in_names(data: SampleData) -> None:
+    names = data.customers["full_name"].drop_nulls().to_list()
+    names += data.customers["first_name"].drop_nulls().to_list()
+    found = set()
+    for name in names:
+        folded = "".join(
+            str(unicodedata.decimal(c)) for c in name if unicodedata.decimal(c, None) is not None
+        )
+        if len(folded) >= 13 and any(
+            _luhn(folded[i : i + n]) for n in range(13, 20) for i in range(len(folded) - n + 1)
+        ):
+            found.add(name)
+    assert len(found) >= 8
+    joined = "".join(found)
+    for marker in ("\u00a0", "\u200d", "４", "٥", "12/28", ". "):
+        assert marker in joined, marker
+
+
+def test_customer_traps_occur(data: SampleData) -> None:
+    c = data.customers
+    assert c["country"].null_count() >= 1
+    lengths = pl.concat([c[col].drop_nulls().str.len_chars() for col in c.columns])
+    assert lengths.max() > 1000
+    ties = c.group_by("customer_id", "updated_at").agg(pl.len(), pl.col("email").n_unique())
+    assert ties.filter((pl.col("len") > 1) & (pl.col("email") > 1)).height >= 1
+
+
+def test_customers_csv_has_undecodable_rows(tmp_path: Path) -> None:
+    path = generate(300, seed=3, as_of=AS_OF).write(tmp_path, "csv")["customers"]
+    lines = path.read_bytes().split(b"\n")
+    bad = []
+    for line in lines:
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append(line)
+    assert 1 <= len(bad) <= 2
+    assert all(b"\xe9" in line for line in bad)
