@@ -95,26 +95,27 @@ class Normalized:
 
 def _phone_info(
     raw: str | None, region: str | None
-) -> tuple[str | None, str | None, str, tuple[str, ...]]:
-    """normalize_phone plus the number's candidate zones, from one parse."""
+) -> tuple[str | None, str | None, str, tuple[str, ...], int | None]:
+    """normalize_phone plus phonenumbers' zones and the calling code, from one parse."""
     if raw is None or not raw.strip():
-        return None, None, "no phone number", ()
+        return None, None, "no phone number", (), None
     try:
         number = pn.parse(raw, region if region else None)
     except pn.NumberParseException as exc:
         reason = _PARSE_ERRORS.get(exc.error_type, "cannot be parsed")
-        return None, "phone_unparseable", reason, ()
+        return None, "phone_unparseable", reason, (), None
     # number_type is UNKNOWN exactly when is_valid_number is False; computing it once halves
     # the cost of the slowest step of the pipeline.
     kind = pn.number_type(number)
     if kind == pn.PhoneNumberType.UNKNOWN:
-        return None, "phone_invalid", "not a valid number for its region", ()
+        return None, "phone_invalid", "not a valid number for its region", (), None
     if number.extension:
-        return None, "phone_has_extension", "has an extension, so it is not a mobile line", ()
+        return None, "phone_has_extension", "has an extension, so it is not a mobile line", (), None
     if kind in _NOT_SMS_CAPABLE:
-        return None, "phone_not_mobile", "number type cannot receive SMS", ()
+        return None, "phone_not_mobile", "number type cannot receive SMS", (), None
     zones = tuple(pn_timezone.time_zones_for_number(number))
-    return pn.format_number(number, pn.PhoneNumberFormat.E164), None, "", zones
+    e164 = pn.format_number(number, pn.PhoneNumberFormat.E164)
+    return e164, None, "", zones, number.country_code
 
 
 def normalize_phone(raw: str | None, region: str | None) -> tuple[str | None, str | None, str]:
@@ -213,7 +214,7 @@ def normalize_customers(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         "preferred_timezone",
     ).rows()
     phone_cache: dict[
-        tuple[str | None, str], tuple[str | None, str | None, str, tuple[str, ...]]
+        tuple[str | None, str], tuple[str | None, str | None, str, tuple[str, ...], int | None]
     ] = {}
     out_phone, out_email, out_zones, out_zone_source = [], [], [], []
     field_issues: list[tuple[int, str, str, str]] = []
@@ -221,7 +222,7 @@ def normalize_customers(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         key = (phone, country)
         if key not in phone_cache:
             phone_cache[key] = _phone_info(phone, country)
-        e164, rule, reason, phone_zones = phone_cache[key]
+        e164, rule, reason, phone_zones, calling_code = phone_cache[key]
         if rule:
             field_issues.append((source_row, customer_id, rule, f"phone: {reason}"))
         address, email_rule, email_reason = normalize_email(email)
@@ -232,8 +233,8 @@ def normalize_customers(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             field_issues.append(
                 (source_row, customer_id, ZONE_RULE, f"preferred_timezone: {zone_reason}")
             )
-        # cached per distinct (preferred, country, postal code, phone zones)
-        zones, zone_source = resolve_zones(preferred, country, postal, phone_zones)
+        # cached per distinct (preferred, country, postal code, phone zones, calling code)
+        zones, zone_source = resolve_zones(preferred, country, postal, phone_zones, calling_code)
         out_phone.append(e164)
         out_email.append(address)
         out_zones.append(list(zones))

@@ -214,9 +214,20 @@ def _valid_set(zones: Iterable[str]) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=65536)
-def phone_zones(raw: tuple[str, ...]) -> tuple[str, ...]:
-    """The geographic zones among phonenumbers' answer ('Etc/Unknown' is no signal)."""
-    return _valid_set(raw)
+def phone_zones(raw: tuple[str, ...], calling_code: int | None = None) -> tuple[str, ...]:
+    """The geographic zones among phonenumbers' answer for a number of ``calling_code``.
+
+    No signal (empty): 'Etc/Unknown', and an answer that is only the calling code's whole zone
+    list with more than one zone in it (phonenumbers knows nothing finer for the number, e.g.
+    every +1 zone from Adak to Bermuda for an American Samoa mobile).
+    """
+    zones = _valid_set(raw)
+    if calling_code is not None and len(zones) > 1:
+        from phonenumbers.tzdata import TIMEZONE_DATA
+
+        if tuple(raw) == tuple(TIMEZONE_DATA.get(str(calling_code), ())):
+            return ()
+    return zones
 
 
 # --- postal codes -------------------------------------------------------------------------
@@ -447,11 +458,13 @@ def resolve_zones(
     country: str | None,
     postal_code: str | None,
     by_phone: tuple[str, ...],
+    calling_code: int | None = None,
 ) -> tuple[tuple[str, ...], str]:
     """(sorted candidate zones, zone_source) from the signals, first that answers wins.
 
     ``preferred`` is the raw preferred_timezone (rejected names are no signal), ``by_phone``
-    phonenumbers' raw answer for the customer's number.
+    phonenumbers' raw answer for the customer's number, ``calling_code`` the number's country
+    calling code (see :func:`phone_zones`).
     """
     zone = geographic_zone(preferred)
     if zone is not None:
@@ -459,7 +472,7 @@ def resolve_zones(
     postal = postal_zones(country, postal_code)
     if postal:
         return postal, "postal_code"
-    phone = phone_zones(by_phone)
+    phone = phone_zones(by_phone, calling_code)
     if phone:
         return phone, "phone"
     by_country = _valid_set(country_zones(country)) if country else ()
