@@ -48,6 +48,7 @@ def outbox(n: int) -> pl.DataFrame:
         pl.lit(date(2026, 11, 23)).alias("local_send_date"),
         pl.col("time_zone").alias("candidate_zones"),
         pl.lit(NOW).alias("send_at_local"),
+        (pl.col("time_zone") + pl.lit(" 2026-11-23 13:00")).alias("send_at_local_by_zone"),
         pl.lit(NOW).alias("send_at_utc"),
         pl.lit(NOW - timedelta(hours=1)).alias("window_start_utc"),
         pl.lit(NOW + timedelta(hours=12)).alias("window_end_utc"),

@@ -83,6 +83,7 @@ DECISION_SCHEMA: dict[str, pl.DataType] = {
     "reason": pl.String(),
     "message_key": pl.String(),
     "time_zone": pl.String(),
+    "zone_source": pl.String(),
     "candidate_zones": pl.String(),
     "display_zone": pl.String(),
     "local_send_date": pl.Date(),

@@ -5,8 +5,10 @@ Pure functions on polars frames. Output grains:
 - customers: one row per accepted customer_id (duplicates: the latest ``updated_at`` wins, the
   others are quarantined). ``phone_e164`` / ``email`` are null when missing or rejected (a
   rejected field also yields a ``scope='field'`` quarantine row). ``time_zones`` holds the
-  candidate IANA zones (one in the common case; several when only the country or number is
-  known and it spans zones, and the stagger stage then uses the intersection of their windows).
+  sorted candidate IANA zones and ``zone_source`` the signal that gave them (``preferred``,
+  ``postal_code``, ``phone``, ``country`` or ``unknown``); see :mod:`tasks.zones`. Several
+  candidates mean the stagger stage uses the intersection of their windows. A
+  preferred_timezone that is not a geographic zone is a ``timezone_not_geographic`` field row.
 - invoices: one row per accepted invoice_id, ``amount_due_minor`` in the currency's minor units.
 - consent_events / contact_history: accepted events, timestamps parsed to UTC.
 
@@ -15,13 +17,10 @@ Every input row is either accepted or has exactly one ``scope='row'`` quarantine
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from importlib import resources
-from zoneinfo import available_timezones
 
 import phonenumbers as pn
 import polars as pl
@@ -35,6 +34,14 @@ from data_quality.rules import QUARANTINE_SCHEMA, Rule, empty_quarantine, raw_js
 from tasks.consent import CHANNEL_KEYS, STATUS_KEYS, channel_key, naive_utc, status_key
 from tasks.extract import Extracted
 from tasks.settings import CANONICAL_COLUMNS
+from tasks.zones import (
+    ZONE_RULE,
+    _zone_tab,
+    canonical_zone,
+    check_zone,
+    country_zones,
+    resolve_zones,
+)
 
 __all__ = [
     "CONSENT_UNCLEAR_RULES",
@@ -107,69 +114,29 @@ class Normalized:
         )
 
 
-@functools.cache
-def _valid_zones() -> frozenset[str]:
-    return frozenset(available_timezones())
-
-
-@functools.cache
-def _zone_tab() -> dict[str, tuple[str, ...]]:
-    text = resources.files("tzdata").joinpath("zoneinfo", "zone.tab").read_text("utf-8")
-    zones: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        country, _coords, zone, *_ = line.split("\t")
-        zones.setdefault(country, []).append(zone)
-    return {c: tuple(sorted(z)) for c, z in zones.items()}
-
-
-@functools.cache
-def _zone_links() -> dict[str, str]:
-    """Legacy alias -> canonical zone (``L target alias`` lines of tzdata.zi)."""
-    text = resources.files("tzdata").joinpath("zoneinfo", "tzdata.zi").read_text("utf-8")
-    links = {}
-    for line in text.splitlines():
-        if line.startswith("L "):
-            _, target, alias = line.split()
-            links[alias] = target
-    return links
-
-
-def canonical_zone(zone: str) -> str:
-    """The canonical IANA name of ``zone`` ('US/Eastern' -> 'America/New_York')."""
-    return _zone_links().get(zone, zone)
-
-
-def country_zones(country: str) -> tuple[str, ...]:
-    """IANA zones of an ISO 3166-1 alpha-2 country (from tzdata's zone.tab), sorted."""
-    return _zone_tab().get(country, ())
-
-
 def _phone_info(
     raw: str | None, region: str | None
-) -> tuple[str | None, str | None, str, tuple[str, ...]]:
-    """normalize_phone plus the number's candidate zones, from one parse."""
+) -> tuple[str | None, str | None, str, tuple[str, ...], int | None]:
+    """normalize_phone plus phonenumbers' zones and the calling code, from one parse."""
     if raw is None or not raw.strip():
-        return None, None, "no phone number", ()
+        return None, None, "no phone number", (), None
     try:
         number = pn.parse(raw, region if region else None)
     except pn.NumberParseException as exc:
         reason = _PARSE_ERRORS.get(exc.error_type, "cannot be parsed")
-        return None, "phone_unparseable", reason, ()
+        return None, "phone_unparseable", reason, (), None
     # number_type is UNKNOWN exactly when is_valid_number is False; computing it once halves
     # the cost of the slowest step of the pipeline.
     kind = pn.number_type(number)
     if kind == pn.PhoneNumberType.UNKNOWN:
-        return None, "phone_invalid", "not a valid number for its region", ()
+        return None, "phone_invalid", "not a valid number for its region", (), None
     if number.extension:
-        return None, "phone_has_extension", "has an extension, so it is not a mobile line", ()
+        return None, "phone_has_extension", "has an extension, so it is not a mobile line", (), None
     if kind in _NOT_SMS_CAPABLE:
-        return None, "phone_not_mobile", "number type cannot receive SMS", ()
-    zones = tuple(
-        sorted(z for z in pn_timezone.time_zones_for_number(number) if z in _valid_zones())
-    )
-    return pn.format_number(number, pn.PhoneNumberFormat.E164), None, "", zones
+        return None, "phone_not_mobile", "number type cannot receive SMS", (), None
+    zones = tuple(pn_timezone.time_zones_for_number(number))
+    e164 = pn.format_number(number, pn.PhoneNumberFormat.E164)
+    return e164, None, "", zones, number.country_code
 
 
 def normalize_phone(raw: str | None, region: str | None) -> tuple[str | None, str | None, str]:
@@ -210,23 +177,6 @@ def normalize_email(raw: str | None) -> tuple[str | None, str | None, str]:
     except EmailNotValidError as exc:
         return None, "email_invalid", str(exc).split(".")[0][:120]
     return result.normalized.lower(), None, ""
-
-
-def _resolve_zones(
-    preferred: str | None, by_phone: tuple[str, ...], country: str | None
-) -> tuple[tuple[str, ...], str]:
-    if preferred and preferred in _valid_zones():
-        return (canonical_zone(preferred),), "preferred"
-    by_country = country_zones(country) if country else ()
-    if by_phone and by_country:
-        both = tuple(z for z in by_phone if z in by_country)
-        if both:
-            return both, "phone"
-    if by_phone and not by_country:
-        return by_phone, "phone"
-    if by_country:
-        return by_country, "country"
-    return (), "unknown"
 
 
 def parse_utc(column: str) -> pl.Expr:
@@ -278,34 +228,36 @@ def normalize_customers(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         frame, rules, source="customers", key="customer_id", raw_columns=raw_cols
     )
     rows = accepted.select(
-        "source_row", "customer_id", "phone", "email", "_country", "preferred_timezone"
+        "source_row",
+        "customer_id",
+        "phone",
+        "email",
+        "_country",
+        "postal_code",
+        "preferred_timezone",
     ).rows()
     phone_cache: dict[
-        tuple[str | None, str], tuple[str | None, str | None, str, tuple[str, ...]]
+        tuple[str | None, str], tuple[str | None, str | None, str, tuple[str, ...], int | None]
     ] = {}
-    zone_cache: dict[tuple[str | None, tuple[str, ...], str], tuple[tuple[str, ...], str]] = {}
     out_phone, out_email, out_zones, out_zone_source = [], [], [], []
     field_issues: list[tuple[int, str, str, str]] = []
-    for source_row, customer_id, phone, email, country, preferred in rows:
+    for source_row, customer_id, phone, email, country, postal, preferred in rows:
         key = (phone, country)
         if key not in phone_cache:
             phone_cache[key] = _phone_info(phone, country)
-        e164, rule, reason, phone_zones = phone_cache[key]
+        e164, rule, reason, phone_zones, calling_code = phone_cache[key]
         if rule:
             field_issues.append((source_row, customer_id, rule, f"phone: {reason}"))
         address, email_rule, email_reason = normalize_email(email)
         if email_rule:
             field_issues.append((source_row, customer_id, email_rule, f"email: {email_reason}"))
-        pref = preferred.strip() if preferred else None
-        if pref and pref not in _valid_zones():
+        _zone, zone_reason = check_zone(preferred)
+        if zone_reason:
             field_issues.append(
-                (source_row, customer_id, "timezone_invalid", "not an IANA time zone name")
+                (source_row, customer_id, ZONE_RULE, f"preferred_timezone: {zone_reason}")
             )
-            pref = None
-        zkey = (pref, phone_zones, country)
-        if zkey not in zone_cache:
-            zone_cache[zkey] = _resolve_zones(pref, phone_zones, country)
-        zones, zone_source = zone_cache[zkey]
+        # cached per distinct (preferred, country, postal code, phone zones, calling code)
+        zones, zone_source = resolve_zones(preferred, country, postal, phone_zones, calling_code)
         out_phone.append(e164)
         out_email.append(address)
         out_zones.append(list(zones))

@@ -207,13 +207,14 @@ def build_plan(
             quarantined_decisions(extracted.frames["invoices"], normalized.quarantine),
         ]
     )
-    timing = messages.select("message_key", "send_at_utc", "send_at_local", "wave_id", "slot")
+    timed = ("send_at_utc", "send_at_local", "send_at_local_by_zone", "wave_id", "slot")
+    timing = messages.select("message_key", *timed)
     decisions = (
         decisions.join(timing, on="message_key", how="left")
         .with_columns(
             *[
                 pl.when(pl.col("status") == "planned").then(pl.col(c)).otherwise(None).alias(c)
-                for c in ("send_at_utc", "send_at_local", "wave_id", "slot")
+                for c in timed
             ]
         )
         .sort("invoice_row", "channel")

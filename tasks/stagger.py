@@ -9,7 +9,9 @@ Time rules:
   *later* instant for a window start and the *earlier* for a window end, so the window can only
   shrink, never reach outside the wall-clock hours asked for.
 - A customer whose zone is uncertain (several candidate zones) gets the intersection of the
-  candidates' windows; an empty intersection means no send.
+  candidates' windows; an empty intersection means no send (``no_common_window``). The send
+  time is then shown in every candidate zone (``send_at_local_by_zone``); ``send_at_local`` is
+  the wall time in the first candidate (alphabetical), the wave's display zone.
 
 A wave is (channel, zone, local date, slot); slots are ``slot_minutes`` long from the window
 start. Messages of one (channel, zone, local date) are spread evenly over the part of the window
@@ -95,11 +97,56 @@ def plan_send_date(
     return None
 
 
+def _local(utc: pl.Expr, zone: str) -> pl.Expr:
+    return utc.dt.replace_time_zone("UTC").dt.convert_time_zone(zone).dt.replace_time_zone(None)
+
+
+def _by_zone(frame: pl.DataFrame) -> pl.Series:
+    """'<zone> YYYY-MM-DD HH:MM' for every candidate zone of each row, joined by '; '."""
+    zones = (
+        pl.col("candidate_zones") if "candidate_zones" in frame.columns else pl.col("display_zone")
+    )
+    long = (
+        frame.select(
+            pl.int_range(0, pl.len(), dtype=pl.Int64).alias("_row"),
+            "send_at_utc",
+            zones.str.split("|").alias("_zone"),
+        )
+        .explode("_zone", empty_as_null=True)
+        .with_columns(pl.int_range(0, pl.len()).over("_row").alias("_pos"))
+    )
+    parts = [
+        part.with_columns(
+            (
+                pl.lit(f"{zone} ")
+                + _local(pl.col("send_at_utc"), str(zone)).dt.strftime("%Y-%m-%d %H:%M")
+            ).alias("_text")
+        )
+        for (zone,), part in long.filter(pl.col("_zone").is_not_null()).group_by("_zone")
+    ]
+    if not parts:
+        return pl.Series("send_at_local_by_zone", [None] * frame.height, dtype=pl.String)
+    texts = (
+        pl.concat(parts)
+        .sort("_row", "_pos")
+        .group_by("_row", maintain_order=True)
+        .agg(pl.col("_text").str.join("; "))
+    )
+    return (
+        pl.DataFrame({"_row": pl.int_range(0, frame.height, dtype=pl.Int64, eager=True)})
+        .join(texts, on="_row", how="left", maintain_order="left")["_text"]
+        .alias("send_at_local_by_zone")
+    )
+
+
 def stagger(planned: pl.DataFrame, *, as_of: datetime, window: WindowSettings) -> pl.DataFrame:
     """Give each planned message a send time, slot and wave.
 
     ``planned`` has one row per message: message_key, channel, time_zone (label), display_zone,
-    local_send_date, window_start_utc, window_end_utc. Adds send_at_utc, send_at_local, slot,
+    [candidate_zones], local_send_date, window_start_utc, window_end_utc. Adds send_at_utc,
+    send_at_local (wall time in ``display_zone``: the zone when there is one, else the first
+    candidate in alphabetical order), send_at_local_by_zone (the wall time in every candidate
+    zone, ``'America/Halifax 2026-11-23 09:20; America/St_Johns 2026-11-23 09:50'``), slot,
     wave_id. Deterministic for the same input and ``as_of``.
     """
     group = ["channel", "time_zone", "local_send_date"]
@@ -135,15 +182,10 @@ def stagger(planned: pl.DataFrame, *, as_of: datetime, window: WindowSettings) -
     parts = []
     for (zone,), part in spread.group_by(["display_zone"], maintain_order=True):
         parts.append(
-            part.with_columns(
-                pl.col("send_at_utc")
-                .dt.replace_time_zone("UTC")
-                .dt.convert_time_zone(str(zone))
-                .dt.replace_time_zone(None)
-                .alias("send_at_local")
-            )
+            part.with_columns(_local(pl.col("send_at_utc"), str(zone)).alias("send_at_local"))
         )
     out = pl.concat(parts) if parts else spread.with_columns(send_at_local=pl.col("send_at_utc"))
+    out = out.with_columns(_by_zone(out).alias("send_at_local_by_zone"))
     return out.with_columns(
         pl.concat_str(
             [

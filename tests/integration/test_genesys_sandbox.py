@@ -163,6 +163,7 @@ def _outbox(n: int, overrides: dict[int, dict] | None = None) -> pl.DataFrame:
                 "time_zone": "America/New_York",
                 "candidate_zones": "America/New_York",
                 "send_at_local": NOW,
+                "send_at_local_by_zone": f"America/New_York {NOW:%Y-%m-%d %H:%M}",
                 "send_at_utc": NOW,
                 "window_start_utc": NOW - timedelta(hours=1),
                 "window_end_utc": NOW + timedelta(hours=2),

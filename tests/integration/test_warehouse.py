@@ -190,3 +190,60 @@ def test_analyst_views_answer(engine) -> None:
         ("excluded", "one_per_day", 4),
         ("planned", "planned", 4),
     ]
+
+
+def test_decisions_and_messages_store_zone_source_and_every_zone(engine) -> None:
+    c = f.customer(country="CA", preferred_timezone=None, postal_code=None, phone="+1 709 555 0100")
+    inv = f.invoice(c["customer_id"], currency="CAD")
+    _run(engine, f.extracted([c], [inv], [f.consent(c["customer_id"], "sms")]), "z1")
+    with engine.connect() as conn:
+        decisions = read_frame(
+            conn,
+            "select zone_source, candidate_zones, send_at_local_by_zone from decisions"
+            " where run_id = 'z1' and status = 'planned'",
+        )
+        messages = read_frame(conn, "select candidate_zones, send_at_local_by_zone from messages")
+    assert decisions.height == 1
+    zone_source, candidates, by_zone = decisions.row(0)
+    assert (zone_source, candidates) == ("phone", "America/Halifax|America/St_Johns")
+    assert [part.split(" ")[0] for part in by_zone.split("; ")] == [
+        "America/Halifax",
+        "America/St_Johns",
+    ]
+    assert messages.rows() == [(candidates, by_zone)]
+
+
+def test_migration_0003_adds_the_zone_columns_to_an_existing_warehouse(warehouse_settings):
+    from tasks.warehouse import _sql_files, _statements
+
+    engine = make_engine(warehouse_settings["url"], schema=warehouse_settings.get("db_schema"))
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "create table schema_migrations"
+                " (version varchar primary key, applied_at_utc timestamp not null)"
+            )
+            for name, text in _sql_files("migrations", engine.dialect.name):
+                if name >= "0003":
+                    continue
+                for statement in _statements(text):
+                    conn.exec_driver_sql(statement)
+                conn.execute(
+                    sa.text("insert into schema_migrations values (:v, :t)"),
+                    {"v": name, "t": AS_OF},
+                )
+            conn.exec_driver_sql(
+                "insert into decisions (run_id, invoice_row, channel, status, reason)"
+                " values ('old', 0, 'sms', 'excluded', 'no_step_due')"
+            )
+        assert migrate(engine) == ["0003_zone_source"]
+        with engine.connect() as conn:
+            old = read_frame(
+                conn,
+                "select reason, zone_source, candidate_zones, send_at_local_by_zone"
+                " from decisions where run_id = 'old'",
+            )
+            conn.execute(sa.text("select send_at_local_by_zone from messages"))
+        assert old.rows() == [("no_step_due", None, None, None)]
+    finally:
+        engine.dispose()

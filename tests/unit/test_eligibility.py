@@ -378,3 +378,67 @@ def test_consent_dated_after_the_run(events, expected) -> None:
     assert _reasons(plan, inv["invoice_id"]) == expected
     notes = plan.quarantine.filter(pl.col("rule") == "consent_in_future")
     assert notes["scope"].to_list() == ["field"]
+
+
+def _planned_row(plan, invoice_id):
+    rows = plan.decisions.filter(
+        (pl.col("invoice_id") == invoice_id) & (pl.col("status") == "planned")
+    )
+    assert rows.height == 1
+    return rows.row(0, named=True)
+
+
+def test_decisions_carry_zone_source_and_candidate_zones() -> None:
+    c = f.customer()  # preferred America/New_York
+    inv = f.invoice(c["customer_id"])
+    row = _planned_row(_plan([c], [inv], _opted_in(c)), inv["invoice_id"])
+    assert (row["zone_source"], row["candidate_zones"]) == ("preferred", "America/New_York")
+    wall = row["send_at_local"]
+    assert row["send_at_local_by_zone"] == f"America/New_York {wall:%Y-%m-%d %H:%M}"
+
+
+def test_halifax_and_st_johns_customer_is_planned_inside_both_windows() -> None:
+    c = f.customer(
+        country="CA",
+        preferred_timezone=None,
+        postal_code=None,
+        phone="+1 709 555 0100",
+        locale="en_CA",
+    )
+    inv = f.invoice(c["customer_id"], currency="CAD")
+    row = _planned_row(_plan([c], [inv], _opted_in(c)), inv["invoice_id"])
+    assert row["zone_source"] == "phone"
+    assert row["candidate_zones"] == "America/Halifax|America/St_Johns"
+    # Halifax 08:00-16:00 = 12:00Z-20:00Z, St John's = 11:30Z-19:30Z on 2026-11-23
+    assert row["window_start_utc"] == datetime(2026, 11, 23, 12, 0)
+    assert row["window_end_utc"] == datetime(2026, 11, 23, 19, 30)
+    assert row["window_start_utc"] <= row["send_at_utc"] < row["window_end_utc"]
+    assert row["send_at_local_by_zone"].startswith("America/Halifax 2026-11-23 ")
+    assert "; America/St_Johns 2026-11-23 " in row["send_at_local_by_zone"]
+
+
+def test_postal_code_with_two_zones_uses_the_intersection() -> None:
+    # X0C (Kivalliq): Rankin Inlet (UTC-6 in November: 08:00-16:00 = 14:00Z-22:00Z) and
+    # Coral Harbour on EST all year (UTC-5: 13:00Z-21:00Z): common window 14:00Z-21:00Z.
+    c = f.customer(
+        country="CA", preferred_timezone=None, postal_code="X0C 0A0", phone="+1 212 555 0143"
+    )
+    inv = f.invoice(c["customer_id"], currency="CAD")
+    row = _planned_row(_plan([c], [inv], _opted_in(c)), inv["invoice_id"])
+    assert row["zone_source"] == "postal_code"
+    assert row["candidate_zones"] == "America/Panama|America/Rankin_Inlet"
+    assert (row["window_start_utc"], row["window_end_utc"]) == (
+        datetime(2026, 11, 23, 14, 0),
+        datetime(2026, 11, 23, 21, 0),
+    )
+
+
+def test_zones_without_a_common_window_are_excluded() -> None:
+    # Russia by country only: Kaliningrad (UTC+2) to Kamchatka (UTC+12) never share 8 hours.
+    c = f.customer(country="RU", preferred_timezone=None, postal_code=None, phone=None)
+    inv = f.invoice(c["customer_id"], currency="RUB")
+    plan = _plan([c], [inv], _opted_in(c))
+    rows = plan.decisions.filter(pl.col("invoice_id") == inv["invoice_id"])
+    assert rows["reason"].unique().to_list() == ["no_common_window"]
+    assert rows["zone_source"].unique().to_list() == ["country"]
+    assert rows["send_at_local_by_zone"].is_null().all()

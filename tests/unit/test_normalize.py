@@ -134,24 +134,33 @@ def test_every_row_is_accepted_or_quarantined_once() -> None:
         ({"preferred_timezone": "Asia/Kathmandu"}, ["Asia/Kathmandu"], "preferred"),
         ({"preferred_timezone": " America/Toronto "}, ["America/Toronto"], "preferred"),
         ({"preferred_timezone": "US/Eastern"}, ["America/New_York"], "preferred"),
-        ({"preferred_timezone": "NZ-CHAT"}, ["Pacific/Chatham"], "preferred"),
         (
-            {"preferred_timezone": None, "phone": "+1 808 555 0100", "country": "US"},
+            {"preferred_timezone": "NZ-CHAT", "country": "NZ", "postal_code": "8942"},
+            ["Pacific/Chatham"],
+            "postal_code",
+        ),
+        (
+            {"preferred_timezone": None, "phone": "+1 808 555 0100", "postal_code": None},
             ["Pacific/Honolulu"],
             "phone",
         ),
         (
-            {"preferred_timezone": "Mars/Olympus", "phone": "+1 709 555 0100", "country": "CA"},
+            {
+                "preferred_timezone": "Mars/Olympus",
+                "phone": "+1 709 555 0100",
+                "country": "CA",
+                "postal_code": None,
+            },
             ["America/Halifax", "America/St_Johns"],
             "phone",
         ),
         (
-            {"preferred_timezone": None, "phone": None, "country": "NP"},
+            {"preferred_timezone": None, "phone": None, "country": "NP", "postal_code": None},
             ["Asia/Kathmandu"],
             "country",
         ),
         (
-            {"preferred_timezone": None, "phone": None, "country": "NZ"},
+            {"preferred_timezone": None, "phone": None, "country": "NZ", "postal_code": None},
             ["Pacific/Auckland", "Pacific/Chatham"],
             "country",
         ),
@@ -160,7 +169,7 @@ def test_every_row_is_accepted_or_quarantined_once() -> None:
         "preferred",
         "preferred-trimmed",
         "legacy-alias-canonical",
-        "legacy-chatham-alias",
+        "single-word-alias-rejected-postal-decides",
         "hawaii-by-area-code",
         "invalid-zone-falls-back-to-709-area-code-two-zones",
         "nepal-by-country",
@@ -171,6 +180,13 @@ def test_time_zone_resolution(values, zones, source) -> None:
     n = normalize(f.extracted([f.customer(**values)], []))
     row = n.customers.row(0, named=True)
     assert (row["time_zones"], row["zone_source"]) == (zones, source)
+
+
+def test_rejected_zone_rule_is_timezone_not_geographic() -> None:
+    n = normalize(f.extracted([f.customer(preferred_timezone="Mars/Olympus")], []))
+    rules = n.quarantine.filter(pl.col("scope") == "field")["rule"].to_list()
+    assert rules == ["timezone_not_geographic"]
+    assert "timezone_invalid" not in n.quarantine["rule"].to_list()
 
 
 @settings(max_examples=300, deadline=None)

@@ -185,3 +185,57 @@ def test_stagger_is_deterministic() -> None:
     a = stagger(_planned(50), as_of=datetime(2026, 11, 23, 6), window=WindowSettings())
     b = stagger(_planned(50).reverse(), as_of=datetime(2026, 11, 23, 6), window=WindowSettings())
     assert a.sort("message_key").equals(b.sort("message_key"))
+
+
+def test_halifax_and_st_johns_share_only_the_common_part() -> None:
+    # 2026-11-23: Halifax is UTC-4 (08:00 = 12:00Z, 16:00 = 20:00Z), St John's UTC-3:30
+    # (08:00 = 11:30Z, 16:00 = 19:30Z): the common window is 12:00Z-19:30Z.
+    got = send_window(["America/Halifax", "America/St_Johns"], date(2026, 11, 23), WindowSettings())
+    assert got == (datetime(2026, 11, 23, 12, 0), datetime(2026, 11, 23, 19, 30))
+
+
+def _two_zone_planned(n: int) -> pl.DataFrame:
+    zones = ["America/Halifax", "America/St_Johns"]
+    start, end = send_window(zones, date(2026, 11, 23), WindowSettings())
+    return pl.DataFrame(
+        {
+            "message_key": [f"{i:08x}" for i in range(n)],
+            "channel": ["sms"] * n,
+            "time_zone": ["|".join(zones)] * n,
+            "candidate_zones": ["|".join(zones)] * n,
+            "display_zone": [zones[0]] * n,
+            "local_send_date": [date(2026, 11, 23)] * n,
+            "window_start_utc": [start] * n,
+            "window_end_utc": [end] * n,
+        }
+    )
+
+
+def _wall(utc: datetime, zone: str) -> datetime:
+    from datetime import UTC
+    from zoneinfo import ZoneInfo
+
+    return utc.replace(tzinfo=UTC).astimezone(ZoneInfo(zone)).replace(tzinfo=None)
+
+
+def test_send_time_is_shown_in_every_candidate_zone() -> None:
+    out = stagger(_two_zone_planned(20), as_of=datetime(2026, 11, 23, 6), window=WindowSettings())
+    for row in out.iter_rows(named=True):
+        halifax = _wall(row["send_at_utc"], "America/Halifax")
+        st_johns = _wall(row["send_at_utc"], "America/St_Johns")
+        assert row["send_at_local"] == halifax  # the first candidate, documented
+        assert row["send_at_local_by_zone"] == (
+            f"America/Halifax {halifax:%Y-%m-%d %H:%M}; America/St_Johns {st_johns:%Y-%m-%d %H:%M}"
+        )
+        for local in (halifax, st_johns):
+            assert time(8, 0) <= local.time() < time(16, 0)
+
+
+def test_one_zone_send_at_local_by_zone_is_that_zone() -> None:
+    out = stagger(
+        _planned(5, "Asia/Kathmandu"), as_of=datetime(2026, 11, 23, 0), window=WindowSettings()
+    )
+    for row in out.iter_rows(named=True):
+        wall = _wall(row["send_at_utc"], "Asia/Kathmandu")
+        assert row["send_at_local"] == wall
+        assert row["send_at_local_by_zone"] == f"Asia/Kathmandu {wall:%Y-%m-%d %H:%M}"
