@@ -9,7 +9,11 @@ Contract
   probability in ``[0, 1]`` drawn from a :class:`random.Random` seeded with ``seed``, so a given
   sequence of requests meets the same faults every time.
 * ``clock_start`` is a naive datetime meaning UTC.  ``monotonic`` is the real-time source used
-  for token lifetimes and the per-token rate-limit window (tests may pass a fake one).
+  for token lifetimes, the per-token rate-limit window and the expiry of signed download URLs
+  (tests may pass a fake one).
+* Export downloads: ``/api/v2/downloads/{id}`` redirects to a signed URL on ``download_host``
+  (default: ``localhost`` for an API on ``127.0.0.1``, ``127.0.0.1`` for ``localhost``, else
+  ``files.<host>``), valid ``download_url_ttl_seconds``.
 """
 
 from __future__ import annotations
@@ -96,6 +100,8 @@ class SandboxConfig:
     sms_sender_numbers: list[str] = field(default_factory=lambda: ["+13175550100"])
     delivery_seed: int = 0
     clock_start: datetime = datetime(2026, 11, 23, 6, 0, 0)
+    download_url_ttl_seconds: int = 300
+    download_host: str | None = None
     monotonic: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -105,3 +111,5 @@ class SandboxConfig:
             raise ValueError("token_ttl_seconds must be > 0")
         if self.rate_limit_per_minute <= 0:
             raise ValueError("rate_limit_per_minute must be > 0")
+        if self.download_url_ttl_seconds <= 0:
+            raise ValueError("download_url_ttl_seconds must be > 0")

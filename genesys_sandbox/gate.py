@@ -14,7 +14,8 @@ Contract, in the order applied to every ``/api/v2`` request:
    body (the ASGI app raises :class:`ConnectionDropped`, uvicorn aborts the connection).  Only
    successful answers are dropped: a rejected request committed nothing.
 
-``/oauth/token`` is counted but not gated; ``/sandbox/*`` is neither.  The server's
+``/oauth/token`` and the signed download URLs (``/signed-downloads/*``) are counted but not
+gated; ``/sandbox/*`` is neither.  The server's
 "Exception in ASGI application" log of an injected drop is shortened to one warning line by
 :func:`quiet_injected_drops`.
 """

@@ -9,6 +9,7 @@ re-seeds the faults; configuration and issued tokens survive (their use counts r
 from __future__ import annotations
 
 import random
+import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,10 @@ class Stats:
     rate_limit_rejections: int = 0
     expired_token_rejections: int = 0
     tokens_issued: int = 0
+    signed_downloads: int = 0
+    signed_download_expired: int = 0
+    signed_download_bad_signature: int = 0
+    signed_download_with_authorization: int = 0
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -41,6 +46,10 @@ class Stats:
             "rate_limit_rejections": self.rate_limit_rejections,
             "expired_token_rejections": self.expired_token_rejections,
             "tokens_issued": self.tokens_issued,
+            "signed_downloads": self.signed_downloads,
+            "signed_download_expired": self.signed_download_expired,
+            "signed_download_bad_signature": self.signed_download_bad_signature,
+            "signed_download_with_authorization": self.signed_download_with_authorization,
         }
 
 
@@ -52,6 +61,7 @@ class Sandbox:
         self.stats = Stats()
         self.faults = config.faults
         self.rng = random.Random(self.faults.seed)
+        self.signing_key = secrets.token_bytes(32)
 
     @property
     def lock(self) -> Any:

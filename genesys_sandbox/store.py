@@ -15,6 +15,8 @@ Contract
   ``opted_out`` (21610) or, for e-mail, ``bounced``.  A duplicate is the same key sent twice,
   where the key is ``(channel, contact id)`` for campaign sends and ``(channel, to, body)``
   for agentless ones.
+* ``segments``/``encoding`` of an SMS are the carrier's count
+  (:func:`genesys_sandbox.segments.carrier_segments`), computed independently of the product.
 * Contacts keep their *system data* (``sms_evaluations``/``email_evaluations`` = already
   messaged) across upserts unless ``clearSystemData=true``.
 """
@@ -37,7 +39,7 @@ from genesys_sandbox.carrier import (
 )
 from genesys_sandbox.clock import iso
 from genesys_sandbox.config import SandboxConfig
-from tasks.sms import segment
+from genesys_sandbox.segments import carrier_segments
 
 __all__ = [
     "AgentlessMessage",
@@ -268,7 +270,7 @@ class Store:
     ) -> tuple[Outcome, CarrierMessage]:
         """Hand one SMS to the carrier and record it in the ledger."""
         outcome = sms_outcome(outcome_key, self.config.delivery_seed)
-        parts = segment(body)
+        parts = carrier_segments(body)
         record = CarrierMessage(
             sid=message_sid(self.config.delivery_seed, len(self.carrier) + 1),
             sender=sender,

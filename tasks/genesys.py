@@ -8,14 +8,23 @@ Errors (all :class:`tasks.errors.GenesysError`)::
     │                         carries status, Genesys ``code`` and correlation id
     ├── RateLimited           429 after the retry budget (carries Retry-After)
     ├── TransientServerError  5xx after the retry budget
-    └── OutcomeUnknown        the connection broke during a request that is not idempotent:
-                              the server may or may not have done it; the caller settles it
-                              by a lookup before anything is sent again
+    ├── OutcomeUnknown        the connection broke during a request that is not idempotent:
+    │                         the server may or may not have done it; the caller settles it
+    │                         by a lookup before anything is sent again
+    ├── TokenRefused          a request would have carried the bearer token to a host other
+    │                         than the API origin: refused before anything is sent
+    └── DownloadFailed        an export download that cannot be fetched safely or is empty
 
 Behaviour on the wire:
 
 - OAuth client credentials (:class:`ClientCredentialsAuth`, an ``httpx.Auth``): the token is
   cached until 60 s before ``expires_in`` and fetched anew, once, on a 401.
+- Where credentials travel: the client secret only to ``<login base>/oauth/token`` (the
+  region's login host, or the configured base URL for the sandbox); the bearer token only to
+  the API origin (scheme, host, port of the API base), enforced inside the auth flow. Bases
+  must be https unless their host is loopback. Redirects are never followed by httpx: a 3xx
+  from the token endpoint is :class:`AuthFailed`; the export download follows Genesys'
+  redirect by hand and fetches the signed URL it names with a plain request, no token.
 - A client-side token bucket keeps under ``requests_per_minute`` (Genesys: 300 per token).
 - Retries (tenacity): 429 waits ``Retry-After``; 503 (rejected before any work) is always
   retried; other 5xx, timeouts and broken connections are retried with exponential back-off
@@ -47,6 +56,7 @@ from tenacity import (
 from tasks.errors import ConfigurationError, GenesysError
 from tasks.masking import mask_text
 from tasks.settings import GenesysSettings
+from tasks.transport import is_loopback_host, origin_of, require_https_or_loopback
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -56,11 +66,13 @@ __all__ = [
     "REGIONS",
     "AuthFailed",
     "ClientCredentialsAuth",
+    "DownloadFailed",
     "GenesysClient",
     "OutcomeUnknown",
     "RateLimited",
     "RequestRejected",
     "TokenBucket",
+    "TokenRefused",
     "TransientServerError",
     "client_from_settings",
     "hosts_for",
@@ -68,6 +80,7 @@ __all__ = [
 
 MAX_CONTACTS_PER_ADD = 1000
 MAX_PAGE_SIZE = 100
+MAX_DOWNLOAD_HOPS = 5
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 DEFAULT_LIMITS = httpx.Limits(max_connections=10, max_keepalive_connections=5)
 
@@ -149,6 +162,20 @@ class OutcomeUnknown(GenesysError):
         super().__init__(f"{method} {path}: connection lost ({cause}); outcome unknown")
 
 
+class TokenRefused(GenesysError):
+    """The auth flow refused to attach the bearer token to a request for another origin."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        super().__init__(
+            f"refused to send the Genesys bearer token to {host!r}: not the API origin"
+        )
+
+
+class DownloadFailed(GenesysError):
+    """An export download could not be fetched safely, or its file was empty."""
+
+
 class TokenBucket:
     """Blocking token bucket: ``per_minute`` acquisitions per minute on average, bursts of at
     most ``burst`` (default a tenth of a minute's worth), so the ceiling holds over any window."""
@@ -183,7 +210,13 @@ class TokenBucket:
 
 
 class ClientCredentialsAuth(httpx.Auth):
-    """OAuth 2 client credentials for Genesys Cloud, cached until shortly before expiry."""
+    """OAuth 2 client credentials for Genesys Cloud, cached until shortly before expiry.
+
+    The secret goes only to ``<login_base>/oauth/token``; the bearer token only to requests
+    for the origin of ``api_base`` (default: the login base's, the sandbox layout). Any other
+    request raises :class:`TokenRefused` before it is sent. A token endpoint that answers
+    anything but 200 (a redirect included: it is never followed) is :class:`AuthFailed`.
+    """
 
     requires_response_body = True
 
@@ -193,10 +226,14 @@ class ClientCredentialsAuth(httpx.Auth):
         client_id: str,
         client_secret: str,
         *,
+        api_base: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         refresh_margin_seconds: float = 60.0,
     ) -> None:
+        require_https_or_loopback(login_base.rstrip("/"), "the Genesys login base URL")
+        require_https_or_loopback((api_base or login_base).rstrip("/"), "the Genesys API base URL")
         self._token_url = f"{login_base.rstrip('/')}/oauth/token"
+        self._api_origin = origin_of(api_base or login_base)
         self._credentials = httpx.BasicAuth(client_id, client_secret)
         self._clock = clock
         self._margin = refresh_margin_seconds
@@ -210,6 +247,11 @@ class ClientCredentialsAuth(httpx.Auth):
         return next(self._credentials.auth_flow(request))
 
     def _store(self, response: httpx.Response) -> None:
+        if response.is_redirect:
+            raise AuthFailed(
+                f"token endpoint answered {response.status_code} (a redirect); not followed, "
+                "the client secret is only sent to the configured login host"
+            )
         if response.status_code != 200:
             raise AuthFailed(
                 f"token endpoint answered {response.status_code}; check the client id and secret"
@@ -223,6 +265,8 @@ class ClientCredentialsAuth(httpx.Auth):
         return self._token if self._token and self._clock() < self._expires_at else None
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if origin_of(str(request.url)) != self._api_origin:
+            raise TokenRefused(request.url.host)
         with self._lock:
             token = self._valid()
         if token is None:
@@ -284,15 +328,20 @@ class GenesysClient:
         sleep: Callable[[float], None] = time.sleep,
         on_request: Callable[[str, str], None] | None = None,
     ) -> None:
-        self.auth = ClientCredentialsAuth(login_base, client_id, client_secret)
+        self.auth = ClientCredentialsAuth(login_base, client_id, client_secret, api_base=api_base)
+        self._api_root = httpx.URL(api_base.rstrip("/") + "/api/v2/")
         self._http = httpx.Client(
             base_url=api_base.rstrip("/"),
             auth=self.auth,
             timeout=timeout,
             limits=DEFAULT_LIMITS,
             transport=transport,
+            follow_redirects=False,
             headers={"Accept": "application/json", "User-Agent": "payment-reminders"},
         )
+        self._timeout = timeout
+        self._transport = transport
+        self._plain: httpx.Client | None = None
         self._bucket = TokenBucket(requests_per_minute, sleep=sleep)
         self._sleep = sleep
         self._max_attempts = max_attempts
@@ -303,6 +352,8 @@ class GenesysClient:
 
     def close(self) -> None:
         self._http.close()
+        if self._plain is not None:
+            self._plain.close()
 
     def __enter__(self) -> GenesysClient:
         return self
@@ -622,7 +673,11 @@ class GenesysClient:
     def export_contact_list(
         self, contact_list_id: str, *, poll_seconds: float = 2.0, timeout_seconds: float = 300.0
     ) -> list[dict[str, str]]:
-        """Export a contact list and return its CSV rows (header tolerant of BOM and quotes)."""
+        """Export a contact list and return its CSV rows (header tolerant of BOM and quotes).
+
+        POST ``.../export``, poll GET ``.../export?download=false`` for ``{uri}``, then
+        :meth:`download` that URI (Genesys answers a redirect to a signed URL on another host).
+        """
         path = f"/outbound/contactlists/{contact_list_id}/export"
         self._request("POST", path, idempotent=True, json=None)
         deadline = time.monotonic() + timeout_seconds
@@ -634,13 +689,105 @@ class GenesysClient:
                 if exc.code != "no.available.list.export.uri" or time.monotonic() > deadline:
                     raise
                 self._sleep(poll_seconds)
-        response = self._http.get(body["uri"])
-        if response.status_code >= 400:
-            raise RequestRejected(response.status_code, "export.download", "", None)
-        text = response.content.decode("utf-8-sig")
-        reader = csv.reader(io.StringIO(text))
-        header = [h.strip().strip('"') for h in next(reader)]
-        return [dict(zip(header, row, strict=False)) for row in reader]
+        uri = body.get("uri") if isinstance(body, dict) else None
+        if not isinstance(uri, str) or not uri:
+            raise DownloadFailed("the export answer carried no download uri")
+        return _csv_rows(self.download(uri))
+
+    def download(self, uri: str) -> bytes:
+        """The bytes behind a Genesys download URI (``/api/v2/downloads/{id}``).
+
+        Each hop is fetched by hand: a request for the API origin under ``/api/v2`` goes through
+        the authenticated client (token, rate limit, retries); anything else (the signed URL a
+        redirect or a ``{"url"}`` answer names) through a plain client without the token, and
+        only over https unless the host is loopback. Once a hop has left the API origin the
+        token is never sent again. A signed URL that answers 403 (expired) is fetched anew
+        once from the download URI.
+        """
+        last: Exception | None = None
+        for _ in range(2):
+            try:
+                return self._follow_download(uri)
+            except _SignedUrlRejected as exc:
+                last = exc
+        raise DownloadFailed(f"the signed download URL was refused twice ({last})")
+
+    def _follow_download(self, uri: str) -> bytes:
+        url = self._api_root.join(uri)
+        trusted = True
+        for _ in range(MAX_DOWNLOAD_HOPS):
+            api = trusted and self._is_api_url(url)
+            trusted = api
+            response = self._api_get(url) if api else self._foreign_get(url)
+            if response.is_redirect:
+                url = url.join(response.headers["Location"])
+                continue
+            if response.status_code >= 400:
+                if not api and response.status_code in (401, 403):
+                    raise _SignedUrlRejected(response.status_code)
+                raise RequestRejected(response.status_code, "export.download", "", None)
+            pointer = _url_answer(response) if api else None
+            if pointer is not None:
+                url = url.join(pointer)
+                continue
+            return response.content
+        raise DownloadFailed(f"the export download took more than {MAX_DOWNLOAD_HOPS} hops")
+
+    def _is_api_url(self, url: httpx.URL) -> bool:
+        return origin_of(str(url)) == origin_of(str(self._api_root)) and url.path.startswith(
+            self._api_root.path
+        )
+
+    def _api_get(self, url: httpx.URL) -> httpx.Response:
+        relative = "/" + url.path[len(self._api_root.path) :]
+        return self._request("GET", relative, idempotent=True, params=url.params)
+
+    def _foreign_get(self, url: httpx.URL) -> httpx.Response:
+        if url.scheme != "https" and not (url.scheme == "http" and is_loopback_host(url.host)):
+            raise DownloadFailed(
+                f"refused to fetch a download over {url.scheme or 'no scheme'} from "
+                f"{url.host!r}: signed URLs must be https (http only on a loopback host)"
+            )
+        if self._plain is None:
+            self._plain = httpx.Client(
+                timeout=self._timeout,
+                limits=DEFAULT_LIMITS,
+                transport=self._transport,
+                follow_redirects=False,
+                headers={"User-Agent": "payment-reminders"},
+            )
+        try:
+            return self._plain.get(url)
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            raise TransientServerError(0) from exc
+
+
+class _SignedUrlRejected(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status
+        super().__init__(f"HTTP {status}")
+
+
+def _url_answer(response: httpx.Response) -> str | None:
+    """The ``url`` of a ``{"url": ...}`` answer (``issueRedirect=false``), else None."""
+    if "json" not in response.headers.get("content-type", ""):
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    url = body.get("url") if isinstance(body, dict) else None
+    return url if isinstance(url, str) and url else None
+
+
+def _csv_rows(content: bytes) -> list[dict[str, str]]:
+    text = content.decode("utf-8-sig")
+    reader = csv.reader(io.StringIO(text))
+    first = next(reader, None)
+    if first is None:
+        raise DownloadFailed("the export file is empty (no header row)")
+    header = [h.strip().strip('"') for h in first]
+    return [dict(zip(header, row, strict=False)) for row in reader]
 
 
 def client_from_settings(

@@ -24,6 +24,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tasks.transport import require_https_or_loopback
+
 __all__ = [
     "CANONICAL_COLUMNS",
     "CadenceSettings",
@@ -190,7 +192,8 @@ class GenesysSettings(BaseModel):
     """Where Genesys Cloud is and how the pipeline uses it.
 
     ``region`` (e.g. ``us-east-1``) picks the real API and login hosts; ``base_url`` overrides
-    both (the bundled sandbox: ``http://127.0.0.1:8765``). Credentials come from the
+    both (the bundled sandbox: ``http://127.0.0.1:8765``); it must be ``https`` unless its host
+    is a loopback address (127.0.0.0/8, ::1, localhost). Credentials come from the
     environment (``REMINDERS_GENESYS__CLIENT_ID`` / ``__CLIENT_SECRET``) or a Prefect Secret
     block named by ``client_secret_block``; they have no default.
     """
@@ -211,6 +214,11 @@ class GenesysSettings(BaseModel):
     name_prefix: str = "reminders"
     push_batch_size: int = Field(default=1000, ge=1, le=1000)
     push_concurrency: int = Field(default=4, ge=1, le=16)
+
+    @field_validator("base_url")
+    @classmethod
+    def _transport(cls, v: str | None) -> str | None:
+        return require_https_or_loopback(v, "genesys.base_url") if v else None
 
 
 class QualitySettings(BaseModel):

@@ -10,6 +10,7 @@ from genesys_sandbox.routes import (
     contactlists,
     conversations,
     dnclists,
+    downloads,
     oauth,
     timesets,
 )
@@ -21,6 +22,7 @@ def all_routes() -> list[BaseRoute]:
     return [
         *oauth.routes,
         *contactlists.routes,
+        *downloads.routes,
         *dnclists.routes,
         *timesets.routes,
         *campaigns.routes,

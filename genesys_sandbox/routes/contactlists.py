@@ -14,8 +14,9 @@ Contract (beyond the Genesys shapes, see ``views``)
   is updated: data replaced, system data kept unless ``clearSystemData=true``, queue position
   renewed unless ``doNotQueue=true``.
 * Export: POST snapshots the list; the first GET of ``/export`` answers 404
-  ``no.available.list.export.uri``, later ones ``{uri, exportTimestamp}``; the URI is served
-  under ``/api/v2/downloads/{id}`` with the same bearer token (the redirect already followed).
+  ``no.available.list.export.uri``, later ones ``{uri, exportTimestamp}`` (``download=true``:
+  a 303 to that URI).  The URI is ``/api/v2/downloads/{id}`` on the API host, which answers
+  as a real org does: a redirect to a signed URL on another host (see ``routes.downloads``).
 """
 
 from __future__ import annotations
@@ -505,20 +506,6 @@ async def get_export(request: Request) -> Response:
         return ok({"uri": uri, "exportTimestamp": iso(job.created_at)})
 
 
-async def get_download(request: Request) -> Response:
-    sandbox = sandbox_of(request)
-    download_id = request.path_params["downloadId"]
-    with sandbox.lock:
-        content = sandbox.store.downloads.get(download_id)
-    if content is None:
-        raise not_found("download", download_id)
-    return Response(
-        content,
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{download_id}.csv"'},
-    )
-
-
 BASE = "/api/v2/outbound/contactlists"
 routes = [
     Route(BASE, create_list, methods=["POST"]),
@@ -537,5 +524,4 @@ routes = [
     Route(BASE + "/{listId}/contacts/{contactId}", delete_contact, methods=["DELETE"]),
     Route(BASE + "/{listId}/export", start_export, methods=["POST"]),
     Route(BASE + "/{listId}/export", get_export, methods=["GET"]),
-    Route("/api/v2/downloads/{downloadId}", get_download, methods=["GET"]),
 ]

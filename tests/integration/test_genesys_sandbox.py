@@ -40,7 +40,7 @@ def _contact(key: str, phone: str, text: str = "Hi") -> dict:
     return {"id": key, "data": {"Phone": phone, "Message": text, "TimeZone": "America/New_York"}}
 
 
-def test_contact_list_lifecycle_and_contacts(client) -> None:
+def test_contact_list_lifecycle_and_contacts(client, sandbox) -> None:
     created = client.create_contact_list(
         "cl-1", ["Phone", "Message", "TimeZone"], phone_columns=[("Phone", "TimeZone")]
     )
@@ -58,6 +58,9 @@ def test_contact_list_lifecycle_and_contacts(client) -> None:
     assert {c["id"] for c in client.get_contacts(created["id"], ["k1", "k2", "k3"])} == {"k1"}
     rows = client.export_contact_list(created["id"], poll_seconds=0.05)
     assert len(rows) == 998
+    # the file came from the signed URL on the other loopback name, and without the token
+    stats = httpx.get(f"{sandbox}/sandbox/stats").json()
+    assert (stats["signed_downloads"], stats["signed_download_with_authorization"]) == (1, 0)
     assert next(r for r in rows if r["inin-outbound-id"] == "k1")["Message"] == "Changed"
     client.delete_contact_list(created["id"])
     assert client.find_contact_list("cl-1") is None

@@ -523,8 +523,13 @@ def test_export_flow(org: Org) -> None:
     _error(org.api("GET", path, params={"download": "false"}), 404, "no.available.list.export.uri")
     ready = org.ok("GET", path, params={"download": "false"})
     assert set(ready) == {"uri", "exportTimestamp"}
+    assert ready["uri"].startswith("http://sandbox.test/api/v2/downloads/")
     assert org.http.get(ready["uri"]).status_code == 401
-    download = org.http.get(ready["uri"], headers={"Authorization": f"Bearer {org.token}"})
+    redirect = org.http.get(ready["uri"], headers={"Authorization": f"Bearer {org.token}"})
+    assert redirect.status_code == 303
+    assert redirect.content == b""
+    download = org.http.get(redirect.headers["Location"])
+    assert download.status_code == 200
     assert download.content.startswith(b"\xef\xbb\xbf")
     text = download.content.decode("utf-8-sig")
     assert text.splitlines()[0] == (
@@ -536,6 +541,78 @@ def test_export_flow(org: Org) -> None:
     assert rows["k1"]["SmsLastResult-Phone"].startswith("ININ-")
     assert rows["k2"]["SmsLastAttempt-Phone"] == ""
     assert rows["k2"]["ContactCallable"] == "1"
+
+
+def _ready_download(org: Org) -> str:
+    cl = org.sms_list()
+    org.add(cl["id"], [_contact("k1", "+13175550001")])
+    path = f"/outbound/contactlists/{cl['id']}/export"
+    org.ok("POST", path)
+    org.api("GET", path, params={"download": "false"})
+    return org.ok("GET", path, params={"download": "false"})["uri"]
+
+
+def test_download_redirects_to_a_signed_url_on_another_origin_without_the_token(org: Org) -> None:
+    uri = _ready_download(org)
+    redirect = org.api("GET", uri.removeprefix("http://sandbox.test/api/v2"))
+    assert redirect.status_code == 303
+    signed = httpx.URL(redirect.headers["Location"])
+    assert signed.host != "sandbox.test"
+    assert signed.path.startswith("/signed-downloads/")
+    assert {"Expires", "Signature"} <= set(signed.params)
+    pointer = org.ok(
+        "GET", uri.removeprefix("http://sandbox.test/api/v2"), params={"issueRedirect": "false"}
+    )
+    assert set(pointer) == {"url"}
+    assert httpx.URL(pointer["url"]).host == signed.host
+    fetched = org.http.get(signed)
+    assert fetched.status_code == 200
+    assert fetched.headers["content-type"].startswith("text/csv")
+    assert "k1" in fetched.content.decode("utf-8-sig")
+    assert org.http.get("/sandbox/stats").json()["signed_downloads"] == 1
+
+
+def test_signed_url_refuses_and_records_a_request_that_carries_a_token(org: Org) -> None:
+    uri = _ready_download(org)
+    signed = org.api("GET", uri.removeprefix("http://sandbox.test/api/v2")).headers["Location"]
+    leaked = org.http.get(signed, headers={"Authorization": f"Bearer {org.token}"})
+    assert leaked.status_code == 400
+    assert b"InvalidArgument" in leaked.content
+    stats = org.http.get("/sandbox/stats").json()
+    assert (stats["signed_download_with_authorization"], stats["signed_downloads"]) == (1, 0)
+
+
+def test_signed_url_is_bound_to_its_host_and_signature(org: Org) -> None:
+    uri = _ready_download(org)
+    signed = httpx.URL(
+        org.api("GET", uri.removeprefix("http://sandbox.test/api/v2")).headers["Location"]
+    )
+    on_api_host = signed.copy_with(host="sandbox.test")
+    assert org.http.get(on_api_host).status_code == 403
+    tampered = signed.copy_merge_params({"Signature": "0" * 64})
+    assert org.http.get(tampered).status_code == 403
+    later = signed.copy_merge_params({"Expires": str(int(signed.params["Expires"]) + 3600)})
+    assert org.http.get(later).status_code == 403
+    assert org.http.get("/sandbox/stats").json()["signed_download_bad_signature"] == 3
+    assert org.http.get(signed).status_code == 200
+
+
+def test_signed_url_expires(org_factory: Callable[..., Org], fake_clock: FakeClock) -> None:
+    org = org_factory(SandboxConfig(monotonic=fake_clock, download_url_ttl_seconds=60))
+    uri = _ready_download(org)
+    signed = org.api("GET", uri.removeprefix("http://sandbox.test/api/v2")).headers["Location"]
+    fake_clock.advance(59)
+    assert org.http.get(signed).status_code == 200
+    fake_clock.advance(1)
+    expired = org.http.get(signed)
+    assert expired.status_code == 403
+    assert b"Request has expired" in expired.content
+    fresh = org.api("GET", uri.removeprefix("http://sandbox.test/api/v2")).headers["Location"]
+    assert org.http.get(fresh).status_code == 200
+
+
+def test_unknown_download_is_a_genesys_404(org: Org) -> None:
+    _error(org.api("GET", "/downloads/no-such-download"), 404, "not.found")
 
 
 def test_comma_joined_contact_delete_keeps_the_ledger(org: Org) -> None:

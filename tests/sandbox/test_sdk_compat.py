@@ -307,12 +307,17 @@ def test_sdk_drives_every_endpoint_and_parses_every_answer(sdk: Sdk) -> None:
         download="false",
     )
     export = outbound.get_outbound_contactlist_export(contact_list.id, download="false")
-    assert export.uri.startswith(sdk.url)
-    csv_text = httpx.get(
-        export.uri, headers={"Authorization": f"Bearer {sdk.api.access_token}"}
-    ).content
+    assert export.uri.startswith(f"{sdk.url}/api/v2/downloads/")
+    download_id = export.uri.rsplit("/", 1)[1]
+    pointer = sdk.gc.DownloadsApi(sdk.api).get_download(download_id, issue_redirect=False)
+    signed = httpx.URL(pointer.url)
+    assert (signed.host, signed.port) == ("localhost", httpx.URL(sdk.url).port)
+    csv_text = httpx.get(signed).content  # a signed URL: no bearer token
     assert csv_text.startswith(b'\xef\xbb\xbf"inin-outbound-id"')
-    steps.append("POST /contactlists/{id}/export (body null), GET .../export polled, download")
+    steps.append(
+        "POST /contactlists/{id}/export (body null), GET .../export polled, "
+        "GET /downloads/{id}?issueRedirect=false (UrlResponse), signed URL without token"
+    )
 
     outbound.delete_outbound_contactlist_contacts(contact_list.id, ["key-chicago", "missing"])
     assert outbound.get_outbound_contactlist(contact_list.id).size == 2

@@ -1,3 +1,4 @@
+import base64
 import json
 
 import httpx
@@ -5,14 +6,18 @@ import pytest
 
 from tasks.genesys import (
     AuthFailed,
+    DownloadFailed,
     GenesysClient,
     OutcomeUnknown,
     RateLimited,
     RequestRejected,
     TokenBucket,
+    TokenRefused,
     TransientServerError,
+    client_from_settings,
     hosts_for,
 )
+from tasks.settings import GenesysSettings
 
 
 class FakeGenesys:
@@ -294,3 +299,198 @@ def test_transient_error_after_the_budget() -> None:
     fake = FakeGenesys({path: [httpx.Response(503, json={}) for _ in range(10)]})
     with pytest.raises(TransientServerError):
         _client(fake, max_attempts=3).get_campaign("c1")
+
+
+# --- where credentials travel (issue 8, items 7 and 9) ---------------------------------------
+
+SECRET = "s3cr3t-Zq9-not-in-any-default"
+TOKEN = "tok-4f1d-only-for-the-api"
+API, LOGIN = "api.mypurecloud.ie", "login.mypurecloud.ie"
+SIGNED = (
+    "https://exports.s3.eu-west-1.amazonaws.test/org/D.csv?X-Amz-Signature=abc&X-Amz-Expires=60"
+)
+EXPORT_CSV = b'\xef\xbb\xbf"inin-outbound-id","Phone"\n"k1","+13175550001"\n"k2","+13175550002"\n'
+
+
+class Recorder:
+    """A MockTransport handler playing a real org: login host, API host, signed storage host.
+
+    ``download`` is the answer of ``GET /api/v2/downloads/D``; the storage host refuses any
+    request that carries an Authorization header (as S3 does) and answers ``storage`` in turn.
+    """
+
+    def __init__(self, download: list[httpx.Response], storage: list[httpx.Response] | None = None):
+        self.requests: list[httpx.Request] = []
+        self.download = download
+        self.storage = storage or [httpx.Response(200, content=EXPORT_CSV)]
+        self.export_polls = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        request.read()
+        self.requests.append(request)
+        host, path = request.url.host, request.url.path
+        if host == LOGIN and path == "/oauth/token":
+            return httpx.Response(200, json={"access_token": TOKEN, "expires_in": 86400})
+        if host == API:
+            if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+                return httpx.Response(401, json={"code": "authentication.required"})
+            if path.endswith("/export") and request.method == "POST":
+                return httpx.Response(200, json={"id": "L"})
+            if path.endswith("/export"):
+                return httpx.Response(200, json={"uri": f"https://{API}/api/v2/downloads/D"})
+            if path == "/api/v2/downloads/D":
+                return self.download.pop(0)
+        if host == "exports.s3.eu-west-1.amazonaws.test":
+            if "authorization" in request.headers:
+                return httpx.Response(400, text="<Error><Code>InvalidArgument</Code></Error>")
+            return self.storage.pop(0)
+        return httpx.Response(599, text=f"unexpected {request.method} {request.url}")
+
+
+def carries(request: httpx.Request, needle: str) -> bool:
+    """Whether ``needle`` appears anywhere in a request: URL, headers (Basic decoded), body."""
+    blob = [str(request.url), request.content.decode("latin-1")]
+    for key, value in request.headers.multi_items():
+        blob.append(f"{key}: {value}")
+        if key.lower() == "authorization" and value.lower().startswith("basic "):
+            blob.append(base64.b64decode(value[6:]).decode("latin-1"))
+    return needle in "\n".join(blob)
+
+
+def _region_client(recorder: Recorder) -> GenesysClient:
+    settings = GenesysSettings(region="eu-west-1", client_id="cid")
+    client = client_from_settings(settings, SECRET, transport=httpx.MockTransport(recorder))
+    client._sleep = lambda _s: None  # type: ignore[method-assign]
+    return client
+
+
+@pytest.mark.parametrize(
+    "download",
+    [
+        httpx.Response(303, headers={"Location": SIGNED}),
+        httpx.Response(302, headers={"Location": SIGNED}),
+        httpx.Response(307, headers={"Location": SIGNED}),
+        httpx.Response(200, json={"url": SIGNED}),
+    ],
+    ids=["303", "302", "307", "issueRedirect=false-json"],
+)
+def test_export_follows_the_redirect_and_the_credentials_stay_home(download) -> None:
+    recorder = Recorder([download])
+    with _region_client(recorder) as client:
+        rows = client.export_contact_list("L", poll_seconds=0)
+    assert rows == [
+        {"inin-outbound-id": "k1", "Phone": "+13175550001"},
+        {"inin-outbound-id": "k2", "Phone": "+13175550002"},
+    ]
+    with_secret = [r for r in recorder.requests if carries(r, SECRET)]
+    assert [(r.method, r.url.host, r.url.path) for r in with_secret] == [
+        ("POST", LOGIN, "/oauth/token")
+    ]
+    with_token = {r.url.host for r in recorder.requests if carries(r, TOKEN)}
+    assert with_token == {API}
+    signed = [r for r in recorder.requests if r.url.host.startswith("exports.")]
+    assert len(signed) == 1
+    assert "authorization" not in signed[0].headers
+    assert str(signed[0].url) == SIGNED
+
+
+def test_an_empty_download_is_a_clear_error_not_stopiteration() -> None:
+    # a 303 that httpx does not follow used to reach the CSV parser as an empty body
+    recorder = Recorder([httpx.Response(303, headers={"Location": SIGNED})])
+    recorder.storage = [httpx.Response(200, content=b"")]
+    with _region_client(recorder) as client, pytest.raises(DownloadFailed, match="empty"):
+        client.export_contact_list("L", poll_seconds=0)
+
+
+def test_an_expired_signed_url_is_fetched_anew_once() -> None:
+    recorder = Recorder(
+        [httpx.Response(303, headers={"Location": SIGNED}) for _ in range(2)],
+        [httpx.Response(403, text="Request has expired"), httpx.Response(200, content=EXPORT_CSV)],
+    )
+    with _region_client(recorder) as client:
+        assert len(client.export_contact_list("L", poll_seconds=0)) == 2
+    assert [r.url.path for r in recorder.requests].count("/api/v2/downloads/D") == 2
+
+
+def test_a_signed_url_over_plain_http_is_refused_before_any_request() -> None:
+    plain = "http://exports.s3.eu-west-1.amazonaws.test/org/D.csv?sig=1"
+    recorder = Recorder([httpx.Response(303, headers={"Location": plain})])
+    with _region_client(recorder) as client, pytest.raises(DownloadFailed, match="https"):
+        client.export_contact_list("L", poll_seconds=0)
+    assert not [r for r in recorder.requests if r.url.host.startswith("exports.")]
+
+
+def test_once_the_download_left_the_api_origin_the_token_is_never_sent_again() -> None:
+    back_home = httpx.Response(302, headers={"Location": f"https://{API}/api/v2/downloads/D"})
+    recorder = Recorder(
+        [httpx.Response(303, headers={"Location": SIGNED}) for _ in range(2)],
+        [back_home, back_home],
+    )
+    with _region_client(recorder) as client, pytest.raises(DownloadFailed):
+        client.export_contact_list("L", poll_seconds=0)
+    # each request right after a signed-host answer is the redirect back to the API host
+    followed = [
+        nxt
+        for hop, nxt in zip(recorder.requests, recorder.requests[1:], strict=False)
+        if hop.url.host.startswith("exports.")
+    ]
+    assert [r.url.host for r in followed] == [API, API]
+    assert not any(carries(r, TOKEN) for r in followed)
+
+
+def test_download_redirect_loops_end() -> None:
+    loop = "https://exports.s3.eu-west-1.amazonaws.test/loop"
+    recorder = Recorder(
+        [httpx.Response(303, headers={"Location": SIGNED})],
+        [httpx.Response(302, headers={"Location": loop}) for _ in range(10)],
+    )
+    with _region_client(recorder) as client, pytest.raises(DownloadFailed, match="hops"):
+        client.export_contact_list("L", poll_seconds=0)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.example/steal",
+        f"http://{API}/api/v2/outbound/contactlists",  # same host, other scheme
+        f"https://{API}:8443/api/v2/outbound/contactlists",  # same host, other port
+        f"https://{LOGIN}/api/v2/outbound/contactlists",
+    ],
+)
+def test_the_auth_flow_refuses_to_attach_the_token_to_another_origin(url) -> None:
+    recorder = Recorder([])
+    client = _region_client(recorder)
+    other = httpx.Client(auth=client.auth, transport=httpx.MockTransport(recorder))
+    with pytest.raises(TokenRefused):
+        other.get(url)
+    other.close()
+    client.close()
+    assert recorder.requests == []
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_from_the_token_endpoint_is_not_followed_with_the_secret(status) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        request.read()
+        seen.append(request)
+        if request.url.host == LOGIN:
+            return httpx.Response(status, headers={"Location": "https://evil.example/oauth/token"})
+        return httpx.Response(200, json={"access_token": "stolen", "expires_in": 86400})
+
+    settings = GenesysSettings(region="eu-west-1", client_id="cid")
+    client = client_from_settings(settings, SECRET, transport=httpx.MockTransport(handler))
+    with pytest.raises(AuthFailed, match="redirect"):
+        client.get_campaign("c1")
+    client.close()
+    assert [r.url.host for r in seen] == [LOGIN]
+    assert not any(carries(r, SECRET) for r in seen if r.url.host != LOGIN)
+
+
+@pytest.mark.parametrize(
+    "base", ["http://example.com", "http://api.mypurecloud.com", "http://localhost.evil.example"]
+)
+def test_a_plain_http_base_off_loopback_is_refused(base) -> None:
+    with pytest.raises(ValueError, match="https"):
+        GenesysClient(api_base=base, login_base=base, client_id="i", client_secret=SECRET)

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tasks.masking import mask_email, mask_phone, mask_text
-from tasks.settings import Settings, WindowSettings, load_settings
+from tasks.settings import GenesysSettings, Settings, WindowSettings, load_settings
 
 
 @pytest.mark.parametrize(
@@ -74,3 +74,52 @@ def test_masked_phone_keeps_at_most_four_digits(phone) -> None:
 
 def test_mask_email_shape() -> None:
     assert mask_email("ana.silva@example.com") == "a•••@e•••.com"
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://127.0.0.1:8765",
+        "http://127.3.4.5:8765/",
+        "http://localhost:8765",
+        "http://LOCALHOST",
+        "http://[::1]:8765",
+        "https://api.mypurecloud.com",
+        "https://example.com",
+    ],
+)
+def test_genesys_base_url_https_or_loopback_is_accepted(base_url) -> None:
+    assert GenesysSettings(base_url=base_url).base_url == base_url
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://example.com",
+        "http://api.mypurecloud.com",
+        "http://localhost.evil.example",
+        "http://127.0.0.1.nip.io",
+        "http://128.0.0.1",
+        "http://[::2]",
+        "ftp://127.0.0.1",
+        "127.0.0.1:8765",
+        "https://user:pw@api.mypurecloud.com",
+        "https://api.mypurecloud.com?x=1",
+    ],
+)
+def test_genesys_base_url_that_could_leak_credentials_is_refused(base_url) -> None:
+    with pytest.raises(ValidationError, match=r"genesys\.base_url"):
+        GenesysSettings(base_url=base_url)
+
+
+def test_plain_http_base_url_error_says_what_is_allowed(monkeypatch) -> None:
+    monkeypatch.setenv("REMINDERS_GENESYS__BASE_URL", "http://example.com")
+    with pytest.raises(ValidationError) as refused:
+        Settings()
+    message = str(refused.value)
+    assert "https://" in message
+    assert "loopback" in message
+
+
+def test_empty_base_url_means_unset() -> None:
+    assert GenesysSettings(base_url="", region="us-east-1").base_url is None
