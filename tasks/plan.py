@@ -116,7 +116,8 @@ def build_plan(
     messages = stagger(messages, as_of=as_of, window=settings.window)
 
     decisions = (
-        decided.join(blocked, on="message_key", how="left")
+        decided.with_columns(pl.col("reason").alias("_decided_reason"))
+        .join(blocked, on="message_key", how="left")
         .with_columns(
             pl.when(pl.col("_blocked").is_not_null() & (pl.col("status") == "planned"))
             .then(pl.lit("excluded"))
@@ -134,9 +135,14 @@ def build_plan(
         [
             decisions.select(
                 *DECISION_SCHEMA,
-                pl.col("reason")
-                .replace_strict(descriptions, default=None, return_dtype=pl.String)
-                .alias("detail"),
+                pl.coalesce(
+                    pl.when(pl.col("reason") == pl.col("_decided_reason")).then(
+                        pl.col("reason_detail")
+                    ),
+                    pl.col("reason").replace_strict(
+                        descriptions, default=None, return_dtype=pl.String
+                    ),
+                ).alias("detail"),
             ),
             quarantined_decisions(extracted.frames["invoices"], normalized.quarantine),
         ]

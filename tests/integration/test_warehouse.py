@@ -36,7 +36,7 @@ def _run(engine, extracted, run_id, *, as_of=AS_OF, dry_run=False):
         prior, tokens = load_prior(conn, as_of=as_of)
     plan = build_plan(
         extracted,
-        normalize(extracted),
+        normalize(extracted, as_of=as_of),
         prior,
         as_of=as_of,
         settings=Settings(),
