@@ -99,14 +99,16 @@ def split_rows(
     for i, rule in enumerate(rules[1:], start=1):
         chain = chain.when(rule.fails.fill_null(False)).then(pl.lit(i))
     tagged = frame.with_columns(chain.otherwise(None).cast(pl.Int32).alias("_rule"))
-    accepted = tagged.filter(pl.col("_rule").is_null()).drop("_rule")
-    index = list(range(len(rules)))
-    rejected = tagged.filter(pl.col("_rule").is_not_null())
+    # Reasons are evaluated on the whole frame (they may use window expressions over a key),
+    # then the rejected rows are taken.
     texts = [pl.lit(r.reason) if isinstance(r.reason, str) else r.reason for r in rules]
     reason_chain = pl.when(pl.col("_rule") == 0).then(texts[0].cast(pl.String))
     for i, text in enumerate(texts[1:], start=1):
         reason_chain = reason_chain.when(pl.col("_rule") == i).then(text.cast(pl.String))
-    reason = reason_chain.otherwise(None)
+    tagged = tagged.with_columns(reason_chain.otherwise(None).alias("_reason"))
+    accepted = tagged.filter(pl.col("_rule").is_null()).drop("_rule", "_reason")
+    index = list(range(len(rules)))
+    rejected = tagged.filter(pl.col("_rule").is_not_null())
     quarantine = rejected.select(
         pl.lit(source).alias("source"),
         pl.col("source_row").cast(pl.Int32),
@@ -115,7 +117,7 @@ def split_rows(
         pl.col("_rule")
         .replace_strict(index, [r.name for r in rules], return_dtype=pl.String)
         .alias("rule"),
-        reason.alias("reason"),
+        pl.col("_reason").alias("reason"),
         raw_json(raw_columns).alias("raw_values"),
     )
     return accepted, quarantine.cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]
