@@ -242,26 +242,6 @@ def parse_utc(column: str) -> pl.Expr:
     return pl.coalesce(candidates)
 
 
-def _duplicates_last_wins(key: str, order: str) -> pl.Expr:
-    """True for every row of a duplicated key except the latest by ``order`` then source_row.
-
-    Kept for callers outside normalize; normalize itself uses :func:`_versions`, which never
-    lets the file order decide between versions with different content.
-    """
-    rank = pl.struct(pl.col(order).fill_null(pl.datetime(1, 1, 1)), "source_row").rank(
-        "ordinal", descending=True
-    )
-    return pl.col(key).is_not_null() & (rank.over(key) > 1)
-
-
-@dataclass(frozen=True)
-class _Versions:
-    conflict: pl.Expr
-    duplicate: pl.Expr
-    duplicate_reason: pl.Expr
-    top_versions: pl.Expr
-
-
 def _content(columns: Sequence[str]) -> pl.Expr:
     """A row's content: its trimmed canonical columns as one JSON string."""
     return pl.struct(
@@ -269,36 +249,44 @@ def _content(columns: Sequence[str]) -> pl.Expr:
     ).struct.json_encode()
 
 
-def _versions(
-    key: str, order: str, content_columns: Sequence[str], *, undated_ties: bool
-) -> _Versions:
-    """Expressions telling the versions of one record apart (see the module docstring).
+def _with_versions(
+    frame: pl.DataFrame,
+    key: str,
+    order: str,
+    content_columns: Sequence[str],
+    *,
+    undated_ties: bool,
+) -> pl.DataFrame:
+    """Add ``_v_conflict``, ``_v_duplicate``, ``_v_reason``, ``_v_top`` (see module docstring).
 
     ``top`` rows are those at the latest ``order`` (with ``undated_ties``, a null ``order`` ties
     with the latest; without, it loses to any dated row). Several distinct contents among the
     top rows are a conflict; otherwise the first top row (dated before undated, then by
-    source_row) is kept and the others are duplicates.
+    source_row) is kept and the others are duplicates. Only keys with several rows are looked
+    at, so the content comparison costs nothing on clean data.
     """
+    many = frame.filter(pl.col(key).is_not_null() & (pl.len().over(key) > 1))
     ts = pl.col(order)
     latest = ts.max().over(key)
     if undated_ties:
         top = (ts == latest).fill_null(True)
     else:
         top = pl.when(latest.is_null()).then(True).otherwise((ts == latest).fill_null(False))
-    many = pl.col(key).is_not_null() & (pl.len().over(key) > 1)
-    distinct_top = (
-        pl.when(top).then(_content(content_columns)).otherwise(None).drop_nulls().n_unique()
-    ).over(key)
-    rank = pl.struct((~top).alias("_a"), ts.is_null().alias("_b"), pl.col("source_row")).rank(
+    many = many.with_columns(top.alias("_top"), _content(content_columns).alias("_content"))
+    rank = pl.struct((~pl.col("_top")).alias("_a"), ts.is_null().alias("_b"), "source_row").rank(
         "ordinal"
     )
-    return _Versions(
-        conflict=many & (distinct_top > 1),
-        duplicate=many & (rank.over(key) > 1),
-        duplicate_reason=pl.when(top)
+    flags = many.select(
+        "source_row",
+        pl.col("_content").filter(pl.col("_top")).n_unique().over(key).alias("_v_top"),
+        (rank.over(key) > 1).alias("_v_duplicate"),
+        pl.when(pl.col("_top"))
         .then(pl.lit("an identical row with the same latest updated_at was kept"))
-        .otherwise(pl.lit("another row of the same record has a later updated_at")),
-        top_versions=distinct_top,
+        .otherwise(pl.lit("another row of the same record has a later updated_at"))
+        .alias("_v_reason"),
+    ).with_columns((pl.col("_v_top") > 1).alias("_v_conflict"))
+    return frame.join(flags, on="source_row", how="left", maintain_order="left").with_columns(
+        pl.col("_v_conflict").fill_null(False), pl.col("_v_duplicate").fill_null(False)
     )
 
 
@@ -372,7 +360,8 @@ def normalize_customers(
         parse_utc("updated_at").alias("_updated_at"),
     )
     known_countries = list(_zone_tab())
-    versions = _versions(
+    frame = _with_versions(
+        frame,
         "customer_id",
         "_updated_at",
         [c for c in raw_cols if c != "updated_at"],
@@ -385,11 +374,11 @@ def normalize_customers(
             "customer_id_conflict",
             pl.format(
                 "{} rows of this customer_id share the latest updated_at and differ in content",
-                versions.top_versions,
+                pl.col("_v_top"),
             ),
-            versions.conflict,
+            pl.col("_v_conflict"),
         ),
-        Rule("customer_id_duplicate", versions.duplicate_reason, versions.duplicate),
+        Rule("customer_id_duplicate", pl.col("_v_reason"), pl.col("_v_duplicate")),
         Rule("country_missing", "country is empty", pl.col("_country").is_null()),
         Rule(
             "country_invalid",
@@ -647,7 +636,8 @@ def normalize_invoices(
         )
     )
     frame = frame.join(owners, on="invoice_id", how="left", maintain_order="left")
-    versions = _versions(
+    frame = _with_versions(
+        frame,
         "invoice_id",
         "_updated_at",
         [c for c in raw_cols if c != "updated_at"],
@@ -673,11 +663,11 @@ def normalize_invoices(
             pl.format(
                 "{} versions of this invoice share the latest (or no) updated_at and differ in "
                 "content; none of its rows is trusted",
-                versions.top_versions,
+                pl.col("_v_top"),
             ),
-            versions.conflict,
+            pl.col("_v_conflict"),
         ),
-        Rule("invoice_id_duplicate", versions.duplicate_reason, versions.duplicate),
+        Rule("invoice_id_duplicate", pl.col("_v_reason"), pl.col("_v_duplicate")),
         Rule(
             "customer_quarantined",
             "the invoice's customer row was quarantined",

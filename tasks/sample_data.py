@@ -79,7 +79,8 @@ _TS_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _CUSTOMER_COLUMNS = CANONICAL_COLUMNS["customers"]
 _INVOICE_COLUMNS = CANONICAL_COLUMNS["invoices"]
 _CONSENT_COLUMNS = CANONICAL_COLUMNS["consent_events"]
-_CONTACT_COLUMNS = CANONICAL_COLUMNS["contact_history"]
+# invoice_id is optional in contact_history; the sample history does not name invoices.
+_CONTACT_COLUMNS = tuple(c for c in CANONICAL_COLUMNS["contact_history"] if c != "invoice_id")
 
 
 @dataclass(frozen=True)
