@@ -112,7 +112,7 @@ def split_rows(
     quarantine = rejected.select(
         pl.lit(source).alias("source"),
         pl.col("source_row").cast(pl.Int32),
-        pl.col(key).cast(pl.String).alias("record_key"),
+        pl.col(key).cast(pl.String).str.slice(0, RAW_VALUE_CHARS).alias("record_key"),
         pl.lit("row").alias("scope"),
         pl.col("_rule")
         .replace_strict(index, [r.name for r in rules], return_dtype=pl.String)

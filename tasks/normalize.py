@@ -339,7 +339,10 @@ def _escape_raw(quarantine: pl.DataFrame, bad_encoding: str | None) -> pl.DataFr
     """Undecodable bytes as ``\\xNN`` in raw_values (JSON: the backslash itself is escaped)."""
     if bad_encoding is None or quarantine.is_empty():
         return quarantine
-    return quarantine.with_columns(hex_escape_sentinels(pl.col("raw_values"), json=True))
+    return quarantine.with_columns(
+        hex_escape_sentinels(pl.col("raw_values"), json=True),
+        hex_escape_sentinels(pl.col("record_key")),
+    )
 
 
 def normalize_customers(

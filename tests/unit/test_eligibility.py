@@ -422,3 +422,35 @@ def test_history_attempts_add_to_outbox_attempts() -> None:
     )
     plan = _plan([c], [inv], _opted_in(c), history, prior=prior, settings=_cadence(2))
     assert _reasons(plan, inv["invoice_id"])["sms"] == "max_attempts"
+
+
+def test_overlong_invoice_id_is_quarantined_and_stored_cut() -> None:
+    c = f.customer()
+    inv = f.invoice(c["customer_id"], invoice_id="I" * 20_000)
+    plan = _plan([c], [inv], _opted_in(c))
+    assert plan.decisions["status"].to_list() == ["quarantined", "quarantined"]
+    assert plan.decisions["reason"].unique().to_list() == ["field_too_long"]
+    assert plan.decisions["detail"][0].startswith("invoice_id is 20000 characters long")
+    assert plan.decisions["invoice_id"].str.len_chars().to_list() == [1000, 1000]
+    assert plan.quarantine["record_key"].str.len_chars().to_list() == [1000]
+
+
+def test_undecodable_bytes_in_an_invoice_id_are_hex_escaped_in_decisions() -> None:
+    from tasks.extract import SENTINEL_BASE, Extracted
+
+    c = f.customer()
+    inv = f.invoice(c["customer_id"], invoice_id=f"INV{chr(SENTINEL_BASE + 0xE9)}")
+    base = f.extracted([c], [inv], _opted_in(c))
+    extracted = Extracted(base.frames, {"invoices": "utf-8"})
+    plan = build_plan(
+        extracted,
+        normalize(extracted),
+        pl.DataFrame(schema=PRIOR_SCHEMA),
+        as_of=AS_OF,
+        settings=Settings(),
+        templates=load_templates(),
+        new_token=lambda: "tok",
+    )
+    assert plan.decisions["reason"].to_list() == ["encoding_invalid", "encoding_invalid"]
+    assert plan.decisions["invoice_id"].to_list() == ["INV\\xe9", "INV\\xe9"]
+    assert plan.quarantine["record_key"].to_list() == ["INV\\xe9"]
