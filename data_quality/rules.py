@@ -8,7 +8,11 @@ and a ``scope='field'`` quarantine row records it (see ``tasks.normalize``).
 
 Quarantine frame grain: one row per rejected input row (scope ``row``) or rejected field
 (scope ``field``); columns ``source, source_row, record_key, scope, rule, reason, raw_values``
-where ``raw_values`` is the row's canonical columns as they arrived, JSON-encoded.
+where ``raw_values`` is the row's canonical columns as they arrived, JSON-encoded (each value
+cut to :data:`RAW_VALUE_CHARS` characters, so a 10 MB cell is not stored whole).
+
+A rule's ``reason`` is a fixed text or a per-row string expression (e.g. naming the column that
+is too long and its length).
 """
 
 from __future__ import annotations
@@ -18,7 +22,17 @@ from dataclasses import dataclass
 
 import polars as pl
 
-__all__ = ["QUARANTINE_SCHEMA", "Rule", "empty_quarantine", "raw_json", "split_rows"]
+__all__ = [
+    "QUARANTINE_SCHEMA",
+    "RAW_VALUE_CHARS",
+    "Rule",
+    "empty_quarantine",
+    "raw_json",
+    "split_rows",
+]
+
+RAW_VALUE_CHARS = 1000
+"""Longest raw value kept in ``raw_values``; longer ones are cut and marked."""
 
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String(),
@@ -33,10 +47,13 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
 
 @dataclass(frozen=True)
 class Rule:
-    """``fails`` is a boolean expression, true (not null) when the row breaks the rule."""
+    """``fails`` is a boolean expression, true (not null) when the row breaks the rule.
+
+    ``reason`` is a fixed text or a string expression evaluated on the failing rows.
+    """
 
     name: str
-    reason: str
+    reason: str | pl.Expr
     fails: pl.Expr
 
 
@@ -44,9 +61,27 @@ def empty_quarantine() -> pl.DataFrame:
     return pl.DataFrame(schema=QUARANTINE_SCHEMA)
 
 
-def raw_json(columns: Sequence[str]) -> pl.Expr:
-    """The given raw columns of a row as one JSON object string."""
-    return pl.struct([pl.col(c) for c in columns]).struct.json_encode()
+def _cut(column: str, limit: int) -> pl.Expr:
+    value = pl.col(column).cast(pl.String)
+    length = value.str.len_chars()
+    return (
+        pl.when(length > limit)
+        .then(
+            pl.concat_str(
+                value.str.slice(0, limit),
+                pl.lit("...[cut, "),
+                length.cast(pl.String),
+                pl.lit(" characters]"),
+            )
+        )
+        .otherwise(value)
+        .alias(column)
+    )
+
+
+def raw_json(columns: Sequence[str], *, limit: int = RAW_VALUE_CHARS) -> pl.Expr:
+    """The given raw columns of a row as one JSON object string, each value cut to ``limit``."""
+    return pl.struct([_cut(c, limit) for c in columns]).struct.json_encode()
 
 
 def split_rows(
@@ -64,20 +99,25 @@ def split_rows(
     for i, rule in enumerate(rules[1:], start=1):
         chain = chain.when(rule.fails.fill_null(False)).then(pl.lit(i))
     tagged = frame.with_columns(chain.otherwise(None).cast(pl.Int32).alias("_rule"))
-    accepted = tagged.filter(pl.col("_rule").is_null()).drop("_rule")
+    # Reasons are evaluated on the whole frame (they may use window expressions over a key),
+    # then the rejected rows are taken.
+    texts = [pl.lit(r.reason) if isinstance(r.reason, str) else r.reason for r in rules]
+    reason_chain = pl.when(pl.col("_rule") == 0).then(texts[0].cast(pl.String))
+    for i, text in enumerate(texts[1:], start=1):
+        reason_chain = reason_chain.when(pl.col("_rule") == i).then(text.cast(pl.String))
+    tagged = tagged.with_columns(reason_chain.otherwise(None).alias("_reason"))
+    accepted = tagged.filter(pl.col("_rule").is_null()).drop("_rule", "_reason")
     index = list(range(len(rules)))
     rejected = tagged.filter(pl.col("_rule").is_not_null())
     quarantine = rejected.select(
         pl.lit(source).alias("source"),
         pl.col("source_row").cast(pl.Int32),
-        pl.col(key).cast(pl.String).alias("record_key"),
+        pl.col(key).cast(pl.String).str.slice(0, RAW_VALUE_CHARS).alias("record_key"),
         pl.lit("row").alias("scope"),
         pl.col("_rule")
         .replace_strict(index, [r.name for r in rules], return_dtype=pl.String)
         .alias("rule"),
-        pl.col("_rule")
-        .replace_strict(index, [r.reason for r in rules], return_dtype=pl.String)
-        .alias("reason"),
+        pl.col("_reason").alias("reason"),
         raw_json(raw_columns).alias("raw_values"),
     )
     return accepted, quarantine.cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]
