@@ -8,7 +8,10 @@ and a ``scope='field'`` quarantine row records it (see ``tasks.normalize``).
 
 Quarantine frame grain: one row per rejected input row (scope ``row``) or rejected field
 (scope ``field``); columns ``source, source_row, record_key, scope, rule, reason, raw_values``
-where ``raw_values`` is the row's canonical columns as they arrived, JSON-encoded.
+where ``raw_values`` is the row's canonical columns as they arrived, JSON-encoded, except that
+a card number (PAN) in a text value is never stored in clear: :func:`raw_json` masks it with
+:func:`tasks.pci.mask_pans` (all but the last four digits become ``•``) before encoding, so
+JSON escapes (``\n``) cannot hide a PAN split over a line break from the guard.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
+
+from tasks.pci import mask_pans
 
 __all__ = ["QUARANTINE_SCHEMA", "Rule", "empty_quarantine", "raw_json", "split_rows"]
 
@@ -44,9 +49,23 @@ def empty_quarantine() -> pl.DataFrame:
     return pl.DataFrame(schema=QUARANTINE_SCHEMA)
 
 
+def _mask_pan_values(values: pl.Series) -> pl.Series:
+    """Text values with every PAN masked; other dtypes unchanged. One call per distinct value."""
+    if values.dtype != pl.String:
+        return values
+    items = values.to_list()
+    masked = {v: mask_pans(v) for v in set(items) if v is not None}
+    return pl.Series(values.name, [masked.get(v) for v in items], dtype=pl.String)
+
+
 def raw_json(columns: Sequence[str]) -> pl.Expr:
-    """The given raw columns of a row as one JSON object string."""
-    return pl.struct([pl.col(c) for c in columns]).struct.json_encode()
+    """The given raw columns of a row as one JSON object string, card numbers masked.
+
+    Runs Python once per distinct text value: apply it to the quarantined rows only.
+    """
+    return pl.struct(
+        [pl.col(c).map_batches(_mask_pan_values) for c in columns]
+    ).struct.json_encode()
 
 
 def split_rows(
