@@ -187,19 +187,19 @@ def contains_pan(text: str) -> bool:
 def mask_pans(text: str) -> str:
     """``text`` with every digit of every PAN found by :func:`find_pans` replaced by ``•``,
     except each PAN's last four digits; everything else (separators included) is kept."""
-    if not text or not _enough_digits(fold_text(text)):
+    folded = fold_text(text)
+    if not _enough_digits(folded) or not any(
+        _hits(_NON_DIGITS.sub("", m.group())) for m in _RUN.finditer(folded)
+    ):
         return text
     folded_parts = [_FOLD[ord(c)] for c in text]
     origin = [i for i, part in enumerate(folded_parts) for _ in part]
-    folded = "".join(folded_parts)
     masked: set[int] = set()
     for match in _RUN.finditer(folded):
         positions = [match.start() + k for k, c in enumerate(match.group()) if "0" <= c <= "9"]
         digits = "".join(folded[p] for p in positions)
         for start, end in _hits(digits):
             masked.update(origin[positions[k]] for k in range(start, end - 4))
-    if not masked:
-        return text
     return "".join(_MASK if i in masked else c for i, c in enumerate(text))
 
 
