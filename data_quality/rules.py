@@ -8,8 +8,11 @@ and a ``scope='field'`` quarantine row records it (see ``tasks.normalize``).
 
 Quarantine frame grain: one row per rejected input row (scope ``row``) or rejected field
 (scope ``field``); columns ``source, source_row, record_key, scope, rule, reason, raw_values``
-where ``raw_values`` is the row's canonical columns as they arrived, JSON-encoded (each value
-cut to :data:`RAW_VALUE_CHARS` characters, so a 10 MB cell is not stored whole).
+where ``raw_values`` is the row's canonical columns as they arrived, JSON-encoded, except that
+a card number (PAN) in a text value is never stored in clear: :func:`raw_json` masks it with
+:func:`tasks.pci.mask_pans` (all but the last four digits become ``•``) before encoding, so
+JSON escapes (``\n``) cannot hide a PAN split over a line break from the guard; then each value
+is cut to :data:`RAW_VALUE_CHARS` characters, so a 10 MB cell is not stored whole.
 
 A rule's ``reason`` is a fixed text or a per-row string expression (e.g. naming the column that
 is too long and its length).
@@ -21,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
+
+from tasks.pci import mask_pans
 
 __all__ = [
     "QUARANTINE_SCHEMA",
@@ -61,27 +66,37 @@ def empty_quarantine() -> pl.DataFrame:
     return pl.DataFrame(schema=QUARANTINE_SCHEMA)
 
 
-def _cut(column: str, limit: int) -> pl.Expr:
-    value = pl.col(column).cast(pl.String)
-    length = value.str.len_chars()
-    return (
-        pl.when(length > limit)
-        .then(
-            pl.concat_str(
-                value.str.slice(0, limit),
-                pl.lit("...[cut, "),
-                length.cast(pl.String),
-                pl.lit(" characters]"),
-            )
-        )
-        .otherwise(value)
-        .alias(column)
-    )
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[cut, {len(text)} characters]"
+
+
+def _mask_and_cut(values: pl.Series, limit: int) -> pl.Series:
+    """Text values with every PAN masked, then cut to ``limit``; other dtypes unchanged.
+
+    One Python call per distinct value. Masking comes first, so a cut cannot leave a PAN's
+    digits in clear.
+    """
+    if values.dtype != pl.String:
+        return values
+    items = values.to_list()
+    done = {v: _cut(mask_pans(v), limit) for v in set(items) if v is not None}
+    return pl.Series(values.name, [done.get(v) for v in items], dtype=pl.String)
 
 
 def raw_json(columns: Sequence[str], *, limit: int = RAW_VALUE_CHARS) -> pl.Expr:
-    """The given raw columns of a row as one JSON object string, each value cut to ``limit``."""
-    return pl.struct([_cut(c, limit) for c in columns]).struct.json_encode()
+    """The given raw columns of a row as one JSON object string: card numbers masked first
+    (so a cut cannot leave a PAN's digits in clear), then each value cut to ``limit``.
+
+    Runs Python once per distinct text value: apply it to the quarantined rows only.
+    """
+    return pl.struct(
+        [
+            pl.col(c).map_batches(lambda v: _mask_and_cut(v, limit), return_dtype=None)
+            for c in columns
+        ]
+    ).struct.json_encode()
 
 
 def split_rows(

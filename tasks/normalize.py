@@ -437,7 +437,8 @@ def normalize_customers(
             },
             orient="row",
         )
-        raw_by_row = raw.select("source_row", raw_json(raw_cols).alias("raw_values"))
+        raw_by_row = raw.join(issues.select("source_row").unique(), on="source_row", how="semi")
+        raw_by_row = raw_by_row.select("source_row", raw_json(raw_cols).alias("raw_values"))
         fields = issues.join(raw_by_row, on="source_row", how="left").select(
             pl.lit("customers").alias("source"),
             "source_row",
