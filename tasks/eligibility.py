@@ -197,10 +197,15 @@ def decide(
     channels = pl.DataFrame({"channel": ["sms", "email"]})
     dates = _send_dates(customers, as_of, window, for_date)
     cust = customers.join(dates, on="time_zones", how="left")
+    # A line (E.164 without extension, any type) given by several customers is shared: an
+    # SMS to it could be read by someone else. Customers without the column (older callers)
+    # fall back to their SMS number.
+    line = "phone_line" if "phone_line" in customers.columns else "phone_e164"
     phone_owners = (
-        customers.filter(pl.col("phone_e164").is_not_null())
-        .group_by("phone_e164")
+        customers.filter(pl.col(line).is_not_null())
+        .group_by(line)
         .agg(pl.col("customer_id").n_unique().alias("_phone_owners"))
+        .rename({line: "phone_e164"})
     )
     cust = cust.join(phone_owners, on="phone_e164", how="left")
     issues = (

@@ -136,27 +136,35 @@ class Normalized:
 
 def _phone_info(
     raw: str | None, region: str | None
-) -> tuple[str | None, str | None, str, tuple[str, ...], int | None]:
-    """normalize_phone plus phonenumbers' zones and the calling code, from one parse."""
+) -> tuple[str | None, str | None, str, tuple[str, ...], int | None, str | None]:
+    """normalize_phone plus phonenumbers' zones, the calling code and the line, from one parse.
+
+    The line is the E.164 form of any valid number, without its extension and whatever its
+    type: it tells a number shared by several customers (a household, an office switchboard)
+    even when this customer's number cannot take SMS. The zones of a valid number are a
+    location signal whether or not it can take SMS.
+    """
     if raw is None or not raw.strip():
-        return None, None, "no phone number", (), None
+        return None, None, "no phone number", (), None, None
     try:
         number = pn.parse(raw, region if region else None)
     except pn.NumberParseException as exc:
         reason = _PARSE_ERRORS.get(exc.error_type, "cannot be parsed")
-        return None, "phone_unparseable", reason, (), None
+        return None, "phone_unparseable", reason, (), None, None
     # number_type is UNKNOWN exactly when is_valid_number is False; computing it once halves
     # the cost of the slowest step of the pipeline.
     kind = pn.number_type(number)
     if kind == pn.PhoneNumberType.UNKNOWN:
-        return None, "phone_invalid", "not a valid number for its region", (), None
-    if number.extension:
-        return None, "phone_has_extension", "has an extension, so it is not a mobile line", (), None
-    if kind in _NOT_SMS_CAPABLE:
-        return None, "phone_not_mobile", "number type cannot receive SMS", (), None
+        return None, "phone_invalid", "not a valid number for its region", (), None, None
     zones = tuple(pn_timezone.time_zones_for_number(number))
-    e164 = pn.format_number(number, pn.PhoneNumberFormat.E164)
-    return e164, None, "", zones, number.country_code
+    line = pn.format_number(number, pn.PhoneNumberFormat.E164)  # never carries the extension
+    if number.extension:
+        reason = "has an extension, so it is not a mobile line"
+        return None, "phone_has_extension", reason, zones, number.country_code, line
+    if kind in _NOT_SMS_CAPABLE:
+        reason = "number type cannot receive SMS"
+        return None, "phone_not_mobile", reason, zones, number.country_code, line
+    return line, None, "", zones, number.country_code, line
 
 
 def normalize_phone(raw: str | None, region: str | None) -> tuple[str | None, str | None, str]:
@@ -375,15 +383,16 @@ def normalize_customers(
         "preferred_timezone",
     ).rows()
     phone_cache: dict[
-        tuple[str | None, str], tuple[str | None, str | None, str, tuple[str, ...], int | None]
+        tuple[str | None, str],
+        tuple[str | None, str | None, str, tuple[str, ...], int | None, str | None],
     ] = {}
-    out_phone, out_email, out_zones, out_zone_source = [], [], [], []
+    out_phone, out_line, out_email, out_zones, out_zone_source = [], [], [], [], []
     field_issues: list[tuple[int, str, str, str]] = []
     for source_row, customer_id, phone, email, country, postal, preferred in rows:
         key = (phone, country)
         if key not in phone_cache:
             phone_cache[key] = _phone_info(phone, country)
-        e164, rule, reason, phone_zones, calling_code = phone_cache[key]
+        e164, rule, reason, phone_zones, calling_code, line = phone_cache[key]
         if rule:
             field_issues.append((source_row, customer_id, rule, f"phone: {reason}"))
         address, email_rule, email_reason = normalize_email(email)
@@ -397,6 +406,7 @@ def normalize_customers(
         # cached per distinct (preferred, country, postal code, phone zones, calling code)
         zones, zone_source = resolve_zones(preferred, country, postal, phone_zones, calling_code)
         out_phone.append(e164)
+        out_line.append(line)
         out_email.append(address)
         out_zones.append(list(zones))
         out_zone_source.append(zone_source)
@@ -417,6 +427,7 @@ def normalize_customers(
             name.str.split(" ").list.first(),
         ).alias("first_name"),
         pl.Series("phone_e164", out_phone, dtype=pl.String),
+        pl.Series("phone_line", out_line, dtype=pl.String),
         pl.Series("email", out_email, dtype=pl.String),
         pl.col("_country").alias("country"),
         pl.col("postal_code"),

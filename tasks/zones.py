@@ -215,19 +215,16 @@ def _valid_set(zones: Iterable[str]) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=65536)
 def phone_zones(raw: tuple[str, ...], calling_code: int | None = None) -> tuple[str, ...]:
-    """The geographic zones among phonenumbers' answer for a number of ``calling_code``.
+    """The geographic zones among phonenumbers' answer for a number.
 
-    No signal (empty): 'Etc/Unknown', and an answer that is only the calling code's whole zone
-    list with more than one zone in it (phonenumbers knows nothing finer for the number, e.g.
-    every +1 zone from Adak to Bermuda for an American Samoa mobile).
+    'Etc/Unknown' is no signal. Any other answer is the signal, however wide: when
+    phonenumbers only knows the calling code (every +1 zone from Adak to Bermuda for an
+    American Samoa mobile), the candidates are all of them and the message goes only inside
+    their common window, usually none (``no_common_window``): fail closed, never replaced by
+    the country's zones. ``calling_code`` is kept for callers; it does not change the answer.
     """
-    zones = _valid_set(raw)
-    if calling_code is not None and len(zones) > 1:
-        from phonenumbers.tzdata import TIMEZONE_DATA
-
-        if tuple(raw) == tuple(TIMEZONE_DATA.get(str(calling_code), ())):
-            return ()
-    return zones
+    del calling_code
+    return _valid_set(raw)
 
 
 # --- postal codes -------------------------------------------------------------------------

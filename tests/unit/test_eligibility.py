@@ -213,6 +213,28 @@ def test_shared_phone_is_not_texted() -> None:
     assert _reasons(plan, inv_b["invoice_id"]) == {"sms": "phone_shared", "email": "planned"}
 
 
+def test_a_line_shared_with_an_extension_number_is_not_texted() -> None:
+    # b's number has an extension (not textable itself), but it is a's line: a household or
+    # an office switchboard, so a's SMS could be read by b.
+    a, b = f.customer(phone="+1 212 555 0199"), f.customer(phone="212-555-0199 x143")
+    inv_a, inv_b = f.invoice(a["customer_id"]), f.invoice(b["customer_id"])
+    plan = _plan([a, b], [inv_a, inv_b], _opted_in(a) + _opted_in(b))
+    assert _reasons(plan, inv_a["invoice_id"])["sms"] == "phone_shared"
+    assert _reasons(plan, inv_b["invoice_id"])["sms"] == "invalid_phone"
+
+
+def test_a_number_phonenumbers_only_knows_by_calling_code_is_never_sent_at_a_guessed_hour() -> None:
+    # An American Samoa mobile: phonenumbers answers every +1 zone (Adak to Bermuda); with no
+    # preferred zone and no postal code that answer is the signal, and its zones share no
+    # 08:00-16:00 window, so nothing is planned rather than a guess at the hour.
+    c = f.customer(country="US", preferred_timezone=None, postal_code=None, phone="+1 684 733 1234")
+    inv = f.invoice(c["customer_id"])
+    plan = _plan([c], [inv], _opted_in(c))
+    rows = plan.decisions.filter(pl.col("invoice_id") == inv["invoice_id"])
+    assert set(rows["reason"]) == {"no_common_window"}
+    assert set(rows["zone_source"]) == {"phone"}
+
+
 def _prior(rows):
     return pl.DataFrame(rows, schema=PRIOR_SCHEMA, orient="row")
 
