@@ -33,7 +33,10 @@ AS, MP  (``NNNN``, ``NNNN-NNNN``) is padded   Pacific/Pago_Pago, America/Puerto_
                                               Saipan (-> Guam). Empty or junk zones (military
                                               APO/FPO, one Alaska PO box) are no signal; FM ZIPs
                                               (package says Chuuk for all four states) give the
-                                              three FM zones.
+                                              three FM zones. A well-formed ZIP the
+                                              package does not know (or whose zone is junk)
+                                              takes every zone of its 3-digit area; an area
+                                              without any known ZIP gives no signal.
 CA      ``A9A 9A9`` (space optional)          first letter -> province zone; minority-zone FSAs
                                               from :data:`_CA_FSA` (sources in comments)
 GB      UK postcode incl. BT (``GIR 0AA`` ok) Europe/London
@@ -253,6 +256,20 @@ def _zip_table() -> dict[str, tuple[str, ...]]:
     return table
 
 
+@functools.cache
+def _zip_prefix_table() -> dict[str, tuple[str, ...]]:
+    """3-digit ZIP prefix (the USPS sectional centre) -> every zone of its known ZIPs.
+
+    For a well-formed ZIP the registry does not list (new, retired or PO-box-only codes), the
+    prefix is still a real location: all zones of that area are candidates, so the message goes
+    only inside their common window, rather than falling through to the phone.
+    """
+    zones: dict[str, set[str]] = {}
+    for zip5, found in _zip_table().items():
+        zones.setdefault(zip5[:3], set()).update(found)
+    return {prefix: tuple(sorted(z)) for prefix, z in zones.items()}
+
+
 def _us_zones(code: str) -> tuple[str, ...] | None:
     match = _US_ZIP.fullmatch(code)
     if match is None:
@@ -262,7 +279,8 @@ def _us_zones(code: str) -> tuple[str, ...] | None:
         zip5 = "0" + match.group(1)
     else:
         zip5 = match.group(1)
-    return _zip_table().get(zip5)
+    found = _zip_table().get(zip5)
+    return found if found is not None else _zip_prefix_table().get(zip5[:3])
 
 
 _CA_POSTAL = re.compile(r"([ABCEGHJKLMNPRSTVXY]\d[ABCEGHJ-NPRSTV-Z]) ?\d[ABCEGHJ-NPRSTV-Z]\d")

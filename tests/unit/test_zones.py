@@ -212,7 +212,6 @@ def test_postal_tables(country, code, zones) -> None:
         ("US", "ABCDE"),
         ("US", "00000"),  # not a ZIP
         ("US", "09001"),  # military APO/FPO: the package has no zone
-        ("US", "99634"),  # the package's one junk zone ('Napakiak')
         ("CA", "D1A 1A1"),  # D is not a first letter
         ("CA", "M5V"),  # FSA alone
         ("GB", "12345"),
@@ -451,3 +450,18 @@ def test_any_input_through_normalize_keeps_the_row(preferred, postal) -> None:
     assert all(_is_geographic(z) for z in row["time_zones"])
     rules = set(n.quarantine["rule"].to_list())
     assert rules <= {"timezone_not_geographic"}
+
+
+def test_unknown_us_zip_takes_every_zone_of_its_three_digit_area() -> None:
+    import zipcodes
+
+    known = {z["zip_code"] for z in zipcodes.list_all()}
+    for prefix in ("951", "863", "967"):
+        unknown = next(f"{prefix}{n:02d}" for n in range(100) if f"{prefix}{n:02d}" not in known)
+        expected = {
+            geographic_zone(z["timezone"])
+            for z in zipcodes.list_all()
+            if z["zip_code"].startswith(prefix) and geographic_zone(z["timezone"] or "")
+        }
+        assert set(postal_zones("US", unknown) or ()) == expected, prefix
+    assert postal_zones("US", "00000") is None  # no known ZIP in the area: no signal
