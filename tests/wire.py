@@ -408,6 +408,8 @@ def check_request(report: WireReport, request: Mapping[str, Any]) -> None:
         if op.body_required:
             walker.problems.append(f"{where}: {op.name} requires a {op.body_type} body")
         return
+    if "application/json" not in str(request.get("content_type") or ""):
+        walker.problems.append(f"{where}: JSON body sent as {request.get('content_type')!r}")
     report.bodies_walked += 1
     walker.bodies[op.body_type] += 1
     walker.walk(body, op.body_type, f"{where} {op.body_type}")

@@ -5,6 +5,8 @@ Every JSON body the SDK receives is also walked strictly against the SDK's own m
 the model does not declare, a value of the wrong JSON type, or an enum value outside the
 model's allowed values (exact case) fails the test.  The only tolerated extra key is the
 agentless response's legacy ``textBody`` (SDK 150 had it; older contracts still read it).
+The SDK's own requests, recorded by the sandbox, must also pass ``tests.wire.check_requests``
+(the checker that judges the product's requests must not flag the official client).
 Run with ``-s`` to print the summary of what was exercised.
 """
 
@@ -21,7 +23,7 @@ import pytest
 
 from genesys_sandbox import SandboxConfig, create_app
 from genesys_sandbox.testing import serve
-from tests.wire import Walker
+from tests.wire import Walker, check_requests
 
 SENDER = "+13175550100"
 LEGACY_KEYS = frozenset({("SendAgentlessOutboundMessageResponse", "textBody")})
@@ -54,7 +56,7 @@ def sdk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sdk]:
         patch.setenv("HOME", str(home))
         gc = importlib.import_module("PureCloudPlatformClientV2")
         gc.configuration.live_reload_config = False
-        with serve(create_app(SandboxConfig())) as url:
+        with serve(create_app(SandboxConfig(record_requests=True))) as url:
             gc.configuration.host = url
             api = gc.api_client.ApiClient(host=url)
             walker = Walker(gc.models, legacy_keys=LEGACY_KEYS)
@@ -251,8 +253,17 @@ def test_sdk_drives_every_endpoint_and_parses_every_answer(sdk: Sdk) -> None:
         f"  tolerated legacy keys seen: {sorted(walker.legacy_seen)}",
         f"  problems: {len(walker.problems)}",
     ]
+    # the SDK's own requests pass the request checker that judges the product's (no false alarm)
+    own = check_requests(httpx.get(f"{sdk.url}/sandbox/requests").json()["requests"])
+    summary.append(
+        f"  the SDK's own requests (tests.wire.check_requests): {own.requests} requests, "
+        f"{len(own.operations)} operations, {own.bodies_walked} bodies, "
+        f"{own.walker.required_checked} required fields, problems: {own.problems}"
+    )
     print("\n" + "\n".join(summary))
     assert walker.problems == []
+    assert own.problems == []
+    assert own.requests >= 25
     assert walker.keys_checked > 200
 
 
