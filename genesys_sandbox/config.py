@@ -14,6 +14,8 @@ Contract
 * Export downloads: ``/api/v2/downloads/{id}`` redirects to a signed URL on ``download_host``
   (default: ``localhost`` for an API on ``127.0.0.1``, ``127.0.0.1`` for ``localhost``, else
   ``files.<host>``), valid ``download_url_ttl_seconds``.
+* ``record_requests``: record every ``/api/v2`` and ``/oauth`` request (``genesys_sandbox.wire``;
+  served by ``GET /sandbox/requests``).  Off by default.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class SandboxConfig:
     clock_start: datetime = datetime(2026, 11, 23, 6, 0, 0)
     download_url_ttl_seconds: int = 300
     download_host: str | None = None
+    record_requests: bool = False
     monotonic: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
 
     def __post_init__(self) -> None:
