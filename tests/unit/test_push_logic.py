@@ -4,7 +4,16 @@ import polars as pl
 import pytest
 
 from tasks.normalize import normalize
-from tasks.push import capacity_plan, contact_rows, names_for, recheck
+from tasks.push import (
+    campaign_body,
+    capacity_plan,
+    contact_rows,
+    list_generation,
+    list_name,
+    names_for,
+    recheck,
+    rule_set_body,
+)
 from tasks.settings import CadenceSettings, GenesysSettings
 from tests import factories as f
 
@@ -144,4 +153,43 @@ def test_contact_rows_use_the_message_key_as_contact_id() -> None:
 def test_names_are_deterministic_per_channel_and_sender() -> None:
     genesys = GenesysSettings(sms_sender="+13175550100")
     assert names_for("sms", genesys)["campaign"] == "reminders-sms-13175550100"
-    assert names_for("email", genesys)["contact_list"] == "reminders-email-contacts"
+    assert names_for("email", genesys)["contact_list"] == "reminders-email"
+    assert names_for("sms", genesys)["rule_set"] == "reminders-uncontactable-after-send"
+
+
+@pytest.mark.parametrize(
+    ("name", "generation"),
+    [
+        ("reminders-sms-1317", 1),
+        ("reminders-sms-1317-2", 2),
+        ("reminders-sms-1317-13", 13),
+        ("reminders-sms-1317-contacts", 1),
+        ("reminders-sms-1317-x2", 1),
+    ],
+)
+def test_list_generations_roll_over_under_deterministic_names(name, generation) -> None:
+    base = "reminders-sms-1317"
+    assert list_generation(name, base) == generation
+    assert list_name(base, generation + 1) == f"{base}-{generation + 1}"
+    assert list_name(base, 1) == base
+
+
+def test_every_campaign_references_the_mark_uncontactable_rule_set() -> None:
+    genesys = GenesysSettings()
+    body = rule_set_body(genesys)
+    assert body["name"] == "reminders-uncontactable-after-send"
+    (rule,) = body["rules"]
+    assert rule["category"] == "PostContact"
+    (condition,) = rule["conditions"]
+    codes = condition["lastResultOverallConditionSettings"]
+    # any wrap-up code the pipeline knows, sent or not, for both media
+    for code in ("OUTBOUND-MESSAGE-SENT", "OUTBOUND-MESSAGE-FAILED", "OUTBOUND-MESSAGE-BLANK"):
+        assert code in codes["smsWrapupCodes"]
+        assert code in codes["emailWrapupCodes"]
+    assert rule["actions"] == [
+        {"markContactUncontactableActionSettings": {"mediaTypes": ["SMS", "Email"]}}
+    ]
+    campaign = campaign_body(
+        "sms", genesys, name="c", contact_list_id="l", time_set_id="t", rule_set_ids=["rs"]
+    )
+    assert campaign["ruleSets"] == [{"id": "rs"}]
