@@ -50,6 +50,7 @@ from tasks.warehouse import read_frame, write_frame
 
 __all__ = [
     "PushResult",
+    "addable",
     "campaign_body",
     "capacity_plan",
     "contact_rows",
@@ -247,6 +248,15 @@ def _sync_dnc(
                 ),
             )
     return dnc["id"], new.height
+
+
+def addable(messages: pl.DataFrame, *, now: datetime) -> pl.DataFrame:
+    """The messages a push at ``now`` may add to Genesys: their slot (wave) has started and
+    their window has not ended. Never earlier: Genesys would send a contact as soon as its
+    callable window is open, which may be before its slot."""
+    return messages.filter(
+        (pl.col("wave_start_utc") <= pl.lit(now)) & (pl.col("window_end_utc") > pl.lit(now))
+    )
 
 
 def capacity_plan(
@@ -698,8 +708,11 @@ def push_waves_to_genesys(
         channel = str(channel)
         # Never before the window opens: a contact is added only once its slot has started
         # (push-waves runs every 15 minutes and every slot starts on a UTC quarter hour).
-        outstanding = outstanding.filter(
-            (pl.col("state") == "pushed") | (pl.col("wave_start_utc") <= pl.lit(now))
+        outstanding = pl.concat(
+            [
+                outstanding.filter(pl.col("state") == "pushed"),
+                addable(outstanding.filter(pl.col("state") == "ready"), now=now),
+            ]
         )
         fits = capacity_plan(outstanding, now=now, messages_per_minute=genesys.messages_per_minute)
         over = fits.filter(~pl.col("fits")).join(
