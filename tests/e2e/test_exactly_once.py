@@ -1,9 +1,15 @@
 """Exactly-once push, proven: SIGKILL the push at every failpoint, resume, count sends.
 
 A plan is built once into a DuckDB file; every case starts from a copy of it and a reset
-sandbox, runs ``reminders push --no-prefect`` in a child process with one failpoint armed
-(the child dies by SIGKILL), runs it again unarmed, lets the sandbox run the campaigns, and
-reads the sandbox ledger: every pushed message key must have been sent exactly once.
+sandbox configured with one reading of the unsourced behaviours (``CONFIGS``), runs
+``reminders push --no-prefect`` in a child process with one failpoint armed (the child dies
+by SIGKILL), optionally recycles the campaign between the kill and the resume (``DELETE
+.../progress``, or the virtual clock run past the list's exhaustion), runs the push again
+unarmed, lets the sandbox run the campaigns (and recycle again), and reads the sandbox
+ledger: every pushed message key must have been sent exactly once.
+
+Coverage: every failpoint runs under ``hard`` (the sandbox defaults); ``soft`` (the earlier,
+lenient readings) runs a subset spread over every phase; the recycle cases run under both.
 """
 
 from __future__ import annotations
@@ -34,7 +40,10 @@ from tasks.settings import Settings
 from tasks.warehouse import make_engine, migrate, read_frame
 
 AS_OF = datetime(2026, 11, 23, 6, 0)
-PUSH_AT = "2026-11-23T06:00:00Z"
+PUSH_AT = "2026-11-23T18:00:00Z"
+"""13:00 in New York, 10:00 in Los Angeles, 08:00 in Honolulu: the slots that have opened in
+every American zone are added; European and Asian windows are over (expired); later slots
+wait (ready)."""
 ROOT = Path(__file__).resolve().parents[2]
 
 KILL_POINTS = [
@@ -56,6 +65,76 @@ KILL_POINTS = [
     "http.response:9",
     "http.response:14",
 ]
+
+
+SOFT_POINTS = [
+    "push.before_token",
+    "push.before_contact_list",
+    "push.after_campaign_create",
+    "push.after_mark_pushing:1",
+    "push.after_batch_sent:1",
+    "push.after_batch_recorded:2",
+    "push.before_campaign_start",
+    "http.request:9",
+    "http.response:14",
+]
+RECYCLE_CASES = [("push.after_batch_sent:3", "progress"), ("push.between_waves:2", "exhaust")]
+
+CONFIGS: dict[str, dict] = {
+    "hard": {
+        "outside_window": "skip",
+        "readd_requeued": "recontact",
+        "donotqueue_new": "no_effect",
+        "recycle": "on_exhaustion",
+        "delete_in_use": "keep",
+        "in_use_scope": "any_campaign",
+        "wrapup_codes": "official",
+        "carrier_failure_wrapup": "sent",
+    },
+    "soft": {
+        "outside_window": "reschedule",
+        "readd_requeued": "keep_attempted",
+        "donotqueue_new": "wait_for_recycle",
+        "recycle": "never",
+        "delete_in_use": "delete",
+        "in_use_scope": "running_campaign",
+        "wrapup_codes": "legacy",
+        "carrier_failure_wrapup": "failed",
+    },
+}
+
+CASES = (
+    [pytest.param("hard", p, None, id=f"hard-{p}") for p in KILL_POINTS]
+    + [pytest.param("soft", p, None, id=f"soft-{p}") for p in SOFT_POINTS]
+    + [
+        pytest.param(c, p, how, id=f"{c}-{p}-recycle-{how}")
+        for c in CONFIGS
+        for p, how in RECYCLE_CASES
+    ]
+)
+
+
+def _reset(url: str, config: str) -> None:
+    with httpx.Client(base_url=url, timeout=60) as http:
+        http.post("/sandbox/reset").raise_for_status()
+        http.put("/sandbox/faults", json={}).raise_for_status()
+        http.put("/sandbox/config", json=CONFIGS[config]).raise_for_status()
+        http.post("/sandbox/run", json={"until": PUSH_AT}).raise_for_status()
+
+
+def _recycle(url: str, how: str) -> None:
+    if how == "exhaust":
+        with httpx.Client(base_url=url, timeout=120) as http:
+            http.post("/sandbox/run", json={"until": "2026-11-23T20:00:00Z"}).raise_for_status()
+        return
+    from tasks.genesys import client_from_settings
+    from tasks.settings import GenesysSettings
+
+    settings = GenesysSettings(base_url=url, client_id="sandbox-client")
+    with client_from_settings(settings, "sandbox-secret") as client:
+        campaign = client.find_campaign("reminders-sms-13175550100")
+        if campaign is not None:
+            client.recycle_campaign(campaign["id"])
 
 
 @pytest.fixture(scope="module")
@@ -148,8 +227,11 @@ def _push(
 
 
 def _ledger_after_campaigns(url: str) -> dict:
+    """Run the campaigns through the day, recycle them, run them through the next morning."""
     with httpx.Client(base_url=url, timeout=120) as http:
-        http.post("/sandbox/run", json={"until": "2026-11-24T12:00:00Z"}).raise_for_status()
+        http.post("/sandbox/run", json={"until": "2026-11-24T03:00:00Z"}).raise_for_status()
+        _recycle(url, "progress")
+        http.post("/sandbox/run", json={"until": "2026-11-24T23:00:00Z"}).raise_for_status()
         return http.get("/sandbox/ledger").json()
 
 
@@ -161,8 +243,9 @@ def _outbox(warehouse: Path) -> pl.DataFrame:
     return frame
 
 
-# After a push (before outcomes are collected) every message of the plan rests in one of these.
-PUSH_TERMINAL = {"pushed", "rejected", "deferred", "cancelled", "expired"}
+# After a push (before outcomes are collected) every message of the plan rests in one of these
+# (ready: its slot has not opened yet at the push time).
+PUSH_TERMINAL = {"ready", "pushed", "rejected", "deferred", "cancelled", "expired"}
 
 
 def _check_exactly_once(url: str, warehouse: Path, planned_keys: frozenset[str]) -> dict:
@@ -191,28 +274,32 @@ def _check_exactly_once(url: str, warehouse: Path, planned_keys: frozenset[str])
     }
 
 
-@pytest.mark.parametrize("point", KILL_POINTS, ids=KILL_POINTS)
-def test_sigkill_then_resume_sends_each_message_once(point, sandbox, planned, tmp_path) -> None:
+@pytest.mark.parametrize(("config", "point", "recycle"), CASES)
+def test_sigkill_then_resume_sends_each_message_once(
+    config, point, recycle, sandbox, planned, tmp_path
+) -> None:
     base, toml, keys = planned
     warehouse = tmp_path / "warehouse.duckdb"
     shutil.copy(base, warehouse)
-    httpx.post(f"{sandbox}/sandbox/reset").raise_for_status()
+    _reset(sandbox, config)
 
     killed = _push(sandbox, warehouse, toml, point)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    if recycle:
+        _recycle(sandbox, recycle)
     resumed = _push(sandbox, warehouse, toml, None)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
     result = _check_exactly_once(sandbox, warehouse, keys)
     assert result["pushed"] > 50
-    print(f"\n{point}: {result}")
+    print(f"\nMATRIX {config} {point} recycle={recycle}: {result}")
 
 
 def test_faults_429_5xx_drops_and_token_expiry(sandbox, planned, tmp_path) -> None:
     base, toml, keys = planned
     warehouse = tmp_path / "warehouse.duckdb"
     shutil.copy(base, warehouse)
-    httpx.post(f"{sandbox}/sandbox/reset").raise_for_status()
+    _reset(sandbox, "hard")
     faults = {
         "rate_429": 0.2,
         "retry_after_seconds": 1,
