@@ -328,6 +328,8 @@ def _amount_minor(raw: str | None, currency: str | None) -> tuple[int | None, st
     minor = value.scaleb(digits)
     if minor != minor.to_integral_value():
         return None, "amount_precision"
+    if minor >= 2**63:  # does not fit the warehouse's bigint minor units
+        return None, "amount_invalid"
     return int(minor), None
 
 

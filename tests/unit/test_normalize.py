@@ -237,3 +237,10 @@ def test_every_consent_row_is_accepted_or_quarantined_once() -> None:
         (2, "consent_in_future")
     ]
     assert n.consent_unclear["customer_id"].to_list() == [cid]
+
+
+def test_an_amount_too_large_for_minor_units_is_quarantined_not_a_crash() -> None:
+    from tasks.normalize import _amount_minor
+
+    assert _amount_minor("1" + "0" * 30, "USD") == (None, "amount_invalid")
+    assert _amount_minor("92233720368547758.07", "USD") == (9223372036854775807, None)
