@@ -68,14 +68,11 @@ KILL_POINTS = [
 
 
 SOFT_POINTS = [
-    "push.before_token",
-    "push.before_contact_list",
+    "push.after_settle",
     "push.after_campaign_create",
-    "push.after_mark_pushing:1",
     "push.after_batch_sent:1",
     "push.after_batch_recorded:2",
     "push.before_campaign_start",
-    "http.request:9",
     "http.response:14",
 ]
 RECYCLE_CASES = [("push.after_batch_sent:3", "progress"), ("push.between_waves:2", "exhaust")]
@@ -148,7 +145,7 @@ def sandbox():
 def planned(tmp_path_factory) -> tuple[Path, Path, frozenset[str]]:
     folder = tmp_path_factory.mktemp("exactly-once")
     sample = folder / "sample"
-    generate(400, seed=5, as_of=AS_OF.date()).write(sample, "csv")
+    generate(1000, seed=5, as_of=AS_OF.date()).write(sample, "csv")
     toml = folder / "reminders.toml"
     sources = "\n".join(
         f'[sources.{n}]\nkind = "csv"\npath = "{sample / (n + ".csv")}"'
@@ -231,7 +228,7 @@ def _ledger_after_campaigns(url: str) -> dict:
     with httpx.Client(base_url=url, timeout=120) as http:
         http.post("/sandbox/run", json={"until": "2026-11-24T03:00:00Z"}).raise_for_status()
         _recycle(url, "progress")
-        http.post("/sandbox/run", json={"until": "2026-11-24T23:00:00Z"}).raise_for_status()
+        http.post("/sandbox/run", json={"until": "2026-11-24T12:00:00Z"}).raise_for_status()
         return http.get("/sandbox/ledger").json()
 
 
