@@ -401,6 +401,30 @@ def _ensure_objects(
     return found["id"], campaign["id"]
 
 
+def _busy(engine: Engine, list_id: str) -> int:
+    """Messages still pushing or pushed into a contact list (not finished)."""
+    with engine.begin() as conn:
+        return int(
+            read_frame(
+                conn,
+                "select count(*) as n from messages where genesys_contact_list_id = :l"
+                " and state in ('pushing', 'pushed')",
+                {"l": list_id},
+                schema={"n": pl.Int64()},
+            )["n"][0]
+        )
+
+
+def _delete_finished_list(engine: Engine, client: GenesysClient, list_id: str) -> None:
+    """Delete a rolled-over list once no message is pushed into it any more."""
+    if _busy(engine, list_id):
+        return
+    try:
+        client.delete_contact_list(list_id)
+    except GenesysError as exc:
+        log.warning("old contact list %s not deleted yet: %s", list_id, exc)
+
+
 def _room(
     engine: Engine,
     client: GenesysClient,
@@ -420,30 +444,23 @@ def _room(
     list, now holding only finished (uncontactable) contacts, is deleted.
     """
     limit = genesys.list_rollover_at
+    base = names_for(channel, genesys)["contact_list"]
     info = client.get_contact_list(list_id)
     size = int(info.get("size") or 0)
+    generation = list_generation(str(info.get("name") or base), base)
+    if generation > 1:  # a previous generation left behind by a crash after the switch
+        previous = client.find_contact_list(list_name(base, generation - 1))
+        if previous is not None and previous["id"] != list_id:
+            _delete_finished_list(engine, client, previous["id"])
     if size + incoming <= limit:
         return list_id, incoming
-    with engine.begin() as conn:
-        busy = read_frame(
-            conn,
-            "select count(*) as n from messages where genesys_contact_list_id = :l"
-            " and state in ('pushing', 'pushed')",
-            {"l": list_id},
-            schema={"n": pl.Int64()},
-        )["n"][0]
-    if busy or size == 0:
+    if _busy(engine, list_id) or size == 0:
         return list_id, max(0, limit - size)
-    base = names_for(channel, genesys)["contact_list"]
-    generation = list_generation(str(info.get("name") or base), base) + 1
-    new = _create_list(client, channel, list_name(base, generation))
+    new = _create_list(client, channel, list_name(base, generation + 1))
     failpoint("push.after_rollover_list")
     client.switch_campaign_contact_list(campaign_id, new["id"])
     failpoint("push.after_rollover_switch")
-    try:
-        client.delete_contact_list(list_id)
-    except GenesysError as exc:
-        log.warning("old contact list %s not deleted yet: %s", list_id, exc)
+    _delete_finished_list(engine, client, list_id)
     new_size = int(client.get_contact_list(new["id"]).get("size") or 0)
     return new["id"], max(0, min(incoming, limit - new_size))
 

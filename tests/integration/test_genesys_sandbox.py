@@ -578,3 +578,38 @@ def test_lists_roll_over_and_every_contact_is_sent_once(reading, sandbox, tmp_pa
     if reading == "hard":  # deletes of contacts in use are kept: the list must roll over
         assert lists == {"reminders-sms-13175550100-2"}
         assert old is None
+
+
+@pytest.mark.parametrize("point", ["push.after_rollover_list", "push.after_rollover_switch"])
+def test_a_crash_during_rollover_is_finished_by_the_next_push(
+    point, sandbox, tmp_path, monkeypatch
+) -> None:
+    configure(sandbox, "hard", max_contacts_per_list=30)
+    _run(sandbox, NOW)
+    engine = _warehouse(tmp_path, _outbox(45))
+    settings = _settings(sandbox, list_rollover_at=25)
+    _push_at(engine, settings, NOW)
+    _run(sandbox, NOW + timedelta(minutes=30))
+    _collect(engine, settings, NOW + timedelta(minutes=30))
+
+    class Crash(Exception):
+        pass
+
+    def crash_at(name: str) -> None:
+        if name == point:
+            raise Crash(name)
+
+    import tasks.push
+
+    monkeypatch.setattr(tasks.push, "failpoint", crash_at)
+    with pytest.raises(Crash):
+        _push_at(engine, settings, NOW + timedelta(minutes=30), run_id="p2")
+    monkeypatch.undo()
+    assert _push_at(engine, settings, NOW + timedelta(minutes=30), run_id="p3").pushed == 20
+    _run(sandbox, NOW + timedelta(hours=1))
+    _recycle_and_run(sandbox, settings, NOW + timedelta(hours=2))
+    assert sorted(_ledger_keys(sandbox)) == [f"key{i:05d}" for i in range(45)]
+    with client_from_settings(settings, "sandbox-secret") as c:
+        campaign = c.find_campaign("reminders-sms-13175550100")
+        assert c.get_contact_list(campaign["contactList"]["id"])["name"].endswith("-2")
+        assert c.find_contact_list("reminders-sms-13175550100") is None
