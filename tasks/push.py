@@ -1,28 +1,39 @@
 """Push: hand ready waves to Genesys exactly once, through long-lived messaging campaigns.
 
-One campaign per channel (and SMS sender number) owns one contact list, both under
-deterministic names (``<prefix>-sms-<sender digits>``, ``<prefix>-email``), created on first
-use and reused after. A callable time set with a slot per zone is the second guard that
-nothing leaves outside its window. Each push run:
+One campaign per channel (and SMS sender number) runs off one contact list at a time, both under
+deterministic names (``<prefix>-sms-<sender digits>``, ``<prefix>-email``; rolled-over lists
+``...-2``, ``...-3``), created on first use and reused after. A callable time set with a slot
+per zone is the second guard that nothing leaves outside its window; every campaign references
+the DNC list and the digital rule set ``<prefix>-uncontactable-after-send`` (after any wrap-up
+code, mark the contact uncontactable for SMS and e-mail), so no recycle can message a contact
+twice. Each push run (every 15 minutes):
 
-1. marks planned messages whose wave opens within the horizon ``ready`` (outbox);
-2. settles messages left ``pushing`` by a crash: a bulk lookup by contact id tells whether the
-   add reached Genesys (``pushed``) or not (back to ``ready``);
-3. re-checks payments and opt-outs since planning on a fresh extract, removes those contacts
-   from the Genesys list (first) and cancels the messages (then), with a reason; and adds
-   every global opt-out's phone and e-mail to the pipeline's Genesys DNC list, which every
-   campaign references, so Genesys itself refuses them even between two pushes;
-4. checks capacity: per channel, messages whose window ends by time T must fit in
+1. marks planned messages whose wave opens within the horizon ``ready`` (outbox), and expires
+   planned or ready ones whose window is over (never added, nothing in Genesys to stop);
+2. settles messages left ``pushing`` by a crash: a bulk lookup by contact id in the list
+   recorded at ``pushing`` tells whether the add reached Genesys (``pushed``) or not
+   (back to ``ready``);
+3. re-checks payments and opt-outs since planning on a fresh extract and cancels those
+   messages: ``ready`` ones at once; ``pushed`` ones only once Genesys confirms it cannot send
+   them (made uncontactable, read back uncontactable and not attempted, then deleted); an
+   attempt found on read-back is recorded as its outcome; an unverified one stays ``pushed``
+   with state_reason ``cancel_pending`` and is retried next run. Global opt-outs' phones and
+   e-mails go onto the Genesys DNC list;
+4. takes the ready messages whose slot has started (:func:`addable`: never before, so
+   Genesys, which sends as soon as the callable window is open, cannot send early) and checks
+   capacity: per channel, messages whose window ends by time T must fit in
    ``messagesPerMinute x minutes until T``; the rest is ``deferred`` with a reason;
-5. upserts contacts wave by wave in batches of up to 1,000 with the message key as contact id
-   and ``priority=true``, ``push_concurrency`` batches in flight at once under the shared
-   rate limit (state ``pushing`` is committed before each call, ``pushed`` after);
-   a batch Genesys refuses (4xx) is bisected so only the bad contacts are ``rejected``;
-6. turns the campaign on.
+5. rolls the list over when it would pass ``genesys.list_rollover_at`` (see :func:`_room`);
+6. adds contacts wave by wave in batches of up to 1,000 with the message key as contact id,
+   ``priority=true`` and ``doNotQueue=false`` (new contacts are queued under both readings),
+   ``push_concurrency`` batches in flight under the shared rate limit (``pushing`` is
+   committed before each call, ``pushed`` after). An add whose outcome is unknown is never
+   replayed: the batch is looked up and only the missing contacts are added. A batch Genesys
+   refuses (4xx) is bisected so only the bad contacts are ``rejected``;
+7. turns the campaign on.
 
-Crash safety: a contact id is the message key and adds are upserts that never clear system
-data, so a replayed add cannot make a second contact or a second send; every step is
-re-entrant from the outbox state alone.
+Crash safety: the contact id is the message key, existing contacts are never re-added, and
+every step is re-entrant from the outbox state alone.
 """
 
 from __future__ import annotations
