@@ -8,8 +8,9 @@ by SIGKILL), optionally recycles the campaign between the kill and the resume (`
 unarmed, lets the sandbox run the campaigns (and recycle again), and reads the sandbox
 ledger: every pushed message key must have been sent exactly once.
 
-Coverage: every failpoint runs under ``hard`` (the sandbox defaults); ``soft`` (the earlier,
-lenient readings) runs a subset spread over every phase; the recycle cases run under both.
+Coverage: 13 failpoints run under ``hard`` (the sandbox defaults), 4 neighbouring ones only
+under ``soft`` (the earlier, lenient readings), which also repeats two batch points; the
+recycle cases run under both. Every failpoint runs under at least one reading.
 """
 
 from __future__ import annotations
@@ -67,14 +68,16 @@ KILL_POINTS = [
 ]
 
 
-SOFT_POINTS = [
-    "push.after_settle",
-    "push.after_campaign_create",
-    "push.after_batch_sent:1",
-    "push.after_batch_recorded:2",
-    "push.before_campaign_start",
-    "http.response:14",
+SOFT_ONLY = [
+    "push.after_ready",
+    "push.after_contact_list",
+    "push.before_campaign_create",
+    "http.response:9",
 ]
+"""Kill points run only under ``soft`` (neighbours of points ``hard`` runs), so the file stays
+near 300 s; every failpoint runs under at least one reading."""
+HARD_POINTS = [p for p in KILL_POINTS if p not in SOFT_ONLY]
+SOFT_POINTS = [*SOFT_ONLY, "push.after_batch_sent:1", "push.after_batch_recorded:2"]
 RECYCLE_CASES = [("push.after_batch_sent:1", "progress"), ("push.between_waves:1", "exhaust")]
 """Recycle cases: a first push at 18:00 is sent by the campaign until 19:00; the push at 19:00
 is killed; the campaign is recycled (``DELETE .../progress``, or the clock runs to 20:00 past
@@ -105,7 +108,7 @@ CONFIGS: dict[str, dict] = {
 }
 
 CASES = (
-    [pytest.param("hard", p, None, id=f"hard-{p}") for p in KILL_POINTS]
+    [pytest.param("hard", p, None, id=f"hard-{p}") for p in HARD_POINTS]
     + [pytest.param("soft", p, None, id=f"soft-{p}") for p in SOFT_POINTS]
     + [
         pytest.param(c, p, how, id=f"{c}-{p}-recycle-{how}")
