@@ -33,7 +33,7 @@ from tasks.push import push_waves_to_genesys  # noqa: E402
 from tasks.settings import CadenceSettings, GenesysSettings, WindowSettings  # noqa: E402
 from tasks.warehouse import make_engine, migrate, read_frame, write_frame  # noqa: E402
 
-NOW = datetime(2026, 11, 23, 13, 0)
+NOW = datetime(2026, 11, 23, 18, 0)  # every zone below has its window open
 ZONES = ["America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles"]
 
 
@@ -48,7 +48,7 @@ def outbox(n: int) -> pl.DataFrame:
         pl.lit(date(2026, 11, 23)).alias("local_send_date"),
         pl.col("time_zone").alias("candidate_zones"),
         pl.lit(NOW).alias("send_at_local"),
-        (pl.col("time_zone") + pl.lit(" 2026-11-23 13:00")).alias("send_at_local_by_zone"),
+        (pl.col("time_zone") + pl.lit(" 2026-11-23 18:00 UTC")).alias("send_at_local_by_zone"),
         pl.lit(NOW).alias("send_at_utc"),
         pl.lit(NOW - timedelta(hours=1)).alias("window_start_utc"),
         pl.lit(NOW + timedelta(hours=12)).alias("window_end_utc"),
@@ -110,6 +110,11 @@ def main() -> None:
             "error",
         ) as url,
     ):
+        # the sandbox clock at the push time: a campaign reaching a contact outside its window
+        # skips it for the pass (outside_window=skip), as a real org does
+        httpx.post(
+            f"{url}/sandbox/run", json={"until": f"{NOW:%Y-%m-%dT%H:%M:%S}Z"}, timeout=60
+        ).raise_for_status()
         engine = make_engine(f"duckdb:///{Path(tmp) / 'bench.duckdb'}")
         migrate(engine)
         with engine.begin() as conn:

@@ -1,4 +1,5 @@
-"""collect-outcomes: read delivery outcomes of pushed contacts back from Genesys."""
+"""collect-outcomes: read Genesys wrap-up outcomes (sent / failed / skipped / unknown) of
+pushed contacts back into the outbox; attempted and expired contacts are made uncontactable."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ __all__ = ["collect_outcomes"]
 def collect_outcomes(
     now: str | None = None, overrides: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Move attempted pushed messages to delivered / failed; returns the counts."""
+    """Move attempted pushed messages to sent / failed / skipped / unknown and expire the
+    never-attempted ones whose window ended; returns the counts."""
     settings = settings_with(overrides)
     at = parse_utc_instant(now)
     run_id = current_run_id("outcomes")

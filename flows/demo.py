@@ -4,10 +4,13 @@
 2. Starts the Genesys sandbox (``python -m genesys_sandbox``) on a free 127.0.0.1 port, as a
    separate process: product code never imports it.
 3. Runs build-reminders at the as-of time into a fresh ``<data_dir>/demo/warehouse.duckdb``.
-4. Walks 24 simulated hours: each hour push-waves hands the waves opening within the hour to
-   the sandbox's messaging campaigns, then the sandbox's clock runs to the next hour and the
-   campaigns send inside each contact's window.
-5. Collects the outcomes back from Genesys (contact-list export) into the outbox.
+4. Walks 24 simulated hours: each hour push-waves marks the waves opening within the hour
+   ready and adds the contacts whose slot has opened (never earlier) to the sandbox's
+   messaging campaigns, then the sandbox's clock runs to the next hour and the campaigns send
+   inside each contact's window. (Deployed, push-waves runs every 15 minutes; the demo steps
+   hourly to stay quick, so a slot starting at :15, :30 or :45 is added at the next hour.)
+5. Collects the Genesys outcomes (sent / failed / skipped / unknown; never "delivered": that
+   is a carrier fact) back into the outbox and expires what was never attempted.
 """
 
 from __future__ import annotations
@@ -118,7 +121,7 @@ def demo(
         pushes = []
         for hour in range(hours):
             now = at + timedelta(hours=hour)
-            pushes.append(push_waves(now=now.isoformat(), overrides=overrides))
+            pushes.append(push_waves(now=now.isoformat(), horizon_minutes=60, overrides=overrides))
             until = (now + timedelta(hours=1)).isoformat() + "Z"
             admin.post("/sandbox/run", json={"until": until}).raise_for_status()
         outcomes = collect_outcomes(

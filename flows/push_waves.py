@@ -1,7 +1,9 @@
-"""push-waves: hand the waves whose slot opens within the next hour to Genesys.
+"""push-waves: add the contacts whose slot has opened to Genesys (never before).
 
-Scheduled hourly in prefect.yaml; ``reminders push`` runs it locally (``--no-prefect`` runs the
-same code without any Prefect machinery, which the crash tests use). A dry run reports the
+Scheduled every 15 minutes in prefect.yaml (every slot starts on a UTC quarter hour, so a
+contact is added at most 15 minutes after its slot opens); ``reminders push`` runs it
+locally (``--no-prefect`` runs the same code without any Prefect machinery, which the crash
+tests use). A dry run reports the
 waves that would be pushed and changes nothing.
 """
 
@@ -62,7 +64,7 @@ def run_push(
     settings: Settings,
     *,
     now: datetime,
-    horizon_minutes: int = 60,
+    horizon_minutes: int = 15,
     dry_run: bool = False,
     recheck: bool = True,
     run_id: str,
@@ -128,6 +130,8 @@ def run_push(
         "pushed": result.pushed,
         "rejected": result.rejected,
         "dnc_added": result.dnc_added,
+        "waiting_for_list": result.waiting_for_list,
+        "cancel_pending": result.cancel_pending,
         "batches": result.batches,
         "campaigns": result.campaigns,
         "genesys_requests": {} if dry_run else stats,
@@ -150,12 +154,13 @@ def run_push(
 @flow(name="push-waves")
 def push_waves(
     now: str | None = None,
-    horizon_minutes: int = 60,
+    horizon_minutes: int = 15,
     dry_run: bool = False,
     recheck: bool = True,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Push the waves opening before ``now + horizon_minutes`` to Genesys."""
+    """Mark the waves opening before ``now + horizon_minutes`` ready and add the contacts
+    whose slot has opened by ``now`` to Genesys."""
     settings = settings_with(overrides)
     at = parse_utc_instant(now)
     summary = run_push(

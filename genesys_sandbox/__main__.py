@@ -7,14 +7,16 @@ later through ``PUT /sandbox/faults``.
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Sequence
+from typing import Any
 
 import uvicorn
 
 from genesys_sandbox.app import create_app
-from genesys_sandbox.config import Faults, SandboxConfig
+from genesys_sandbox.config import SWITCHES, Faults, SandboxConfig
 
-__all__ = ["main", "parse_args"]
+__all__ = ["main", "parse_args", "parse_switches"]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -36,7 +38,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="record every /api/v2 and /oauth request (GET /sandbox/requests)",
     )
     parser.add_argument("--log-level", default="info")
+    parser.add_argument(
+        "--switch",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a behaviour switch, repeatable (numbers and null as JSON): "
+        + ", ".join(f"{k} ({'|'.join(v) if v else 'number'})" for k, v in SWITCHES.items()),
+    )
     return parser.parse_args(argv)
+
+
+def parse_switches(items: Sequence[str]) -> dict[str, Any]:
+    """``["recycle=never", "campaign_sms_max_length=null"]`` -> switch values."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or name not in SWITCHES:
+            raise SystemExit(
+                f"--switch {item!r}: expected NAME=VALUE with NAME one of {sorted(SWITCHES)}"
+            )
+        if SWITCHES[name] is None:
+            try:
+                out[name] = json.loads(raw)
+            except ValueError as exc:
+                raise SystemExit(f"--switch {item!r}: {exc}") from exc
+        else:
+            out[name] = raw
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -54,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         faults=faults,
         record_requests=args.record_requests,
     )
+    try:
+        config.set_switches(parse_switches(args.switch))
+    except ValueError as exc:
+        raise SystemExit(f"--switch: {exc}") from exc
     uvicorn.run(
         create_app(config), host=args.host, port=args.port, workers=1, log_level=args.log_level
     )

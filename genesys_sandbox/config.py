@@ -11,6 +11,9 @@ Contract
 * ``clock_start`` is a naive datetime meaning UTC.  ``monotonic`` is the real-time source used
   for token lifetimes, the per-token rate-limit window and the expiry of signed download URLs
   (tests may pass a fake one).
+* Behaviour switches (:data:`SWITCHES`, BEHAVIOUR.md "Switches") are plain fields, settable at
+  start, with ``--switch name=value`` on the CLI, and at run time through ``PUT /sandbox/config``
+  (validated all-or-nothing by :meth:`SandboxConfig.set_switches`).
 * Export downloads: ``/api/v2/downloads/{id}`` redirects to a signed URL on ``download_host``
   (default: ``localhost`` for an API on ``127.0.0.1``, ``127.0.0.1`` for ``localhost``, else
   ``files.<host>``), valid ``download_url_ttl_seconds``.
@@ -26,7 +29,13 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-__all__ = ["DEFAULT_CLIENT_ID", "DEFAULT_CLIENT_SECRET", "Faults", "SandboxConfig"]
+__all__ = [
+    "DEFAULT_CLIENT_ID",
+    "DEFAULT_CLIENT_SECRET",
+    "SWITCHES",
+    "Faults",
+    "SandboxConfig",
+]
 
 DEFAULT_CLIENT_ID = "sandbox-client"
 DEFAULT_CLIENT_SECRET = "sandbox-secret"
@@ -89,6 +98,29 @@ class Faults:
         return asdict(self)
 
 
+# Behaviour switches (see BEHAVIOUR.md "Switches"): field -> allowed values (None = numeric).
+SWITCHES: dict[str, tuple[str, ...] | None] = {
+    "outside_window": ("skip", "reschedule"),
+    "readd_requeued": ("recontact", "keep_attempted"),
+    "donotqueue_new": ("no_effect", "wait_for_recycle"),
+    "recycle": ("on_exhaustion", "never"),
+    "delete_in_use": ("keep", "delete"),
+    "in_use_scope": ("any_campaign", "running_campaign"),
+    "wrapup_codes": ("official", "legacy"),
+    "carrier_failure_wrapup": ("sent", "failed"),
+    "blank_message": ("wrapup", "skip"),
+    "skip_wrapup": ("none", "code"),
+    "email_without_template": ("refuse", "send_empty"),
+    "template_rendering": ("substitute", "literal"),
+    "rule_sets": ("evaluate", "refuse"),
+    "campaign_sms_max_length": None,
+    "unknown_wrapup_rate": None,
+    "max_contacts_per_list": None,
+    "max_contacts_per_org": None,
+    "max_lists_per_org": None,
+}
+
+
 @dataclass
 class SandboxConfig:
     """Everything the sandbox needs at start; state (entities, ledger) is never configured."""
@@ -106,8 +138,42 @@ class SandboxConfig:
     download_host: str | None = None
     record_requests: bool = False
     monotonic: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
+    outside_window: str = "skip"
+    readd_requeued: str = "recontact"
+    donotqueue_new: str = "no_effect"
+    recycle: str = "on_exhaustion"
+    delete_in_use: str = "keep"
+    in_use_scope: str = "any_campaign"
+    wrapup_codes: str = "official"
+    carrier_failure_wrapup: str = "sent"
+    blank_message: str = "wrapup"
+    skip_wrapup: str = "none"
+    email_without_template: str = "refuse"
+    template_rendering: str = "substitute"
+    rule_sets: str = "evaluate"
+    campaign_sms_max_length: int | None = 765
+    unknown_wrapup_rate: float = 0.0
+    max_contacts_per_list: int = 1_000_000
+    max_contacts_per_org: int = 5_000_000
+    max_lists_per_org: int = 1000
+
+    def switches(self) -> dict[str, Any]:
+        """The behaviour switches as JSON (what ``GET /sandbox/config`` answers)."""
+        return {name: getattr(self, name) for name in SWITCHES}
+
+    def set_switches(self, data: Mapping[str, Any]) -> None:
+        """Validate every given switch first, then apply them all (``PUT /sandbox/config``)."""
+        unknown = sorted(set(data) - set(SWITCHES))
+        if unknown:
+            raise ValueError(f"unknown config fields: {', '.join(unknown)}")
+        for name, value in data.items():
+            _check_switch(name, value)
+        for name, value in data.items():
+            setattr(self, name, float(value) if name == "unknown_wrapup_rate" else value)
 
     def __post_init__(self) -> None:
+        for name in SWITCHES:
+            _check_switch(name, getattr(self, name))
         if self.clock_start.tzinfo is not None:
             raise ValueError("clock_start must be a naive datetime meaning UTC")
         if self.token_ttl_seconds <= 0:
@@ -116,3 +182,23 @@ class SandboxConfig:
             raise ValueError("rate_limit_per_minute must be > 0")
         if self.download_url_ttl_seconds <= 0:
             raise ValueError("download_url_ttl_seconds must be > 0")
+
+
+def _check_switch(name: str, value: Any) -> None:
+    allowed = SWITCHES[name]
+    if allowed is not None:
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        return
+    if name == "unknown_wrapup_rate":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{name} must be a number")
+        _share(name, float(value))
+        return
+    if name == "campaign_sms_max_length" and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"{name} must be a positive integer"
+            + (" or null" if name.startswith("campaign") else "")
+        )

@@ -4,8 +4,8 @@ Contract: UTF-8 with a byte-order mark, every field quoted, ``\\n`` line ends.  
 ``inin-outbound-id``, the list's ``columnNames`` in order, ``ContactCallable``,
 ``ContactableBySms``, ``ContactableByEmail`` (``1``/``0``), then per phone column X
 ``SmsLastAttempt-X`` (ISO-8601 of the last SMS attempt, empty if none) and ``SmsLastResult-X``
-(the attempt's wrap-up code, see :data:`genesys_sandbox.views.WRAPUP_CODES`).  Rows follow the
-list's insertion order.
+(the wrap-up code of the last attempt or skip code, see :mod:`genesys_sandbox.wrapups`).
+Rows follow the list's insertion order.
 """
 
 from __future__ import annotations

@@ -1,31 +1,46 @@
-"""The messaging-campaign runner: advances the virtual clock minute by minute and sends.
+"""The campaign runner: moves the virtual clock and sends what running campaigns would send.
 
-Contract (``run(store, until)``, caller holds the store lock)
+Contract (``run(store, until)``; the caller holds the store lock)
 ------------------------------------------------------------
-* For each minute ``t`` in ``[now, until)`` every campaign with status ``on`` sends up to
-  ``messagesPerMinute`` messages, to contacts of its list in queue order: contacts added with
-  ``priority=true`` before the rest; inside each group ``contactSorts`` decide, and ties go by
-  queue position (the newest priority add first, otherwise list order).
-* A contact is sent to at most once per channel and address column, ever: its system data
-  (``latestSmsEvaluations``/``latestEmailEvaluations``) survives upserts.
-* A contact is sendable at ``t`` when it is callable and contactable, has an address and a
-  message, is on none of the campaign's DNC lists (an entry with an expiry stops blocking at
-  its expiry), and ``t`` is inside its contactable window.  The window is read in the zone
-  named by the list's ``callableTimeColumn``/``contactableTimeColumn`` for the address column:
-  with a callable time set, the slots of the set's entry for that zone (a zone the set lacks
-  is never contactable); without one, 08:00-21:00 local; a contact without a zone value falls
-  back to 14:00-20:00 America/New_York, Genesys' documented default window.
-* Skip reasons (``numberOfContactsSkipped`` and the run summary) are per contact, as they
-  stand at the end of the run: ``not_callable``, ``not_contactable``, ``no_address``,
-  ``no_message``, ``dnc``, ``no_time_zone``, ``invalid_time_zone``,
-  ``zone_not_in_callable_time_set``, ``outside_contactable_time``.  Contacts still waiting
-  for throughput in an open window are not skipped.
-* A campaign that is not ``alwaysRunning`` turns ``complete`` when nothing is left to send.
+* For each minute ``t`` in ``[now, until)`` every campaign with status ``on`` works through
+  the contacts of its list in queue order: contacts added with ``priority=true`` before the
+  rest; inside each group ``contactSorts`` decide, and ties go by queue position (the newest
+  priority add first, otherwise list order).  Up to ``messagesPerMinute`` attempts a minute;
+  a contact is *reached* when the campaign gets to it within that budget.
+* **Passes.**  Each campaign keeps its pass state (``Campaign.handled``): a contact attempted
+  or skipped in the current pass is not reached again until a recycle.  ``recycle`` switch:
+  ``on_exhaustion`` (default): at the first minute where nothing of the pass is left (no
+  contact waiting for its window or a DNC expiry) and at least one contact was attempted in
+  the pass, the campaign recycles (never in a minute that attempted something): every
+  contact may be reached again, so contacts that are
+  still callable and contactable are messaged AGAIN (all ``OUTBOUND-*`` codes are system
+  codes).  An ``alwaysRunning`` campaign goes on from the top in that same minute (at most one
+  recycle per minute); a normal one recycles and turns ``complete`` (turned on again, it
+  starts from the top).  ``never``: no automatic recycle (a normal campaign turns
+  ``complete`` and, turned on again, reaches only contacts not handled yet).
+  ``DELETE .../progress`` recycles in both readings.
+* A reached contact is skipped (reason in ``numberOfContactsSkipped``, no attempt) when it is
+  not callable (contact or number), not contactable for the media, has no address, has an
+  empty message under ``blank_message=skip``, is on one of the campaign's DNC lists for good,
+  or its zone is missing/invalid/not in the callable time set.  A DNC entry with an expiry
+  makes the contact wait until the expiry.
+* **Windows.**  The window is read in the zone named by the list's ``callableTimeColumn``/
+  ``contactableTimeColumn`` for the address column: with a callable time set, the slots of
+  the set's entry for that zone; without one, 08:00-21:00 local; without a zone value,
+  14:00-20:00 America/New_York.  ``outside_window=skip`` (default): a contact reached while its
+  window is closed is skipped (``outside_contactable_time``) for the pass and retried only
+  at the next recycle; ``reschedule``: it waits for its window (counted in the diagnostics'
+  ``timeZoneRescheduledContactsCount``) and is attempted when the window opens.
+* **Attempts.**  An attempt records ``latestSmsEvaluations``/``latestEmailEvaluations`` on the
+  column with the wrap-up code (:mod:`genesys_sandbox.wrapups`), an entry in
+  ``store.attempts``, and, unless the message is blank or too long, a ledger entry.  Then
+  the campaign's digital rule sets' post-contact rules are evaluated (``rulesets``).
+* ``skip_wrapup=code``: DNC, not-callable and time-zone skips also write a skip code on the
+  column (see ``wrapups``); ``none`` (default) writes nothing.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -33,8 +48,9 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from genesys_sandbox.clock import iso
+from genesys_sandbox.rulesets import apply_post_contact_rules
 from genesys_sandbox.store import Campaign, Contact, ContactList, Store
-from genesys_sandbox.views import WRAPUP_CODES
+from genesys_sandbox.wrapups import BLANK, SKIP_CODES, TOO_LONG, send_code, utf16_length
 
 __all__ = ["RunSummary", "run", "sendable_order"]
 
@@ -51,12 +67,16 @@ class RunSummary:
     sent: int = 0
     delivered: int = 0
     failed: int = 0
+    attempted: int = 0
+    recycles: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
 
     def to_dict(self, now: datetime) -> dict[str, Any]:
         return {
             "now": iso(now),
             "sent": self.sent,
+            "attempted": self.attempted,
+            "recycles": self.recycles,
             "delivered": self.delivered,
             "failed": self.failed,
             "skipped": dict(sorted(self.skipped.items())),
@@ -67,9 +87,11 @@ class RunSummary:
 class _Item:
     order: int
     contact: Contact = field(compare=False)
-    column: str = field(compare=False)
+    column: str | None = field(compare=False)
     address: str = field(compare=False)
+    key: WindowKey | None = field(compare=False, default=None)
     blocked_until: datetime | None = field(compare=False, default=None)
+    reason: str | None = field(compare=False, default=None)
 
 
 def _zone(name: str) -> ZoneInfo | None:
@@ -138,11 +160,9 @@ def sendable_order(cl: ContactList, campaign: Campaign) -> list[Contact]:
 class _CampaignRun:
     def __init__(self, store: Store, campaign: Campaign) -> None:
         self.store = store
+        self.config = store.config
         self.campaign = campaign
         self.cl = store.contact_lists[campaign.contact_list_id]
-        self.reasons: dict[str, str] = {}
-        self.queues: dict[WindowKey, list[_Item]] = {}
-        self.blocked: list[tuple[WindowKey, _Item]] = []
         slots: dict[str, list[tuple[int, time, time]]] = {}
         self.time_set_zones: set[str] | None = None
         if campaign.callable_time_set_id is not None:
@@ -157,26 +177,34 @@ class _CampaignRun:
                 )
         self.windows = _Windows(slots)
         self.dnc_lists = [store.dnc_lists[i] for i in campaign.dnc_list_ids]
-        for order, contact in enumerate(sendable_order(self.cl, campaign)):
-            self._enqueue(order, contact)
+        self.rule_sets = [store.rule_sets[i] for i in campaign.rule_set_ids if i in store.rule_sets]
+        self._load()
+
+    def _load(self) -> None:
+        self.pending: list[_Item] = []
+        self.cursor = 0
+        self.waiting: dict[WindowKey, list[_Item]] = {}
+        self.blocked: list[_Item] = []
+        handled = self.campaign.handled
+        for order, contact in enumerate(sendable_order(self.cl, self.campaign)):
+            if contact.id in handled or contact.hold_until_recycle:
+                continue
+            self.pending.append(self._item(order, contact))
 
     def _columns(self) -> list[str]:
         if self.campaign.sms_config is not None:
             return [self.campaign.sms_config["phoneColumn"]]
         return list((self.campaign.email_config or {}).get("emailColumns") or [])
 
-    def _enqueue(self, order: int, contact: Contact) -> None:
+    def _item(self, order: int, contact: Contact) -> _Item:
         channel = self.campaign.channel
         columns = self._columns()
-        evaluations = contact.sms_evaluations if channel == "sms" else contact.email_evaluations
-        if any(c in evaluations for c in columns):
-            return
+        first = columns[0] if columns else None
         media = "SMS" if channel == "sms" else "Email"
         if not contact.callable or not all(
             contact.phone_number_status.get(c, True) for c in columns if channel == "sms"
         ):
-            self.reasons[contact.id] = "not_callable"
-            return
+            return _Item(order, contact, first, "", reason="not_callable")
         candidates = [
             (c, contact.data.get(c, "").strip())
             for c in columns
@@ -184,11 +212,10 @@ class _CampaignRun:
         ]
         if not candidates:
             any_address = any(contact.data.get(c, "").strip() for c in columns)
-            self.reasons[contact.id] = "not_contactable" if any_address else "no_address"
-            return
-        if not self.message_for(contact)[1]:
-            self.reasons[contact.id] = "no_message"
-            return
+            reason = "not_contactable" if any_address else "no_address"
+            return _Item(order, contact, first, "", reason=reason)
+        if self.config.blank_message == "skip" and not self.message_for(contact)[1].strip():
+            return _Item(order, contact, first, "", reason="no_message")
         chosen: tuple[str, str, datetime | None] | None = None
         for column, address in candidates:
             blocked, until = self._dnc_block(address)
@@ -198,18 +225,12 @@ class _CampaignRun:
             if until is not None and chosen is None:
                 chosen = (column, address, until)
         if chosen is None:
-            self.reasons[contact.id] = "dnc"
-            return
+            return _Item(order, contact, candidates[0][0], candidates[0][1], reason="dnc")
         column, address, blocked_until = chosen
         key = self._window_key(contact, column)
         if isinstance(key, str):
-            self.reasons[contact.id] = key
-            return
-        item = _Item(order, contact, column, address, blocked_until)
-        if blocked_until is not None and blocked_until > self.store.now:
-            self.blocked.append((key, item))
-        else:
-            heapq.heappush(self.queues.setdefault(key, []), item)
+            return _Item(order, contact, column, address, reason=key)
+        return _Item(order, contact, column, address, key=key, blocked_until=blocked_until)
 
     def _dnc_block(self, address: str) -> tuple[bool, datetime | None]:
         """(blocked, until): blocked for good when ``until`` is ``None``."""
@@ -256,41 +277,140 @@ class _CampaignRun:
         return contact.data.get("Subject", ""), body
 
     @property
-    def pending(self) -> bool:
-        return bool(self.blocked) or any(self.queues.values())
+    def exhausted(self) -> bool:
+        return self.cursor >= len(self.pending) and not self.waiting and not self.blocked
 
-    def step(self, t: datetime, summary: RunSummary) -> None:
+    @property
+    def idle(self) -> bool:
+        """Nothing can change in later minutes of this run."""
+        if not self.campaign.always_running:
+            return False  # it turns complete at its next step
+        return self.exhausted and (
+            self.config.recycle == "never" or self.campaign.attempted_in_pass == 0
+        )
+
+    def _reopen(self, t: datetime) -> None:
+        back: list[_Item] = []
+        for key in [k for k in self.waiting if self.windows.is_open(k, t)]:
+            back.extend(self.waiting.pop(key))
         if self.blocked:
             still = []
-            for key, item in self.blocked:
+            for item in self.blocked:
                 if item.blocked_until is not None and item.blocked_until <= t:
-                    heapq.heappush(self.queues.setdefault(key, []), item)
+                    back.append(item)
                 else:
-                    still.append((key, item))
+                    still.append(item)
             self.blocked = still
-        heads = [
-            (queue[0].order, key)
-            for key, queue in self.queues.items()
-            if queue and self.windows.is_open(key, t)
-        ]
-        heapq.heapify(heads)
+        if back:
+            self.pending = sorted(self.pending[self.cursor :] + back)
+            self.cursor = 0
+
+    def recycle(self) -> None:
+        self.campaign.recycle()
+        for contact in self.cl.contacts.values():
+            contact.hold_until_recycle = False
+        self._load()
+
+    def step(self, t: datetime, summary: RunSummary) -> None:
+        self._reopen(t)
         budget = self.campaign.messages_per_minute
         gap = 60.0 / budget
         sent = 0
-        while heads and sent < budget:
-            _, key = heapq.heappop(heads)
-            queue = self.queues[key]
-            item = heapq.heappop(queue)
-            self._send(item, t + timedelta(seconds=round(sent * gap, 3)), summary)
-            sent += 1
-            if queue:
-                heapq.heappush(heads, (queue[0].order, key))
-        if not self.campaign.always_running and not self.pending:
-            self.campaign.status = "complete"
+        recycled = False
+        while True:
+            while self.cursor < len(self.pending) and sent < budget:
+                item = self.pending[self.cursor]
+                self.cursor += 1
+                if item.reason is not None:
+                    self._skip(item, item.reason)
+                    continue
+                if item.blocked_until is not None and item.blocked_until > t:
+                    self.blocked.append(item)
+                    continue
+                assert item.key is not None
+                if not self.windows.is_open(item.key, t):
+                    if self.config.outside_window == "skip":
+                        self._skip(item, "outside_contactable_time")
+                    else:
+                        self.campaign.rescheduled.add(item.contact.id)
+                        self.waiting.setdefault(item.key, []).append(item)
+                    continue
+                self._attempt(item, t + timedelta(seconds=round(sent * gap, 3)), summary)
+                sent += 1
+            if sent > 0 or not self.exhausted or recycled:
+                return
+            attempted = self.campaign.attempted_in_pass > 0
+            if self.config.recycle == "on_exhaustion" and (
+                attempted or not self.campaign.always_running
+            ):
+                self.recycle()
+                summary.recycles += 1
+                recycled = True
+            if not self.campaign.always_running:
+                self.campaign.status = "complete"
+                return
+            if not recycled:
+                return
 
-    def _send(self, item: _Item, at: datetime, summary: RunSummary) -> None:
-        contact, campaign = item.contact, self.campaign
+    def _skip(self, item: _Item, reason: str) -> None:
+        campaign, contact = self.campaign, item.contact
+        campaign.handled.add(contact.id)
+        campaign.skipped[contact.id] = reason
+        code = SKIP_CODES.get(reason) if self.config.skip_wrapup == "code" else None
+        if code is not None and item.column is not None:
+            self._evaluate(contact, item.column, item.address, code, self.store.now)
+
+    def _evaluate(
+        self, contact: Contact, column: str, address: str, code: str, at: datetime
+    ) -> None:
+        sms = self.campaign.channel == "sms"
+        evaluations = contact.sms_evaluations if sms else contact.email_evaluations
+        evaluations[column] = {
+            "contactColumn": column,
+            "contactAddress": address,
+            "messageType": "Sms" if sms else "Email",
+            "wrapupCodeId": code,
+            "timestamp": iso(at),
+        }
+
+    def _attempt(self, item: _Item, at: datetime, summary: RunSummary) -> None:
+        contact, campaign, config = item.contact, self.campaign, self.config
         subject, body = self.message_for(contact)
+        code: str | None = None
+        if not body.strip():
+            code = BLANK
+        elif (
+            campaign.sms_config is not None
+            and config.campaign_sms_max_length is not None
+            and utf16_length(body) > config.campaign_sms_max_length
+        ):
+            code = TOO_LONG
+        if code is None:
+            code = self._send(item, subject, body, at, summary)
+        self._evaluate(contact, item.column or "", item.address, code, at)
+        campaign.attempted.add(contact.id)
+        campaign.handled.add(contact.id)
+        campaign.skipped.pop(contact.id, None)
+        campaign.attempted_in_pass += 1
+        summary.attempted += 1
+        self.store.attempts.append(
+            {
+                "contact_id": contact.id,
+                "contact_list_id": self.cl.id,
+                "campaign_id": campaign.id,
+                "recycle": campaign.recycles,
+                "channel": campaign.channel,
+                "column": item.column,
+                "to": item.address,
+                "wrapup_code": code,
+                "sent": code not in (BLANK, TOO_LONG),
+                "at": iso(at),
+            }
+        )
+        apply_post_contact_rules(self.rule_sets, contact, campaign.channel, item.column, code)
+
+    def _send(self, item: _Item, subject: str, body: str, at: datetime, summary: RunSummary) -> str:
+        contact, campaign = item.contact, self.campaign
         common = {
             "to": item.address,
             "outcome_key": contact.id,
@@ -299,40 +419,32 @@ class _CampaignRun:
             "contact_id": contact.id,
             "contact_list_id": self.cl.id,
             "campaign_id": campaign.id,
+            "recycle": campaign.recycles,
         }
         if campaign.sms_config is not None:
             outcome, _ = self.store.send_sms(
                 sender=campaign.sender_number or "", body=body, **common
             )
-            evaluations, message_type = contact.sms_evaluations, "Sms"
         else:
             from_address = (campaign.email_config or {}).get("fromAddress") or {}
             sender = f"{from_address.get('localPart', '')}@{from_address['domain']['id']}"
             outcome = self.store.send_email(sender=sender, subject=subject, body=body, **common)
-            evaluations, message_type = contact.email_evaluations, "Email"
-        evaluations[item.column] = {
-            "contactColumn": item.column,
-            "contactAddress": item.address,
-            "messageType": message_type,
-            "wrapupCodeId": WRAPUP_CODES[outcome.name],
-            "timestamp": iso(at),
-        }
-        campaign.attempted.add(contact.id)
+        code = send_code(self.config, outcome, f"{contact.id}:{campaign.recycles}")
+        self.store.ledger[-1]["wrapup_code"] = code
         summary.sent += 1
         if outcome.delivered:
             summary.delivered += 1
         else:
             summary.failed += 1
+        return code
 
-    def finish(self, last_minute: datetime | None) -> dict[str, str]:
-        reasons = dict(self.reasons)
-        for _, item in self.blocked:
-            reasons[item.contact.id] = "dnc"
-        for key, queue in self.queues.items():
-            if queue and (last_minute is None or not self.windows.is_open(key, last_minute)):
-                for item in queue:
-                    reasons[item.contact.id] = "outside_contactable_time"
-        return reasons
+    def finish(self) -> dict[str, str]:
+        waiting = {
+            i.contact.id: "outside_contactable_time" for q in self.waiting.values() for i in q
+        }
+        waiting |= {i.contact.id: "dnc" for i in self.blocked}
+        self.campaign.waiting = waiting
+        return {**self.campaign.skipped, **waiting}
 
 
 def run(store: Store, until: datetime) -> RunSummary:
@@ -340,21 +452,16 @@ def run(store: Store, until: datetime) -> RunSummary:
     summary = RunSummary()
     runs = [_CampaignRun(store, c) for c in store.campaigns.values() if c.status == "on"]
     t = store.now
-    last: datetime | None = None
     while t < until:
-        active = [r for r in runs if r.campaign.status == "on" and r.pending]
-        if not active:
-            for r in runs:
-                if r.campaign.status == "on" and not r.campaign.always_running:
-                    r.campaign.status = "complete"
+        live = [r for r in runs if r.campaign.status == "on"]
+        if not live:
             break
-        for r in active:
+        for r in live:
             r.step(t, summary)
-        last = t
         t += MINUTE
+        if all(r.idle for r in live if r.campaign.status == "on"):
+            break
     for r in runs:
-        reasons = r.finish(last)
-        r.campaign.skipped = reasons
-        summary.skipped.update(reasons.values())
+        summary.skipped.update(r.finish().values())
     store.now = until
     return summary

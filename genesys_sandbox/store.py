@@ -10,11 +10,16 @@ Contract
   removed by deleting contacts or lists.  Entry keys: ``ledger_id, contact_id,
   contact_list_id, campaign_id, conversation_id, message_id, channel ("sms"|"email"), to,
   from, subject, body, segments, encoding, sent_at, outcome, error_code, source
-  ("campaign"|"agentless"), carrier_sid`` (the Twilio ``sid`` for SMS, else ``null``).
+  ("campaign"|"agentless"), carrier_sid, recycle, wrapup_code`` (``carrier_sid`` is the
+  Twilio ``sid`` for SMS, else ``null``; ``recycle`` is the campaign's pass number, 0 before
+  the first recycle; ``wrapup_code`` the code the campaign recorded; both ``null`` for
+  agentless sends).  ``attempts`` lists every campaign attempt, including those that sent
+  nothing (blank, too long), with its wrap-up code; skips are not attempts.
   ``outcome`` is ``delivered``, ``undelivered`` (30003), ``invalid_number`` (21211),
   ``opted_out`` (21610) or, for e-mail, ``bounced``.  A duplicate is the same key sent twice,
-  where the key is ``(channel, contact id)`` for campaign sends and ``(channel, to, body)``
-  for agentless ones.
+  where the key is ``(channel, contact id, to)`` for campaign sends and ``(channel, to,
+  body)`` for agentless ones; ``duplicates`` in the snapshot lists the campaign keys sent
+  more than once.
 * ``segments``/``encoding`` of an SMS are the carrier's count
   (:func:`genesys_sandbox.segments.carrier_segments`), computed independently of the product.
 * Contacts keep their *system data* (``sms_evaluations``/``email_evaluations`` = already
@@ -47,6 +52,7 @@ __all__ = [
     "Campaign",
     "Contact",
     "ContactList",
+    "DigitalRuleSet",
     "DncList",
     "ExportJob",
     "Store",
@@ -84,6 +90,7 @@ class Contact:
     sms_evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)
     email_evaluations: dict[str, dict[str, Any]] = field(default_factory=dict)
     retention: dict[str, Any] = field(default_factory=dict)
+    hold_until_recycle: bool = False
 
     def contactable(self, media: str, column: str) -> bool:
         status = self.contactable_status.get(media) or {}
@@ -93,8 +100,12 @@ class Contact:
         return column_status.get("contactable") is not False
 
     def clear_system_data(self) -> None:
+        """Attempts and callable status go (row 27); the caller re-applies any sent flags."""
         self.sms_evaluations.clear()
         self.email_evaluations.clear()
+        self.callable = True
+        self.phone_number_status = {}
+        self.contactable_status = {}
 
 
 @dataclass
@@ -195,8 +206,24 @@ class Campaign:
     email_config: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     version: int = 1
+    rule_set_ids: list[str] = field(default_factory=list)
     attempted: set[str] = field(default_factory=set)
     skipped: dict[str, str] = field(default_factory=dict)
+    # Pass state: ``recycles`` counts recycles; ``handled`` holds the contacts attempted or
+    # skipped in the current pass; ``rescheduled`` those that waited for their window.
+    recycles: int = 0
+    handled: set[str] = field(default_factory=set)
+    attempted_in_pass: int = 0
+    rescheduled: set[str] = field(default_factory=set)
+    waiting: dict[str, str] = field(default_factory=dict)
+
+    def recycle(self) -> None:
+        """Start the next pass: every contact may be reached again."""
+        self.recycles += 1
+        self.handled.clear()
+        self.skipped.clear()
+        self.rescheduled.clear()
+        self.attempted_in_pass = 0
 
     @property
     def channel(self) -> str:
@@ -207,6 +234,17 @@ class Campaign:
         if self.sms_config is None:
             return None
         return (self.sms_config.get("senderSmsPhoneNumber") or {}).get("phoneNumber")
+
+
+@dataclass
+class DigitalRuleSet:
+    id: str
+    name: str
+    contact_list_id: str | None
+    rules: list[dict[str, Any]]
+    date_created: datetime
+    date_modified: datetime
+    version: int = 1
 
 
 @dataclass
@@ -236,6 +274,10 @@ class Store:
         self.dnc_lists: dict[str, DncList] = {}
         self.time_sets: dict[str, CallableTimeSet] = {}
         self.campaigns: dict[str, Campaign] = {}
+        self.rule_sets: dict[str, DigitalRuleSet] = {}
+        self.libraries: dict[str, dict[str, Any]] = {}
+        self.responses: dict[str, dict[str, Any]] = {}
+        self.attempts: list[dict[str, Any]] = []
         self.messages: dict[str, AgentlessMessage] = {}
         self.conversations: dict[tuple[str, str], str] = {}
         self.downloads: dict[str, bytes] = {}
@@ -267,6 +309,7 @@ class Store:
         campaign_id: str | None = None,
         conversation_id: str | None = None,
         message_id: str | None = None,
+        recycle: int | None = None,
     ) -> tuple[Outcome, CarrierMessage]:
         """Hand one SMS to the carrier and record it in the ledger."""
         outcome = sms_outcome(outcome_key, self.config.delivery_seed)
@@ -301,6 +344,8 @@ class Store:
                 "error_code": outcome.error_code,
                 "source": source,
                 "carrier_sid": record.sid,
+                "recycle": recycle,
+                "wrapup_code": None,
             }
         )
         return outcome, record
@@ -320,6 +365,7 @@ class Store:
         campaign_id: str | None = None,
         conversation_id: str | None = None,
         message_id: str | None = None,
+        recycle: int | None = None,
     ) -> Outcome:
         """Record one e-mail in the ledger (no carrier record: Twilio carries SMS only)."""
         outcome = email_outcome(outcome_key, self.config.delivery_seed)
@@ -343,23 +389,33 @@ class Store:
                 "error_code": outcome.error_code,
                 "source": source,
                 "carrier_sid": None,
+                "recycle": recycle,
+                "wrapup_code": None,
             }
         )
         return outcome
 
     def ledger_snapshot(self) -> dict[str, Any]:
         keys = Counter(
-            (m["channel"], "contact", m["contact_id"])
+            (m["channel"], "contact", m["contact_id"], m["to"])
             if m["source"] == "campaign"
             else (m["channel"], "agentless", m["to"], m["body"])
             for m in self.ledger
         )
         total = len(self.ledger)
+        repeated = [
+            {"channel": k[0], "contact_id": k[2], "to": k[3], "sends": n}
+            for k, n in keys.items()
+            if k[1] == "contact" and n > 1
+        ]
         return {
             "messages": [dict(m) for m in self.ledger],
+            "attempts": [dict(a) for a in self.attempts],
+            "duplicates": repeated,
             "counts": {
                 "total": total,
                 "distinct_contacts": len(keys),
                 "duplicates": total - len(keys),
+                "attempts": len(self.attempts),
             },
         }

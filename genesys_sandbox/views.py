@@ -20,9 +20,11 @@ from genesys_sandbox.store import (
     Campaign,
     Contact,
     ContactList,
+    DigitalRuleSet,
     DncList,
     Store,
 )
+from genesys_sandbox.wrapups import LEGACY_CODES
 
 __all__ = [
     "WRAPUP_CODES",
@@ -32,6 +34,8 @@ __all__ = [
     "campaign_view",
     "contact_list_view",
     "contact_view",
+    "diagnostics_view",
+    "digital_rule_set_view",
     "dnc_list_view",
     "message_data",
 ]
@@ -41,13 +45,8 @@ DNC_LISTS = "/api/v2/outbound/dnclists"
 TIME_SETS = "/api/v2/outbound/callabletimesets"
 CAMPAIGNS = "/api/v2/outbound/messagingcampaigns"
 
-WRAPUP_CODES = {
-    "delivered": "ININ-OUTBOUND-MESSAGE-DELIVERED",
-    "undelivered": "ININ-OUTBOUND-MESSAGE-UNDELIVERED",
-    "invalid_number": "ININ-OUTBOUND-INVALID-PHONE-NUMBER",
-    "opted_out": "ININ-OUTBOUND-RECIPIENT-OPTED-OUT",
-    "bounced": "ININ-OUTBOUND-MESSAGE-BOUNCED",
-}
+RULE_SETS = "/api/v2/outbound/digitalrulesets"
+WRAPUP_CODES = LEGACY_CODES  # the ``wrapup_codes=legacy`` vocabulary (see ``wrapups``)
 
 QUEUED_FOR = timedelta(minutes=1)
 SENT_FOR = timedelta(minutes=2)
@@ -169,6 +168,11 @@ def campaign_view(store: Store, campaign: Campaign) -> dict[str, Any]:
     view["alwaysRunning"] = campaign.always_running
     view["contactSorts"] = [dict(s) for s in campaign.contact_sorts]
     view["messagesPerMinute"] = campaign.messages_per_minute
+    if campaign.rule_set_ids:
+        view["ruleSets"] = [
+            _ref(RULE_SETS, i, r.name if (r := store.rule_sets.get(i)) else None)
+            for i in campaign.rule_set_ids
+        ]
     view.update(campaign.extra)
     view["errors"] = []
     if campaign.sms_config is not None:
@@ -185,7 +189,7 @@ def campaign_progress(store: Store, campaign: Campaign) -> dict[str, Any]:
     total = len(contacts)
     messaged = sum(1 for cid in campaign.attempted if cid in contacts)
     skipped: dict[str, int] = {}
-    for cid, reason in campaign.skipped.items():
+    for cid, reason in {**campaign.skipped, **campaign.waiting}.items():
         if cid in contacts:
             skipped[reason] = skipped.get(reason, 0) + 1
     return {
@@ -197,6 +201,36 @@ def campaign_progress(store: Store, campaign: Campaign) -> dict[str, Any]:
         "percentage": (messaged * 100 // total) if total else 0,
         "numberOfContactsSkipped": skipped,
     }
+
+
+def diagnostics_view(campaign: Campaign) -> dict[str, Any]:
+    return {
+        "timeZoneRescheduledContactsCount": len(campaign.rescheduled),
+        "filteredOutContactsCount": 0,
+    }
+
+
+def digital_rule_set_view(rule_set: DigitalRuleSet, store: Store) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": rule_set.id,
+        "name": rule_set.name,
+        "dateCreated": iso(rule_set.date_created),
+        "dateModified": iso(rule_set.date_modified),
+        "version": rule_set.version,
+    }
+    if rule_set.contact_list_id is not None:
+        cl = store.contact_lists.get(rule_set.contact_list_id)
+        view["contactList"] = _ref(CONTACT_LISTS, rule_set.contact_list_id, cl.name if cl else None)
+    view["rules"] = [
+        {
+            **{k: v for k, v in rule.items() if k not in ("conditions", "actions")},
+            "conditions": [dict(c) for c in rule["conditions"]],
+            "actions": [dict(a) for a in rule["actions"]],
+        }
+        for rule in rule_set.rules
+    ]
+    view["selfUri"] = f"{RULE_SETS}/{rule_set.id}"
+    return view
 
 
 _FINAL = {

@@ -70,8 +70,21 @@ REASONS: dict[str, str] = {
 }
 """Exclusion reason codes of this stage, in the order they are checked."""
 
-ATTEMPTED_STATES = ("ready", "pushing", "pushed", "sending", "sent", "delivered", "failed")
-"""Outbox states that count as a contact attempt (a planned message is not an attempt yet)."""
+ATTEMPTED_STATES = (
+    "ready",
+    "pushing",
+    "pushed",
+    "sending",
+    "sent",
+    "failed",
+    "unknown",
+    "delivered",
+    "undelivered",
+)
+"""Outbox states that count as a contact attempt: on its way to Genesys or in it (ready,
+pushing, pushed: it may go out), attempted by Genesys (sent, failed, unknown: an unknown
+wrap-up code may have been a send) and the carrier outcomes of issue 9. ``skipped``,
+``expired``, ``cancelled``, ``deferred``, ``rejected`` and ``planned`` are not attempts."""
 
 PRIOR_SCHEMA: dict[str, pl.DataType] = {
     "message_key": pl.String(),

@@ -28,6 +28,8 @@ POINTS = (
     "push.before_campaign_start",
     "push.after_campaign_start",
     "push.after_remote_delete",
+    "push.after_rollover_list",
+    "push.after_rollover_switch",
     "http.request",
     "http.response",
 )

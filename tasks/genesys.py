@@ -64,6 +64,7 @@ __all__ = [
     "MAX_CONTACTS_PER_ADD",
     "MAX_PAGE_SIZE",
     "REGIONS",
+    "UNCONTACTABLE_STATUS",
     "AuthFailed",
     "ClientCredentialsAuth",
     "DownloadFailed",
@@ -74,11 +75,17 @@ __all__ = [
     "TokenBucket",
     "TokenRefused",
     "TransientServerError",
+    "attempted",
     "client_from_settings",
     "hosts_for",
+    "is_uncontactable",
 ]
 
 MAX_CONTACTS_PER_ADD = 1000
+UNCONTACTABLE_STATUS: dict[str, dict[str, bool]] = {
+    "SMS": {"contactable": False},
+    "Email": {"contactable": False},
+}
 MAX_PAGE_SIZE = 100
 MAX_DOWNLOAD_HOPS = 5
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -481,12 +488,21 @@ class GenesysClient:
         self._request("DELETE", f"/outbound/contactlists/{contact_list_id}", idempotent=True)
 
     def add_contacts(
-        self, contact_list_id: str, contacts: Sequence[dict[str, Any]], *, priority: bool = True
+        self,
+        contact_list_id: str,
+        contacts: Sequence[dict[str, Any]],
+        *,
+        priority: bool = True,
+        do_not_queue: bool = False,
     ) -> list[dict[str, Any]]:
-        """Upsert up to 1,000 contacts (``{"id": ..., "data": {...}}``) into a list.
+        """Add up to 1,000 contacts (``{"id": ..., "data": {...}}``) to a list.
 
-        Upsert by ``id`` makes this idempotent; ``clearSystemData`` is never set, so a contact
-        that was already messaged keeps that state and is not messaged again.
+        New contacts go in with ``doNotQueue=false``: queued under both readings of the
+        parameter for new contacts (no effect / wait for a recycle). Re-adding a contact that
+        exists with ``doNotQueue=false`` re-queues it, which a real org may message again, so
+        callers add only contacts they know are missing and pass ``do_not_queue=True`` for any
+        re-add. ``clearSystemData`` is never set. Not idempotent: a lost connection (or a 5xx
+        other than 503) raises :class:`OutcomeUnknown`; settle it with :meth:`get_contacts`.
         """
         if len(contacts) > MAX_CONTACTS_PER_ADD:
             raise ValueError(f"at most {MAX_CONTACTS_PER_ADD} contacts per request")
@@ -497,10 +513,44 @@ class GenesysClient:
         return self._json(
             "POST",
             f"/outbound/contactlists/{contact_list_id}/contacts",
-            idempotent=True,
-            params={"priority": str(priority).lower(), "doNotQueue": "false"},
+            idempotent=False,
+            params={"priority": str(priority).lower(), "doNotQueue": str(do_not_queue).lower()},
             json=body,
         )
+
+    def mark_uncontactable(
+        self, contact_list_id: str, contacts: Sequence[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Make existing contacts uncontactable: ``callable=false`` and ``contactableStatus``
+        SMS and Email ``contactable=false``, written by a bulk upsert with ``doNotQueue=true``
+        (the queue position is never renewed) that carries each contact's own ``data``.
+
+        Setting the same flags twice gives the same state, so this is retried like an
+        idempotent call. Verify with :meth:`get_contacts` (see :func:`is_uncontactable`).
+        """
+        written: list[dict[str, Any]] = []
+        for start in range(0, len(contacts), MAX_CONTACTS_PER_ADD):
+            body = [
+                {
+                    "id": c["id"],
+                    "contactListId": contact_list_id,
+                    "data": c["data"],
+                    "callable": False,
+                    "contactableStatus": UNCONTACTABLE_STATUS,
+                }
+                for c in contacts[start : start + MAX_CONTACTS_PER_ADD]
+            ]
+            written += (
+                self._json(
+                    "POST",
+                    f"/outbound/contactlists/{contact_list_id}/contacts",
+                    idempotent=True,
+                    params={"priority": "false", "doNotQueue": "true"},
+                    json=body,
+                )
+                or []
+            )
+        return written
 
     def get_contacts(self, contact_list_id: str, ids: Sequence[str]) -> list[dict[str, Any]]:
         """The contacts among ``ids`` that exist in the list."""
@@ -523,7 +573,8 @@ class GenesysClient:
             "PUT",
             f"/outbound/contactlists/{contact_list_id}/contacts/{contact['id']}",
             idempotent=True,
-            json={"id": contact["id"], "contactListId": contact_list_id, "data": contact["data"]},
+            json={"id": contact["id"], "contactListId": contact_list_id, "data": contact["data"]}
+            | {k: contact[k] for k in ("callable", "contactableStatus") if k in contact},
         )
 
     def delete_contacts(self, contact_list_id: str, ids: Sequence[str]) -> None:
@@ -640,6 +691,45 @@ class GenesysClient:
             return campaign | {"dncLists": [{"id": i} for i in sorted(have | set(dnc_list_ids))]}
 
         self._update_campaign(campaign_id, add_lists)
+
+    def ensure_campaign_rule_sets(self, campaign_id: str, rule_set_ids: Sequence[str]) -> None:
+        """Make sure a campaign references these digital rule sets (PUT with version)."""
+
+        def add_sets(campaign: dict[str, Any]) -> dict[str, Any] | None:
+            have = {ref["id"] for ref in campaign.get("ruleSets") or []}
+            if set(rule_set_ids) <= have:
+                return None
+            return campaign | {"ruleSets": [{"id": i} for i in sorted(have | set(rule_set_ids))]}
+
+        self._update_campaign(campaign_id, add_sets)
+
+    def switch_campaign_contact_list(self, campaign_id: str, contact_list_id: str) -> None:
+        """Point a campaign at another contact list (read-modify-write with version)."""
+        self._update_campaign(
+            campaign_id,
+            lambda c: (
+                None
+                if (c.get("contactList") or {}).get("id") == contact_list_id
+                else c | {"contactList": {"id": contact_list_id}}
+            ),
+        )
+
+    def recycle_campaign(self, campaign_id: str) -> None:
+        """``DELETE .../progress``: reset the campaign's progress and recycle it."""
+        self._request(
+            "DELETE", f"/outbound/messagingcampaigns/{campaign_id}/progress", idempotent=True
+        )
+
+    def find_digital_rule_set(self, name: str) -> dict[str, Any] | None:
+        return self._find_by_name("/outbound/digitalrulesets", name)
+
+    def ensure_digital_rule_set(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The digital rule set named ``body["name"]``: found by name, else created (a lost
+        connection on the create is settled by name)."""
+        found = self.find_digital_rule_set(body["name"])
+        if found is not None:
+            return found
+        return self._create_settled("/outbound/digitalrulesets", body)
 
     def campaign_progress(self, campaign_id: str) -> dict[str, Any]:
         return self._json(
@@ -788,6 +878,25 @@ def _csv_rows(content: bytes) -> list[dict[str, str]]:
         raise DownloadFailed("the export file is empty (no header row)")
     header = [h.strip().strip('"') for h in first]
     return [dict(zip(header, row, strict=False)) for row in reader]
+
+
+def is_uncontactable(contact: dict[str, Any]) -> bool:
+    """A contact as Genesys returns it is verified uncontactable: ``callable`` is false and
+    every digital media it has a status for (SMS, Email) says ``contactable`` false, with at
+    least one such status (both flags checked: either alone is not taken as proof)."""
+    if contact.get("callable") is not False:
+        return False
+    statuses = contact.get("contactableStatus") or {}
+    digital = [statuses[m] for m in ("SMS", "Email") if m in statuses]
+    return bool(digital) and all((s or {}).get("contactable") is False for s in digital)
+
+
+def attempted(contact: dict[str, Any]) -> list[dict[str, Any]]:
+    """The message evaluations (attempts) Genesys recorded on a contact, SMS and e-mail."""
+    found: list[dict[str, Any]] = []
+    for key in ("latestSmsEvaluations", "latestEmailEvaluations"):
+        found += [e for e in (contact.get(key) or {}).values() if e]
+    return found
 
 
 def client_from_settings(

@@ -2,14 +2,25 @@
 
 Message states move forward only::
 
-    planned ─► ready ─► pushing ─► pushed ─► delivered | failed
-       │         │         │          │
-       │         │         │          └─► cancelled (paid / opted out since planning;
-       │         │         │                          removed from the Genesys list first)
+    planned ─► ready ─► pushing ─► pushed ─► sent | failed | skipped | unknown
+       │         │         │          │         (the Genesys wrap-up code of the attempt, read
+       │         │         │          │          by collect-outcomes; kept in
+       │         │         │          │          genesys_wrapup_code; ``sent`` = handed off,
+       │         │         │          │          not delivered: delivery is a carrier fact)
+       │         │         │          ├─► expired   (never attempted, window over: made
+       │         │         │          │              uncontactable in Genesys, verified)
+       │         │         │          └─► cancelled (paid / opted out since planning: made
+       │         │         │                          uncontactable, verified not attempted,
+       │         │         │                          then deleted; until verified it stays
+       │         │         │                          pushed with state_reason cancel_pending)
        │         │         └─► rejected  (Genesys refused the contact: 4xx, code kept)
-       │         └─► deferred (over the campaign's capacity before the window closes)
+       │         ├─► deferred (over the campaign's capacity before the window closes)
+       │         └─► expired  (its window closed before it was added)
        ├─► cancelled (a later run excluded it: paid, opted out, ...)
        └─► expired   (its window closed before it was pushed)
+
+``delivered`` / ``undelivered`` are reserved for carrier records (issue 9); nothing writes
+them from Genesys wrap-up codes.
 
 A re-run of build-reminders upserts by message key: new keys are inserted as ``planned``;
 keys still ``planned`` are refreshed (send time, text); keys in any later state are left alone,
@@ -311,7 +322,8 @@ def save_plan(
 
 def mark_ready(conn: Connection, *, now: datetime, horizon: timedelta, run_id: str) -> pl.DataFrame:
     """Move planned messages whose wave (slot) opens before ``now + horizon`` to ``ready``,
-    and planned messages whose send window already closed to ``expired``. Returns the ready waves:
+    and planned or ready messages whose send window already closed to ``expired`` (a ready
+    message was never added to Genesys, so nothing there can send it). Returns the ready waves:
     wave_id, channel, time_zone, local_send_date, slot, messages, first/last send time."""
     params = {"now": now, "until": now + horizon, "r": run_id}
     changes = read_frame(
@@ -320,7 +332,8 @@ def mark_ready(conn: Connection, *, now: datetime, horizon: timedelta, run_id: s
         " case when window_end_utc <= :now then 'expired' else 'ready' end as to_state,"
         " case when window_end_utc <= :now then 'window closed before push'"
         " else 'window opens within the push horizon' end as detail"
-        " from messages where state = 'planned' and wave_start_utc <= :until",
+        " from messages where (state = 'planned' and wave_start_utc <= :until)"
+        " or (state = 'ready' and window_end_utc <= :now)",
         params,
         schema={
             "message_key": pl.String(),
@@ -333,7 +346,8 @@ def mark_ready(conn: Connection, *, now: datetime, horizon: timedelta, run_id: s
         sa.text(
             "update messages set state = case when window_end_utc <= :now then 'expired'"
             " else 'ready' end, last_run_id = :r, updated_at_utc = :now"
-            " where state = 'planned' and wave_start_utc <= :until"
+            " where (state = 'planned' and wave_start_utc <= :until)"
+            " or (state = 'ready' and window_end_utc <= :now)"
         ),
         params,
     )
@@ -376,13 +390,19 @@ def transition(
     detail: str | None = None,
 ) -> int:
     """Move the messages in ``keys`` (a frame with ``message_key`` and optionally ``detail``,
-    ``genesys_contact_list_id``, ``genesys_campaign_id``, ``genesys_error_code``) that are in
+    ``genesys_contact_list_id``, ``genesys_campaign_id``, ``genesys_error_code``,
+    ``genesys_wrapup_code``) that are in
     one of ``from_states`` to ``to_state``, logging each change. Returns how many moved."""
     if keys.height == 0:
         return 0
     extra = [
         c
-        for c in ("genesys_contact_list_id", "genesys_campaign_id", "genesys_error_code")
+        for c in (
+            "genesys_contact_list_id",
+            "genesys_campaign_id",
+            "genesys_error_code",
+            "genesys_wrapup_code",
+        )
         if c in keys.columns
     ]
     staged = keys.select(

@@ -1,28 +1,39 @@
 """Push: hand ready waves to Genesys exactly once, through long-lived messaging campaigns.
 
-One campaign per channel (and SMS sender number) owns one contact list, both under
-deterministic names (``<prefix>-sms-<sender digits>``, ``<prefix>-email``), created on first
-use and reused after. A callable time set with a slot per zone is the second guard that
-nothing leaves outside its window. Each push run:
+One campaign per channel (and SMS sender number) runs off one contact list at a time, both under
+deterministic names (``<prefix>-sms-<sender digits>``, ``<prefix>-email``; rolled-over lists
+``...-2``, ``...-3``), created on first use and reused after. A callable time set with a slot
+per zone is the second guard that nothing leaves outside its window; every campaign references
+the DNC list and the digital rule set ``<prefix>-uncontactable-after-send`` (after any wrap-up
+code, mark the contact uncontactable for SMS and e-mail), so no recycle can message a contact
+twice. Each push run (every 15 minutes):
 
-1. marks planned messages whose wave opens within the horizon ``ready`` (outbox);
-2. settles messages left ``pushing`` by a crash: a bulk lookup by contact id tells whether the
-   add reached Genesys (``pushed``) or not (back to ``ready``);
-3. re-checks payments and opt-outs since planning on a fresh extract, removes those contacts
-   from the Genesys list (first) and cancels the messages (then), with a reason; and adds
-   every global opt-out's phone and e-mail to the pipeline's Genesys DNC list, which every
-   campaign references, so Genesys itself refuses them even between two pushes;
-4. checks capacity: per channel, messages whose window ends by time T must fit in
+1. marks planned messages whose wave opens within the horizon ``ready`` (outbox), and expires
+   planned or ready ones whose window is over (never added, nothing in Genesys to stop);
+2. settles messages left ``pushing`` by a crash: a bulk lookup by contact id in the list
+   recorded at ``pushing`` tells whether the add reached Genesys (``pushed``) or not
+   (back to ``ready``);
+3. re-checks payments and opt-outs since planning on a fresh extract and cancels those
+   messages: ``ready`` ones at once; ``pushed`` ones only once Genesys confirms it cannot send
+   them (made uncontactable, read back uncontactable and not attempted, then deleted); an
+   attempt found on read-back is recorded as its outcome; an unverified one stays ``pushed``
+   with state_reason ``cancel_pending`` and is retried next run. Global opt-outs' phones and
+   e-mails go onto the Genesys DNC list;
+4. takes the ready messages whose slot has started (:func:`addable`: never before, so
+   Genesys, which sends as soon as the callable window is open, cannot send early) and checks
+   capacity: per channel, messages whose window ends by time T must fit in
    ``messagesPerMinute x minutes until T``; the rest is ``deferred`` with a reason;
-5. upserts contacts wave by wave in batches of up to 1,000 with the message key as contact id
-   and ``priority=true``, ``push_concurrency`` batches in flight at once under the shared
-   rate limit (state ``pushing`` is committed before each call, ``pushed`` after);
-   a batch Genesys refuses (4xx) is bisected so only the bad contacts are ``rejected``;
-6. turns the campaign on.
+5. rolls the list over when it would pass ``genesys.list_rollover_at`` (see :func:`_room`);
+6. adds contacts wave by wave in batches of up to 1,000 with the message key as contact id,
+   ``priority=true`` and ``doNotQueue=false`` (new contacts are queued under both readings),
+   ``push_concurrency`` batches in flight under the shared rate limit (``pushing`` is
+   committed before each call, ``pushed`` after). An add whose outcome is unknown is never
+   replayed: the batch is looked up and only the missing contacts are added. A batch Genesys
+   refuses (4xx) is bisected so only the bad contacts are ``rejected``;
+7. turns the campaign on.
 
-Crash safety: a contact id is the message key and adds are upserts that never clear system
-data, so a replayed add cannot make a second contact or a second send; every step is
-re-entrant from the outbox state alone.
+Crash safety: the contact id is the message key, existing contacts are never re-added, and
+every step is re-entrant from the outbox state alone.
 """
 
 from __future__ import annotations
@@ -39,15 +50,18 @@ import polars as pl
 from sqlalchemy.engine import Engine
 
 from tasks.consent import channel_allowed, consent_state
+from tasks.errors import GenesysError
 from tasks.failpoints import failpoint
-from tasks.genesys import GenesysClient, RequestRejected
+from tasks.genesys import GenesysClient, OutcomeUnknown, RequestRejected
 from tasks.normalize import Normalized
 from tasks.outbox import exclude_decisions, mark_ready, messages_in, transition
+from tasks.outcomes import ALL_KNOWN_CODES, record_attempts, settle_uncontactable
 from tasks.settings import CadenceSettings, GenesysSettings, WindowSettings
 from tasks.warehouse import read_frame, write_frame
 
 __all__ = [
     "PushResult",
+    "addable",
     "campaign_body",
     "capacity_plan",
     "contact_rows",
@@ -73,6 +87,8 @@ class PushResult:
     rejected: int = 0
     batches: int = 0
     dnc_added: int = 0
+    waiting_for_list: int = 0
+    cancel_pending: int = 0
     campaigns: dict[str, str] = field(default_factory=dict)
     contact_lists: dict[str, str] = field(default_factory=dict)
 
@@ -86,9 +102,50 @@ def names_for(channel: str, genesys: GenesysSettings) -> dict[str, str]:
     )
     base = f"{genesys.name_prefix}-{suffix}"
     return {
-        "contact_list": f"{base}-contacts",
+        "contact_list": base,
         "campaign": base,
         "time_set": f"{genesys.name_prefix}-send-window",
+        "rule_set": f"{genesys.name_prefix}-uncontactable-after-send",
+    }
+
+
+def list_generation(name: str, base: str) -> int:
+    """The rollover generation of a contact list name: ``base`` is 1, ``base-N`` is N; any
+    other name (a list from before rollovers) counts as 1."""
+    if name.startswith(base + "-") and name[len(base) + 1 :].isdigit():
+        return int(name[len(base) + 1 :])
+    return 1
+
+
+def list_name(base: str, generation: int) -> str:
+    """Deterministic contact list name of a rollover generation (``base``, ``base-2``, ...)."""
+    return base if generation <= 1 else f"{base}-{generation}"
+
+
+def rule_set_body(genesys: GenesysSettings) -> dict[str, Any]:
+    """The digital rule set every campaign references: after a contact's message got any
+    wrap-up code (sent, failed or anything else the pipeline knows), mark the contact
+    uncontactable for SMS and e-mail, so a recycle can never message it again."""
+    return {
+        "name": names_for("sms", genesys)["rule_set"],
+        "rules": [
+            {
+                "name": "uncontactable-after-any-result",
+                "order": 0,
+                "category": "PostContact",
+                "conditions": [
+                    {
+                        "lastResultOverallConditionSettings": {
+                            "smsWrapupCodes": list(ALL_KNOWN_CODES),
+                            "emailWrapupCodes": list(ALL_KNOWN_CODES),
+                        }
+                    }
+                ],
+                "actions": [
+                    {"markContactUncontactableActionSettings": {"mediaTypes": ["SMS", "Email"]}}
+                ],
+            }
+        ],
     }
 
 
@@ -204,6 +261,15 @@ def _sync_dnc(
     return dnc["id"], new.height
 
 
+def addable(messages: pl.DataFrame, *, now: datetime) -> pl.DataFrame:
+    """The messages a push at ``now`` may add to Genesys: their slot (wave) has started and
+    their window has not ended. Never earlier: Genesys would send a contact as soon as its
+    callable window is open, which may be before its slot."""
+    return messages.filter(
+        (pl.col("wave_start_utc") <= pl.lit(now)) & (pl.col("window_end_utc") > pl.lit(now))
+    )
+
+
 def capacity_plan(
     outstanding: pl.DataFrame, *, now: datetime, messages_per_minute: int
 ) -> pl.DataFrame:
@@ -256,8 +322,10 @@ def campaign_body(
     contact_list_id: str,
     time_set_id: str,
     dnc_list_ids: Sequence[str] = (),
+    rule_set_ids: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """A messaging campaign that always runs off one contact list, inside the time set."""
+    """A messaging campaign that always runs off one contact list, inside the time set, with
+    the DNC lists and the mark-uncontactable rule set."""
     body: dict[str, Any] = {
         "name": name,
         "contactList": {"id": contact_list_id},
@@ -267,6 +335,7 @@ def campaign_body(
         "campaignStatus": "off",
         "contactSorts": [{"fieldName": "LocalSendDate", "direction": "ASC"}],
         "dncLists": [{"id": i} for i in dnc_list_ids],
+        "ruleSets": [{"id": i} for i in rule_set_ids],
     }
     if channel == "sms":
         body["smsConfig"] = {
@@ -286,6 +355,19 @@ def campaign_body(
     return body
 
 
+def _create_list(client: GenesysClient, channel: str, name: str) -> dict[str, Any]:
+    found = client.find_contact_list(name)
+    if found is not None:
+        return found
+    columns = SMS_COLUMNS if channel == "sms" else EMAIL_COLUMNS
+    return client.create_contact_list(
+        name,
+        columns,
+        phone_columns=[("Phone", "TimeZone")] if channel == "sms" else (),
+        email_columns=[("Email", "TimeZone")] if channel == "email" else (),
+    )
+
+
 def _ensure_objects(
     client: GenesysClient,
     channel: str,
@@ -294,23 +376,22 @@ def _ensure_objects(
     zones: Sequence[str],
     dnc_list_ids: Sequence[str] = (),
 ) -> tuple[str, str]:
+    """(contact list id, campaign id): the campaign's current list, or a new one."""
     names = names_for(channel, genesys)
+    rule_set = client.ensure_digital_rule_set(rule_set_body(genesys))
     failpoint("push.before_contact_list")
-    found = client.find_contact_list(names["contact_list"])
-    if found is None:
-        columns = SMS_COLUMNS if channel == "sms" else EMAIL_COLUMNS
-        found = client.create_contact_list(
-            names["contact_list"],
-            columns,
-            phone_columns=[("Phone", "TimeZone")] if channel == "sms" else (),
-            email_columns=[("Email", "TimeZone")] if channel == "email" else (),
-        )
+    campaign = client.find_campaign(names["campaign"])
+    current = (campaign or {}).get("contactList") or {}
+    found = (
+        {"id": current["id"]}
+        if current.get("id")
+        else _create_list(client, channel, names["contact_list"])
+    )
     failpoint("push.after_contact_list")
     time_set = client.ensure_callable_time_set(
         names["time_set"], zones, f"{window.start:%H:%M:%S}", f"{window.end:%H:%M:%S}"
     )
     failpoint("push.before_campaign_create")
-    campaign = client.find_campaign(names["campaign"])
     if campaign is None:
         campaign = client.create_messaging_campaign(
             campaign_body(
@@ -320,12 +401,79 @@ def _ensure_objects(
                 contact_list_id=found["id"],
                 time_set_id=time_set["id"],
                 dnc_list_ids=dnc_list_ids,
+                rule_set_ids=[rule_set["id"]],
             )
         )
-    elif dnc_list_ids:
-        client.ensure_campaign_dnc_lists(campaign["id"], dnc_list_ids)
+    else:
+        if dnc_list_ids:
+            client.ensure_campaign_dnc_lists(campaign["id"], dnc_list_ids)
+        client.ensure_campaign_rule_sets(campaign["id"], [rule_set["id"]])
     failpoint("push.after_campaign_create")
     return found["id"], campaign["id"]
+
+
+def _busy(engine: Engine, list_id: str) -> int:
+    """Messages still pushing or pushed into a contact list (not finished)."""
+    with engine.begin() as conn:
+        return int(
+            read_frame(
+                conn,
+                "select count(*) as n from messages where genesys_contact_list_id = :l"
+                " and state in ('pushing', 'pushed')",
+                {"l": list_id},
+                schema={"n": pl.Int64()},
+            )["n"][0]
+        )
+
+
+def _delete_finished_list(engine: Engine, client: GenesysClient, list_id: str) -> None:
+    """Delete a rolled-over list once no message is pushed into it any more."""
+    if _busy(engine, list_id):
+        return
+    try:
+        client.delete_contact_list(list_id)
+    except GenesysError as exc:
+        log.warning("old contact list %s not deleted yet: %s", list_id, exc)
+
+
+def _room(
+    engine: Engine,
+    client: GenesysClient,
+    channel: str,
+    genesys: GenesysSettings,
+    *,
+    list_id: str,
+    campaign_id: str,
+    incoming: int,
+) -> tuple[str, int]:
+    """(list id to add to, how many contacts it may take now), rolling the list over.
+
+    A list takes contacts until it holds ``genesys.list_rollover_at``. Then the next contacts
+    go to the next generation (``<name>-2``, ``-3``, ...), but only once no message is still
+    pushed (or pushing) into the current list: switching the campaign away from a list
+    strands its unsent contacts. The campaign is switched by read-modify-write, and the old
+    list, now holding only finished (uncontactable) contacts, is deleted.
+    """
+    limit = genesys.list_rollover_at
+    base = names_for(channel, genesys)["contact_list"]
+    info = client.get_contact_list(list_id)
+    size = int(info.get("size") or 0)
+    generation = list_generation(str(info.get("name") or base), base)
+    if generation > 1:  # a previous generation left behind by a crash after the switch
+        previous = client.find_contact_list(list_name(base, generation - 1))
+        if previous is not None and previous["id"] != list_id:
+            _delete_finished_list(engine, client, previous["id"])
+    if size + incoming <= limit:
+        return list_id, incoming
+    if _busy(engine, list_id) or size == 0:
+        return list_id, max(0, limit - size)
+    new = _create_list(client, channel, list_name(base, generation + 1))
+    failpoint("push.after_rollover_list")
+    client.switch_campaign_contact_list(campaign_id, new["id"])
+    failpoint("push.after_rollover_switch")
+    _delete_finished_list(engine, client, list_id)
+    new_size = int(client.get_contact_list(new["id"]).get("size") or 0)
+    return new["id"], max(0, min(incoming, limit - new_size))
 
 
 def _push_batch(
@@ -341,7 +489,9 @@ def _push_batch(
     result: PushResult,
     db_lock: threading.Lock,
 ) -> int:
-    keys = batch.select("message_key")
+    keys = batch.select("message_key").with_columns(
+        pl.lit(contact_list_id).alias("genesys_contact_list_id")
+    )
     with db_lock, engine.begin() as conn:
         transition(
             conn,
@@ -353,7 +503,7 @@ def _push_batch(
             detail="adding to the Genesys contact list",
         )
     failpoint("push.after_mark_pushing")
-    accepted, refused = _add_bisecting(client, contact_list_id, batch, channel)
+    accepted, refused = _add_settled(client, contact_list_id, batch, channel)
     failpoint("push.after_batch_sent")
     with db_lock, engine.begin() as conn:
         if accepted:
@@ -393,6 +543,24 @@ def _push_batch(
     return batch.height
 
 
+def _add_settled(
+    client: GenesysClient, contact_list_id: str, batch: pl.DataFrame, channel: str
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Add a batch; an add whose outcome is unknown (connection lost) is never replayed
+    blindly: the batch is looked up and only the contacts that are missing are added."""
+    try:
+        return _add_bisecting(client, contact_list_id, batch, channel)
+    except OutcomeUnknown:
+        present = {
+            c["id"] for c in client.get_contacts(contact_list_id, batch["message_key"].to_list())
+        }
+        missing = batch.filter(~pl.col("message_key").is_in(list(present)))
+        accepted, refused = (
+            _add_settled(client, contact_list_id, missing, channel) if missing.height else ([], [])
+        )
+        return [k for k in batch["message_key"] if k in present] + accepted, refused
+
+
 def _add_bisecting(
     client: GenesysClient, contact_list_id: str, batch: pl.DataFrame, channel: str
 ) -> tuple[list[str], list[tuple[str, str]]]:
@@ -419,10 +587,13 @@ def _settle_pushing(
     settled = {"pushed": 0, "ready": 0}
     if pushing.height == 0:
         return settled
-    for (channel,), part in pushing.group_by(["channel"], maintain_order=True):
+    for (channel, recorded), part in pushing.group_by(
+        ["channel", "genesys_contact_list_id"], maintain_order=True
+    ):
         names = names_for(str(channel), genesys)
-        found_list = client.find_contact_list(names["contact_list"])
         campaign = client.find_campaign(names["campaign"])
+        list_id = recorded or ((campaign or {}).get("contactList") or {}).get("id")
+        found_list = {"id": list_id} if list_id else client.find_contact_list(names["contact_list"])
         present: set[str] = set()
         if found_list is not None:
             present = {
@@ -460,6 +631,67 @@ def _settle_pushing(
     return settled
 
 
+def _cancel(
+    engine: Engine,
+    client: GenesysClient,
+    stale: pl.DataFrame,
+    live: pl.DataFrame,
+    *,
+    run_id: str,
+    now: datetime,
+    result: PushResult,
+) -> None:
+    """Cancel messages the re-check found stale.
+
+    ``ready`` ones were never added: cancelled at once. ``pushed`` ones: made uncontactable,
+    read back; verified uncontactable and not attempted -> deleted, then ``cancelled``; the
+    read-back shows an attempt -> that outcome is recorded (it was sent); not verified -> stays
+    ``pushed`` with state_reason ``cancel_pending`` and is tried again next run.
+    """
+    if stale.height == 0:
+        return
+    joined = stale.join(live, on="message_key")
+    confirmed = [joined.filter(pl.col("state") == "ready").select("message_key", "detail")]
+    remote = joined.filter(pl.col("state") == "pushed")
+    for (list_id,), rows in remote.group_by(["genesys_contact_list_id"], maintain_order=True):
+        if list_id is None:
+            continue
+        verified, attempts, unverified = settle_uncontactable(client, str(list_id), rows)
+        record_attempts(engine, attempts, run_id=run_id, now=now, from_states=("pushed",))
+        if verified.height:
+            try:
+                client.delete_contacts(str(list_id), verified["message_key"].to_list())
+                failpoint("push.after_remote_delete")
+            except GenesysError as exc:
+                log.warning("cancelled contacts not deleted (uncontactable anyway): %s", exc)
+        confirmed.append(verified.join(rows.select("message_key", "detail"), on="message_key"))
+        if unverified.height:
+            with engine.begin() as conn:
+                result.cancel_pending += transition(
+                    conn,
+                    unverified,
+                    from_states=("pushed",),
+                    to_state="pushed",
+                    run_id=run_id,
+                    now=now,
+                    detail="cancel_pending",
+                )
+    done = pl.concat(confirmed).join(joined.select("message_key", "channel"), on="message_key")
+    with engine.begin() as conn:
+        for (channel, detail), rows in done.group_by(["channel", "detail"], maintain_order=True):
+            n = transition(
+                conn,
+                rows.select("message_key", "detail"),
+                from_states=("ready", "pushed"),
+                to_state="cancelled",
+                run_id=run_id,
+                now=now,
+            )
+            exclude_decisions(conn, rows, reason=str(detail), detail="re-checked before the push")
+            key = f"{channel}:{detail}"
+            result.cancelled[key] = result.cancelled.get(key, 0) + n
+
+
 def push_waves_to_genesys(
     engine: Engine,
     client: GenesysClient,
@@ -487,31 +719,7 @@ def push_waves_to_genesys(
         live = messages_in(conn, ("ready", "pushed"), window_end_after=now)
     if fresh is not None and live.height:
         stale = recheck(live, fresh, cadence)
-        for (channel,), part in stale.join(
-            live.select("message_key", "channel", "state", "genesys_contact_list_id"),
-            on="message_key",
-        ).group_by(["channel"], maintain_order=True):
-            remote = part.filter(pl.col("state") == "pushed")
-            if remote.height:
-                list_id = remote["genesys_contact_list_id"].drop_nulls()
-                if list_id.len():
-                    client.delete_contacts(list_id[0], remote["message_key"].to_list())
-                    failpoint("push.after_remote_delete")
-            with engine.begin() as conn:
-                for detail, rows in part.group_by("detail"):
-                    n = transition(
-                        conn,
-                        rows.select("message_key", "detail"),
-                        from_states=("ready", "pushed"),
-                        to_state="cancelled",
-                        run_id=run_id,
-                        now=now,
-                    )
-                    exclude_decisions(
-                        conn, rows, reason=str(detail[0]), detail="re-checked before the push"
-                    )
-                    key = f"{channel}:{detail[0]}"
-                    result.cancelled[key] = result.cancelled.get(key, 0) + n
+        _cancel(engine, client, stale, live, run_id=run_id, now=now, result=result)
         with engine.begin() as conn:
             live = messages_in(conn, ("ready", "pushed"), window_end_after=now)
 
@@ -526,6 +734,14 @@ def push_waves_to_genesys(
         live.group_by(["channel"], maintain_order=True) if live.height else []
     ):
         channel = str(channel)
+        # Never before the window opens: a contact is added only once its slot has started
+        # (push-waves runs every 15 minutes and every slot starts on a UTC quarter hour).
+        outstanding = pl.concat(
+            [
+                outstanding.filter(pl.col("state") == "pushed"),
+                addable(outstanding.filter(pl.col("state") == "ready"), now=now),
+            ]
+        )
         fits = capacity_plan(outstanding, now=now, messages_per_minute=genesys.messages_per_minute)
         over = fits.filter(~pl.col("fits")).join(
             outstanding.filter(pl.col("state") == "ready").select("message_key"), on="message_key"
@@ -556,6 +772,20 @@ def push_waves_to_genesys(
         # Also when nothing is ready: contacts pushed by a run that died before turning the
         # campaign on must still go out, so the campaign is ensured and started every time.
         list_id, campaign_id = _ensure_objects(client, channel, genesys, window, zones, dnc_ids)
+        if ready.height:
+            list_id, room = _room(
+                engine,
+                client,
+                channel,
+                genesys,
+                list_id=list_id,
+                campaign_id=campaign_id,
+                incoming=ready.height,
+            )
+            if room < ready.height:
+                # earliest window end first; the rest stays ready for a later push
+                result.waiting_for_list += ready.height - room
+                ready = ready.sort("window_end_utc", "wave_start_utc", "message_key").head(room)
         result.contact_lists[channel] = list_id
         result.campaigns[channel] = campaign_id
         db_lock = threading.Lock()

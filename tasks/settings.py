@@ -174,7 +174,7 @@ class WindowSettings(BaseModel):
 
     start: time = time(8, 0)
     end: time = time(16, 0)
-    slot_minutes: int = Field(default=60, ge=5, le=240)
+    slot_minutes: int = Field(default=60, ge=15, le=240)
 
     @model_validator(mode="after")
     def _legal(self) -> WindowSettings:
@@ -185,6 +185,16 @@ class WindowSettings(BaseModel):
             )
         if self.start >= self.end:
             raise ValueError("send window start must be before its end")
+        if self.start.minute % 15 or self.start.second or self.start.microsecond:
+            raise ValueError(
+                f"send window start {self.start:%H:%M:%S} must be a quarter hour (:00, :15, :30,"
+                " :45): push-waves runs every 15 minutes and every slot start must fall on one"
+            )
+        if self.slot_minutes % 15:
+            raise ValueError(
+                f"slot_minutes {self.slot_minutes} must be a multiple of 15 (push-waves runs "
+                "every 15 minutes)"
+            )
         return self
 
 
@@ -233,6 +243,13 @@ class GenesysSettings(BaseModel):
     name_prefix: str = "reminders"
     push_batch_size: int = Field(default=1000, ge=1, le=1000)
     push_concurrency: int = Field(default=4, ge=1, le=16)
+    list_rollover_at: int = Field(
+        default=900_000,
+        ge=1,
+        le=1_000_000,
+        description="Contacts in a campaign's list at which the next contacts go to a new list "
+        "(Genesys allows 1,000,000 per list).",
+    )
 
     @field_validator("base_url")
     @classmethod

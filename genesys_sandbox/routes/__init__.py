@@ -12,6 +12,7 @@ from genesys_sandbox.routes import (
     dnclists,
     downloads,
     oauth,
+    rulesets,
     timesets,
 )
 
@@ -25,6 +26,7 @@ def all_routes() -> list[BaseRoute]:
         *downloads.routes,
         *dnclists.routes,
         *timesets.routes,
+        *rulesets.routes,
         *campaigns.routes,
         *conversations.routes,
         *admin.routes,

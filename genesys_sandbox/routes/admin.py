@@ -8,6 +8,9 @@ Errors are ``{"error": message}`` with status 400.
   ``/api/v2`` and ``/oauth`` requests (``genesys_sandbox.wire``; on with ``record_requests``).
 * ``GET|PUT /sandbox/faults``: PUT replaces the faults with the given fields (others default)
   and re-seeds their random draws.
+* ``GET|PUT /sandbox/config``: the behaviour switches (``SandboxConfig.switches()``); PUT
+  changes the given ones (same JSON names as the dataclass fields), all-or-nothing, and
+  answers all of them.  They take effect at the next request or run.
 * ``GET /sandbox/clock`` -> ``{"now"}``; ``POST /sandbox/run`` with ``{"until": ISO}`` or
   ``{"minutes": n}`` runs the campaigns (see ``runner``) and answers the run summary.
 * ``GET /sandbox/ledger``, ``GET /sandbox/carrier/twilio/messages``, ``GET /sandbox/stats``.
@@ -80,6 +83,28 @@ async def put_faults(request: Request) -> Response:
         return JSONResponse(faults.to_dict())
 
 
+async def get_config(request: Request) -> Response:
+    sandbox = sandbox_of(request)
+    with sandbox.lock:
+        return JSONResponse(sandbox.config.switches())
+
+
+async def put_config(request: Request) -> Response:
+    try:
+        body = await _body(request)
+    except ValueError as exc:
+        return _error(str(exc))
+    if not isinstance(body, dict):
+        return _error("config must be a JSON object")
+    sandbox = sandbox_of(request)
+    with sandbox.lock:
+        try:
+            sandbox.config.set_switches(body)
+        except ValueError as exc:
+            return _error(str(exc))
+        return JSONResponse(sandbox.config.switches())
+
+
 async def get_clock(request: Request) -> Response:
     sandbox = sandbox_of(request)
     with sandbox.lock:
@@ -135,6 +160,8 @@ routes = [
     Route("/sandbox/reset", reset, methods=["POST"]),
     Route("/sandbox/faults", get_faults, methods=["GET"]),
     Route("/sandbox/faults", put_faults, methods=["PUT"]),
+    Route("/sandbox/config", get_config, methods=["GET"]),
+    Route("/sandbox/config", put_config, methods=["PUT"]),
     Route("/sandbox/clock", get_clock, methods=["GET"]),
     Route("/sandbox/run", run_campaigns, methods=["POST"]),
     Route("/sandbox/ledger", ledger, methods=["GET"]),

@@ -13,6 +13,10 @@ Contract
 * Clients set ``campaignStatus`` ``on``/``off`` (PUT with the current ``version``, or POST
   ``/start``, ``/stop``); ``off`` takes effect at once.  A sender SMS number serves one running
   campaign: turning a second one on is 409 ``sender.sms.phone.number.in.use``.
+* ``ruleSets`` must name existing digital rule sets (``rule_sets=refuse``: 400
+  ``not.modelled``); the runner evaluates their post-contact rules.
+* ``GET .../{id}/diagnostics`` answers ``MessagingCampaignDiagnostics``;
+  ``DELETE .../{id}/progress`` recycles the campaign now (204).
 * A running campaign cannot be deleted (409 ``resource.in.use``); DELETE answers the
   deleted campaign, as the SDK's ``delete_outbound_messagingcampaign`` expects.
 """
@@ -44,13 +48,13 @@ from genesys_sandbox.routes.common import (
     sandbox_of,
 )
 from genesys_sandbox.store import Campaign, ContactList, Store, new_id
-from genesys_sandbox.views import campaign_progress, campaign_view
+from genesys_sandbox.views import campaign_progress, campaign_view, diagnostics_view
 
 __all__ = ["routes"]
 
 MAX_MESSAGES_PER_MINUTE = 10000
 MAX_CONTACT_SORTS = 4
-ECHOED = ("ruleSets", "contactListFilters", "dynamicContactQueueingSettings")
+ECHOED = ("contactListFilters", "dynamicContactQueueingSettings")
 RUNNING = ("on", "stopping")
 
 
@@ -187,6 +191,19 @@ def _parse(body: dict[str, Any], store: Store, current: Campaign | None) -> dict
         if dnc_id not in store.dnc_lists:
             raise invalid_value(f"DNC list {dnc_id} does not exist.", f"dncLists[{i}]")
         dnc_ids.append(str(dnc_id))
+    rule_set_ids: list[str] = []
+    for i, ref in enumerate(req_list(body.get("ruleSets") or [], "ruleSets")):
+        rule_set_id = ref_id({"ref": ref}, "ref", f"ruleSets[{i}]")
+        if store.config.rule_sets == "refuse":
+            raise ApiError(
+                400,
+                "not.modelled",
+                "Digital rule sets on campaigns are refused by this sandbox (rule_sets=refuse).",
+                field="ruleSets",
+            )
+        if rule_set_id not in store.rule_sets:
+            raise invalid_value(f"Digital rule set {rule_set_id} does not exist.", f"ruleSets[{i}]")
+        rule_set_ids.append(str(rule_set_id))
     if body.get("whatsAppConfig") is not None:
         raise invalid_value("The sandbox does not run WhatsApp campaigns.", "whatsAppConfig")
     has_sms, has_email = body.get("smsConfig") is not None, body.get("emailConfig") is not None
@@ -203,6 +220,7 @@ def _parse(body: dict[str, Any], store: Store, current: Campaign | None) -> dict
         "messages_per_minute": mpm,
         "callable_time_set_id": time_set,
         "dnc_list_ids": dnc_ids,
+        "rule_set_ids": rule_set_ids,
         "always_running": opt_bool(body, "alwaysRunning", False),
         "contact_sorts": _sorts(body.get("contactSorts"), cl),
         "sms_config": _sms_config(body["smsConfig"], cl, store.config.sms_sender_numbers)
@@ -354,6 +372,26 @@ async def get_progress(request: Request) -> Response:
         return ok(campaign_progress(sandbox.store, campaign))
 
 
+async def get_diagnostics(request: Request) -> Response:
+    sandbox = sandbox_of(request)
+    with sandbox.lock:
+        campaign = _campaign_or_404(sandbox.store, request.path_params["campaignId"])
+        return ok(diagnostics_view(campaign))
+
+
+async def reset_progress(request: Request) -> Response:
+    """``DELETE .../progress``: reset the progress and recycle now (either ``recycle`` reading)."""
+    sandbox = sandbox_of(request)
+    store = sandbox.store
+    with sandbox.lock:
+        campaign = _campaign_or_404(store, request.path_params["campaignId"])
+        campaign.recycle()
+        cl = store.contact_lists.get(campaign.contact_list_id)
+        for contact in cl.contacts.values() if cl else ():
+            contact.hold_until_recycle = False
+    return empty(204)
+
+
 async def bulk_progress(request: Request) -> Response:
     ids = req_list(await read_json(request))
     if not all(isinstance(i, str) for i in ids):
@@ -377,4 +415,6 @@ routes = [
     Route(BASE + "/{campaignId}/start", start_campaign, methods=["POST"]),
     Route(BASE + "/{campaignId}/stop", stop_campaign, methods=["POST"]),
     Route(BASE + "/{campaignId}/progress", get_progress, methods=["GET"]),
+    Route(BASE + "/{campaignId}/progress", reset_progress, methods=["DELETE"]),
+    Route(BASE + "/{campaignId}/diagnostics", get_diagnostics, methods=["GET"]),
 ]

@@ -11,8 +11,21 @@ Contract (beyond the Genesys shapes, see ``views``)
 * Adding contacts: 1..1000 per request (more is 413 ``request.entity.too.large``); each has
   ``contactListId`` = the list and ``data`` keyed by the list's columns with cells of at most
   512 characters; ``id`` is optional (1..128 characters, no ``/`` or ``,``).  An existing id
-  is updated: data replaced, system data kept unless ``clearSystemData=true``, queue position
-  renewed unless ``doNotQueue=true``.
+  is updated: data replaced, system data kept unless ``clearSystemData=true`` (which clears
+  attempts and callable/contactable status too, row 27), queue position renewed unless
+  ``doNotQueue=true``; a renewed contact is reached again in the current pass under
+  ``readd_requeued=recontact`` (not under ``keep_attempted``).  A NEW contact added with
+  ``doNotQueue=true`` waits for a recycle under ``donotqueue_new=wait_for_recycle``.
+* Limits (``max_contacts_per_list``, ``max_contacts_per_org``, ``max_lists_per_org``): an add
+  or create over a limit is refused whole with 400 ``max.contacts.per.list.exceeded`` /
+  ``max.contacts.per.org.exceeded`` / ``max.contact.lists.per.org.exceeded`` (status and
+  codes chosen here: no public source).
+* Deletes of contacts (bulk and single) answer 200 with no body; under
+  ``delete_in_use=keep`` they keep the contacts of a list in use (``in_use_scope``: any
+  campaign references the list, or a running one does), as the SDK says.
+* ``PUT .../contacts/{id}``: ``data`` optional (kept); ``callable``, ``phoneNumberStatus``
+  and ``contactableStatus`` (per media, contact level and ``columnStatus``) replace the
+  stored flags.
 * Export: POST snapshots the list; the first GET of ``/export`` answers 404
   ``no.available.list.export.uri``, later ones ``{uri, exportTimestamp}`` (``download=true``:
   a 303 to that URI).  The URI is ``/api/v2/downloads/{id}`` on the API host, which answers
@@ -161,6 +174,13 @@ async def create_list(request: Request) -> Response:
     with sandbox.lock:
         if store.name_taken(store.contact_lists, name):
             raise name_exists("contact list", name)
+        limit = store.config.max_lists_per_org
+        if len(store.contact_lists) >= limit:
+            raise ApiError(
+                400,
+                "max.contact.lists.per.org.exceeded",
+                f"The organization already has the maximum of {limit} contact lists.",
+            )
         cl = ContactList(new_id(), name, columns, phones, emails, extra, store.now, store.now)
         store.contact_lists[cl.id] = cl
         return ok(contact_list_view(cl))
@@ -262,8 +282,12 @@ def _cell(value: Any, column: str) -> str:
     return text
 
 
-def _contact_fields(cl: ContactList, raw: dict[str, Any], where: str) -> dict[str, Any]:
+def _contact_fields(
+    cl: ContactList, raw: dict[str, Any], where: str, current: Contact | None = None
+) -> dict[str, Any]:
     data = raw.get("data")
+    if data is None and current is not None:
+        data = dict(current.data)
     if data is None:
         raise bad_request(f"'{where}.data' is required.", f"{where}.data")
     if not isinstance(data, dict):
@@ -292,7 +316,17 @@ def _contact_fields(cl: ContactList, raw: dict[str, Any], where: str) -> dict[st
             isinstance(v, dict) for v in contactable.values()
         ):
             raise invalid_value("'contactableStatus' must map media to {contactable}.", where)
-        fields["contactable_status"] = contactable
+        unknown_media = sorted(set(contactable) - {"Voice", "SMS", "Email", "WhatsApp"})
+        if unknown_media:
+            raise invalid_value(f"Unknown media type '{unknown_media[0]}'.", where)
+        fields["contactable_status"] = {
+            media: {
+                k: (dict(v) if k == "columnStatus" and isinstance(v, dict) else v)
+                for k, v in status.items()
+                if k in ("contactable", "columnStatus")
+            }
+            for media, status in contactable.items()
+        }
     retention = {
         k: raw[k]
         for k in ("retentionType", "retentionDays", "dateExpiration")
@@ -306,7 +340,8 @@ def _contact_fields(cl: ContactList, raw: dict[str, Any], where: str) -> dict[st
 
 def _apply(contact: Contact, fields: dict[str, Any]) -> None:
     contact.data = fields["data"]
-    contact.retention = fields["retention"]
+    if fields["retention"] or "keep_retention" not in fields:
+        contact.retention = fields["retention"]
     if "callable" in fields:
         contact.callable = fields["callable"]
     if "phone_number_status" in fields:
@@ -349,6 +384,9 @@ async def add_contacts(request: Request) -> Response:
             ):
                 raise invalid_value(f"'[{i}].id' is not a valid contact id.", f"[{i}].id")
             parsed.append((contact_id, _contact_fields(cl, raw, f"[{i}]")))
+        _check_size(store, cl, [cid for cid, _ in parsed])
+        config = store.config
+        users = [c for c in store.campaigns.values() if c.contact_list_id == cl.id]
         batch = store.next_queue_seq()
         written: list[Contact] = []
         for index, (contact_id, fields) in enumerate(parsed):
@@ -357,16 +395,62 @@ async def add_contacts(request: Request) -> Response:
             if existing is None:
                 contact = Contact(contact_id or new_id().replace("-", ""), {}, store.now, queue_key)
                 contact.priority = priority
+                contact.hold_until_recycle = (
+                    keep_place and config.donotqueue_new == "wait_for_recycle"
+                )
                 cl.contacts[contact.id] = contact
             else:
                 contact = existing
                 if clear:
                     contact.clear_system_data()
+                    for campaign in users:
+                        campaign.handled.discard(contact.id)
+                        campaign.skipped.pop(contact.id, None)
                 if not keep_place:
                     contact.queue_key, contact.priority = queue_key, priority
+                    contact.hold_until_recycle = False
+                    if config.readd_requeued == "recontact":
+                        for campaign in users:
+                            campaign.handled.discard(contact.id)
+                            campaign.skipped.pop(contact.id, None)
             _apply(contact, fields)
             written.append(contact)
         return ok([contact_view(cl, c) for c in written])
+
+
+def _check_size(store: Store, cl: ContactList, ids: list[str | None]) -> None:
+    """Refuse a whole add that would pass the per-list or per-org contact limit."""
+    new = len({i for i in ids if i is not None and i not in cl.contacts})
+    new += sum(1 for i in ids if i is None)
+    if not new:
+        return
+    config = store.config
+    if len(cl.contacts) + new > config.max_contacts_per_list:
+        raise ApiError(
+            400,
+            "max.contacts.per.list.exceeded",
+            f"Adding {new} contacts would pass the limit of {config.max_contacts_per_list} "
+            f"contacts per contact list ({len(cl.contacts)} now).",
+        )
+    org_total = sum(len(c.contacts) for c in store.contact_lists.values())
+    if org_total + new > config.max_contacts_per_org:
+        raise ApiError(
+            400,
+            "max.contacts.per.org.exceeded",
+            f"Adding {new} contacts would pass the limit of {config.max_contacts_per_org} "
+            f"contacts per organization ({org_total} now).",
+        )
+
+
+def _in_use(store: Store, list_id: str) -> bool:
+    """Whether ``delete_in_use=keep`` keeps the list's contacts (see ``in_use_scope``)."""
+    if store.config.delete_in_use == "delete":
+        return False
+    running = store.config.in_use_scope == "running_campaign"
+    return any(
+        c.contact_list_id == list_id and (not running or c.status in ("on", "stopping"))
+        for c in store.campaigns.values()
+    )
 
 
 async def delete_contacts(request: Request) -> Response:
@@ -376,8 +460,9 @@ async def delete_contacts(request: Request) -> Response:
     sandbox = sandbox_of(request)
     with sandbox.lock:
         cl = _list_or_404(sandbox.store, request.path_params["listId"])
-        for contact_id in ids:
-            cl.contacts.pop(contact_id, None)
+        if not _in_use(sandbox.store, cl.id):
+            for contact_id in ids:
+                cl.contacts.pop(contact_id, None)
     return empty(200)
 
 
@@ -443,7 +528,9 @@ async def put_contact(request: Request) -> Response:
             raise invalid_value("The body id does not match the contact.", "id")
         if raw.get("contactListId") not in (None, cl.id):
             raise invalid_value("The body contactListId does not match.", "contactListId")
-        _apply(contact, _contact_fields(cl, raw, "body"))
+        fields = _contact_fields(cl, raw, "body", contact)
+        fields["keep_retention"] = True
+        _apply(contact, fields)
         return ok(contact_view(cl, contact))
 
 
@@ -452,7 +539,8 @@ async def delete_contact(request: Request) -> Response:
     with sandbox.lock:
         cl = _list_or_404(sandbox.store, request.path_params["listId"])
         _contact_or_404(cl, request.path_params["contactId"])
-        del cl.contacts[request.path_params["contactId"]]
+        if not _in_use(sandbox.store, cl.id):
+            del cl.contacts[request.path_params["contactId"]]
     return empty(200)
 
 

@@ -67,11 +67,12 @@ def test_build_then_push_on_postgres_with_artifacts(
         == "succeeded"
     )
 
-    pushed = push_waves(now="2026-11-23T12:30:00Z", overrides=overrides)
+    # 13:30 UTC: the first slot (08:00 New York) has opened; nothing is added before it does
+    pushed = push_waves(now="2026-11-23T13:30:00Z", overrides=overrides)
     in_genesys = _scalar(pg_url, pg_schema, "select count(*) from messages where state = 'pushed'")
     assert in_genesys == pushed["pushed"] == sum(w["messages"] for w in pushed["waves"]) > 0
     assert pushed["campaigns"]
-    again = push_waves(now="2026-11-23T12:30:00Z", overrides=overrides)
+    again = push_waves(now="2026-11-23T13:30:00Z", overrides=overrides)
     assert again["pushed"] == 0
 
     with get_client(sync_client=True) as client:

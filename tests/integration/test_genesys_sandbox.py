@@ -19,6 +19,46 @@ from tasks.warehouse import make_engine, migrate, read_frame, write_frame
 
 NOW = datetime(2026, 11, 23, 13, 0)
 
+# The behaviours no public source settles, read both ways (BEHAVIOUR.md "Switches"): the
+# client must be correct under each. "hard": the sandbox defaults (skip outside the window,
+# recycle on exhaustion, a re-add re-contacts, deletes of contacts in use are kept, official
+# wrap-up codes). "soft": the sandbox's earlier readings (reschedule, never recycle, keep
+# attempted, deletes go through, legacy codes; carrier failures as FAILED).
+SANDBOX_CONFIGS: dict[str, dict] = {
+    "hard": {
+        "outside_window": "skip",
+        "readd_requeued": "recontact",
+        "donotqueue_new": "no_effect",
+        "recycle": "on_exhaustion",
+        "delete_in_use": "keep",
+        "in_use_scope": "any_campaign",
+        "wrapup_codes": "official",
+        "carrier_failure_wrapup": "sent",
+        "unknown_wrapup_rate": 0.0,
+        "max_contacts_per_list": 1_000_000,
+    },
+    "soft": {
+        "outside_window": "reschedule",
+        "readd_requeued": "keep_attempted",
+        "donotqueue_new": "wait_for_recycle",
+        "recycle": "never",
+        "delete_in_use": "delete",
+        "in_use_scope": "running_campaign",
+        "wrapup_codes": "legacy",
+        "carrier_failure_wrapup": "failed",
+        "unknown_wrapup_rate": 0.0,
+        "max_contacts_per_list": 1_000_000,
+    },
+}
+
+
+def configure(sandbox: str, name: str, **extra) -> dict:
+    httpx.post(f"{sandbox}/sandbox/reset").raise_for_status()
+    httpx.put(f"{sandbox}/sandbox/faults", json={}).raise_for_status()
+    answer = httpx.put(f"{sandbox}/sandbox/config", json=SANDBOX_CONFIGS[name] | extra)
+    answer.raise_for_status()
+    return answer.json()
+
 
 @pytest.fixture(scope="module")
 def sandbox():
@@ -26,9 +66,15 @@ def sandbox():
         yield url
 
 
+@pytest.fixture(params=sorted(SANDBOX_CONFIGS))
+def reading(request, sandbox) -> str:
+    configure(sandbox, request.param)
+    return request.param
+
+
 @pytest.fixture
 def client(sandbox):
-    httpx.post(f"{sandbox}/sandbox/reset").raise_for_status()
+    configure(sandbox, "hard")
     settings = GenesysSettings(
         base_url=sandbox, client_id="sandbox-client", requests_per_minute=6000
     )
@@ -128,6 +174,8 @@ def test_dnc_campaign_and_agentless(client, sandbox) -> None:
             },
         }
     )
+    # turned on once the window is open (a contact reached outside it is skipped this pass)
+    _run(sandbox, NOW)
     assert client.set_campaign_status(campaign["id"], "on")["campaignStatus"] == "on"
     httpx.post(f"{sandbox}/sandbox/run", json={"until": "2026-11-23T14:00:00Z"}).raise_for_status()
     progress = client.campaign_progress(campaign["id"])
@@ -302,3 +350,266 @@ def test_global_opt_outs_are_synced_to_the_genesys_dnc_list_once(client, sandbox
     assert dnc["size"] == 2
     assert [ref["id"] for ref in campaign["dncLists"]] == [dnc["id"]]
     assert states == {"key00000": "pushed", "key00001": "cancelled"}
+
+
+# --- issue 8: outcomes, never twice, cancelling, expiry, list rollover, under each reading ---
+
+
+def _run(sandbox: str, until: datetime) -> None:
+    until_iso = f"{until:%Y-%m-%dT%H:%M:%S}Z"
+    httpx.post(f"{sandbox}/sandbox/run", json={"until": until_iso}).raise_for_status()
+
+
+def _ledger_keys(sandbox: str) -> list[str]:
+    ledger = httpx.get(f"{sandbox}/sandbox/ledger").json()
+    return [m["contact_id"] for m in ledger["messages"] if m["source"] == "campaign"]
+
+
+def _warehouse(tmp_path, frame: pl.DataFrame):
+    engine = make_engine(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    migrate(engine)
+    with engine.begin() as conn:
+        write_frame(conn, "messages", frame)
+    return engine
+
+
+def _settings(sandbox: str, **genesys) -> GenesysSettings:
+    return GenesysSettings(
+        base_url=sandbox, client_id="sandbox-client", push_batch_size=10, **genesys
+    )
+
+
+def _push_at(engine, settings, now, *, fresh=None, run_id="p"):
+    with client_from_settings(settings, "sandbox-secret") as c:
+        return push_waves_to_genesys(
+            engine,
+            c,
+            genesys=settings,
+            window=WindowSettings(),
+            cadence=CadenceSettings(),
+            now=now,
+            horizon=timedelta(minutes=15),
+            run_id=run_id,
+            fresh=fresh,
+        )
+
+
+def _collect(engine, settings, now, run_id="o"):
+    from tasks.outcomes import collect_outcomes_from_genesys
+
+    with client_from_settings(settings, "sandbox-secret") as c:
+        return collect_outcomes_from_genesys(engine, c, settings, now=now, run_id=run_id)
+
+
+def _states(engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        return dict(read_frame(conn, "select message_key, state from messages").rows())
+
+
+def _recycle_and_run(sandbox, settings, until) -> None:
+    with client_from_settings(settings, "sandbox-secret") as c:
+        campaign = c.find_campaign("reminders-sms-13175550100")
+        c.recycle_campaign(campaign["id"])
+        c.set_campaign_status(campaign["id"], "on")
+    _run(sandbox, until)
+
+
+def test_outcomes_are_wrapup_states_and_a_recycle_never_resends(reading, sandbox, tmp_path) -> None:
+    _run(sandbox, NOW)
+    engine = _warehouse(tmp_path, _outbox(12))
+    settings = _settings(sandbox)
+    assert _push_at(engine, settings, NOW).pushed == 12
+    _run(sandbox, NOW + timedelta(hours=1))
+    sent = _ledger_keys(sandbox)
+    assert sorted(sent) == [f"key{i:05d}" for i in range(12)]
+    counts = _collect(engine, settings, NOW + timedelta(hours=1))
+    states = _states(engine)
+    assert set(states.values()) <= {"sent", "failed"}
+    assert counts["sent"] + counts["failed"] == 12
+    assert "delivered" not in states.values()
+    ledger = httpx.get(f"{sandbox}/sandbox/ledger").json()["messages"]
+    handed_off = {m["contact_id"] for m in ledger if m["outcome"] == "delivered"}
+    if reading == "hard":  # official codes; carrier failures do not change the wrap-up
+        assert counts["sent"] == 12
+    else:  # legacy codes, carrier failures FAILED: sent exactly for the delivered ones
+        assert {k for k, v in states.items() if v == "sent"} == handed_off
+    # every attempted contact is uncontactable (or gone): a recycle sends nothing more
+    with client_from_settings(settings, "sandbox-secret") as c:
+        list_id = c.find_campaign("reminders-sms-13175550100")["contactList"]["id"]
+        left = c.get_contacts(list_id, list(states))
+    from tasks.genesys import is_uncontactable
+
+    assert all(is_uncontactable(contact) for contact in left)
+    _recycle_and_run(sandbox, settings, NOW + timedelta(hours=3))
+    assert sorted(_ledger_keys(sandbox)) == sorted(sent)
+
+
+def test_unknown_wrapup_codes_are_kept_raw_and_counted_unknown_not_failed(
+    sandbox, tmp_path
+) -> None:
+    configure(sandbox, "hard", unknown_wrapup_rate=1.0)
+    _run(sandbox, NOW)
+    engine = _warehouse(tmp_path, _outbox(6))
+    settings = _settings(sandbox)
+    _push_at(engine, settings, NOW)
+    _run(sandbox, NOW + timedelta(hours=1))
+    counts = _collect(engine, settings, NOW + timedelta(hours=1))
+    assert (counts["unknown"], counts["failed"], counts["sent"]) == (6, 0, 0)
+    with engine.connect() as conn:
+        codes = read_frame(conn, "select genesys_wrapup_code from messages")
+    assert all(c and c not in ("OUTBOUND-MESSAGE-SENT", "") for c in codes["genesys_wrapup_code"])
+
+
+def _fresh_for(n: int, paid: set[int]):
+    from tasks.normalize import normalize
+    from tests import factories as f
+
+    customers = [f.customer(customer_id=f"C{i}", phone=f"+1 317 555 {i:04d}") for i in range(n)]
+    invoices = [
+        f.invoice(
+            f"C{i}",
+            invoice_id=f"I{i}",
+            status="paid" if i in paid else "open",
+            amount_due="0.00" if i in paid else "10.00",
+        )
+        for i in range(n)
+    ]
+    consent = [f.consent(f"C{i}", "sms") for i in range(n)]
+    return normalize(f.extracted(customers, invoices, consent), as_of=NOW)
+
+
+def test_a_payer_cancelled_after_the_push_is_never_messaged(reading, sandbox, tmp_path) -> None:
+    _run(sandbox, NOW)
+    engine = _warehouse(tmp_path, _outbox(6))
+    settings = _settings(sandbox)
+    assert _push_at(engine, settings, NOW, fresh=_fresh_for(6, set())).pushed == 6
+    # C2 pays before Genesys reached the contact; the next push re-checks
+    result = _push_at(engine, settings, NOW, fresh=_fresh_for(6, {2}), run_id="p2")
+    assert result.cancelled == {"sms:paid_since_planning": 1}
+    assert _states(engine)["key00002"] == "cancelled"
+    _run(sandbox, NOW + timedelta(hours=1))
+    _recycle_and_run(sandbox, settings, NOW + timedelta(hours=3))
+    sent = _ledger_keys(sandbox)
+    assert "key00002" not in sent
+    assert sorted(sent) == [f"key{i:05d}" for i in range(6) if i != 2]
+
+
+def test_a_cancel_that_cannot_be_verified_stays_pending(sandbox, tmp_path, monkeypatch) -> None:
+    configure(sandbox, "hard")
+    _run(sandbox, NOW)
+    engine = _warehouse(tmp_path, _outbox(3))
+    settings = _settings(sandbox)
+    _push_at(engine, settings, NOW, fresh=_fresh_for(3, set()))
+    from tasks.genesys import GenesysClient
+
+    monkeypatch.setattr(GenesysClient, "mark_uncontactable", lambda self, list_id, contacts: [])
+    result = _push_at(engine, settings, NOW, fresh=_fresh_for(3, {1}), run_id="p2")
+    assert result.cancel_pending == 1
+    with engine.connect() as conn:
+        row = read_frame(
+            conn, "select state, state_reason from messages where message_key = 'key00001'"
+        ).row(0)
+    assert row == ("pushed", "cancel_pending")
+    monkeypatch.undo()
+    result = _push_at(engine, settings, NOW, fresh=_fresh_for(3, {1}), run_id="p3")
+    assert result.cancelled == {"sms:paid_since_planning": 1}
+    _run(sandbox, NOW + timedelta(hours=1))
+    assert "key00001" not in _ledger_keys(sandbox)
+
+
+def test_never_attempted_contacts_past_their_window_expire_uncontactable(
+    reading, sandbox, tmp_path
+) -> None:
+    _run(sandbox, NOW)
+    frame = _outbox(4)
+    engine = _warehouse(tmp_path, frame)
+    settings = _settings(sandbox)
+    _push_at(engine, settings, NOW)
+    # two windows end before Genesys gets to them (the sandbox clock has not moved)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "update messages set window_end_utc = timestamp '2026-11-23 13:00:00'"
+            " where message_key in ('key00000', 'key00003')"
+        )
+    counts = _collect(engine, settings, NOW + timedelta(minutes=1))
+    assert counts["expired"] == 2
+    states = _states(engine)
+    assert (states["key00000"], states["key00003"]) == ("expired", "expired")
+    _run(sandbox, NOW + timedelta(hours=1))
+    _recycle_and_run(sandbox, settings, NOW + timedelta(hours=3))
+    assert sorted(_ledger_keys(sandbox)) == ["key00001", "key00002"]
+
+
+def test_nothing_is_added_before_its_slot_opens(sandbox, tmp_path) -> None:
+    configure(sandbox, "hard")
+    _run(sandbox, NOW)
+    later = NOW + timedelta(minutes=30)
+    frame = _outbox(4, {2: {"wave_start_utc": later}, 3: {"wave_start_utc": later}})
+    engine = _warehouse(tmp_path, frame)
+    settings = _settings(sandbox)
+    assert _push_at(engine, settings, NOW).pushed == 2
+    states = _states(engine)
+    assert (states["key00002"], states["key00003"]) == ("ready", "ready")
+    _run(sandbox, later)
+    assert _push_at(engine, settings, later, run_id="p2").pushed == 2
+
+
+def test_lists_roll_over_and_every_contact_is_sent_once(reading, sandbox, tmp_path) -> None:
+    configure(sandbox, reading, max_contacts_per_list=30)
+    _run(sandbox, NOW)
+    engine = _warehouse(tmp_path, _outbox(45))
+    settings = _settings(sandbox, list_rollover_at=25)
+    first = _push_at(engine, settings, NOW)
+    assert (first.pushed, first.waiting_for_list) == (25, 20)
+    _run(sandbox, NOW + timedelta(minutes=30))
+    _collect(engine, settings, NOW + timedelta(minutes=30))
+    second = _push_at(engine, settings, NOW + timedelta(minutes=30), run_id="p2")
+    assert second.pushed == 20
+    _run(sandbox, NOW + timedelta(hours=1))
+    _collect(engine, settings, NOW + timedelta(hours=1), run_id="o2")
+    _recycle_and_run(sandbox, settings, NOW + timedelta(hours=2))
+    sent = _ledger_keys(sandbox)
+    assert sorted(sent) == [f"key{i:05d}" for i in range(45)]
+    assert set(_states(engine).values()) <= {"sent", "failed"}
+    with client_from_settings(settings, "sandbox-secret") as c:
+        campaign = c.find_campaign("reminders-sms-13175550100")
+        lists = {c.get_contact_list(campaign["contactList"]["id"])["name"]}
+        old = c.find_contact_list("reminders-sms-13175550100")
+    if reading == "hard":  # deletes of contacts in use are kept: the list must roll over
+        assert lists == {"reminders-sms-13175550100-2"}
+        assert old is None
+
+
+@pytest.mark.parametrize("point", ["push.after_rollover_list", "push.after_rollover_switch"])
+def test_a_crash_during_rollover_is_finished_by_the_next_push(
+    point, sandbox, tmp_path, monkeypatch
+) -> None:
+    configure(sandbox, "hard", max_contacts_per_list=30)
+    _run(sandbox, NOW)
+    engine = _warehouse(tmp_path, _outbox(45))
+    settings = _settings(sandbox, list_rollover_at=25)
+    _push_at(engine, settings, NOW)
+    _run(sandbox, NOW + timedelta(minutes=30))
+    _collect(engine, settings, NOW + timedelta(minutes=30))
+
+    class Crash(Exception):
+        pass
+
+    def crash_at(name: str) -> None:
+        if name == point:
+            raise Crash(name)
+
+    import tasks.push
+
+    monkeypatch.setattr(tasks.push, "failpoint", crash_at)
+    with pytest.raises(Crash):
+        _push_at(engine, settings, NOW + timedelta(minutes=30), run_id="p2")
+    monkeypatch.undo()
+    assert _push_at(engine, settings, NOW + timedelta(minutes=30), run_id="p3").pushed == 20
+    _run(sandbox, NOW + timedelta(hours=1))
+    _recycle_and_run(sandbox, settings, NOW + timedelta(hours=2))
+    assert sorted(_ledger_keys(sandbox)) == [f"key{i:05d}" for i in range(45)]
+    with client_from_settings(settings, "sandbox-secret") as c:
+        campaign = c.find_campaign("reminders-sms-13175550100")
+        assert c.get_contact_list(campaign["contactList"]["id"])["name"].endswith("-2")
+        assert c.find_contact_list("reminders-sms-13175550100") is None

@@ -124,7 +124,10 @@ def test_mark_ready_takes_waves_opening_within_the_horizon(engine) -> None:
     with engine.begin() as conn:
         mark_ready(conn, now=datetime(2026, 11, 24, 0, 0), horizon=timedelta(hours=1), run_id="p2")
     assert _count(engine, "select count(*) from messages where state = 'planned'") == 0
-    assert _count(engine, "select count(*) from messages where state = 'expired'") == 20 - ready
+    # every window (08:00-16:00 New York) is over at midnight UTC: the planned ones and the
+    # ready ones (never added to Genesys) expire
+    assert _count(engine, "select count(*) from messages where state = 'ready'") == 0
+    assert _count(engine, "select count(*) from messages where state = 'expired'") == 20
 
 
 def test_ready_message_is_never_replanned_or_refreshed(engine) -> None:
@@ -236,7 +239,7 @@ def test_migration_0003_adds_the_zone_columns_to_an_existing_warehouse(warehouse
                 "insert into decisions (run_id, invoice_row, channel, status, reason)"
                 " values ('old', 0, 'sms', 'excluded', 'no_step_due')"
             )
-        assert migrate(engine) == ["0003_zone_source"]
+        assert migrate(engine) == ["0003_zone_source", "0004_genesys_outcomes"]
         with engine.connect() as conn:
             old = read_frame(
                 conn,
@@ -244,6 +247,7 @@ def test_migration_0003_adds_the_zone_columns_to_an_existing_warehouse(warehouse
                 " from decisions where run_id = 'old'",
             )
             conn.execute(sa.text("select send_at_local_by_zone from messages"))
+            conn.execute(sa.text("select genesys_wrapup_code from messages"))
         assert old.rows() == [("no_step_due", None, None, None)]
     finally:
         engine.dispose()

@@ -95,6 +95,12 @@ class Org:
             json=current | {"campaignStatus": status},
         )
 
+    def configure(self, **switches: Any) -> dict[str, Any]:
+        answer = self.http.put("/sandbox/config", json=switches)
+        assert answer.status_code == 200, answer.text
+        result: dict[str, Any] = answer.json()
+        return result
+
     def run(self, until: str) -> dict[str, Any]:
         answer = self.http.post("/sandbox/run", json={"until": until})
         assert answer.status_code == 200, answer.text

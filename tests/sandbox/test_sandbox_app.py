@@ -18,6 +18,9 @@ from genesys_sandbox.carrier import sms_outcome
 from tests.sandbox.org import SENDER, FakeClock, Org
 
 HONOLULU = "Pacific/Honolulu"
+# The readings the sandbox had before issue 8 (reschedule, never recycle): tests of window,
+# order and DNC rules use them so that each pass sends a contact at most once.
+ONE_PASS = {"outside_window": "reschedule", "recycle": "never"}
 
 
 def _contact(contact_id: str, phone: str, zone: str = "America/New_York", **data: str) -> dict:
@@ -284,20 +287,25 @@ def test_dropped_connection_after_commit(sandbox_server: str) -> None:
         assert http.get("/sandbox/stats").json()["injected_drops"] == 1
 
 
-def test_upsert_keeps_already_messaged(org: Org) -> None:
+@pytest.mark.parametrize(
+    ("reading", "resent"), [("recontact", 1), ("keep_attempted", 0)], ids=lambda v: str(v)
+)
+def test_readd_of_a_messaged_contact(org: Org, reading: str, resent: int) -> None:
+    org.configure(**ONE_PASS, readd_requeued=reading)
     cl = org.sms_list()
     org.add(cl["id"], [_contact("k1", "+13175550001")])
     campaign = org.sms_campaign(cl["id"])
     assert org.turn(campaign["id"], "on").status_code == 200
     assert org.run("2026-11-23T15:00:00Z")["sent"] == 1
-    again = org.add(cl["id"], [_contact("k1", "+13175550001", Message="Changed")])
-    assert again[0]["latestSmsEvaluations"]["Phone"]["contactAddress"] == "+13175550001"
-    assert again[0]["data"]["Message"] == "Changed"
-    assert org.run("2026-11-23T16:00:00Z")["sent"] == 0
-    assert org.ledger()["counts"] == {"total": 1, "distinct_contacts": 1, "duplicates": 0}
-    org.add(cl["id"], [_contact("k1", "+13175550001")], clearSystemData="true")
+    kept = org.add(cl["id"], [_contact("k1", "+13175550001", Message="Kept")], doNotQueue="true")
+    assert kept[0]["latestSmsEvaluations"]["Phone"]["contactAddress"] == "+13175550001"
+    assert org.run("2026-11-23T15:30:00Z")["sent"] == 0
+    org.add(cl["id"], [_contact("k1", "+13175550001", Message="Changed")])
+    assert org.run("2026-11-23T16:00:00Z")["sent"] == resent
+    org.add(cl["id"], [_contact("k1", "+13175550001")], clearSystemData="true", doNotQueue="true")
     assert org.run("2026-11-23T17:00:00Z")["sent"] == 1
-    assert org.ledger()["counts"] == {"total": 2, "distinct_contacts": 1, "duplicates": 1}
+    counts = org.ledger()["counts"]
+    assert (counts["total"], counts["duplicates"]) == (2 + resent, 1 + resent)
 
 
 def test_one_running_campaign_per_sender_number(org: Org) -> None:
@@ -318,6 +326,7 @@ def test_one_running_campaign_per_sender_number(org: Org) -> None:
 
 
 def test_callable_time_set_is_read_in_each_contacts_zone(org: Org) -> None:
+    org.configure(**ONE_PASS)
     cl = org.sms_list()
     org.add(
         cl["id"],
@@ -346,6 +355,7 @@ def test_callable_time_set_is_read_in_each_contacts_zone(org: Org) -> None:
 
 
 def test_without_time_set_the_window_is_8_to_21_local(org: Org) -> None:
+    org.configure(**ONE_PASS)
     cl = org.sms_list()
     org.add(
         cl["id"],
@@ -363,6 +373,7 @@ def test_without_time_set_the_window_is_8_to_21_local(org: Org) -> None:
 
 
 def test_priority_contacts_go_first(org: Org) -> None:
+    org.configure(**ONE_PASS)
     cl = org.sms_list()
     org.add(cl["id"], [_contact("a", "+13175550001"), _contact("b", "+13175550002")])
     org.add(cl["id"], [_contact("p", "+13175550003")], priority="true")
@@ -372,6 +383,7 @@ def test_priority_contacts_go_first(org: Org) -> None:
 
 
 def test_contact_sorts_order_within_priority(org: Org) -> None:
+    org.configure(**ONE_PASS)
     cl = org.sms_list()
     org.add(
         cl["id"],
@@ -401,6 +413,7 @@ def test_campaign_that_is_not_always_running_completes(org: Org) -> None:
 
 
 def test_email_campaign_sends_subject_and_message_columns(org: Org) -> None:
+    org.configure(**ONE_PASS)
     columns = ["Email", "Subject", "Message", "TimeZone"]
     email_column = {"columnName": "Email", "type": "personal", "contactableTimeColumn": "TimeZone"}
     cl = org.ok(
@@ -460,6 +473,7 @@ def test_email_campaign_sends_subject_and_message_columns(org: Org) -> None:
 
 
 def test_dnc_lists_are_respected(org: Org) -> None:
+    org.configure(**ONE_PASS)
     cl = org.sms_list()
     org.add(
         cl["id"],
@@ -506,6 +520,7 @@ def test_dnc_lists_are_respected(org: Org) -> None:
 
 
 def test_export_flow(org: Org) -> None:
+    org.configure(**ONE_PASS)
     cl = org.sms_list()
     org.add(cl["id"], [_contact("k1", "+13175550001"), _contact("k2", "+13175550002")])
     org.turn(org.sms_campaign(cl["id"], messagesPerMinute=1)["id"], "on")
@@ -538,7 +553,7 @@ def test_export_flow(org: Org) -> None:
     )
     rows = {r["inin-outbound-id"]: r for r in csv.DictReader(io.StringIO(text))}
     assert rows["k1"]["SmsLastAttempt-Phone"] == "2026-11-23T13:00:00.000Z"
-    assert rows["k1"]["SmsLastResult-Phone"].startswith("ININ-")
+    assert rows["k1"]["SmsLastResult-Phone"] == "OUTBOUND-MESSAGE-SENT"
     assert rows["k2"]["SmsLastAttempt-Phone"] == ""
     assert rows["k2"]["ContactCallable"] == "1"
 
@@ -616,6 +631,7 @@ def test_unknown_download_is_a_genesys_404(org: Org) -> None:
 
 
 def test_comma_joined_contact_delete_keeps_the_ledger(org: Org) -> None:
+    org.configure(**ONE_PASS, delete_in_use="delete")
     cl = org.sms_list()
     org.add(cl["id"], [_contact(f"k{i}", f"+1317555000{i}") for i in range(3)])
     org.turn(org.sms_campaign(cl["id"])["id"], "on")
@@ -645,7 +661,13 @@ def test_ledger_counts_agentless_duplicates(org: Org) -> None:
     send("Your payment is due")
     send("Your payment was received")
     ledger = org.ledger()
-    assert ledger["counts"] == {"total": 3, "distinct_contacts": 2, "duplicates": 1}
+    assert ledger["counts"] == {
+        "total": 3,
+        "distinct_contacts": 2,
+        "duplicates": 1,
+        "attempts": 0,
+    }
+    assert ledger["duplicates"] == []
     assert {m["source"] for m in ledger["messages"]} == {"agentless"}
 
 

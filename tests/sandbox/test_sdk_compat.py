@@ -83,6 +83,8 @@ def test_sdk_drives_every_endpoint_and_parses_every_answer(sdk: Sdk) -> None:
     sdk.api.get_client_credentials_token("sandbox-client", "sandbox-secret")
     steps.append("POST /oauth/token (client credentials, Basic auth)")
     outbound, conversations = gc.OutboundApi(sdk.api), gc.ConversationsApi(sdk.api)
+    one_pass = {"outside_window": "reschedule", "recycle": "never"}
+    httpx.put(f"{sdk.url}/sandbox/config", json=one_pass).raise_for_status()
 
     phone = _model(gc, "ContactPhoneNumberColumn", column_name="Phone", type="cell")
     phone.callable_time_column = "TimeZone"
@@ -238,10 +240,95 @@ def test_sdk_drives_every_endpoint_and_parses_every_answer(sdk: Sdk) -> None:
         "GET /downloads/{id}?issueRedirect=false (UrlResponse), signed URL without token"
     )
 
+    diagnostics = outbound.get_outbound_messagingcampaign_diagnostics(campaign.id)
+    assert diagnostics.time_zone_rescheduled_contacts_count == 2  # new_york, honolulu waited
+    outbound.delete_outbound_messagingcampaign_progress(campaign.id)
+    assert (
+        outbound.get_outbound_messagingcampaign_diagnostics(
+            campaign.id
+        ).time_zone_rescheduled_contacts_count
+        == 0
+    )
+    steps.append("GET /messagingcampaigns/{id}/diagnostics, DELETE .../progress (recycle)")
+
+    rule = _model(
+        gc,
+        "DigitalRule",
+        name="uncontactable-after-send",
+        order=0,
+        category="PostContact",
+        conditions=[
+            _model(
+                gc,
+                "DigitalCondition",
+                inverted=False,
+                last_result_overall_condition_settings=_model(
+                    gc,
+                    "LastResultOverallConditionSettings",
+                    sms_wrapup_codes=["OUTBOUND-MESSAGE-SENT"],
+                    email_wrapup_codes=["OUTBOUND-MESSAGE-SENT"],
+                ),
+            )
+        ],
+        actions=[
+            _model(
+                gc,
+                "DigitalAction",
+                mark_contact_uncontactable_action_settings=_model(
+                    gc, "MarkContactUncontactableActionSettings", media_types=["SMS", "Email"]
+                ),
+            )
+        ],
+    )
+    rule_set = outbound.post_outbound_digitalrulesets(
+        _model(gc, "DigitalRuleSet", name="sdk-uncontactable-after-send", rules=[rule])
+    )
+    assert rule_set.rules[0].category == "PostContact"
+    assert outbound.get_outbound_digitalruleset(rule_set.id).version == 1
+    assert outbound.get_outbound_digitalrulesets(name="sdk").total == 1
+    steps.append("POST/GET /outbound/digitalrulesets (PostContact, mark uncontactable)")
+
+    update = outbound.get_outbound_contactlist_contact(contact_list.id, "key-new_york")
+    update.callable = False
+    update.contactable_status = {
+        "SMS": _model(gc, "ContactableStatus", contactable=False),
+        "Email": _model(gc, "ContactableStatus", contactable=False),
+    }
+    changed = outbound.put_outbound_contactlist_contact(contact_list.id, "key-new_york", update)
+    assert changed.callable is False
+    assert changed.contactable_status["SMS"].contactable is False
+    (read_back,) = outbound.post_outbound_contactlist_contacts_bulk(
+        contact_list.id, ["key-new_york"]
+    )
+    assert (read_back.callable, read_back.contactable_status["SMS"].contactable) == (False, False)
+    steps.append("PUT /contactlists/{id}/contacts/{cid} (callable, contactableStatus), bulk get")
+
+    mail_dnc = outbound.post_outbound_dnclists(
+        _model(
+            gc, "DncListCreate", name="sdk-mail-dnc", dnc_source_type="rds", contact_method="Email"
+        )
+    )
+    outbound.patch_outbound_dnclist_emailaddresses(
+        mail_dnc.id,
+        _model(gc, "DncPatchEmailsRequest", action="Add", email_addresses=["a@example.com"]),
+    )
+    assert outbound.get_outbound_dnclist(mail_dnc.id).size == 1
+    times.callable_times[0].time_slots = slots[:5]
+    assert outbound.put_outbound_callabletimeset(times.id, times).version == 2
+    steps.append("PATCH /dnclists/{id}/emailaddresses, PUT /callabletimesets/{id}")
+
+    outbound.delete_outbound_contactlist_contacts(contact_list.id, ["key-chicago", "missing"])
+    assert outbound.get_outbound_contactlist(contact_list.id).size == 3  # in use: kept
+    outbound.post_outbound_messagingcampaign_stop(campaign.id)
+    outbound.delete_outbound_messagingcampaign(campaign.id)
     outbound.delete_outbound_contactlist_contacts(contact_list.id, ["key-chicago", "missing"])
     assert outbound.get_outbound_contactlist(contact_list.id).size == 2
     sdk.expect_error(404, "not.found", outbound.get_outbound_contactlist, "no-such-list")
-    steps.append("DELETE /contactlists/{id}/contacts?contactIds=a,b, ErrorBody on 404")
+    steps.append("DELETE /contactlists/{id}/contacts?contactIds=a,b (kept while in use)")
+    outbound.delete_outbound_digitalruleset(rule_set.id)
+    outbound.delete_outbound_contactlist(contact_list.id)
+    sdk.expect_error(404, "not.found", outbound.get_outbound_contactlist, contact_list.id)
+    steps.append("DELETE /digitalrulesets/{id}, DELETE /contactlists/{id}, ErrorBody on 404")
 
     walker = sdk.walker
     summary = [

@@ -157,10 +157,11 @@ def test_429_forever_gives_up_after_the_budget() -> None:
 def test_transient_failures_are_retried_with_backoff_on_idempotent_calls(
     failure, idempotent_ok
 ) -> None:
-    path = "/api/v2/outbound/contactlists/l1/contacts"
+    # the bulk lookup is idempotent (adds are not: see test_an_add_that_lost_its_connection...)
+    path = "/api/v2/outbound/contactlists/l1/contacts/bulk"
     fake = FakeGenesys({path: [failure, failure, httpx.Response(200, json=[{"id": "k1"}])]})
     client = _client(fake)
-    assert client.add_contacts("l1", [{"id": "k1", "data": {"Phone": "+1"}}]) == [{"id": "k1"}]
+    assert client.get_contacts("l1", ["k1"]) == [{"id": "k1"}]
     assert len(fake.calls) == 3
     assert len(client.sleeps) == 2
     assert all(0 <= s <= 30 for s in client.sleeps)
@@ -494,3 +495,63 @@ def test_a_redirect_from_the_token_endpoint_is_not_followed_with_the_secret(stat
 def test_a_plain_http_base_off_loopback_is_refused(base) -> None:
     with pytest.raises(ValueError, match="https"):
         GenesysClient(api_base=base, login_base=base, client_id="i", client_secret=SECRET)
+
+
+def test_an_add_that_lost_its_connection_is_not_replayed() -> None:
+    fake = FakeGenesys(
+        {"/api/v2/outbound/contactlists/l1/contacts": [httpx.RemoteProtocolError("dropped")]}
+    )
+    with pytest.raises(OutcomeUnknown):
+        _client(fake).add_contacts("l1", [{"id": "k1", "data": {"Phone": "+13175550123"}}])
+    assert [c[:2] for c in fake.calls] == [("POST", "/api/v2/outbound/contactlists/l1/contacts")]
+
+
+def test_a_re_add_can_keep_the_queue_position() -> None:
+    seen = {}
+
+    def capture(request: httpx.Request) -> httpx.Response:
+        seen["params"] = dict(request.url.params)
+        return httpx.Response(200, json=[])
+
+    fake = FakeGenesys({"/api/v2/outbound/contactlists/l1/contacts": [capture]})
+    _client(fake).add_contacts("l1", [{"id": "k", "data": {}}], do_not_queue=True)
+    assert seen["params"]["doNotQueue"] == "true"
+
+
+def test_mark_uncontactable_sets_both_flags_keeps_data_and_never_requeues() -> None:
+    seen = {}
+
+    def capture(request: httpx.Request) -> httpx.Response:
+        seen["params"] = dict(request.url.params)
+        seen["body"] = json.loads(request.content)
+        return httpx.Response(200, json=seen["body"])
+
+    fake = FakeGenesys(
+        {
+            "/api/v2/outbound/contactlists/l1/contacts": [
+                httpx.RemoteProtocolError("dropped"),
+                capture,
+            ]
+        }
+    )
+    _client(fake).mark_uncontactable("l1", [{"id": "k1", "data": {"Phone": "+13175550123"}}])
+    # same flags twice give the same state: safe to send again after a lost connection
+    assert len(fake.calls) == 2
+    assert seen["params"] == {"priority": "false", "doNotQueue": "true"}
+    assert seen["body"] == [
+        {
+            "id": "k1",
+            "contactListId": "l1",
+            "data": {"Phone": "+13175550123"},
+            "callable": False,
+            "contactableStatus": {"SMS": {"contactable": False}, "Email": {"contactable": False}},
+        }
+    ]
+
+
+def test_the_rule_set_is_found_by_name_before_it_is_created() -> None:
+    listing = {"entities": [{"id": "RS", "name": "r-uncontactable"}], "pageCount": 1}
+    fake = FakeGenesys({"/api/v2/outbound/digitalrulesets": [httpx.Response(200, json=listing)]})
+    found = _client(fake).ensure_digital_rule_set({"name": "r-uncontactable", "rules": []})
+    assert found["id"] == "RS"
+    assert [c[0] for c in fake.calls] == ["GET"]

@@ -3,8 +3,18 @@ from datetime import date, datetime, timedelta
 import polars as pl
 import pytest
 
+from tasks.genesys import OutcomeUnknown
 from tasks.normalize import normalize
-from tasks.push import capacity_plan, contact_rows, names_for, recheck
+from tasks.push import (
+    campaign_body,
+    capacity_plan,
+    contact_rows,
+    list_generation,
+    list_name,
+    names_for,
+    recheck,
+    rule_set_body,
+)
 from tasks.settings import CadenceSettings, GenesysSettings
 from tests import factories as f
 
@@ -144,4 +154,110 @@ def test_contact_rows_use_the_message_key_as_contact_id() -> None:
 def test_names_are_deterministic_per_channel_and_sender() -> None:
     genesys = GenesysSettings(sms_sender="+13175550100")
     assert names_for("sms", genesys)["campaign"] == "reminders-sms-13175550100"
-    assert names_for("email", genesys)["contact_list"] == "reminders-email-contacts"
+    assert names_for("email", genesys)["contact_list"] == "reminders-email"
+    assert names_for("sms", genesys)["rule_set"] == "reminders-uncontactable-after-send"
+
+
+@pytest.mark.parametrize(
+    ("name", "generation"),
+    [
+        ("reminders-sms-1317", 1),
+        ("reminders-sms-1317-2", 2),
+        ("reminders-sms-1317-13", 13),
+        ("reminders-sms-1317-contacts", 1),
+        ("reminders-sms-1317-x2", 1),
+    ],
+)
+def test_list_generations_roll_over_under_deterministic_names(name, generation) -> None:
+    base = "reminders-sms-1317"
+    assert list_generation(name, base) == generation
+    assert list_name(base, generation + 1) == f"{base}-{generation + 1}"
+    assert list_name(base, 1) == base
+
+
+def test_every_campaign_references_the_mark_uncontactable_rule_set() -> None:
+    genesys = GenesysSettings()
+    body = rule_set_body(genesys)
+    assert body["name"] == "reminders-uncontactable-after-send"
+    (rule,) = body["rules"]
+    assert rule["category"] == "PostContact"
+    (condition,) = rule["conditions"]
+    codes = condition["lastResultOverallConditionSettings"]
+    # any wrap-up code the pipeline knows, sent or not, for both media
+    for code in ("OUTBOUND-MESSAGE-SENT", "OUTBOUND-MESSAGE-FAILED", "OUTBOUND-MESSAGE-BLANK"):
+        assert code in codes["smsWrapupCodes"]
+        assert code in codes["emailWrapupCodes"]
+    assert rule["actions"] == [
+        {"markContactUncontactableActionSettings": {"mediaTypes": ["SMS", "Email"]}}
+    ]
+    campaign = campaign_body(
+        "sms", genesys, name="c", contact_list_id="l", time_set_id="t", rule_set_ids=["rs"]
+    )
+    assert campaign["ruleSets"] == [{"id": "rs"}]
+
+
+class _FlakyList:
+    """A contact list whose first add commits and then loses the connection."""
+
+    def __init__(self) -> None:
+        self.contacts: dict[str, dict] = {"old": {"id": "old"}}
+        self.adds: list[list[str]] = []
+        self.dropped = False
+
+    def add_contacts(self, list_id, contacts, *, priority=True, do_not_queue=False):
+        self.adds.append([c["id"] for c in contacts])
+        for c in contacts:
+            self.contacts[c["id"]] = c
+        if not self.dropped:
+            self.dropped = True
+            raise OutcomeUnknown("POST", "/contacts", "RemoteProtocolError")
+        return contacts
+
+    def get_contacts(self, list_id, ids):
+        return [self.contacts[i] for i in ids if i in self.contacts]
+
+
+def test_an_add_with_unknown_outcome_is_settled_by_lookup_and_never_replayed() -> None:
+    from tasks.push import _add_settled
+
+    fake = _FlakyList()
+    # the first attempt reached Genesys for all three, then the connection broke
+    batch = _outbox_rows(["k1", "k2", "k3"])
+    accepted, refused = _add_settled(fake, "l1", batch, "sms")
+    assert sorted(accepted) == ["k1", "k2", "k3"]
+    assert refused == []
+    assert fake.adds == [["k1", "k2", "k3"]]
+
+
+def test_after_a_lost_add_only_the_missing_contacts_are_added() -> None:
+    from tasks.push import _add_settled
+
+    class HalfList(_FlakyList):
+        def add_contacts(self, list_id, contacts, **kwargs):
+            if not self.dropped:
+                self.adds.append([c["id"] for c in contacts])
+                self.contacts[contacts[0]["id"]] = contacts[0]
+                self.dropped = True
+                raise OutcomeUnknown("POST", "/contacts", "RemoteProtocolError")
+            return super().add_contacts(list_id, contacts, **kwargs)
+
+    fake = HalfList()
+    accepted, _ = _add_settled(fake, "l1", _outbox_rows(["k1", "k2", "k3"]), "sms")
+    assert sorted(accepted) == ["k1", "k2", "k3"]
+    assert fake.adds == [["k1", "k2", "k3"], ["k2", "k3"]]
+
+
+def _outbox_rows(keys: list[str]) -> pl.DataFrame:
+    n = len(keys)
+    return pl.DataFrame(
+        {
+            "message_key": keys,
+            "to_address": ["+13175550123"] * n,
+            "body": ["Hi"] * n,
+            "subject": [None] * n,
+            "time_zone": ["America/New_York"] * n,
+            "wave_id": ["w"] * n,
+            "local_send_date": [date(2026, 11, 23)] * n,
+        },
+        schema_overrides={"subject": pl.String},
+    )
