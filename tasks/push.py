@@ -153,17 +153,22 @@ def recheck(
     messages: pl.DataFrame,
     fresh: Normalized,
     cadence: CadenceSettings,
+    now: datetime | None = None,
 ) -> pl.DataFrame:
     """Messages that must not go out any more: (message_key, detail) with the reason.
 
-    ``paid_since_planning``: one of its invoices is no longer payable or has no balance
-    (or vanished); ``opted_out_since_planning``: the customer may no longer be messaged on
-    the message's channel (an opt-out, or a consent row that can no longer be read).
+    ``paid_since_planning``: one of its invoices is no longer payable, has no balance, has a
+    ``paid_at`` at or before ``now`` (naive UTC) whatever its status says, or vanished (for
+    example quarantined as a conflict since); ``opted_out_since_planning``: the customer may no
+    longer be messaged on the message's channel (an opt-out, or a consent row that can no
+    longer be read).
     """
     if messages.height == 0:
         return pl.DataFrame(schema={"message_key": pl.String, "detail": pl.String})
+    paid_at = pl.col("paid_at") if "paid_at" in fresh.invoices.columns else pl.lit(None)
+    paid = (paid_at <= now).fill_null(False) if now is not None else pl.lit(False)
     payable = fresh.invoices.filter(
-        pl.col("status").is_in(cadence.payable_statuses) & (pl.col("amount_due_minor") > 0)
+        pl.col("status").is_in(cadence.payable_statuses) & (pl.col("amount_due_minor") > 0) & ~paid
     ).select("invoice_id", pl.lit(True).alias("_payable"))
     invoices = (
         messages.select("message_key", pl.col("invoice_ids").str.split(",").alias("invoice_id"))
@@ -718,7 +723,7 @@ def push_waves_to_genesys(
     with engine.begin() as conn:
         live = messages_in(conn, ("ready", "pushed"), window_end_after=now)
     if fresh is not None and live.height:
-        stale = recheck(live, fresh, cadence)
+        stale = recheck(live, fresh, cadence, now=now)
         _cancel(engine, client, stale, live, run_id=run_id, now=now, result=result)
         with engine.begin() as conn:
             live = messages_in(conn, ("ready", "pushed"), window_end_after=now)

@@ -84,6 +84,27 @@ def test_recheck_cancels_when_consent_can_no_longer_be_read_or_is_out(consent) -
     ]
 
 
+@pytest.mark.parametrize(
+    ("paid_at", "expected"),
+    [
+        ("2026-11-23T09:59:00Z", [("k1", "paid_since_planning")]),
+        ("2026-11-23T10:00:00Z", [("k1", "paid_since_planning")]),
+        ("2026-11-23T10:01:00Z", []),
+        (None, []),
+    ],
+    ids=["paid-before-now", "paid-at-now", "paid-after-now", "no-paid-at"],
+)
+def test_recheck_cancels_an_invoice_whose_paid_at_has_passed_whatever_its_status(
+    paid_at, expected
+) -> None:
+    c = f.customer(customer_id="C1")
+    inv = f.invoice("C1", invoice_id="I1", status="open", paid_at=paid_at)
+    fresh = normalize(f.extracted([c], [inv], [f.consent("C1", "sms")]))
+    outbox = _outbox([("k1", "C1", "sms", "I1")])
+    now = datetime(2026, 11, 23, 10, 0)
+    assert recheck(outbox, fresh, CadenceSettings(), now=now).rows() == expected
+
+
 def test_recheck_cancels_when_an_invoice_vanished() -> None:
     outbox = _outbox([("k1", "C1", "sms", "I1,GONE")])
     assert recheck(outbox, _fresh(), CadenceSettings()).rows() == [("k1", "paid_since_planning")]
