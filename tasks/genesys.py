@@ -631,7 +631,7 @@ class GenesysClient:
         if existing is None:
             return self._create_settled(path, {"name": name, "callableTimes": times})
         have = sorted(t["timeZoneId"] for t in existing.get("callableTimes", []))
-        if have == wanted:
+        if set(wanted) <= set(have):  # grown only: a push with fewer zones rewrites nothing
             return existing
         merged = sorted(set(have) | set(wanted))
         body = existing | {

@@ -747,6 +747,10 @@ def push_waves_to_genesys(
                 addable(outstanding.filter(pl.col("state") == "ready"), now=now),
             ]
         )
+        if outstanding.height == 0:
+            # Nothing pushed to wait for and no slot open yet: nothing to ensure or add (and no
+            # zone to build a callable time set from on a first run).
+            continue
         fits = capacity_plan(outstanding, now=now, messages_per_minute=genesys.messages_per_minute)
         over = fits.filter(~pl.col("fits")).join(
             outstanding.filter(pl.col("state") == "ready").select("message_key"), on="message_key"
