@@ -14,18 +14,31 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from data_quality.gates import (
+    GateReport,
+    GateValidator,
+    decisions_gate_frame,
+    input_gate_frames,
+    messages_gate_frame,
+    run_gates,
+)
 from flows.common import current_run_id, open_warehouse, parse_utc_instant, settings_with, utc_now
-from tasks.errors import AccountingError, ConfigurationError, QuarantineThresholdExceeded
+from tasks.errors import (
+    AccountingError,
+    ConfigurationError,
+    GateFailed,
+    QuarantineThresholdExceeded,
+)
 from tasks.extract import INPUTS, Extracted, extract_task
 from tasks.masking import mask_text
 from tasks.normalize import Normalized, normalize_task
-from tasks.outbox import finish_run, load_prior, save_plan, start_run
+from tasks.outbox import finish_run, last_succeeded_rows, load_prior, save_plan, start_run
 from tasks.plan import Plan, build_plan
 from tasks.render import load_templates
 from tasks.settings import Settings
 from tasks.warehouse import write_frame
 
-__all__ = ["build_reminders", "check_quarantine"]
+__all__ = ["build_reminders", "check_input_gates", "check_plan_gates", "check_quarantine"]
 
 
 def check_quarantine(extracted: Extracted, normalized: Normalized, max_share: float) -> None:
@@ -35,6 +48,54 @@ def check_quarantine(extracted: Extracted, normalized: Normalized, max_share: fl
         bad = normalized.quarantined_rows(name)
         if total and bad / total > max_share:
             raise QuarantineThresholdExceeded(name, bad, total, max_share)
+
+
+def check_input_gates(
+    validator: GateValidator,
+    extracted: Extracted,
+    normalized: Normalized,
+    settings: Settings,
+    as_of: datetime,
+    previous_rows: dict[str, int],
+) -> GateReport:
+    """Run the input suites; raise :class:`GateFailed` (after recording) if any rule fails."""
+    report = GateReport(docs_index=validator.docs_index)
+    frames = input_gate_frames(extracted.frames, normalized.customers, normalized.quarantine, as_of)
+    report.outcomes = run_gates(
+        validator,
+        frames,
+        thresholds=settings.quality.gates.thresholds,
+        previous_rows=previous_rows,
+    )
+    return report
+
+
+def check_plan_gates(validator: GateValidator, plan: Plan, settings: Settings) -> GateReport:
+    """Run the planned-output suites (messages, decisions) on a plan before it is saved."""
+    report = GateReport(docs_index=validator.docs_index)
+    planned_keys = plan.decisions.filter(pl.col("status") == "planned")["message_key"].n_unique()
+    report.outcomes = run_gates(
+        validator,
+        {
+            "messages": messages_gate_frame(
+                plan.messages, settings.window.start, settings.window.end
+            ),
+            "decisions": decisions_gate_frame(plan.decisions),
+        },
+        thresholds=settings.quality.gates.thresholds,
+        expected_rows={
+            "messages": planned_keys,
+            "decisions": plan.rows_in["invoices"] * len(("sms", "email")),
+        },
+    )
+    return report
+
+
+def _write_quarantine(engine: Any, normalized: Normalized, run_id: str) -> None:
+    with engine.begin() as conn:
+        write_frame(
+            conn, "quarantine", normalized.quarantine.with_columns(pl.lit(run_id).alias("run_id"))
+        )
 
 
 @task(name="plan", cache_policy=NO_CACHE)
@@ -144,6 +205,8 @@ def build_reminders(
         )
     counts: dict[str, int] = {}
     accounting_ok: bool | None = None
+    gates = GateReport()
+    gate_settings = settings.quality.gates
     try:
         extracted = extract_task(settings.sources)
         counts = {f"{n}_in": c for n, c in extracted.counts.items()}
@@ -152,13 +215,22 @@ def build_reminders(
         try:
             check_quarantine(extracted, normalized, settings.quality.max_quarantine_share)
         except QuarantineThresholdExceeded:
-            with engine.begin() as conn:
-                write_frame(
-                    conn,
-                    "quarantine",
-                    normalized.quarantine.with_columns(pl.lit(run_id).alias("run_id")),
-                )
+            _write_quarantine(engine, normalized, run_id)
             raise
+        validator = None
+        if gate_settings.enabled:
+            docs = settings.data_dir.resolve() / "data_docs" / run_id
+            validator = GateValidator(docs if gate_settings.data_docs else None)
+            gates.docs_index = validator.docs_index
+            with engine.begin() as conn:
+                previous = last_succeeded_rows(conn, flow="build-reminders", run_id=run_id)
+            found = check_input_gates(
+                validator, extracted, normalized, settings, as_of_utc, previous
+            )
+            gates.outcomes += found.outcomes
+            if found.failures:
+                _write_quarantine(engine, normalized, run_id)
+                raise GateFailed("input", found.failures, gates.docs_index)
         with engine.begin() as conn:
             prior, tokens = load_prior(conn, as_of=as_of_utc)
         plan = plan_task(extracted, normalized, prior, tokens, settings, as_of_utc, local_date)
@@ -166,13 +238,14 @@ def build_reminders(
         accounting_ok = plan.accounting.ok
         if not accounting_ok:
             # Fail closed: a plan that loses or invents rows writes no decisions or outbox.
-            with engine.begin() as conn:
-                write_frame(
-                    conn,
-                    "quarantine",
-                    normalized.quarantine.with_columns(pl.lit(run_id).alias("run_id")),
-                )
+            _write_quarantine(engine, normalized, run_id)
             raise AccountingError("; ".join(plan.accounting.problems))
+        if validator is not None:
+            found = check_plan_gates(validator, plan, settings)
+            gates.outcomes += found.outcomes
+            if found.failures:
+                _write_quarantine(engine, normalized, run_id)
+                raise GateFailed("plan", found.failures, gates.docs_index)
         with engine.begin() as conn:
             outbox = save_plan(conn, plan, run_id=run_id, now=utc_now(), dry_run=dry_run)
             finish_run(
@@ -182,6 +255,7 @@ def build_reminders(
                 status="succeeded",
                 counts=counts,
                 accounting_ok=accounting_ok,
+                data_docs_path=str(gates.docs_index) if gates.docs_index else None,
             )
     except Exception as exc:
         with engine.begin() as conn:
@@ -193,10 +267,16 @@ def build_reminders(
                 counts=counts,
                 accounting_ok=accounting_ok,
                 error=mask_text(f"{type(exc).__name__}: {exc}")[:2000],
+                data_docs_path=str(gates.docs_index) if gates.docs_index else None,
             )
+        if gates.outcomes:
+            # A partial artifact: which gates ran, which failed, and the Data Docs link.
+            create_markdown_artifact(key="data-quality-gates", markdown=gates.markdown(run_id))
         raise
     finally:
         engine.dispose()
+    if gates.outcomes:
+        create_markdown_artifact(key="data-quality-gates", markdown=gates.markdown(run_id))
     _publish(plan, run_id, outbox, dry_run)
     logger.info(
         "run %s: %d planned, %d excluded, %d quarantined decisions; %d messages; outbox %s",

@@ -31,6 +31,7 @@ from tasks.transport import require_https_or_loopback
 __all__ = [
     "CANONICAL_COLUMNS",
     "CadenceSettings",
+    "GateSettings",
     "GenesysSettings",
     "ParsingSettings",
     "QualitySettings",
@@ -263,8 +264,40 @@ class ParsingSettings(BaseModel):
         return v
 
 
+class GateSettings(BaseModel):
+    """Table-level gates (``data_quality.gates``): Great Expectations suites per input and on
+    the plan. ``thresholds`` overrides a rule's default threshold by rule id."""
+
+    enabled: bool = True
+    data_docs: bool = Field(
+        default=True, description="Build a GX Data Docs site per run under data_dir/data_docs/"
+    )
+    thresholds: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known(cls, v: dict[str, float]) -> dict[str, float]:
+        from data_quality.gates import GATE_DEFAULTS
+
+        unknown = sorted(set(v) - set(GATE_DEFAULTS))
+        if unknown:
+            raise ValueError(
+                f"unknown gate rule(s) {unknown}; rules with a threshold: {sorted(GATE_DEFAULTS)}"
+            )
+        bad = sorted(k for k, x in v.items() if not 0 <= x <= 1)
+        if bad:
+            raise ValueError(f"gate thresholds must be between 0 and 1: {bad}")
+        return v
+
+    def threshold(self, rule_id: str) -> float:
+        from data_quality.gates import GATE_DEFAULTS
+
+        return self.thresholds.get(rule_id, GATE_DEFAULTS[rule_id])
+
+
 class QualitySettings(BaseModel):
     max_quarantine_share: float = Field(default=0.25, ge=0, le=1)
+    gates: GateSettings = Field(default_factory=GateSettings)
 
 
 class Settings(BaseSettings):
