@@ -31,6 +31,7 @@ from tasks.transport import require_https_or_loopback
 __all__ = [
     "CANONICAL_COLUMNS",
     "CadenceSettings",
+    "CalendarSettings",
     "GateSettings",
     "GenesysSettings",
     "ParsingSettings",
@@ -295,6 +296,34 @@ class GateSettings(BaseModel):
         return self.thresholds.get(rule_id, GATE_DEFAULTS[rule_id])
 
 
+class CalendarSettings(BaseModel):
+    """No-send days (``tasks.send_calendar``): holidays of the ``holidays`` package for the
+    customers' countries and states / provinces, the user's CSV and ``no_send_days`` table,
+    and quiet weekdays per country (``{"DE": ["sun"], "*": ["sun"]}``; ``*`` = every
+    country). Without ``for_date`` the send date moves to the next allowed local date (at most
+    ``horizon_days`` ahead); with it, a no-send ``for_date`` is excluded ``holiday`` /
+    ``quiet_weekday`` (the step due that day is never moved)."""
+
+    enabled: bool = True
+    package_holidays: bool = True
+    extra_csv: Path | None = None
+    quiet_weekdays: dict[str, list[str]] = Field(default_factory=dict)
+    horizon_days: int = Field(default=14, ge=0, le=60)
+
+    @field_validator("quiet_weekdays")
+    @classmethod
+    def _weekdays(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        names = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+        out = {}
+        for country, days in v.items():
+            spelled = [d.strip().lower()[:3] for d in days]
+            bad = [d for d, s in zip(days, spelled, strict=True) if s not in names]
+            if bad:
+                raise ValueError(f"quiet_weekdays[{country!r}]: not weekdays {bad}; use {names}")
+            out[country.strip().upper() if country != "*" else "*"] = spelled
+        return out
+
+
 class QualitySettings(BaseModel):
     max_quarantine_share: float = Field(default=0.25, ge=0, le=1)
     gates: GateSettings = Field(default_factory=GateSettings)
@@ -314,6 +343,7 @@ class Settings(BaseSettings):
     window: WindowSettings = Field(default_factory=WindowSettings)
     render: RenderSettings = Field(default_factory=RenderSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
+    calendar: CalendarSettings = Field(default_factory=CalendarSettings)
     parsing: ParsingSettings = Field(default_factory=ParsingSettings)
     genesys: GenesysSettings = Field(default_factory=GenesysSettings)
 
