@@ -35,10 +35,39 @@ from tasks.normalize import Normalized, normalize_task
 from tasks.outbox import finish_run, last_succeeded_rows, load_prior, save_plan, start_run
 from tasks.plan import Plan, build_plan
 from tasks.render import load_templates
+from tasks.send_calendar import CALENDAR_SCHEMA, read_calendar_csv
 from tasks.settings import Settings
-from tasks.warehouse import write_frame
+from tasks.warehouse import read_frame, write_frame
 
-__all__ = ["build_reminders", "check_input_gates", "check_plan_gates", "check_quarantine"]
+__all__ = [
+    "build_reminders",
+    "check_input_gates",
+    "check_plan_gates",
+    "check_quarantine",
+    "load_no_send_days",
+]
+
+
+def load_no_send_days(conn: Any, settings: Settings) -> pl.DataFrame | None:
+    """The user's no-send days: ``calendar.extra_csv`` and the ``no_send_days`` table."""
+    if not settings.calendar.enabled:
+        return None
+    table = read_frame(
+        conn,
+        "select country, subdivision, day, name from no_send_days",
+        schema={k: v for k, v in CALENDAR_SCHEMA.items() if k != "kind"},
+    ).with_columns(
+        pl.col("country").str.strip_chars().str.to_uppercase(),
+        pl.col("subdivision").str.strip_chars().str.to_uppercase().replace("", None),
+        pl.lit("holiday").alias("kind"),
+    )
+    parts = [table]
+    if settings.calendar.extra_csv is not None:
+        try:
+            parts.append(read_calendar_csv(settings.calendar.extra_csv))
+        except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+            raise ConfigurationError(f"calendar.extra_csv: {exc}") from None
+    return pl.concat(parts)
 
 
 def check_quarantine(extracted: Extracted, normalized: Normalized, max_share: float) -> None:
@@ -107,6 +136,7 @@ def plan_task(
     settings: Settings,
     as_of: datetime,
     for_date: date | None = None,
+    no_send_days: pl.DataFrame | None = None,
 ) -> Plan:
     return build_plan(
         extracted,
@@ -117,6 +147,7 @@ def plan_task(
         templates=load_templates(settings.render.templates_dir),
         existing_tokens=tokens,
         for_date=for_date,
+        no_send_days=no_send_days,
     )
 
 
@@ -233,7 +264,10 @@ def build_reminders(
                 raise GateFailed("input", found.failures, gates.docs_index)
         with engine.begin() as conn:
             prior, tokens = load_prior(conn, as_of=as_of_utc)
-        plan = plan_task(extracted, normalized, prior, tokens, settings, as_of_utc, local_date)
+            no_send_days = load_no_send_days(conn, settings)
+        plan = plan_task(
+            extracted, normalized, prior, tokens, settings, as_of_utc, local_date, no_send_days
+        )
         counts |= plan.counts
         accounting_ok = plan.accounting.ok
         if not accounting_ok:
