@@ -14,18 +14,60 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from data_quality.gates import (
+    GateReport,
+    GateValidator,
+    decisions_gate_frame,
+    input_gate_frames,
+    messages_gate_frame,
+    run_gates,
+)
 from flows.common import current_run_id, open_warehouse, parse_utc_instant, settings_with, utc_now
-from tasks.errors import AccountingError, ConfigurationError, QuarantineThresholdExceeded
+from tasks.errors import (
+    AccountingError,
+    ConfigurationError,
+    GateFailed,
+    QuarantineThresholdExceeded,
+)
 from tasks.extract import INPUTS, Extracted, extract_task
 from tasks.masking import mask_text
 from tasks.normalize import Normalized, normalize_task
-from tasks.outbox import finish_run, load_prior, save_plan, start_run
+from tasks.outbox import finish_run, last_succeeded_rows, load_prior, save_plan, start_run
 from tasks.plan import Plan, build_plan
 from tasks.render import load_templates
+from tasks.send_calendar import CALENDAR_SCHEMA, read_calendar_csv
 from tasks.settings import Settings
-from tasks.warehouse import write_frame
+from tasks.warehouse import read_frame, write_frame
 
-__all__ = ["build_reminders", "check_quarantine"]
+__all__ = [
+    "build_reminders",
+    "check_input_gates",
+    "check_plan_gates",
+    "check_quarantine",
+    "load_no_send_days",
+]
+
+
+def load_no_send_days(conn: Any, settings: Settings) -> pl.DataFrame | None:
+    """The user's no-send days: ``calendar.extra_csv`` and the ``no_send_days`` table."""
+    if not settings.calendar.enabled:
+        return None
+    table = read_frame(
+        conn,
+        "select country, subdivision, day, name from no_send_days",
+        schema={k: v for k, v in CALENDAR_SCHEMA.items() if k != "kind"},
+    ).with_columns(
+        pl.col("country").str.strip_chars().str.to_uppercase(),
+        pl.col("subdivision").str.strip_chars().str.to_uppercase().replace("", None),
+        pl.lit("holiday").alias("kind"),
+    )
+    parts = [table]
+    if settings.calendar.extra_csv is not None:
+        try:
+            parts.append(read_calendar_csv(settings.calendar.extra_csv))
+        except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
+            raise ConfigurationError(f"calendar.extra_csv: {exc}") from None
+    return pl.concat(parts)
 
 
 def check_quarantine(extracted: Extracted, normalized: Normalized, max_share: float) -> None:
@@ -37,6 +79,54 @@ def check_quarantine(extracted: Extracted, normalized: Normalized, max_share: fl
             raise QuarantineThresholdExceeded(name, bad, total, max_share)
 
 
+def check_input_gates(
+    validator: GateValidator,
+    extracted: Extracted,
+    normalized: Normalized,
+    settings: Settings,
+    as_of: datetime,
+    previous_rows: dict[str, int],
+) -> GateReport:
+    """Run the input suites; raise :class:`GateFailed` (after recording) if any rule fails."""
+    report = GateReport(docs_index=validator.docs_index)
+    frames = input_gate_frames(extracted.frames, normalized.customers, normalized.quarantine, as_of)
+    report.outcomes = run_gates(
+        validator,
+        frames,
+        thresholds=settings.quality.gates.thresholds,
+        previous_rows=previous_rows,
+    )
+    return report
+
+
+def check_plan_gates(validator: GateValidator, plan: Plan, settings: Settings) -> GateReport:
+    """Run the planned-output suites (messages, decisions) on a plan before it is saved."""
+    report = GateReport(docs_index=validator.docs_index)
+    planned_keys = plan.decisions.filter(pl.col("status") == "planned")["message_key"].n_unique()
+    report.outcomes = run_gates(
+        validator,
+        {
+            "messages": messages_gate_frame(
+                plan.messages, settings.window.start, settings.window.end
+            ),
+            "decisions": decisions_gate_frame(plan.decisions),
+        },
+        thresholds=settings.quality.gates.thresholds,
+        expected_rows={
+            "messages": planned_keys,
+            "decisions": plan.rows_in["invoices"] * len(("sms", "email")),
+        },
+    )
+    return report
+
+
+def _write_quarantine(engine: Any, normalized: Normalized, run_id: str) -> None:
+    with engine.begin() as conn:
+        write_frame(
+            conn, "quarantine", normalized.quarantine.with_columns(pl.lit(run_id).alias("run_id"))
+        )
+
+
 @task(name="plan", cache_policy=NO_CACHE)
 def plan_task(
     extracted: Extracted,
@@ -46,6 +136,7 @@ def plan_task(
     settings: Settings,
     as_of: datetime,
     for_date: date | None = None,
+    no_send_days: pl.DataFrame | None = None,
 ) -> Plan:
     return build_plan(
         extracted,
@@ -56,6 +147,7 @@ def plan_task(
         templates=load_templates(settings.render.templates_dir),
         existing_tokens=tokens,
         for_date=for_date,
+        no_send_days=no_send_days,
     )
 
 
@@ -144,6 +236,8 @@ def build_reminders(
         )
     counts: dict[str, int] = {}
     accounting_ok: bool | None = None
+    gates = GateReport()
+    gate_settings = settings.quality.gates
     try:
         extracted = extract_task(settings.sources)
         counts = {f"{n}_in": c for n, c in extracted.counts.items()}
@@ -152,27 +246,40 @@ def build_reminders(
         try:
             check_quarantine(extracted, normalized, settings.quality.max_quarantine_share)
         except QuarantineThresholdExceeded:
-            with engine.begin() as conn:
-                write_frame(
-                    conn,
-                    "quarantine",
-                    normalized.quarantine.with_columns(pl.lit(run_id).alias("run_id")),
-                )
+            _write_quarantine(engine, normalized, run_id)
             raise
+        validator = None
+        if gate_settings.enabled:
+            docs = settings.data_dir.resolve() / "data_docs" / run_id
+            validator = GateValidator(docs if gate_settings.data_docs else None)
+            gates.docs_index = validator.docs_index
+            with engine.begin() as conn:
+                previous = last_succeeded_rows(conn, flow="build-reminders", run_id=run_id)
+            found = check_input_gates(
+                validator, extracted, normalized, settings, as_of_utc, previous
+            )
+            gates.outcomes += found.outcomes
+            if found.failures:
+                _write_quarantine(engine, normalized, run_id)
+                raise GateFailed("input", found.failures, gates.docs_index)
         with engine.begin() as conn:
             prior, tokens = load_prior(conn, as_of=as_of_utc)
-        plan = plan_task(extracted, normalized, prior, tokens, settings, as_of_utc, local_date)
+            no_send_days = load_no_send_days(conn, settings)
+        plan = plan_task(
+            extracted, normalized, prior, tokens, settings, as_of_utc, local_date, no_send_days
+        )
         counts |= plan.counts
         accounting_ok = plan.accounting.ok
         if not accounting_ok:
             # Fail closed: a plan that loses or invents rows writes no decisions or outbox.
-            with engine.begin() as conn:
-                write_frame(
-                    conn,
-                    "quarantine",
-                    normalized.quarantine.with_columns(pl.lit(run_id).alias("run_id")),
-                )
+            _write_quarantine(engine, normalized, run_id)
             raise AccountingError("; ".join(plan.accounting.problems))
+        if validator is not None:
+            found = check_plan_gates(validator, plan, settings)
+            gates.outcomes += found.outcomes
+            if found.failures:
+                _write_quarantine(engine, normalized, run_id)
+                raise GateFailed("plan", found.failures, gates.docs_index)
         with engine.begin() as conn:
             outbox = save_plan(conn, plan, run_id=run_id, now=utc_now(), dry_run=dry_run)
             finish_run(
@@ -182,6 +289,7 @@ def build_reminders(
                 status="succeeded",
                 counts=counts,
                 accounting_ok=accounting_ok,
+                data_docs_path=str(gates.docs_index) if gates.docs_index else None,
             )
     except Exception as exc:
         with engine.begin() as conn:
@@ -193,10 +301,16 @@ def build_reminders(
                 counts=counts,
                 accounting_ok=accounting_ok,
                 error=mask_text(f"{type(exc).__name__}: {exc}")[:2000],
+                data_docs_path=str(gates.docs_index) if gates.docs_index else None,
             )
+        if gates.outcomes:
+            # A partial artifact: which gates ran, which failed, and the Data Docs link.
+            create_markdown_artifact(key="data-quality-gates", markdown=gates.markdown(run_id))
         raise
     finally:
         engine.dispose()
+    if gates.outcomes:
+        create_markdown_artifact(key="data-quality-gates", markdown=gates.markdown(run_id))
     _publish(plan, run_id, outbox, dry_run)
     logger.info(
         "run %s: %d planned, %d excluded, %d quarantined decisions; %d messages; outbox %s",

@@ -34,8 +34,9 @@ from datetime import date, datetime, timedelta
 import polars as pl
 
 from tasks.consent import CONSENT_SCHEMA, channel_allowed
+from tasks.send_calendar import blocked_days, customer_subdivisions, days_for
 from tasks.settings import CadenceSettings, WindowSettings
-from tasks.stagger import plan_send_date, send_window, zone_label
+from tasks.stagger import plan_allowed_send_date, send_window, zone_label
 
 __all__ = [
     "ATTEMPTED_STATES",
@@ -54,6 +55,8 @@ REASONS: dict[str, str] = {
     "timezone_unknown": "no time zone could be found for the customer",
     "no_common_window": "the customer's candidate zones share no send window",
     "window_passed": "the send window of the planned local date has already closed at run time",
+    "holiday": "the cadence step falls on a no-send holiday of the customer's country / region",
+    "quiet_weekday": "the cadence step falls on a quiet weekday of the customer's country",
     "no_step_due": "no cadence step falls on the local send date",
     "consent_unclear": "a consent row of this customer could not be read; fix it (see quarantine)",
     "opted_out": "the customer opted out (on any channel)",
@@ -131,35 +134,53 @@ def _message_key_expr() -> pl.Expr:
     ).map_elements(lambda s: hashlib.sha256(s.encode()).hexdigest()[:32], return_dtype=pl.String)
 
 
+NO_SEND_SCHEMA = pl.List(pl.Struct({"day": pl.Date, "name": pl.String, "kind": pl.String}))
+
+SEND_DATE_KEYS = ("time_zones", "country", "subdivision")
+
+
 def _send_dates(
     customers: pl.DataFrame,
     as_of: datetime,
     window: WindowSettings,
     for_date: date | None = None,
+    calendar: pl.DataFrame | None = None,
+    horizon_days: int = 14,
 ) -> pl.DataFrame:
-    """Per distinct candidate-zone set: the local send date and its window (naive UTC).
+    """Per distinct (candidate-zone set, country, subdivision): the local send date and its
+    window (naive UTC), and ``_no_send``: the no-send days that decided it.
 
     Without ``for_date`` the send date is the first local date whose window has not ended at
-    ``as_of``. With it, every recipient's local date is ``for_date``; ``_window_passed`` marks
-    the zone sets whose window for that date has already closed at ``as_of``.
+    ``as_of`` and that is not a no-send day of the customer's country / subdivision in
+    ``calendar`` (``tasks.send_calendar``); ``_no_send`` lists the no-send days skipped. With
+    it, every recipient's local date is ``for_date``; ``_window_passed`` marks the groups
+    whose window for that date has already closed at ``as_of``, and ``_no_send`` holds
+    ``for_date`` if it is a no-send day there.
     """
-    zone_sets = customers.select("time_zones").unique()
+    keys = [k for k in SEND_DATE_KEYS if k in customers.columns]
+    groups = customers.select(keys).unique()
+    blocked = blocked_days(calendar)
     rows = []
-    for (zones,) in zone_sets.iter_rows():
-        zones = list(zones or [])
+    for values in groups.iter_rows(named=True):
+        zones = list(values["time_zones"] or [])
+        days = days_for(blocked, values.get("country"), values.get("subdivision"))
         passed = False
+        no_send: list[date] = []
         if not zones:
             planned = None
         elif for_date is None:
-            planned = plan_send_date(zones, as_of, window)
+            allowed = plan_allowed_send_date(zones, as_of, window, days, horizon_days=horizon_days)
+            planned = allowed[:3] if allowed else None
+            no_send = allowed[3] if allowed else []
         else:
             found = send_window(zones, for_date, window)
             planned = (for_date, *found) if found else None
             passed = found is not None and found[1] <= as_of
+            no_send = [for_date] if for_date in days else []
         day, start, end = planned if planned else (None, None, None)
         rows.append(
             (
-                zones,
+                *(values[k] for k in keys),
                 zone_label(zones) or None,
                 "|".join(zones) or None,
                 zones[0] if zones else None,
@@ -167,12 +188,14 @@ def _send_dates(
                 start,
                 end,
                 passed,
+                [{"day": d, "name": days[d][0], "kind": days[d][1]} for d in no_send],
             )
         )
+    key_schema = {k: customers.schema[k] for k in keys}
     return pl.DataFrame(
         rows,
         schema={
-            "time_zones": pl.List(pl.String),
+            **key_schema,
             "time_zone": pl.String,
             "candidate_zones": pl.String,
             "display_zone": pl.String,
@@ -180,6 +203,7 @@ def _send_dates(
             "window_start_utc": pl.Datetime("us"),
             "window_end_utc": pl.Datetime("us"),
             "_window_passed": pl.Boolean,
+            "_no_send": NO_SEND_SCHEMA,
         },
         orient="row",
     )
@@ -197,19 +221,31 @@ def decide(
     window: WindowSettings,
     field_issues: pl.DataFrame | None = None,
     for_date: date | None = None,
+    calendar: pl.DataFrame | None = None,
+    horizon_days: int = 14,
 ) -> pl.DataFrame:
     """Decide every accepted invoice x channel. ``as_of`` is naive UTC.
 
     ``for_date`` plans every recipient's local date ``for_date`` instead of the first local date
     whose window is still open (previews and backfills); see :func:`_send_dates`.
 
+    ``calendar`` (``tasks.send_calendar.CALENDAR_SCHEMA``) holds the no-send days. Planning
+    (no ``for_date``) moves the send date past them; a decision whose cadence step fell on a
+    skipped no-send day (and none falls on the new date) is excluded ``holiday`` (or
+    ``quiet_weekday``) with the day and its name in the detail: the step is not moved, so a
+    holiday never adds a reminder. With ``for_date`` on a no-send day, the steps due that day
+    are excluded the same way.
+
     ``field_issues`` (customer_id, rule) tells a rejected phone / e-mail from a missing one.
     Returns :data:`DECISION_SCHEMA` columns, ``reason_detail`` (nullable: a per-row
     explanation that overrides the reason's description) and the customer fields render needs.
     """
     channels = pl.DataFrame({"channel": ["sms", "email"]})
-    dates = _send_dates(customers, as_of, window, for_date)
-    cust = customers.join(dates, on="time_zones", how="left")
+    if calendar is not None and "subdivision" not in customers.columns:
+        customers = customers.with_columns(customer_subdivisions(customers))
+    dates = _send_dates(customers, as_of, window, for_date, calendar, horizon_days)
+    keys = [k for k in SEND_DATE_KEYS if k in customers.columns]
+    cust = customers.join(dates, on=keys, how="left", nulls_equal=True)
     # A line (E.164 without extension, any type) given by several customers is shared: an
     # SMS to it could be read by someone else. Customers without the column (older callers)
     # fall back to their SMS number.
@@ -266,6 +302,32 @@ def decide(
         .then(_message_key_expr())
         .otherwise(None)
         .alias("message_key")
+    )
+    # The first no-send day (skipped, or for_date itself) on which a cadence step falls.
+    hits = (
+        frame.select("invoice_row", "channel", "due_date", "_no_send")
+        .explode("_no_send", empty_as_null=True)
+        .filter(pl.col("_no_send").is_not_null())
+        .unnest("_no_send")
+        .with_columns(
+            (pl.col("day") - pl.col("due_date")).dt.total_days().cast(pl.Int32).alias("_hstep")
+        )
+        .filter(pl.col("_hstep").is_in(steps))
+        .sort("invoice_row", "channel", "day")
+        .group_by("invoice_row", "channel", maintain_order=True)
+        .first()
+        .select(
+            "invoice_row",
+            "channel",
+            pl.col("day").alias("_hday"),
+            pl.col("name").alias("_hname"),
+            pl.col("kind").alias("_hkind"),
+            "_hstep",
+        )
+    )
+    frame = frame.drop("_no_send").join(hits, on=["invoice_row", "channel"], how="left")
+    no_send_hit = pl.col("_hkind").is_not_null() & (
+        pl.lit(for_date is not None) | pl.col("cadence_step").is_null()
     )
 
     attempted = prior.filter(pl.col("state").is_in(ATTEMPTED_STATES))
@@ -382,6 +444,10 @@ def decide(
         .then(pl.lit("no_common_window"))
         .when(pl.col("_window_passed").fill_null(False))
         .then(pl.lit("window_passed"))
+        .when(no_send_hit & (pl.col("_hkind") == "weekday"))
+        .then(pl.lit("quiet_weekday"))
+        .when(no_send_hit)
+        .then(pl.lit("holiday"))
         .when(pl.col("cadence_step").is_null())
         .then(pl.lit("no_step_due"))
         .when(pl.col("consent_unclear").fill_null(False))
@@ -421,6 +487,27 @@ def decide(
         )
         .otherwise(None)
         .alias("reason_detail"),
+    )
+    region = (
+        pl.concat_str([pl.col("country"), pl.col("subdivision")], separator="-", ignore_nulls=True)
+        if "subdivision" in frame.columns
+        else pl.col("country")
+    )
+    step = pl.col("_hstep").cast(pl.String)
+    frame = frame.with_columns(
+        pl.when(pl.col("reason").is_in(["holiday", "quiet_weekday"]))
+        .then(
+            pl.format(
+                "{} is a no-send day in {}: {}; the T{} step falls on it{}",
+                pl.col("_hday").dt.strftime("%Y-%m-%d"),
+                region,
+                pl.col("_hname"),
+                pl.when(pl.col("_hstep") >= 0).then(pl.lit("+") + step).otherwise(step),
+                pl.lit(" (the reminder is not moved)" if for_date is None else ""),
+            )
+        )
+        .otherwise(pl.col("reason_detail"))
+        .alias("reason_detail")
     )
 
     order = {c: i for i, c in enumerate(cadence.channel_order)}

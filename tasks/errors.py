@@ -5,7 +5,8 @@
     ├── SourceError                 an input source cannot be read or lacks a mapped column
     ├── DataQualityError
     │   ├── QuarantineThresholdExceeded   too many rejected rows: the run stops before pushing
-    │   └── AccountingError               rows in != planned + excluded + quarantined
+    │   ├── AccountingError               rows in != planned + excluded + quarantined
+    │   └── GateFailed                    a table-level gate (data_quality.gates) failed
     └── GenesysError                (the Genesys client issue fills this branch)
 
 Messages never carry a phone number, an e-mail address or a secret: they name the source,
@@ -18,6 +19,7 @@ __all__ = [
     "AccountingError",
     "ConfigurationError",
     "DataQualityError",
+    "GateFailed",
     "GenesysError",
     "QuarantineThresholdExceeded",
     "ReminderError",
@@ -59,6 +61,25 @@ class QuarantineThresholdExceeded(DataQualityError):
 
 class AccountingError(DataQualityError):
     """Rows were lost between input and decisions."""
+
+
+class GateFailed(DataQualityError):
+    """One or more table-level gates failed: the run stops before the outbox is written.
+
+    ``failures`` are :class:`data_quality.gates.GateOutcome` rows; the message names each
+    rule, its observed value and its threshold, and where the Data Docs are.
+    """
+
+    def __init__(self, stage: str, failures: list, docs_index: object = None) -> None:
+        self.stage = stage
+        self.failures = failures
+        self.docs_index = docs_index
+        lines = "; ".join(f.message for f in failures)
+        where = f" Data Docs: {docs_index}." if docs_index else ""
+        super().__init__(
+            f"{len(failures)} {stage} gate(s) failed, nothing was written to the outbox: "
+            f"{lines}.{where}"
+        )
 
 
 class GenesysError(ReminderError):

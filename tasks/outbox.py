@@ -46,6 +46,7 @@ __all__ = [
     "MESSAGE_COLUMNS",
     "exclude_decisions",
     "finish_run",
+    "last_succeeded_rows",
     "load_prior",
     "mark_ready",
     "messages_in",
@@ -182,6 +183,7 @@ def finish_run(
     counts: dict[str, int] | None = None,
     accounting_ok: bool | None = None,
     error: str | None = None,
+    data_docs_path: str | None = None,
 ) -> None:
     values: dict[str, Any] = {
         "finished_at_utc": now,
@@ -189,12 +191,30 @@ def finish_run(
         "accounting_ok": accounting_ok,
         "error": error,
     }
+    if data_docs_path is not None:
+        values["data_docs_path"] = data_docs_path
     values |= counts or {}
     assignments = ", ".join(f"{k} = :{k}" for k in values)
     conn.execute(
         sa.text(f"update runs set {assignments} where run_id = :run_id"),
         values | {"run_id": run_id},
     )
+
+
+def last_succeeded_rows(conn: Connection, *, flow: str, run_id: str) -> dict[str, int]:
+    """``<input>_in`` per input of the latest succeeded run of ``flow`` other than ``run_id``
+    (empty when there is none): the baseline of the ``source_shrunk`` gate."""
+    columns = [f"{n}_in" for n in ("customers", "invoices", "consent_events", "contact_history")]
+    row = conn.execute(
+        sa.text(
+            f"select {', '.join(columns)} from runs where flow = :f and status = 'succeeded'"
+            " and run_id <> :r order by started_at_utc desc limit 1"
+        ),
+        {"f": flow, "r": run_id},
+    ).first()
+    if row is None:
+        return {}
+    return {c[: -len("_in")]: int(v) for c, v in zip(columns, row, strict=True) if v is not None}
 
 
 def load_prior(conn: Connection, *, as_of: datetime) -> tuple[pl.DataFrame, dict[str, str]]:

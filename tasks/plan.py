@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import polars as pl
 
@@ -21,7 +21,8 @@ from tasks.eligibility import DECISION_SCHEMA, REASONS, decide
 from tasks.extract import INPUTS, Extracted, hex_escape_sentinels
 from tasks.normalize import Normalized
 from tasks.render import RENDER_REASONS, TemplateSet, assemble_messages, render_messages
-from tasks.settings import Settings
+from tasks.send_calendar import build_calendar, customer_subdivisions
+from tasks.settings import CalendarSettings, Settings
 from tasks.stagger import stagger
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "Plan",
     "build_plan",
     "check_accounting",
+    "no_send_calendar",
     "quarantined_decisions",
 ]
 
@@ -139,6 +141,34 @@ def quarantined_decisions(raw_invoices: pl.DataFrame, quarantine: pl.DataFrame) 
     )
 
 
+def no_send_calendar(
+    customers: pl.DataFrame,
+    *,
+    as_of: datetime,
+    settings: CalendarSettings,
+    for_date: date | None = None,
+    extra: pl.DataFrame | None = None,
+) -> pl.DataFrame | None:
+    """The run's no-send calendar (``tasks.send_calendar``), or None when it is disabled.
+
+    ``customers`` carries ``subdivision``; ``extra`` holds the user's rows (CSV, warehouse).
+    """
+    if not settings.enabled:
+        return None
+    first = as_of.date() - timedelta(days=2)
+    last = as_of.date() + timedelta(days=4 + settings.horizon_days)
+    if for_date is not None:
+        first, last = min(first, for_date), max(last, for_date)
+    return build_calendar(
+        customers,
+        years=sorted({first.year, last.year}),
+        span=(first, last),
+        package=settings.package_holidays,
+        quiet_weekdays=settings.quiet_weekdays,
+        extra=[extra] if extra is not None else [],
+    )
+
+
 def build_plan(
     extracted: Extracted,
     normalized: Normalized,
@@ -150,8 +180,12 @@ def build_plan(
     existing_tokens: Mapping[str, str] | None = None,
     new_token: Callable[[], str] = lambda: secrets.token_urlsafe(16),
     for_date: date | None = None,
+    no_send_days: pl.DataFrame | None = None,
 ) -> Plan:
     """Plan one run at ``as_of`` (naive UTC); ``for_date`` plans that local date for everyone.
+
+    ``no_send_days`` are the user's calendar rows (``tasks.send_calendar.CALENDAR_SCHEMA``),
+    merged with the package holidays and quiet weekdays of ``settings.calendar``.
 
     The plan's :attr:`Plan.accounting` says whether every input row is accounted for; a caller
     must not write an outbox from a plan whose accounting is not ok.
@@ -162,9 +196,20 @@ def build_plan(
     field_issues = normalized.quarantine.filter(
         (pl.col("source") == "customers") & (pl.col("scope") == "field")
     ).select(pl.col("record_key").alias("customer_id"), "rule")
+    customers = normalized.customers
+    calendar = None
+    if settings.calendar.enabled:
+        customers = customers.with_columns(customer_subdivisions(customers))
+        calendar = no_send_calendar(
+            customers,
+            as_of=as_of,
+            settings=settings.calendar,
+            for_date=for_date,
+            extra=no_send_days,
+        )
     decided = decide(
         normalized.invoices,
-        normalized.customers,
+        customers,
         consent,
         normalized.contact_history,
         prior,
@@ -173,6 +218,8 @@ def build_plan(
         window=settings.window,
         field_issues=field_issues,
         for_date=for_date,
+        calendar=calendar,
+        horizon_days=settings.calendar.horizon_days,
     )
     planned = decided.filter(pl.col("status") == "planned")
     messages = render_messages(

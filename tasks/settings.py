@@ -31,6 +31,8 @@ from tasks.transport import require_https_or_loopback
 __all__ = [
     "CANONICAL_COLUMNS",
     "CadenceSettings",
+    "CalendarSettings",
+    "GateSettings",
     "GenesysSettings",
     "ParsingSettings",
     "QualitySettings",
@@ -280,8 +282,68 @@ class ParsingSettings(BaseModel):
         return v
 
 
+class GateSettings(BaseModel):
+    """Table-level gates (``data_quality.gates``): Great Expectations suites per input and on
+    the plan. ``thresholds`` overrides a rule's default threshold by rule id."""
+
+    enabled: bool = True
+    data_docs: bool = Field(
+        default=True, description="Build a GX Data Docs site per run under data_dir/data_docs/"
+    )
+    thresholds: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known(cls, v: dict[str, float]) -> dict[str, float]:
+        from data_quality.gates import GATE_DEFAULTS
+
+        unknown = sorted(set(v) - set(GATE_DEFAULTS))
+        if unknown:
+            raise ValueError(
+                f"unknown gate rule(s) {unknown}; rules with a threshold: {sorted(GATE_DEFAULTS)}"
+            )
+        bad = sorted(k for k, x in v.items() if not 0 <= x <= 1)
+        if bad:
+            raise ValueError(f"gate thresholds must be between 0 and 1: {bad}")
+        return v
+
+    def threshold(self, rule_id: str) -> float:
+        from data_quality.gates import GATE_DEFAULTS
+
+        return self.thresholds.get(rule_id, GATE_DEFAULTS[rule_id])
+
+
+class CalendarSettings(BaseModel):
+    """No-send days (``tasks.send_calendar``): holidays of the ``holidays`` package for the
+    customers' countries and states / provinces, the user's CSV and ``no_send_days`` table,
+    and quiet weekdays per country (``{"DE": ["sun"], "*": ["sun"]}``; ``*`` = every
+    country). Without ``for_date`` the send date moves to the next allowed local date (at most
+    ``horizon_days`` ahead); with it, a no-send ``for_date`` is excluded ``holiday`` /
+    ``quiet_weekday`` (the step due that day is never moved)."""
+
+    enabled: bool = True
+    package_holidays: bool = True
+    extra_csv: Path | None = None
+    quiet_weekdays: dict[str, list[str]] = Field(default_factory=dict)
+    horizon_days: int = Field(default=14, ge=0, le=60)
+
+    @field_validator("quiet_weekdays")
+    @classmethod
+    def _weekdays(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        names = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+        out = {}
+        for country, days in v.items():
+            spelled = [d.strip().lower()[:3] for d in days]
+            bad = [d for d, s in zip(days, spelled, strict=True) if s not in names]
+            if bad:
+                raise ValueError(f"quiet_weekdays[{country!r}]: not weekdays {bad}; use {names}")
+            out[country.strip().upper() if country != "*" else "*"] = spelled
+        return out
+
+
 class QualitySettings(BaseModel):
     max_quarantine_share: float = Field(default=0.25, ge=0, le=1)
+    gates: GateSettings = Field(default_factory=GateSettings)
 
 
 class Settings(BaseSettings):
@@ -298,6 +360,7 @@ class Settings(BaseSettings):
     window: WindowSettings = Field(default_factory=WindowSettings)
     render: RenderSettings = Field(default_factory=RenderSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
+    calendar: CalendarSettings = Field(default_factory=CalendarSettings)
     parsing: ParsingSettings = Field(default_factory=ParsingSettings)
     genesys: GenesysSettings = Field(default_factory=GenesysSettings)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
@@ -32,7 +32,14 @@ from pendulum.tz.exceptions import AmbiguousTime, NonExistingTime
 
 from tasks.settings import WindowSettings
 
-__all__ = ["local_to_utc", "plan_send_date", "send_window", "stagger", "zone_label"]
+__all__ = [
+    "local_to_utc",
+    "plan_allowed_send_date",
+    "plan_send_date",
+    "send_window",
+    "stagger",
+    "zone_label",
+]
 
 Resolve = Literal["earlier", "later"]
 
@@ -86,14 +93,39 @@ def plan_send_date(
     Returns (local date in the first zone, window start, window end) or None when the zones'
     windows never overlap.
     """
+    found = plan_allowed_send_date(zones, as_of, window)
+    return None if found is None else found[:3]
+
+
+def plan_allowed_send_date(
+    zones: Sequence[str],
+    as_of: datetime,
+    window: WindowSettings,
+    no_send: Container[date] = (),
+    *,
+    horizon_days: int = 14,
+) -> tuple[date, datetime, datetime, list[date]] | None:
+    """Like :func:`plan_send_date`, skipping the local dates in ``no_send`` (holidays, quiet
+    weekdays of the recipient: see ``tasks.send_calendar``), at most ``horizon_days`` ahead.
+
+    Returns (local date, window start, window end, the no-send dates skipped on the way) or
+    None when the windows never overlap or no allowed date is found within the horizon.
+    """
     if not zones:
         return None
     here = pendulum.instance(as_of.replace(tzinfo=UTC)).in_timezone(zones[0]).date()
-    for offset in range(-1, 3):
+    skipped: list[date] = []
+    for offset in range(-1, 3 + horizon_days):
+        if offset > 2 and not skipped:
+            return None  # as plan_send_date: only a skipped no-send day looks further ahead
         day = here + timedelta(days=offset)
         found = send_window(zones, day, window)
-        if found is not None and found[1] > as_of:
-            return day, found[0], found[1]
+        if found is None or found[1] <= as_of:
+            continue
+        if day in no_send:
+            skipped.append(day)
+            continue
+        return day, found[0], found[1], skipped
     return None
 
 

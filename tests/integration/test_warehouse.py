@@ -239,7 +239,10 @@ def test_migration_0003_adds_the_zone_columns_to_an_existing_warehouse(warehouse
                 "insert into decisions (run_id, invoice_row, channel, status, reason)"
                 " values ('old', 0, 'sms', 'excluded', 'no_step_due')"
             )
-        assert migrate(engine) == ["0003_zone_source", "0004_genesys_outcomes"]
+        # 0003 and every later migration (other issues add theirs), in order
+        later = sorted(n for n, _ in _sql_files("migrations", engine.dialect.name) if n >= "0003")
+        assert later[0] == "0003_zone_source"
+        assert migrate(engine) == later
         with engine.connect() as conn:
             old = read_frame(
                 conn,
@@ -249,5 +252,39 @@ def test_migration_0003_adds_the_zone_columns_to_an_existing_warehouse(warehouse
             conn.execute(sa.text("select send_at_local_by_zone from messages"))
             conn.execute(sa.text("select genesys_wrapup_code from messages"))
         assert old.rows() == [("no_step_due", None, None, None)]
+    finally:
+        engine.dispose()
+
+
+def test_migration_0007_adds_data_docs_path_and_the_no_send_days_table(warehouse_settings):
+    engine = make_engine(warehouse_settings["url"], schema=warehouse_settings.get("db_schema"))
+    try:
+        migrate(engine)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "insert into no_send_days (country, subdivision, day, name)"
+                " values ('US', null, '2026-11-24', 'Company closure')"
+            )
+            start_run(
+                conn,
+                run_id="r1",
+                flow="build-reminders",
+                as_of=AS_OF,
+                now=AS_OF,
+                dry_run=True,
+                parameters={},
+            )
+            finish_run(
+                conn, run_id="r1", now=AS_OF, status="failed", data_docs_path="/x/index.html"
+            )
+        from flows.build_reminders import load_no_send_days
+
+        with engine.connect() as conn:
+            days = load_no_send_days(conn, Settings())
+            docs = conn.exec_driver_sql("select data_docs_path from runs").scalar_one()
+        assert days.select("country", "day", "name", "kind").rows() == [
+            ("US", datetime(2026, 11, 24).date(), "Company closure", "holiday")
+        ]
+        assert docs == "/x/index.html"
     finally:
         engine.dispose()
