@@ -48,7 +48,7 @@ def child(folder: Path, url: str, schema: str | None) -> None:
     extracted = extract_sources(settings.sources)
     stages["extract"] = time.perf_counter() - t0
     t = time.perf_counter()
-    normalized = normalize(extracted, as_of=AS_OF)
+    normalized = normalize(extracted, as_of=AS_OF, parsing=settings.parsing)
     stages["normalize"] = time.perf_counter() - t
     engine = make_engine(url, schema=schema)
     migrate(engine)

@@ -8,7 +8,14 @@ and a ``scope='field'`` quarantine row records it (see ``tasks.normalize``).
 
 Quarantine frame grain: one row per rejected input row (scope ``row``) or rejected field
 (scope ``field``); columns ``source, source_row, record_key, scope, rule, reason, raw_values``
-where ``raw_values`` is the row's canonical columns as they arrived, JSON-encoded.
+where ``raw_values`` is the row's canonical columns as they arrived, JSON-encoded, except that
+a card number (PAN) in a text value is never stored in clear: :func:`raw_json` masks it with
+:func:`tasks.pci.mask_pans` (all but the last four digits become ``•``) before encoding, so
+JSON escapes (``\n``) cannot hide a PAN split over a line break from the guard; then each value
+is cut to :data:`RAW_VALUE_CHARS` characters, so a 10 MB cell is not stored whole.
+
+A rule's ``reason`` is a fixed text or a per-row string expression (e.g. naming the column that
+is too long and its length).
 """
 
 from __future__ import annotations
@@ -18,7 +25,19 @@ from dataclasses import dataclass
 
 import polars as pl
 
-__all__ = ["QUARANTINE_SCHEMA", "Rule", "empty_quarantine", "raw_json", "split_rows"]
+from tasks.pci import mask_pans
+
+__all__ = [
+    "QUARANTINE_SCHEMA",
+    "RAW_VALUE_CHARS",
+    "Rule",
+    "empty_quarantine",
+    "raw_json",
+    "split_rows",
+]
+
+RAW_VALUE_CHARS = 1000
+"""Longest raw value kept in ``raw_values``; longer ones are cut and marked."""
 
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "source": pl.String(),
@@ -33,10 +52,13 @@ QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
 
 @dataclass(frozen=True)
 class Rule:
-    """``fails`` is a boolean expression, true (not null) when the row breaks the rule."""
+    """``fails`` is a boolean expression, true (not null) when the row breaks the rule.
+
+    ``reason`` is a fixed text or a string expression evaluated on the failing rows.
+    """
 
     name: str
-    reason: str
+    reason: str | pl.Expr
     fails: pl.Expr
 
 
@@ -44,9 +66,37 @@ def empty_quarantine() -> pl.DataFrame:
     return pl.DataFrame(schema=QUARANTINE_SCHEMA)
 
 
-def raw_json(columns: Sequence[str]) -> pl.Expr:
-    """The given raw columns of a row as one JSON object string."""
-    return pl.struct([pl.col(c) for c in columns]).struct.json_encode()
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[cut, {len(text)} characters]"
+
+
+def _mask_and_cut(values: pl.Series, limit: int) -> pl.Series:
+    """Text values with every PAN masked, then cut to ``limit``; other dtypes unchanged.
+
+    One Python call per distinct value. Masking comes first, so a cut cannot leave a PAN's
+    digits in clear.
+    """
+    if values.dtype != pl.String:
+        return values
+    items = values.to_list()
+    done = {v: _cut(mask_pans(v), limit) for v in set(items) if v is not None}
+    return pl.Series(values.name, [done.get(v) for v in items], dtype=pl.String)
+
+
+def raw_json(columns: Sequence[str], *, limit: int = RAW_VALUE_CHARS) -> pl.Expr:
+    """The given raw columns of a row as one JSON object string: card numbers masked first
+    (so a cut cannot leave a PAN's digits in clear), then each value cut to ``limit``.
+
+    Runs Python once per distinct text value: apply it to the quarantined rows only.
+    """
+    return pl.struct(
+        [
+            pl.col(c).map_batches(lambda v: _mask_and_cut(v, limit), return_dtype=None)
+            for c in columns
+        ]
+    ).struct.json_encode()
 
 
 def split_rows(
@@ -64,20 +114,25 @@ def split_rows(
     for i, rule in enumerate(rules[1:], start=1):
         chain = chain.when(rule.fails.fill_null(False)).then(pl.lit(i))
     tagged = frame.with_columns(chain.otherwise(None).cast(pl.Int32).alias("_rule"))
-    accepted = tagged.filter(pl.col("_rule").is_null()).drop("_rule")
+    # Reasons are evaluated on the whole frame (they may use window expressions over a key),
+    # then the rejected rows are taken.
+    texts = [pl.lit(r.reason) if isinstance(r.reason, str) else r.reason for r in rules]
+    reason_chain = pl.when(pl.col("_rule") == 0).then(texts[0].cast(pl.String))
+    for i, text in enumerate(texts[1:], start=1):
+        reason_chain = reason_chain.when(pl.col("_rule") == i).then(text.cast(pl.String))
+    tagged = tagged.with_columns(reason_chain.otherwise(None).alias("_reason"))
+    accepted = tagged.filter(pl.col("_rule").is_null()).drop("_rule", "_reason")
     index = list(range(len(rules)))
     rejected = tagged.filter(pl.col("_rule").is_not_null())
     quarantine = rejected.select(
         pl.lit(source).alias("source"),
         pl.col("source_row").cast(pl.Int32),
-        pl.col(key).cast(pl.String).alias("record_key"),
+        pl.col(key).cast(pl.String).str.slice(0, RAW_VALUE_CHARS).alias("record_key"),
         pl.lit("row").alias("scope"),
         pl.col("_rule")
         .replace_strict(index, [r.name for r in rules], return_dtype=pl.String)
         .alias("rule"),
-        pl.col("_rule")
-        .replace_strict(index, [r.reason for r in rules], return_dtype=pl.String)
-        .alias("reason"),
+        pl.col("_reason").alias("reason"),
         raw_json(raw_columns).alias("raw_values"),
     )
     return accepted, quarantine.cast(QUARANTINE_SCHEMA)  # type: ignore[arg-type]

@@ -147,7 +147,7 @@ def build_reminders(
     try:
         extracted = extract_task(settings.sources)
         counts = {f"{n}_in": c for n, c in extracted.counts.items()}
-        normalized = normalize_task(extracted, as_of_utc)
+        normalized = normalize_task(extracted, as_of=as_of_utc, parsing=settings.parsing)
         counts |= {f"{n}_quarantined": normalized.quarantined_rows(n) for n in INPUTS}
         try:
             check_quarantine(extracted, normalized, settings.quality.max_quarantine_share)

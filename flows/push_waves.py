@@ -87,7 +87,11 @@ def run_push(
                 transaction.rollback()
             result = PushResult(ready_waves=waves.height)
         else:
-            fresh = normalize(extract_sources(settings.sources), as_of=now) if recheck else None
+            fresh = (
+                normalize(extract_sources(settings.sources), as_of=now, parsing=settings.parsing)
+                if recheck
+                else None
+            )
             secret = genesys_secret(settings.genesys)
             with client_from_settings(
                 settings.genesys, secret, on_request=lambda kind, _p: failpoint(f"http.{kind}")

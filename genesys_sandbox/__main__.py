@@ -32,6 +32,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drop-after-commit", type=float, default=0.0)
     parser.add_argument("--expire-tokens-after", type=int, default=None, metavar="N")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--record-requests",
+        action="store_true",
+        help="record every /api/v2 and /oauth request (GET /sandbox/requests)",
+    )
     parser.add_argument("--log-level", default="info")
     parser.add_argument(
         "--switch",
@@ -73,7 +78,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         expire_tokens_after_requests=args.expire_tokens_after,
         seed=args.seed,
     )
-    config = SandboxConfig(rate_limit_per_minute=args.rate_limit, faults=faults)
+    config = SandboxConfig(
+        rate_limit_per_minute=args.rate_limit,
+        faults=faults,
+        record_requests=args.record_requests,
+    )
     try:
         config.set_switches(parse_switches(args.switch))
     except ValueError as exc:

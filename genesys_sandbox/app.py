@@ -3,7 +3,8 @@
 Contract: every ``/api/v2`` answer — success or error, including unknown paths (404
 ``not.found``) and wrong methods (405) — carries ``ININ-Correlation-Id``; errors are Genesys
 ``ErrorBody`` JSON.  State lives in ``app.state.sandbox`` (:class:`~genesys_sandbox.runtime.
-Sandbox`).  Product code never imports this package; tests and the demo serve it on 127.0.0.1.
+Sandbox`); the wire recording (off by default) in ``app.state.requests``.  Product code
+never imports this package; tests and the demo serve it on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from genesys_sandbox.errors import ApiError
 from genesys_sandbox.gate import ApiGate, quiet_injected_drops
 from genesys_sandbox.routes import all_routes
 from genesys_sandbox.runtime import Sandbox
+from genesys_sandbox.wire import RequestLog, RequestRecorder
 
 __all__ = ["create_app"]
 
@@ -54,9 +56,14 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     """A fresh sandbox org with ``config`` (defaults: see :class:`SandboxConfig`)."""
     sandbox = Sandbox(config or SandboxConfig())
     quiet_injected_drops()
+    routes = all_routes()
+    requests = RequestLog(enabled=sandbox.config.record_requests)
     app = Starlette(
-        routes=all_routes(),
-        middleware=[Middleware(ApiGate, sandbox=sandbox)],
+        routes=routes,
+        middleware=[
+            Middleware(RequestRecorder, log=requests, routes=routes),
+            Middleware(ApiGate, sandbox=sandbox),
+        ],
         exception_handlers={
             ApiError: _api_error,
             HTTPException: _http_error,
@@ -64,4 +71,5 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
         },
     )
     app.state.sandbox = sandbox
+    app.state.requests = requests
     return app

@@ -17,6 +17,8 @@ Contract
 * Export downloads: ``/api/v2/downloads/{id}`` redirects to a signed URL on ``download_host``
   (default: ``localhost`` for an API on ``127.0.0.1``, ``127.0.0.1`` for ``localhost``, else
   ``files.<host>``), valid ``download_url_ttl_seconds``.
+* ``record_requests``: record every ``/api/v2`` and ``/oauth`` request (``genesys_sandbox.wire``;
+  served by ``GET /sandbox/requests``).  Off by default.
 """
 
 from __future__ import annotations
@@ -134,6 +136,7 @@ class SandboxConfig:
     clock_start: datetime = datetime(2026, 11, 23, 6, 0, 0)
     download_url_ttl_seconds: int = 300
     download_host: str | None = None
+    record_requests: bool = False
     monotonic: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
     outside_window: str = "skip"
     readd_requeued: str = "recontact"

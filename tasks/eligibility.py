@@ -14,6 +14,16 @@ never make a second message for the same customer and channel, whatever changed 
 
 ``prior`` is the outbox as it stands (messages of earlier runs): it feeds the attempt count per
 invoice, the frequency cap and the one-per-day rule across runs.
+
+Attempts per invoice (``max_attempts``) are the outbox messages of earlier days that carried the
+invoice plus the rows of ``contact_history`` (contacts made outside this pipeline) at or before
+``as_of``: a history row with an ``invoice_id`` counts for that (customer_id, invoice_id); one
+without counts for **every** invoice of its customer in this run, because the history cannot
+say which of them was open and meant (conservative: it may stop a reminder early, never allow
+an extra one). Every history row, dated before or after ``as_of``, also feeds the frequency cap.
+
+Paid: an invoice whose ``paid_at`` is at or before ``as_of`` is ``invoice_paid`` whatever its
+status says, and the decision's ``reason_detail`` says why; a later ``paid_at`` is ignored.
 """
 
 from __future__ import annotations
@@ -194,15 +204,21 @@ def decide(
     whose window is still open (previews and backfills); see :func:`_send_dates`.
 
     ``field_issues`` (customer_id, rule) tells a rejected phone / e-mail from a missing one.
-    Returns :data:`DECISION_SCHEMA` columns plus the customer fields render needs.
+    Returns :data:`DECISION_SCHEMA` columns, ``reason_detail`` (nullable: a per-row
+    explanation that overrides the reason's description) and the customer fields render needs.
     """
     channels = pl.DataFrame({"channel": ["sms", "email"]})
     dates = _send_dates(customers, as_of, window, for_date)
     cust = customers.join(dates, on="time_zones", how="left")
+    # A line (E.164 without extension, any type) given by several customers is shared: an
+    # SMS to it could be read by someone else. Customers without the column (older callers)
+    # fall back to their SMS number.
+    line = "phone_line" if "phone_line" in customers.columns else "phone_e164"
     phone_owners = (
-        customers.filter(pl.col("phone_e164").is_not_null())
-        .group_by("phone_e164")
+        customers.filter(pl.col(line).is_not_null())
+        .group_by(line)
         .agg(pl.col("customer_id").n_unique().alias("_phone_owners"))
+        .rename({line: "phone_e164"})
     )
     cust = cust.join(phone_owners, on="phone_e164", how="left")
     issues = (
@@ -273,6 +289,31 @@ def decide(
     )
     frame = frame.join(attempt_counts, on=["invoice_id", "message_key"], how="left")
 
+    if "invoice_id" not in contact_history.columns:
+        contact_history = contact_history.with_columns(pl.lit(None, pl.String).alias("invoice_id"))
+    past = contact_history.filter(pl.col("attempted_at") <= as_of)
+    per_invoice = (
+        past.filter(pl.col("invoice_id").is_not_null())
+        .group_by("customer_id", "invoice_id")
+        .agg(pl.len().cast(pl.Int64).alias("_hist_invoice"))
+    )
+    per_customer = (
+        past.filter(pl.col("invoice_id").is_null())
+        .group_by("customer_id")
+        .agg(pl.len().cast(pl.Int64).alias("_hist_customer"))
+    )
+    frame = (
+        frame.join(per_invoice, on=["customer_id", "invoice_id"], how="left")
+        .join(per_customer, on="customer_id", how="left")
+        .with_columns(
+            (
+                pl.col("_attempts").fill_null(0).cast(pl.Int64)
+                + pl.col("_hist_invoice").fill_null(0)
+                + pl.col("_hist_customer").fill_null(0)
+            ).alias("_attempts")
+        )
+    )
+
     history = pl.concat(
         [
             contact_history.select("customer_id", pl.col("attempted_at").alias("_at")).with_columns(
@@ -323,8 +364,9 @@ def decide(
         .then(channel_allowed("sms", email_requires_opt_in=cadence.email_requires_opt_in))
         .otherwise(channel_allowed("email", email_requires_opt_in=cadence.email_requires_opt_in))
     )
+    paid_before = pl.col("paid_at").is_not_null() & (pl.col("paid_at") <= as_of)
     reason = (
-        pl.when(~payable & (pl.col("status") == "paid"))
+        pl.when(paid_before | (~payable & (pl.col("status") == "paid")))
         .then(pl.lit("invoice_paid"))
         .when(~payable & (pl.col("status") == "void"))
         .then(pl.lit("invoice_void"))
@@ -366,7 +408,20 @@ def decide(
         .then(pl.lit("already_messaged_today"))
         .otherwise(None)
     )
-    frame = frame.with_columns(reason.alias("reason"))
+    frame = frame.with_columns(
+        reason.alias("reason"),
+        pl.when(paid_before & (pl.col("status") != "paid"))
+        .then(
+            pl.format(
+                "paid_at {} is at or before the run ({}); status says {}",
+                pl.col("paid_at").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                pl.lit(f"{as_of:%Y-%m-%dT%H:%M:%SZ}"),
+                pl.col("status"),
+            )
+        )
+        .otherwise(None)
+        .alias("reason_detail"),
+    )
 
     order = {c: i for i, c in enumerate(cadence.channel_order)}
     chosen = (
@@ -408,5 +463,6 @@ def decide(
     ]
     return frame.select(
         *[pl.col(c).cast(t) for c, t in DECISION_SCHEMA.items()],
+        pl.col("reason_detail").cast(pl.String),
         *customer_columns,
     ).sort("invoice_row", "channel")

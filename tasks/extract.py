@@ -5,12 +5,19 @@ canonical column is turned into text (normalize parses it, whatever the source's
 and a ``source_row`` column numbers the rows so each one can be accounted for. All SQL sources
 on one URL are read inside one ``REPEATABLE READ`` transaction (PostgreSQL), so a run sees one
 consistent snapshot even while the source is being written to.
+
+CSV files are decoded in Python with the source's ``encoding`` (polars reads only UTF-8) and a
+UTF-8 BOM is skipped. A byte the codec cannot decode never becomes U+FFFD: it is decoded to the
+private-use sentinel ``U+10FF00 + byte`` (see :data:`SENTINEL_BASE`), and the source is named in
+:attr:`Extracted.decode_errors` so normalize quarantines the rows holding a sentinel
+(``encoding_invalid``) and writes the bytes back as ``\\xNN`` in ``raw_values``.
 """
 
 from __future__ import annotations
 
+import codecs
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -21,18 +28,73 @@ from prefect.cache_policies import NO_CACHE
 from tasks.errors import SourceError
 from tasks.settings import CANONICAL_COLUMNS, REQUIRED_COLUMNS, SourceSpec, SourcesSettings
 
-__all__ = ["INPUTS", "Extracted", "canonicalize", "extract_sources", "extract_task"]
+__all__ = [
+    "INPUTS",
+    "SENTINEL_BASE",
+    "SENTINEL_PATTERN",
+    "Extracted",
+    "canonicalize",
+    "decode_text",
+    "extract_sources",
+    "extract_task",
+    "hex_escape_sentinels",
+]
 
 log = logging.getLogger(__name__)
 
 INPUTS = ("customers", "invoices", "consent_events", "contact_history")
 
+SENTINEL_BASE = 0x10FF00
+"""An undecodable byte ``b`` is read as ``chr(SENTINEL_BASE + b)`` (plane 16 private use)."""
+SENTINEL_PATTERN = "[\U0010ff00-\U0010ffff]"
+"""Regex (polars / re) matching any sentinel character."""
+_ERROR_HANDLER = "reminders-sentinel"
+
+
+def _sentinel(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    bad = exc.object[exc.start : exc.end]
+    return "".join(chr(SENTINEL_BASE + b) for b in bad), exc.end
+
+
+codecs.register_error(_ERROR_HANDLER, _sentinel)
+
+
+def decode_text(data: bytes, encoding: str) -> tuple[str, bool]:
+    """Decode ``data``: (text, True if some bytes were undecodable and became sentinels).
+
+    A UTF-8 byte order mark is dropped when the codec is UTF-8.
+    """
+    if codecs.lookup(encoding).name == "utf-8":
+        encoding = "utf-8-sig"
+    try:
+        return data.decode(encoding), False
+    except UnicodeDecodeError:
+        return data.decode(encoding, errors=_ERROR_HANDLER), True
+
+
+def hex_escape_sentinels(expr: pl.Expr, *, json: bool = False) -> pl.Expr:
+    """Replace every sentinel character in a string expression by ``\\xNN`` of its byte.
+
+    ``json=True`` is for JSON text: the backslash is itself escaped, so the decoded JSON value
+    holds ``\\xNN``.
+    """
+    slash = "\\\\" if json else "\\"
+    return expr.str.replace_many(
+        [chr(SENTINEL_BASE + b) for b in range(256)], [f"{slash}x{b:02x}" for b in range(256)]
+    )
+
 
 @dataclass(frozen=True)
 class Extracted:
-    """One run's snapshot of every input, canonical names, text columns, ``source_row`` added."""
+    """One run's snapshot of every input, canonical names, text columns, ``source_row`` added.
+
+    ``decode_errors`` maps each csv source whose file held undecodable bytes to its encoding.
+    """
 
     frames: dict[str, pl.DataFrame]
+    decode_errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -81,14 +143,23 @@ def canonicalize(raw: pl.DataFrame, name: str, mapping: dict[str, str]) -> pl.Da
     )
 
 
-def _read_file(spec: SourceSpec, name: str) -> pl.DataFrame:
+def _read_file(spec: SourceSpec, name: str) -> tuple[pl.DataFrame, bool]:
+    """(frame, True if the csv held bytes its encoding cannot decode)."""
     assert spec.path is not None
     path = Path(spec.path)
     if not path.exists():
         raise SourceError(f"{name}: file {path} does not exist")
     if spec.kind == "csv":
-        return pl.read_csv(path, infer_schema=False, encoding="utf8-lossy")
-    return pl.read_parquet(path)
+        text, bad = decode_text(path.read_bytes(), spec.encoding)
+        if not text.strip():
+            return pl.DataFrame(), bad
+        try:
+            frame = pl.read_csv(text.encode("utf-8"), infer_schema=False)
+        except pl.exceptions.PolarsError as exc:
+            kind = type(exc).__name__
+            raise SourceError(f"{name}: {path} is not a readable CSV: {kind}") from None
+        return frame, bad
+    return pl.read_parquet(path), False
 
 
 def _select(spec: SourceSpec) -> sa.Executable:
@@ -112,6 +183,7 @@ def extract_sources(sources: SourcesSettings) -> Extracted:
     """Read every configured input once; SQL inputs sharing a URL share one snapshot."""
     specs: dict[str, SourceSpec] = {name: getattr(sources, name) for name in INPUTS}
     raw: dict[str, pl.DataFrame] = {}
+    decode_errors: dict[str, str] = {}
     by_url: dict[str, list[str]] = {}
     for name, spec in specs.items():
         if spec.kind == "sql":
@@ -123,7 +195,10 @@ def extract_sources(sources: SourcesSettings) -> Extracted:
             log.info("%s: optional source %s absent, using no rows", name, spec.path)
             raw[name] = pl.DataFrame(schema=dict.fromkeys(REQUIRED_COLUMNS[name], pl.String))
         else:
-            raw[name] = _read_file(spec, name)
+            raw[name], bad = _read_file(spec, name)
+            if bad:
+                decode_errors[name] = spec.encoding
+                log.warning("%s: undecodable bytes for encoding %s", name, spec.encoding)
     for url, names in by_url.items():
         engine = sa.create_engine(url)
         try:
@@ -145,7 +220,7 @@ def extract_sources(sources: SourcesSettings) -> Extracted:
     frames = {name: canonicalize(raw[name], name, specs[name].columns) for name in INPUTS}
     for name, frame in frames.items():
         log.info("extracted %s: %d rows", name, frame.height)
-    return Extracted(frames)
+    return Extracted(frames, decode_errors)
 
 
 @task(name="extract", retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE)

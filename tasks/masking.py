@@ -2,14 +2,22 @@
 
 :func:`mask_phone` and :func:`mask_email` are for code that deliberately mentions one address.
 :class:`MaskingFilter` is the safety net: installed on a handler (the CLI installs it on the
-root and Prefect handlers), it rewrites any phone-like digit run and e-mail address in every
-record before it is written, including Prefect's own run logs.
+root and Prefect handlers), it rewrites any card number (PAN), phone-like digit run and e-mail
+address in every record before it is written, including Prefect's own run logs.
+
+Order in :func:`mask_text`: PANs first (:func:`tasks.pci.mask_pans`, all but the last four
+digits become ``•``), then e-mail addresses, then phones. The PAN guard must see the whole
+number: the phone pattern can match part of a card number (``411 111 1111`` of
+``411 111 1111 111111``) and, run first, would leave the rest in clear and too few digits
+for the PAN guard to recognise it.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+
+from tasks.pci import mask_pans
 
 __all__ = ["MaskingFilter", "install_masking", "mask_email", "mask_phone", "mask_text"]
 
@@ -40,7 +48,8 @@ def mask_email(email: str | None) -> str:
 
 
 def mask_text(text: str) -> str:
-    """Mask every e-mail address and phone-like digit run in free text."""
+    """Mask every card number, e-mail address and phone-like digit run in free text."""
+    text = mask_pans(text)
     text = _EMAIL.sub(lambda m: f"{m.group(1)}•••@{m.group(2)}•••.{m.group(3)}", text)
     return _PHONE.sub(lambda m: mask_phone(m.group(0)), text)
 

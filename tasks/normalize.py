@@ -9,17 +9,35 @@ Pure functions on polars frames. Output grains:
   ``postal_code``, ``phone``, ``country`` or ``unknown``); see :mod:`tasks.zones`. Several
   candidates mean the stagger stage uses the intersection of their windows. A
   preferred_timezone that is not a geographic zone is a ``timezone_not_geographic`` field row.
-- invoices: one row per accepted invoice_id, ``amount_due_minor`` in the currency's minor units.
+- invoices: one row per accepted invoice, ``amount_due_minor`` in the currency's minor units.
 - consent_events / contact_history: accepted events, timestamps parsed to UTC.
 
 Every input row is either accepted or has exactly one ``scope='row'`` quarantine row.
+
+Rules every source shares, checked first: ``encoding_invalid`` (a cell held bytes the source's
+encoding cannot decode; only checked when extract saw such bytes) and ``field_too_long`` (a
+canonical cell longer than ``parsing.max_field_length`` characters).
+
+Versions (customers by customer_id, invoices by invoice_id): the latest ``updated_at`` wins and
+older rows are ``*_duplicate``. Several rows sharing the latest timestamp are one version if
+their content (every canonical column but updated_at) is identical: one is kept, the others are
+duplicates; if their content differs, every row of the record is quarantined
+(``customer_id_conflict`` / ``invoice_version_conflict``): the file order never decides. For
+invoices a missing or unparseable ``updated_at`` cannot be ordered, so it ties with the latest;
+for customers only valid timestamps compete (an undated row loses to a dated one). An invoice_id
+under several customer_ids is ``invoice_id_conflict`` for all its rows, never merged.
+
+Amounts are plain decimals only (``^[+-]?[0-9]+(\\.[0-9]+)?$`` after trimming ASCII
+whitespace); anything else is ``amount_invalid`` with a reason naming the form (exponent,
+separators, underscores, non-ASCII digits, NaN / Infinity, empty).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
 import phonenumbers as pn
@@ -32,8 +50,8 @@ from prefect.cache_policies import NO_CACHE
 
 from data_quality.rules import QUARANTINE_SCHEMA, Rule, empty_quarantine, raw_json, split_rows
 from tasks.consent import CHANNEL_KEYS, STATUS_KEYS, channel_key, naive_utc, status_key
-from tasks.extract import Extracted
-from tasks.settings import CANONICAL_COLUMNS
+from tasks.extract import SENTINEL_PATTERN, Extracted, hex_escape_sentinels
+from tasks.settings import CANONICAL_COLUMNS, ParsingSettings
 from tasks.zones import (
     ZONE_RULE,
     _zone_tab,
@@ -57,6 +75,8 @@ __all__ = [
     "normalize_invoices",
     "normalize_phone",
     "normalize_task",
+    "parse_amounts",
+    "parse_due_dates",
     "parse_utc",
 ]
 
@@ -116,27 +136,35 @@ class Normalized:
 
 def _phone_info(
     raw: str | None, region: str | None
-) -> tuple[str | None, str | None, str, tuple[str, ...], int | None]:
-    """normalize_phone plus phonenumbers' zones and the calling code, from one parse."""
+) -> tuple[str | None, str | None, str, tuple[str, ...], int | None, str | None]:
+    """normalize_phone plus phonenumbers' zones, the calling code and the line, from one parse.
+
+    The line is the E.164 form of any valid number, without its extension and whatever its
+    type: it tells a number shared by several customers (a household, an office switchboard)
+    even when this customer's number cannot take SMS. The zones of a valid number are a
+    location signal whether or not it can take SMS.
+    """
     if raw is None or not raw.strip():
-        return None, None, "no phone number", (), None
+        return None, None, "no phone number", (), None, None
     try:
         number = pn.parse(raw, region if region else None)
     except pn.NumberParseException as exc:
         reason = _PARSE_ERRORS.get(exc.error_type, "cannot be parsed")
-        return None, "phone_unparseable", reason, (), None
+        return None, "phone_unparseable", reason, (), None, None
     # number_type is UNKNOWN exactly when is_valid_number is False; computing it once halves
     # the cost of the slowest step of the pipeline.
     kind = pn.number_type(number)
     if kind == pn.PhoneNumberType.UNKNOWN:
-        return None, "phone_invalid", "not a valid number for its region", (), None
-    if number.extension:
-        return None, "phone_has_extension", "has an extension, so it is not a mobile line", (), None
-    if kind in _NOT_SMS_CAPABLE:
-        return None, "phone_not_mobile", "number type cannot receive SMS", (), None
+        return None, "phone_invalid", "not a valid number for its region", (), None, None
     zones = tuple(pn_timezone.time_zones_for_number(number))
-    e164 = pn.format_number(number, pn.PhoneNumberFormat.E164)
-    return e164, None, "", zones, number.country_code
+    line = pn.format_number(number, pn.PhoneNumberFormat.E164)  # never carries the extension
+    if number.extension:
+        reason = "has an extension, so it is not a mobile line"
+        return None, "phone_has_extension", reason, zones, number.country_code, line
+    if kind in _NOT_SMS_CAPABLE:
+        reason = "number type cannot receive SMS"
+        return None, "phone_not_mobile", reason, zones, number.country_code, line
+    return line, None, "", zones, number.country_code, line
 
 
 def normalize_phone(raw: str | None, region: str | None) -> tuple[str | None, str | None, str]:
@@ -194,30 +222,147 @@ def parse_utc(column: str) -> pl.Expr:
     return pl.coalesce(candidates)
 
 
-def _duplicates_last_wins(key: str, order: str) -> pl.Expr:
-    """True for every row of a duplicated key except the latest by ``order`` then source_row."""
-    rank = pl.struct(pl.col(order).fill_null(pl.datetime(1, 1, 1)), "source_row").rank(
-        "ordinal", descending=True
+def _content(columns: Sequence[str]) -> pl.Expr:
+    """A row's content: its trimmed canonical columns as one JSON string."""
+    return pl.struct(
+        [pl.col(c).cast(pl.String).str.strip_chars().alias(c) for c in columns]
+    ).struct.json_encode()
+
+
+def _with_versions(
+    frame: pl.DataFrame,
+    key: str,
+    order: str,
+    content_columns: Sequence[str],
+    *,
+    undated_ties: bool,
+) -> pl.DataFrame:
+    """Add ``_v_conflict``, ``_v_duplicate``, ``_v_reason``, ``_v_top`` (see module docstring).
+
+    ``top`` rows are those at the latest ``order`` (with ``undated_ties``, a null ``order`` ties
+    with the latest; without, it loses to any dated row). Several distinct contents among the
+    top rows are a conflict; otherwise the first top row (dated before undated, then by
+    source_row) is kept and the others are duplicates. Only keys with several rows are looked
+    at, so the content comparison costs nothing on clean data.
+    """
+    many = frame.filter(pl.col(key).is_not_null() & (pl.len().over(key) > 1))
+    ts = pl.col(order)
+    latest = ts.max().over(key)
+    if undated_ties:
+        top = (ts == latest).fill_null(True)
+    else:
+        top = pl.when(latest.is_null()).then(True).otherwise((ts == latest).fill_null(False))
+    many = many.with_columns(top.alias("_top"), _content(content_columns).alias("_content"))
+    rank = pl.struct((~pl.col("_top")).alias("_a"), ts.is_null().alias("_b"), "source_row").rank(
+        "ordinal"
     )
-    return pl.col(key).is_not_null() & (rank.over(key) > 1)
+    flags = many.select(
+        "source_row",
+        pl.col("_content").filter(pl.col("_top")).n_unique().over(key).alias("_v_top"),
+        (rank.over(key) > 1).alias("_v_duplicate"),
+        pl.when(pl.col("_top"))
+        .then(pl.lit("an identical row with the same latest updated_at was kept"))
+        .otherwise(pl.lit("another row of the same record has a later updated_at"))
+        .alias("_v_reason"),
+    ).with_columns((pl.col("_v_top") > 1).alias("_v_conflict"))
+    return frame.join(flags, on="source_row", how="left", maintain_order="left").with_columns(
+        pl.col("_v_conflict").fill_null(False), pl.col("_v_duplicate").fill_null(False)
+    )
 
 
-def normalize_customers(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Validate customers: (accepted customers, quarantine rows of both scopes)."""
+def _shared_rules(
+    frame: pl.DataFrame,
+    columns: Sequence[str],
+    *,
+    parsing: ParsingSettings,
+    bad_encoding: str | None,
+) -> list[Rule]:
+    """encoding_invalid (only if extract saw undecodable bytes) and field_too_long."""
+    rules: list[Rule] = []
+    if bad_encoding is not None:
+        text_columns = [c for c, t in frame.schema.items() if t == pl.String]
+        if text_columns:
+            has = {c: pl.col(c).str.contains(SENTINEL_PATTERN) for c in text_columns}
+            named = pl.when(has[text_columns[0]]).then(pl.lit(text_columns[0]))
+            for c in text_columns[1:]:
+                named = named.when(has[c]).then(pl.lit(c))
+            rules.append(
+                Rule(
+                    "encoding_invalid",
+                    pl.format(
+                        "{} holds bytes that are not valid {} (shown as \\xNN in raw_values)",
+                        named.otherwise(None),
+                        pl.lit(bad_encoding),
+                    ),
+                    pl.any_horizontal([e.fill_null(False) for e in has.values()]),
+                )
+            )
+    limit = parsing.max_field_length
+    lengths = {c: pl.col(c).str.len_chars() for c in columns}
+    if lengths:
+        too_long = {c: (n > limit).fill_null(False) for c, n in lengths.items()}
+        first = next(iter(lengths))
+        reason = pl.when(too_long[first]).then(
+            pl.format("{} is {} characters long (at most {})", pl.lit(first), lengths[first], limit)
+        )
+        for c in list(lengths)[1:]:
+            reason = reason.when(too_long[c]).then(
+                pl.format("{} is {} characters long (at most {})", pl.lit(c), lengths[c], limit)
+            )
+        rules.append(
+            Rule("field_too_long", reason.otherwise(None), pl.any_horizontal(too_long.values()))
+        )
+    return rules
+
+
+def _escape_raw(quarantine: pl.DataFrame, bad_encoding: str | None) -> pl.DataFrame:
+    """Undecodable bytes as ``\\xNN`` in raw_values (JSON: the backslash itself is escaped)."""
+    if bad_encoding is None or quarantine.is_empty():
+        return quarantine
+    return quarantine.with_columns(
+        hex_escape_sentinels(pl.col("raw_values"), json=True),
+        hex_escape_sentinels(pl.col("record_key")),
+    )
+
+
+def normalize_customers(
+    raw: pl.DataFrame,
+    *,
+    parsing: ParsingSettings | None = None,
+    bad_encoding: str | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Validate customers: (accepted customers, quarantine rows of both scopes).
+
+    ``bad_encoding`` is the source's encoding when extract found undecodable bytes in it.
+    """
+    parsing = parsing or ParsingSettings()
     raw_cols = [c for c in CANONICAL_COLUMNS["customers"] if c in raw.columns]
     frame = raw.with_columns(
         pl.col("customer_id").str.strip_chars().replace("", None),
-        pl.col("country").str.strip_chars().str.to_uppercase().alias("_country"),
+        pl.col("country").str.strip_chars().str.to_uppercase().replace("", None).alias("_country"),
         parse_utc("updated_at").alias("_updated_at"),
     )
     known_countries = list(_zone_tab())
+    frame = _with_versions(
+        frame,
+        "customer_id",
+        "_updated_at",
+        [c for c in raw_cols if c != "updated_at"],
+        undated_ties=False,
+    )
     rules = [
+        *_shared_rules(raw, raw_cols, parsing=parsing, bad_encoding=bad_encoding),
         Rule("customer_id_missing", "customer_id is empty", pl.col("customer_id").is_null()),
         Rule(
-            "customer_id_duplicate",
-            "another row has the same customer_id and a later updated_at",
-            _duplicates_last_wins("customer_id", "_updated_at"),
+            "customer_id_conflict",
+            pl.format(
+                "{} rows of this customer_id share the latest updated_at and differ in content",
+                pl.col("_v_top"),
+            ),
+            pl.col("_v_conflict"),
         ),
+        Rule("customer_id_duplicate", pl.col("_v_reason"), pl.col("_v_duplicate")),
+        Rule("country_missing", "country is empty", pl.col("_country").is_null()),
         Rule(
             "country_invalid",
             "country is not an ISO 3166-1 alpha-2 code",
@@ -227,6 +372,7 @@ def normalize_customers(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     accepted, quarantine = split_rows(
         frame, rules, source="customers", key="customer_id", raw_columns=raw_cols
     )
+    quarantine = _escape_raw(quarantine, bad_encoding)
     rows = accepted.select(
         "source_row",
         "customer_id",
@@ -237,15 +383,16 @@ def normalize_customers(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         "preferred_timezone",
     ).rows()
     phone_cache: dict[
-        tuple[str | None, str], tuple[str | None, str | None, str, tuple[str, ...], int | None]
+        tuple[str | None, str],
+        tuple[str | None, str | None, str, tuple[str, ...], int | None, str | None],
     ] = {}
-    out_phone, out_email, out_zones, out_zone_source = [], [], [], []
+    out_phone, out_line, out_email, out_zones, out_zone_source = [], [], [], [], []
     field_issues: list[tuple[int, str, str, str]] = []
     for source_row, customer_id, phone, email, country, postal, preferred in rows:
         key = (phone, country)
         if key not in phone_cache:
             phone_cache[key] = _phone_info(phone, country)
-        e164, rule, reason, phone_zones, calling_code = phone_cache[key]
+        e164, rule, reason, phone_zones, calling_code, line = phone_cache[key]
         if rule:
             field_issues.append((source_row, customer_id, rule, f"phone: {reason}"))
         address, email_rule, email_reason = normalize_email(email)
@@ -259,6 +406,7 @@ def normalize_customers(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         # cached per distinct (preferred, country, postal code, phone zones, calling code)
         zones, zone_source = resolve_zones(preferred, country, postal, phone_zones, calling_code)
         out_phone.append(e164)
+        out_line.append(line)
         out_email.append(address)
         out_zones.append(list(zones))
         out_zone_source.append(zone_source)
@@ -279,6 +427,7 @@ def normalize_customers(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             name.str.split(" ").list.first(),
         ).alias("first_name"),
         pl.Series("phone_e164", out_phone, dtype=pl.String),
+        pl.Series("phone_line", out_line, dtype=pl.String),
         pl.Series("email", out_email, dtype=pl.String),
         pl.col("_country").alias("country"),
         pl.col("postal_code"),
@@ -299,7 +448,8 @@ def normalize_customers(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             },
             orient="row",
         )
-        raw_by_row = raw.select("source_row", raw_json(raw_cols).alias("raw_values"))
+        raw_by_row = raw.join(issues.select("source_row").unique(), on="source_row", how="semi")
+        raw_by_row = raw_by_row.select("source_row", raw_json(raw_cols).alias("raw_values"))
         fields = issues.join(raw_by_row, on="source_row", how="left").select(
             pl.lit("customers").alias("source"),
             "source_row",
@@ -309,38 +459,141 @@ def normalize_customers(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             "reason",
             "raw_values",
         )
-        quarantine = pl.concat([quarantine, fields])
+        quarantine = pl.concat([quarantine, _escape_raw(fields, bad_encoding)])
     return customers, quarantine
 
 
+_ASCII_SPACE = " \t\n\r\x0b\x0c"
+_PLAIN_AMOUNT = r"^[+-]?[0-9]+(\.[0-9]+)?$"
+_AMOUNT_FORMS: tuple[tuple[str, str], ...] = (
+    (r"(?i)^[+-]?(s?nan|inf|infinity)$", "amount_due is not a finite number (NaN / Infinity)"),
+    (r"[\p{Nd}&&[^0-9]]", "amount_due has non-ASCII digits; only 0-9 are accepted"),
+    (
+        r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][+-]?[0-9]+$",
+        "amount_due is in exponent form (like 1e12); write the plain decimal",
+    ),
+    (r"[0-9]_+[0-9]", "amount_due has underscores between digits (like 1_000)"),
+    (
+        r"^[+-]?[0-9]+([,.' \u00a0\u202f\u2009][0-9]+)+$",
+        "amount_due has digit-group or decimal-comma separators (like 1,234.50, 1.234,50, "
+        "1 234 or 1'234); write a plain decimal like 1234.50",
+    ),
+)
+AMOUNT_RULES = ("amount_invalid", "amount_negative", "amount_precision", "amount_too_large")
+_AMOUNT_OTHER = "amount_due is not a plain decimal number (digits, optional sign and point)"
+
+
 def _amount_minor(raw: str | None, currency: str | None) -> tuple[int | None, str | None]:
-    if raw is None:
+    """Kept for callers outside normalize: one amount, default limits (see parse_amounts)."""
+    text = raw.strip(_ASCII_SPACE) if raw is not None else None
+    if text is None or not re.fullmatch(r"[+-]?[0-9]+(\.[0-9]+)?", text):
         return None, "amount_invalid"
+    digits = get_currency_precision(currency) if currency else 2
+    return _plain_amount(text, digits, ParsingSettings().max_amount)
+
+
+_INT64_MAX = 2**63 - 1
+
+
+def _plain_amount(text: str, digits: int, max_amount: Decimal) -> tuple[int | None, str | None]:
     try:
-        value = Decimal(raw.strip())
-    except InvalidOperation:
-        return None, "amount_invalid"
-    if not value.is_finite():
+        value = Decimal(text)
+    except InvalidOperation:  # pragma: no cover - the pattern admits only plain decimals
         return None, "amount_invalid"
     if value < 0:
         return None, "amount_negative"
-    digits = get_currency_precision(currency) if currency else 2
     minor = value.scaleb(digits)
     if minor != minor.to_integral_value():
         return None, "amount_precision"
-    if minor >= 2**63:  # does not fit the warehouse's bigint minor units
-        return None, "amount_invalid"
+    if value > max_amount or minor > _INT64_MAX:
+        return None, "amount_too_large"
     return int(minor), None
 
 
+def parse_amounts(
+    amount: pl.Expr, currency: pl.Expr, frame: pl.DataFrame, *, max_amount: Decimal
+) -> pl.DataFrame:
+    """Columns ``_amount_minor`` (Int64), ``_amount_rule`` and ``_amount_reason`` for ``frame``.
+
+    The form is classified by regex in polars; Decimal runs once per distinct plain value and
+    currency. ``currency`` must be a valid ISO 4217 code or null (then 2 decimals are assumed).
+    """
+    text = amount.str.strip_chars(_ASCII_SPACE)
+    form = pl.when(text.is_null() | (text == "")).then(pl.lit("amount_due is empty"))
+    form = form.when(text.str.contains(_PLAIN_AMOUNT)).then(pl.lit(None, pl.String))
+    for pattern, reason in _AMOUNT_FORMS:
+        form = form.when(text.str.contains(pattern)).then(pl.lit(reason))
+    tagged = frame.select(
+        text.alias("_text"),
+        currency.alias("_cur"),
+        form.otherwise(pl.lit(_AMOUNT_OTHER)).alias("_form"),
+    )
+    plain = tagged.filter(pl.col("_form").is_null()).select("_text", "_cur").unique()
+    precision: dict[str | None, int] = {}
+    minor_of: dict[str, int | None] = {}
+    rule_of: dict[str, str | None] = {}
+    for value, cur in plain.iter_rows():
+        if cur not in precision:
+            precision[cur] = get_currency_precision(cur) if cur else 2
+        minor, rule = _plain_amount(value, precision[cur], max_amount)
+        key = f"{value}\x1f{cur or ''}"
+        minor_of[key], rule_of[key] = minor, rule
+    key = pl.concat_str([pl.col("_text"), pl.col("_cur").fill_null("")], separator="\x1f")
+    reasons = {
+        "amount_negative": "amount_due is negative",
+        "amount_precision": "amount_due has more decimals than its currency allows",
+        "amount_too_large": f"amount_due is above the largest accepted amount ({max_amount})",
+    }
+    plain_rule = key.replace_strict(rule_of, default=None, return_dtype=pl.String)
+    return tagged.select(
+        pl.when(pl.col("_form").is_null())
+        .then(key.replace_strict(minor_of, default=None, return_dtype=pl.Int64))
+        .alias("_amount_minor"),
+        pl.when(pl.col("_form").is_not_null())
+        .then(pl.lit("amount_invalid"))
+        .otherwise(plain_rule)
+        .alias("_amount_rule"),
+        pl.coalesce(
+            pl.col("_form"),
+            plain_rule.replace_strict(reasons, default=None, return_dtype=pl.String),
+        ).alias("_amount_reason"),
+    )
+
+
+def _strict_date(text: str, formats: Sequence[str]) -> date | None:
+    for fmt in formats:
+        try:
+            parsed = datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        # Round trip: strptime accepts 2026-3-1 for %Y-%m-%d and a 2-digit year for %Y;
+        # formatting back (with a 4-digit %Y, whatever the platform) must give the text again.
+        if parsed.strftime(fmt.replace("%Y", f"{parsed.year:04d}")) == text:
+            return parsed.date()
+    return None
+
+
+def parse_due_dates(values: pl.Series, formats: Sequence[str]) -> pl.Series:
+    """Dates of ``values`` (trimmed text) by the first strptime format that matches exactly."""
+    mapping = {v: _strict_date(v, formats) for v in values.drop_nulls().unique().to_list()}
+    return values.replace_strict(mapping, default=None, return_dtype=pl.Date)
+
+
 def normalize_invoices(
-    raw: pl.DataFrame, customers: pl.DataFrame, customer_ids_seen: pl.Series
+    raw: pl.DataFrame,
+    customers: pl.DataFrame,
+    customer_ids_seen: pl.Series,
+    *,
+    parsing: ParsingSettings | None = None,
+    bad_encoding: str | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Validate invoices against the accepted customers: (accepted, quarantine rows).
 
     ``customer_ids_seen`` holds every customer_id present in the raw customers, so an invoice
-    whose customer was quarantined is told apart from one whose customer does not exist.
+    whose customer was quarantined is told apart from one whose customer does not exist. An
+    invoice is (customer_id, invoice_id); see the module docstring for versions and conflicts.
     """
+    parsing = parsing or ParsingSettings()
     raw_cols = [c for c in CANONICAL_COLUMNS["invoices"] if c in raw.columns]
     currencies = list(list_currencies())
     frame = raw.with_columns(
@@ -348,27 +601,62 @@ def normalize_invoices(
         pl.col("customer_id").str.strip_chars().replace("", None),
         pl.col("currency").str.strip_chars().str.to_uppercase().alias("_currency"),
         pl.col("status").str.strip_chars().str.to_lowercase().alias("_status"),
-        pl.col("due_date").str.strip_chars().str.to_date("%Y-%m-%d", strict=False).alias("_due"),
+        pl.col("due_date").str.strip_chars().alias("_due_text"),
         parse_utc("updated_at").alias("_updated_at"),
         parse_utc("paid_at").alias("_paid_at"),
+        pl.col("paid_at").str.strip_chars().replace("", None).alias("_paid_text"),
     )
+    due = parse_due_dates(frame["_due_text"], parsing.due_date_formats)
+    frame = frame.with_columns(due.alias("_due"))
     currency_ok = pl.col("_currency").is_in(currencies)
-    parsed = [
-        _amount_minor(a, c if c in currencies else None)
-        for a, c in frame.select("amount_due", "_currency").rows()
-    ]
-    frame = frame.with_columns(
-        pl.Series("_amount_minor", [p[0] for p in parsed], dtype=pl.Int64),
-        pl.Series("_amount_rule", [p[1] for p in parsed], dtype=pl.String),
+    amounts = parse_amounts(
+        pl.col("amount_due"),
+        pl.when(currency_ok).then(pl.col("_currency")),
+        frame,
+        max_amount=parsing.max_amount,
+    )
+    frame = frame.hstack(amounts)
+    owners = (
+        frame.filter(pl.col("invoice_id").is_not_null() & pl.col("customer_id").is_not_null())
+        .group_by("invoice_id")
+        .agg(
+            pl.col("customer_id").n_unique().alias("_owners"),
+            pl.col("customer_id").unique().sort().head(5).str.join(", ").alias("_owner_ids"),
+        )
+    )
+    frame = frame.join(owners, on="invoice_id", how="left", maintain_order="left")
+    frame = _with_versions(
+        frame,
+        "invoice_id",
+        "_updated_at",
+        [c for c in raw_cols if c != "updated_at"],
+        undated_ties=True,
     )
     accepted_ids = customers["customer_id"]
+    formats = ", ".join(parsing.due_date_formats)
     rules = [
+        *_shared_rules(raw, raw_cols, parsing=parsing, bad_encoding=bad_encoding),
         Rule("invoice_id_missing", "invoice_id is empty", pl.col("invoice_id").is_null()),
         Rule(
-            "invoice_id_duplicate",
-            "another row has the same invoice_id and a later updated_at",
-            _duplicates_last_wins("invoice_id", "_updated_at"),
+            "invoice_id_conflict",
+            pl.format(
+                "invoice_id appears under {} different customer_ids ({}); none of its rows "
+                "is trusted",
+                pl.col("_owners"),
+                pl.col("_owner_ids"),
+            ),
+            pl.col("_owners") > 1,
         ),
+        Rule(
+            "invoice_version_conflict",
+            pl.format(
+                "{} versions of this invoice share the latest (or no) updated_at and differ in "
+                "content; none of its rows is trusted",
+                pl.col("_v_top"),
+            ),
+            pl.col("_v_conflict"),
+        ),
+        Rule("invoice_id_duplicate", pl.col("_v_reason"), pl.col("_v_duplicate")),
         Rule(
             "customer_quarantined",
             "the invoice's customer row was quarantined",
@@ -381,29 +669,30 @@ def normalize_invoices(
             pl.col("customer_id").is_null() | ~pl.col("customer_id").is_in(accepted_ids.implode()),
         ),
         Rule("currency_invalid", "currency is not an ISO 4217 code", ~currency_ok),
+        *[
+            Rule(name, pl.col("_amount_reason"), pl.col("_amount_rule") == name)
+            for name in AMOUNT_RULES
+        ],
         Rule(
-            "amount_invalid",
-            "amount_due is not a decimal number",
-            pl.col("_amount_rule") == "amount_invalid",
+            "due_date_invalid",
+            f"due_date does not match an accepted format ({formats})",
+            pl.col("_due").is_null(),
         ),
-        Rule(
-            "amount_negative", "amount_due is negative", pl.col("_amount_rule") == "amount_negative"
-        ),
-        Rule(
-            "amount_precision",
-            "amount_due has more decimals than its currency allows",
-            pl.col("_amount_rule") == "amount_precision",
-        ),
-        Rule("due_date_invalid", "due_date is not a YYYY-MM-DD date", pl.col("_due").is_null()),
         Rule(
             "status_unknown",
             f"status is not one of {', '.join(sorted(KNOWN_INVOICE_STATUSES))}",
             ~pl.col("_status").is_in(list(KNOWN_INVOICE_STATUSES)),
         ),
+        Rule(
+            "paid_at_invalid",
+            "paid_at is present but not an ISO-8601 timestamp",
+            pl.col("_paid_text").is_not_null() & pl.col("_paid_at").is_null(),
+        ),
     ]
     accepted, quarantine = split_rows(
         frame, rules, source="invoices", key="invoice_id", raw_columns=raw_cols
     )
+    quarantine = _escape_raw(quarantine, bad_encoding)
     invoices = accepted.select(
         "source_row",
         "invoice_id",
@@ -426,7 +715,12 @@ _FUTURE_REASONS = {
 
 
 def normalize_consent(
-    raw: pl.DataFrame, customer_ids: pl.Series, *, as_of: datetime | None = None
+    raw: pl.DataFrame,
+    customer_ids: pl.Series,
+    *,
+    as_of: datetime | None = None,
+    parsing: ParsingSettings | None = None,
+    bad_encoding: str | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Validate consent events: (accepted events, quarantine rows of both scopes).
 
@@ -437,6 +731,7 @@ def normalize_consent(
     (naive UTC) is flagged ``after_as_of`` and noted (``scope='field'``, rule
     ``consent_in_future``): a future opt-in grants nothing, a future opt-out counts now.
     """
+    parsing = parsing or ParsingSettings()
     raw_cols = [c for c in CANONICAL_COLUMNS["consent_events"] if c in raw.columns]
     channel = channel_key(pl.col("channel").str.strip_chars())
     frame = raw.with_columns(
@@ -450,6 +745,7 @@ def normalize_consent(
         parse_utc("occurred_at").alias("_occurred_at"),
     )
     rules = [
+        *_shared_rules(raw, raw_cols, parsing=parsing, bad_encoding=bad_encoding),
         Rule(
             "customer_unknown",
             "no accepted customer has this customer_id",
@@ -474,6 +770,7 @@ def normalize_consent(
     accepted, quarantine = split_rows(
         frame, rules, source="consent_events", key="customer_id", raw_columns=raw_cols
     )
+    quarantine = _escape_raw(quarantine, bad_encoding)
     future = (
         pl.col("_occurred_at") > naive_utc(as_of) if as_of is not None else pl.lit(False)
     ).fill_null(False)
@@ -505,16 +802,28 @@ def normalize_consent(
 
 
 def normalize_contact_history(
-    raw: pl.DataFrame, customer_ids: pl.Series
+    raw: pl.DataFrame,
+    customer_ids: pl.Series,
+    *,
+    parsing: ParsingSettings | None = None,
+    bad_encoding: str | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Validate contact history made outside this pipeline: (accepted, quarantine rows)."""
+    """Validate contact history made outside this pipeline: (accepted, quarantine rows).
+
+    ``invoice_id`` (optional) names the invoice an attempt was about; null when absent.
+    """
+    parsing = parsing or ParsingSettings()
+    if "invoice_id" not in raw.columns:
+        raw = raw.with_columns(pl.lit(None, pl.String).alias("invoice_id"))
     raw_cols = [c for c in CANONICAL_COLUMNS["contact_history"] if c in raw.columns]
     frame = raw.with_columns(
         pl.col("customer_id").str.strip_chars(),
+        pl.col("invoice_id").str.strip_chars().replace("", None).alias("_invoice_id"),
         pl.col("channel").str.strip_chars().str.to_lowercase().alias("_channel"),
         parse_utc("attempted_at").alias("_attempted_at"),
     )
     rules = [
+        *_shared_rules(raw, raw_cols, parsing=parsing, bad_encoding=bad_encoding),
         Rule(
             "customer_unknown",
             "no accepted customer has this customer_id",
@@ -529,6 +838,7 @@ def normalize_contact_history(
     accepted, quarantine = split_rows(
         frame, rules, source="contact_history", key="customer_id", raw_columns=raw_cols
     )
+    quarantine = _escape_raw(quarantine, bad_encoding)
     return (
         accepted.select(
             "source_row",
@@ -536,27 +846,53 @@ def normalize_contact_history(
             pl.col("_channel").alias("channel"),
             pl.col("_attempted_at").alias("attempted_at"),
             pl.col("outcome"),
+            pl.col("_invoice_id").alias("invoice_id"),
         ),
         quarantine,
     )
 
 
 def normalize(
-    extracted: Extracted, *, as_of: datetime | None = None, parsing: object | None = None
+    extracted: Extracted,
+    *,
+    as_of: datetime | None = None,
+    parsing: ParsingSettings | None = None,
 ) -> Normalized:
-    """Normalize every input of one run. ``as_of`` is the run's time (consent dated after it
-    is noted, and a future opt-in grants nothing); ``parsing`` is accepted and not used here."""
+    """Normalize every input of one run (``parsing``: the defaults when None).
+
+    ``as_of`` (naive UTC) is the run's time: consent dated after it is noted, and a future
+    opt-in grants nothing (paid_at against the run time is decided in eligibility).
+    """
+    parsing = parsing or ParsingSettings()
     frames = extracted.frames
-    customers, q_customers = normalize_customers(frames["customers"])
+    bad = extracted.decode_errors
+    customers, q_customers = normalize_customers(
+        frames["customers"], parsing=parsing, bad_encoding=bad.get("customers")
+    )
     seen = frames["customers"]["customer_id"].str.strip_chars().drop_nulls().unique()
-    invoices, q_invoices = normalize_invoices(frames["invoices"], customers, seen)
+    invoices, q_invoices = normalize_invoices(
+        frames["invoices"], customers, seen, parsing=parsing, bad_encoding=bad.get("invoices")
+    )
     ids = customers["customer_id"]
-    consent, q_consent = normalize_consent(frames["consent_events"], ids, as_of=as_of)
-    history, q_history = normalize_contact_history(frames["contact_history"], ids)
+    consent, q_consent = normalize_consent(
+        frames["consent_events"],
+        ids,
+        as_of=as_of,
+        parsing=parsing,
+        bad_encoding=bad.get("consent_events"),
+    )
+    history, q_history = normalize_contact_history(
+        frames["contact_history"], ids, parsing=parsing, bad_encoding=bad.get("contact_history")
+    )
     quarantine = pl.concat([empty_quarantine(), q_customers, q_invoices, q_consent, q_history])
     return Normalized(customers, invoices, consent, history, quarantine)
 
 
 @task(name="normalize", cache_policy=NO_CACHE)
-def normalize_task(extracted: Extracted, as_of: datetime | None = None) -> Normalized:
-    return normalize(extracted, as_of=as_of)
+def normalize_task(
+    extracted: Extracted,
+    *,
+    as_of: datetime | None = None,
+    parsing: ParsingSettings | None = None,
+) -> Normalized:
+    return normalize(extracted, as_of=as_of, parsing=parsing)

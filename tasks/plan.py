@@ -15,9 +15,10 @@ from datetime import date, datetime
 
 import polars as pl
 
+from data_quality.rules import RAW_VALUE_CHARS
 from tasks.consent import consent_state
 from tasks.eligibility import DECISION_SCHEMA, REASONS, decide
-from tasks.extract import INPUTS, Extracted
+from tasks.extract import INPUTS, Extracted, hex_escape_sentinels
 from tasks.normalize import Normalized
 from tasks.render import RENDER_REASONS, TemplateSet, assemble_messages, render_messages
 from tasks.settings import Settings
@@ -109,8 +110,8 @@ def quarantined_decisions(raw_invoices: pl.DataFrame, quarantine: pl.DataFrame) 
     rules = quarantine.filter((pl.col("source") == "invoices") & (pl.col("scope") == "row"))
     rows = raw_invoices.select(
         pl.col("source_row").cast(pl.Int32).alias("invoice_row"),
-        pl.col("invoice_id").str.strip_chars(),
-        pl.col("customer_id").str.strip_chars(),
+        "invoice_id",
+        "customer_id",
     ).join(
         rules.select(
             pl.col("source_row").alias("invoice_row"),
@@ -119,6 +120,12 @@ def quarantined_decisions(raw_invoices: pl.DataFrame, quarantine: pl.DataFrame) 
         ),
         on="invoice_row",
         how="inner",
+    )
+    # The ids as stored: trimmed, cut (a 10 MB id is quarantined field_too_long, not stored
+    # whole) and with undecodable bytes as \xNN.
+    rows = rows.with_columns(
+        hex_escape_sentinels(pl.col(c).str.strip_chars().str.slice(0, RAW_VALUE_CHARS))
+        for c in ("invoice_id", "customer_id")
     )
     frame = rows.join(pl.DataFrame({"channel": list(CHANNELS)}), how="cross").with_columns(
         pl.lit("quarantined").alias("status")
@@ -182,7 +189,8 @@ def build_plan(
     messages = stagger(messages, as_of=as_of, window=settings.window)
 
     decisions = (
-        decided.join(blocked, on="message_key", how="left")
+        decided.with_columns(pl.col("reason").alias("_decided_reason"))
+        .join(blocked, on="message_key", how="left")
         .with_columns(
             pl.when(pl.col("_blocked").is_not_null() & (pl.col("status") == "planned"))
             .then(pl.lit("excluded"))
@@ -200,9 +208,14 @@ def build_plan(
         [
             decisions.select(
                 *DECISION_SCHEMA,
-                pl.col("reason")
-                .replace_strict(descriptions, default=None, return_dtype=pl.String)
-                .alias("detail"),
+                pl.coalesce(
+                    pl.when(pl.col("reason") == pl.col("_decided_reason")).then(
+                        pl.col("reason_detail")
+                    ),
+                    pl.col("reason").replace_strict(
+                        descriptions, default=None, return_dtype=pl.String
+                    ),
+                ).alias("detail"),
             ),
             quarantined_decisions(extracted.frames["invoices"], normalized.quarantine),
         ]

@@ -15,7 +15,9 @@ Templates are text files named ``<channel>_<kind>.txt`` where kind is ``upcoming
 
 A rendered message is blocked, with a reason, when its SMS needs more than
 ``render.sms_max_segments`` segments or more than 765 characters (Genesys' agentless limit)
-(``sms_too_long``), or when its text holds a Luhn-valid 13-19 digit run (``pci_pan``).
+(``sms_too_long``), or when its text holds a Luhn-valid 13-19 digit window, after folding
+Unicode digits and ignoring up to two separators between digits (``pci_pan``, see
+``tasks.pci``).
 """
 
 from __future__ import annotations

@@ -11,8 +11,10 @@ the environment. Secrets are ``SecretStr`` and are never rendered in logs or ``r
 
 from __future__ import annotations
 
+import codecs
 import os
 from datetime import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +32,7 @@ __all__ = [
     "CANONICAL_COLUMNS",
     "CadenceSettings",
     "GenesysSettings",
+    "ParsingSettings",
     "QualitySettings",
     "RenderSettings",
     "Settings",
@@ -97,6 +100,22 @@ class SourceSpec(BaseModel):
     query: str | None = None
     columns: dict[str, str] = Field(default_factory=dict)
     optional: bool = False
+    encoding: str = Field(
+        default="utf-8",
+        description="Python codec of a csv source (utf-8, latin-1, cp1252, ...); a utf-8 BOM "
+        "is skipped. Bytes the codec cannot decode quarantine their row (encoding_invalid).",
+    )
+
+    @field_validator("encoding")
+    @classmethod
+    def _codec(cls, v: str) -> str:
+        try:
+            info = codecs.lookup(v)
+        except LookupError:
+            raise ValueError(f"{v!r} is not a Python codec name") from None
+        if not getattr(info, "_is_text_encoding", True):
+            raise ValueError(f"{v!r} is not a text encoding")
+        return v
 
     @model_validator(mode="after")
     def _where(self) -> SourceSpec:
@@ -238,6 +257,29 @@ class GenesysSettings(BaseModel):
         return require_https_or_loopback(v, "genesys.base_url") if v else None
 
 
+class ParsingSettings(BaseModel):
+    """How strictly normalize reads text fields."""
+
+    due_date_formats: list[str] = Field(
+        default_factory=lambda: ["%Y-%m-%d"],
+        description="strptime formats for due_date, tried in order; a value must match one "
+        "exactly (it round-trips: 2026-3-1 and 26-11-24 do not match %Y-%m-%d).",
+    )
+    max_amount: Decimal = Field(
+        default=Decimal(1_000_000), gt=0, description="Largest amount_due, in major units."
+    )
+    max_field_length: int = Field(
+        default=1000, ge=1, description="Longest text (characters) of any canonical cell."
+    )
+
+    @field_validator("due_date_formats")
+    @classmethod
+    def _formats(cls, v: list[str]) -> list[str]:
+        if not v or any("%" not in fmt for fmt in v):
+            raise ValueError("due_date_formats must be a non-empty list of strptime formats")
+        return v
+
+
 class QualitySettings(BaseModel):
     max_quarantine_share: float = Field(default=0.25, ge=0, le=1)
 
@@ -256,6 +298,7 @@ class Settings(BaseSettings):
     window: WindowSettings = Field(default_factory=WindowSettings)
     render: RenderSettings = Field(default_factory=RenderSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
+    parsing: ParsingSettings = Field(default_factory=ParsingSettings)
     genesys: GenesysSettings = Field(default_factory=GenesysSettings)
 
     @classmethod

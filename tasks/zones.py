@@ -33,7 +33,10 @@ AS, MP  (``NNNN``, ``NNNN-NNNN``) is padded   Pacific/Pago_Pago, America/Puerto_
                                               Saipan (-> Guam). Empty or junk zones (military
                                               APO/FPO, one Alaska PO box) are no signal; FM ZIPs
                                               (package says Chuuk for all four states) give the
-                                              three FM zones.
+                                              three FM zones. A well-formed ZIP the
+                                              package does not know (or whose zone is junk)
+                                              takes every zone of its 3-digit area; an area
+                                              without any known ZIP gives no signal.
 CA      ``A9A 9A9`` (space optional)          first letter -> province zone; minority-zone FSAs
                                               from :data:`_CA_FSA` (sources in comments)
 GB      UK postcode incl. BT (``GIR 0AA`` ok) Europe/London
@@ -215,19 +218,16 @@ def _valid_set(zones: Iterable[str]) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=65536)
 def phone_zones(raw: tuple[str, ...], calling_code: int | None = None) -> tuple[str, ...]:
-    """The geographic zones among phonenumbers' answer for a number of ``calling_code``.
+    """The geographic zones among phonenumbers' answer for a number.
 
-    No signal (empty): 'Etc/Unknown', and an answer that is only the calling code's whole zone
-    list with more than one zone in it (phonenumbers knows nothing finer for the number, e.g.
-    every +1 zone from Adak to Bermuda for an American Samoa mobile).
+    'Etc/Unknown' is no signal. Any other answer is the signal, however wide: when
+    phonenumbers only knows the calling code (every +1 zone from Adak to Bermuda for an
+    American Samoa mobile), the candidates are all of them and the message goes only inside
+    their common window, usually none (``no_common_window``): fail closed, never replaced by
+    the country's zones. ``calling_code`` is kept for callers; it does not change the answer.
     """
-    zones = _valid_set(raw)
-    if calling_code is not None and len(zones) > 1:
-        from phonenumbers.tzdata import TIMEZONE_DATA
-
-        if tuple(raw) == tuple(TIMEZONE_DATA.get(str(calling_code), ())):
-            return ()
-    return zones
+    del calling_code
+    return _valid_set(raw)
 
 
 # --- postal codes -------------------------------------------------------------------------
@@ -256,6 +256,20 @@ def _zip_table() -> dict[str, tuple[str, ...]]:
     return table
 
 
+@functools.cache
+def _zip_prefix_table() -> dict[str, tuple[str, ...]]:
+    """3-digit ZIP prefix (the USPS sectional centre) -> every zone of its known ZIPs.
+
+    For a well-formed ZIP the registry does not list (new, retired or PO-box-only codes), the
+    prefix is still a real location: all zones of that area are candidates, so the message goes
+    only inside their common window, rather than falling through to the phone.
+    """
+    zones: dict[str, set[str]] = {}
+    for zip5, found in _zip_table().items():
+        zones.setdefault(zip5[:3], set()).update(found)
+    return {prefix: tuple(sorted(z)) for prefix, z in zones.items()}
+
+
 def _us_zones(code: str) -> tuple[str, ...] | None:
     match = _US_ZIP.fullmatch(code)
     if match is None:
@@ -265,7 +279,8 @@ def _us_zones(code: str) -> tuple[str, ...] | None:
         zip5 = "0" + match.group(1)
     else:
         zip5 = match.group(1)
-    return _zip_table().get(zip5)
+    found = _zip_table().get(zip5)
+    return found if found is not None else _zip_prefix_table().get(zip5[:3])
 
 
 _CA_POSTAL = re.compile(r"([ABCEGHJKLMNPRSTVXY]\d[ABCEGHJ-NPRSTV-Z]) ?\d[ABCEGHJ-NPRSTV-Z]\d")

@@ -58,13 +58,17 @@ def consent(customer_id: str, channel: str, status: str = "opt_in", **values: An
     return row | values
 
 
-def contact(customer_id: str, attempted_at: str, channel: str = "sms") -> dict[str, Any]:
-    return {
+def contact(
+    customer_id: str, attempted_at: str, channel: str = "sms", **values: Any
+) -> dict[str, Any]:
+    row = {
         "customer_id": customer_id,
         "channel": channel,
         "attempted_at": attempted_at,
         "outcome": "delivered",
+        "invoice_id": None,
     }
+    return row | values
 
 
 def frame(name: str, rows: list[dict[str, Any]]) -> pl.DataFrame:

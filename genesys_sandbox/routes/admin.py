@@ -3,7 +3,9 @@
 Contract: no authentication, no faults, no rate limit, not counted in ``/sandbox/stats``.
 Errors are ``{"error": message}`` with status 400.
 
-* ``POST /sandbox/reset`` wipes the org (config and tokens stay).
+* ``POST /sandbox/reset`` wipes the org (config and tokens stay) and the wire recording.
+* ``GET /sandbox/requests`` -> ``{"enabled", "count", "requests"}``: the recorded
+  ``/api/v2`` and ``/oauth`` requests (``genesys_sandbox.wire``; on with ``record_requests``).
 * ``GET|PUT /sandbox/faults``: PUT replaces the faults with the given fields (others default)
   and re-seeds their random draws.
 * ``GET|PUT /sandbox/config``: the behaviour switches (``SandboxConfig.switches()``); PUT
@@ -28,6 +30,7 @@ from genesys_sandbox.clock import iso, parse_instant
 from genesys_sandbox.config import Faults
 from genesys_sandbox.routes.common import sandbox_of
 from genesys_sandbox.runner import run
+from genesys_sandbox.wire import RequestLog
 
 __all__ = ["routes"]
 
@@ -45,7 +48,19 @@ async def reset(request: Request) -> Response:
     sandbox = sandbox_of(request)
     with sandbox.lock:
         sandbox.reset()
+        _requests_of(request).clear()
         return JSONResponse({"now": iso(sandbox.store.now)})
+
+
+def _requests_of(request: Request) -> RequestLog:
+    log = getattr(request.app.state, "requests", None)
+    return log if isinstance(log, RequestLog) else RequestLog()
+
+
+async def recorded_requests(request: Request) -> Response:
+    log = _requests_of(request)
+    entries = log.snapshot()
+    return JSONResponse({"enabled": log.enabled, "count": len(entries), "requests": entries})
 
 
 async def get_faults(request: Request) -> Response:
@@ -152,4 +167,5 @@ routes = [
     Route("/sandbox/ledger", ledger, methods=["GET"]),
     Route("/sandbox/carrier/twilio/messages", carrier_messages, methods=["GET"]),
     Route("/sandbox/stats", stats, methods=["GET"]),
+    Route("/sandbox/requests", recorded_requests, methods=["GET"]),
 ]

@@ -36,7 +36,9 @@ def demo_run(prefect_harness, tmp_path_factory):
         }
     engine.dispose()
     raw = {
-        name: pl.read_csv(folder / "demo" / "sample" / f"{name}.csv", infer_schema=False)
+        name: pl.read_csv(
+            folder / "demo" / "sample" / f"{name}.csv", infer_schema=False, encoding="utf8-lossy"
+        )
         for name in ("customers", "invoices", "consent_events", "contact_history")
     }
     return result, tables, raw

@@ -173,7 +173,7 @@ def planned(tmp_path_factory) -> tuple[Path, Path, frozenset[str]]:
     extracted = extract_sources(settings.sources)
     plan = build_plan(
         extracted,
-        normalize(extracted, as_of=AS_OF),
+        normalize(extracted, as_of=AS_OF, parsing=settings.parsing),
         pl.DataFrame(schema=PRIOR_SCHEMA),
         as_of=AS_OF,
         settings=settings,

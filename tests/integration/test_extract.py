@@ -1,10 +1,13 @@
+import json
+
 import polars as pl
 import pytest
 import sqlalchemy as sa
 
 from tasks.errors import SourceError
 from tasks.extract import extract_sources
-from tasks.settings import SourcesSettings
+from tasks.normalize import normalize
+from tasks.settings import SourceSpec, SourcesSettings
 from tests import factories as f
 
 CUSTOMER_MAP = {
@@ -151,3 +154,106 @@ def test_missing_optional_history_is_empty_not_an_error(tmp_path) -> None:
     spec = {n: {"kind": "csv", "path": str(tmp_path / f"{n}.csv")} for n in frames}
     spec["contact_history"]["optional"] = True
     assert extract_sources(SourcesSettings.model_validate(spec)).counts["contact_history"] == 0
+
+
+# ---------------------------------------------------------------- encodings (issue 7, item 6)
+
+
+def _write_sources(tmp_path, customers_bytes: bytes, encoding: str | None = None) -> dict:
+    """Sources whose customers.csv holds the given bytes; the other inputs are minimal utf-8."""
+    (tmp_path / "customers.csv").write_bytes(customers_bytes)
+    others = {
+        "invoices": f.frame("invoices", []),
+        "consent_events": f.frame("consent_events", []),
+        "contact_history": f.frame("contact_history", []),
+    }
+    for name, frame in others.items():
+        frame.write_csv(tmp_path / f"{name}.csv")
+    spec = {n: {"kind": "csv", "path": str(tmp_path / f"{n}.csv")} for n in [*others, "customers"]}
+    if encoding is not None:
+        spec["customers"]["encoding"] = encoding
+    return spec
+
+
+def _customers_csv(names: list[str]) -> str:
+    rows = [f.customer(customer_id=f"C{i}", full_name=n) for i, n in enumerate(names)]
+    return f.frame("customers", rows).write_csv()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "names"),
+    [
+        ("utf-8", ["Zoë Ångström – €", "Nguyễn Văn A"]),
+        ("latin-1", ["José Müller", "Façade Ñúñez"]),
+        ("cp1252", ["Zoë “Quote” – €", "Œuvre Šimek"]),
+    ],
+    ids=["utf-8", "latin-1", "cp1252"],
+)
+def test_csv_sources_are_decoded_with_their_encoding(tmp_path, encoding, names) -> None:
+    data = _customers_csv(names).encode(encoding)
+    extracted = extract_sources(
+        SourcesSettings.model_validate(_write_sources(tmp_path, data, encoding))
+    )
+    assert extracted.frames["customers"]["full_name"].to_list() == names
+    assert extracted.decode_errors == {}
+    n = normalize(extracted)
+    assert n.customers["full_name"].to_list() == names
+    assert n.quarantine.filter(pl.col("scope") == "row").height == 0
+
+
+def test_latin1_file_read_as_utf8_is_never_lossy(tmp_path) -> None:
+    data = _customers_csv(["José Müller", "Plain Name"]).encode("latin-1")
+    extracted = extract_sources(SourcesSettings.model_validate(_write_sources(tmp_path, data)))
+    assert extracted.decode_errors == {"customers": "utf-8"}
+    n = normalize(extracted)
+    assert n.customers["full_name"].to_list() == ["Plain Name"]
+    q = n.quarantine.filter(pl.col("source") == "customers")
+    assert q["rule"].to_list() == ["encoding_invalid"]
+    assert q["source_row"].to_list() == [0]
+    assert "full_name" in q["reason"][0]
+    assert "utf-8" in q["reason"][0]
+    assert json.loads(q["raw_values"][0])["full_name"] == "Jos\\xe9 M\\xfcller"
+    assert not n.customers["full_name"].str.contains("\ufffd").any()
+
+
+def test_one_bad_byte_quarantines_only_its_row_and_rows_line_up(tmp_path) -> None:
+    text = _customers_csv(["Ana\nSilva", "Bad BYTE", "Zoë Last"])
+    assert '"Ana\nSilva"' in text  # the embedded newline is quoted
+    data = text.encode("utf-8").replace(b"BYTE", b"\xff\xfe")
+    extracted = extract_sources(SourcesSettings.model_validate(_write_sources(tmp_path, data)))
+    frame = extracted.frames["customers"]
+    assert frame["source_row"].to_list() == [0, 1, 2]
+    assert frame["customer_id"].to_list() == ["C0", "C1", "C2"]
+    n = normalize(extracted)
+    assert n.customers["full_name"].to_list() == ["Ana\nSilva", "Zoë Last"]
+    q = n.quarantine.filter((pl.col("source") == "customers") & (pl.col("scope") == "row"))
+    assert q.select("source_row", "record_key", "rule").rows() == [(1, "C1", "encoding_invalid")]
+    assert json.loads(q["raw_values"][0])["full_name"] == "Bad \\xff\\xfe"
+    assert n.customers.height + q.height == 3
+
+
+def test_cp1252_undefined_byte_is_quarantined(tmp_path) -> None:
+    data = _customers_csv(["Caf\u00e9 X", "Ok"]).encode("cp1252").replace(b" X", b" \x81")
+    spec = _write_sources(tmp_path, data, "cp1252")
+    n = normalize(extract_sources(SourcesSettings.model_validate(spec)))
+    q = n.quarantine.filter(pl.col("source") == "customers")
+    assert q["rule"].to_list() == ["encoding_invalid"]
+    assert "cp1252" in q["reason"][0]
+    assert json.loads(q["raw_values"][0])["full_name"] == "Café \\x81"
+    assert n.customers["full_name"].to_list() == ["Ok"]
+
+
+@pytest.mark.parametrize("encoding", [None, "utf-8-sig", "UTF8"], ids=["default", "sig", "alias"])
+def test_utf8_byte_order_mark_is_skipped(tmp_path, encoding) -> None:
+    data = b"\xef\xbb\xbf" + _customers_csv(["Zoë"]).encode("utf-8")
+    spec = _write_sources(tmp_path, data, encoding)
+    extracted = extract_sources(SourcesSettings.model_validate(spec))
+    assert extracted.frames["customers"]["customer_id"].to_list() == ["C0"]
+    assert extracted.frames["customers"]["full_name"].to_list() == ["Zoë"]
+    assert extracted.decode_errors == {}
+
+
+@pytest.mark.parametrize("encoding", ["klingon", "base64", "rot13"])
+def test_encoding_must_be_a_text_codec(encoding) -> None:
+    with pytest.raises(ValueError, match=r"codec|text encoding"):
+        SourceSpec(kind="csv", path="x.csv", encoding=encoding)

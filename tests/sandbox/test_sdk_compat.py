@@ -1,113 +1,32 @@
 """Wire fidelity: the official Genesys SDK (purecloudplatformclientv2 269.0.0) drives the sandbox.
 
-Every JSON body the SDK receives is also walked strictly against the SDK's own models: a key
+Every JSON body the SDK receives is also walked strictly against the SDK's own models
+(``tests.wire.Walker``, shared with the request evidence of ``test_wire_evidence``): a key
 the model does not declare, a value of the wrong JSON type, or an enum value outside the
 model's allowed values (exact case) fails the test.  The only tolerated extra key is the
 agentless response's legacy ``textBody`` (SDK 150 had it; older contracts still read it).
+The SDK's own requests, recorded by the sandbox, must also pass ``tests.wire.check_requests``
+(the checker that judges the product's requests must not flag the official client).
 Run with ``-s`` to print the summary of what was exercised.
 """
 
 from __future__ import annotations
 
-import ast
 import importlib
-import inspect
 import json
-import re
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
-from dateutil.parser import isoparse
 
 from genesys_sandbox import SandboxConfig, create_app
 from genesys_sandbox.testing import serve
+from tests.wire import Walker, check_requests
 
 SENDER = "+13175550100"
-LEGACY_KEYS = {("SendAgentlessOutboundMessageResponse", "textBody")}
-PRIMITIVES = {"str", "int", "float", "bool", "datetime", "date", "object"}
-
-
-@dataclass
-class Walker:
-    models: Any
-    problems: list[str] = field(default_factory=list)
-    bodies: Counter[str] = field(default_factory=Counter)
-    keys_checked: int = 0
-    enums_checked: int = 0
-    legacy_seen: set[tuple[str, str]] = field(default_factory=set)
-
-    def walk(self, data: Any, type_name: str, path: str) -> None:
-        if data is None:
-            return
-        if match := re.fullmatch(r"list\[(.*)\]", type_name):
-            if not isinstance(data, list):
-                self.problems.append(f"{path}: expected a list for {type_name}")
-                return
-            for i, item in enumerate(data):
-                self.walk(item, match.group(1), f"{path}[{i}]")
-            return
-        if match := re.fullmatch(r"dict\(([^,]*), (.*)\)", type_name):
-            if not isinstance(data, dict):
-                self.problems.append(f"{path}: expected an object for {type_name}")
-                return
-            for key, value in data.items():
-                self.walk(value, match.group(2), f"{path}.{key}")
-            return
-        if type_name in PRIMITIVES:
-            self._primitive(data, type_name, path)
-            return
-        self._model(data, type_name, path)
-
-    def _primitive(self, data: Any, type_name: str, path: str) -> None:
-        ok = {
-            "str": isinstance(data, str),
-            "int": isinstance(data, int) and not isinstance(data, bool),
-            "float": isinstance(data, int | float) and not isinstance(data, bool),
-            "bool": isinstance(data, bool),
-            "object": True,
-        }.get(type_name)
-        if type_name in ("datetime", "date"):
-            try:
-                isoparse(data)
-                ok = True
-            except (TypeError, ValueError):
-                ok = False
-        if not ok:
-            self.problems.append(f"{path}: {data!r} is not a {type_name}")
-
-    def _model(self, data: Any, type_name: str, path: str) -> None:
-        model = getattr(self.models, type_name)
-        instance = model()
-        if not isinstance(data, dict):
-            self.problems.append(f"{path}: expected an object for {type_name}")
-            return
-        by_key = {key: attr for attr, key in instance.attribute_map.items()}
-        for key, value in data.items():
-            self.keys_checked += 1
-            if (type_name, key) in LEGACY_KEYS:
-                self.legacy_seen.add((type_name, key))
-                continue
-            if key not in by_key:
-                self.problems.append(f"{path}.{key}: {type_name} has no such key")
-                continue
-            attr = by_key[key]
-            allowed = _allowed_values(model, attr)
-            if allowed is not None and value is not None:
-                self.enums_checked += 1
-                setattr(instance, attr, value)
-                if getattr(instance, attr) == "outdated_sdk_version" or value not in allowed:
-                    self.problems.append(f"{path}.{key}: {value!r} not in {allowed}")
-            self.walk(value, instance.swagger_types[attr], f"{path}.{key}")
-
-
-def _allowed_values(model: type, attr: str) -> list[str] | None:
-    setter = getattr(model, attr).fset
-    found = re.search(r"allowed_values = (\[.*?\])", inspect.getsource(setter))
-    return ast.literal_eval(found.group(1)) if found else None
+LEGACY_KEYS = frozenset({("SendAgentlessOutboundMessageResponse", "textBody")})
 
 
 @dataclass
@@ -137,10 +56,10 @@ def sdk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sdk]:
         patch.setenv("HOME", str(home))
         gc = importlib.import_module("PureCloudPlatformClientV2")
         gc.configuration.live_reload_config = False
-        with serve(create_app(SandboxConfig())) as url:
+        with serve(create_app(SandboxConfig(record_requests=True))) as url:
             gc.configuration.host = url
             api = gc.api_client.ApiClient(host=url)
-            walker = Walker(gc.models)
+            walker = Walker(gc.models, legacy_keys=LEGACY_KEYS)
             original = api.deserialize
 
             def strict(response: Any, response_type: str) -> Any:
@@ -421,8 +340,17 @@ def test_sdk_drives_every_endpoint_and_parses_every_answer(sdk: Sdk) -> None:
         f"  tolerated legacy keys seen: {sorted(walker.legacy_seen)}",
         f"  problems: {len(walker.problems)}",
     ]
+    # the SDK's own requests pass the request checker that judges the product's (no false alarm)
+    own = check_requests(httpx.get(f"{sdk.url}/sandbox/requests").json()["requests"])
+    summary.append(
+        f"  the SDK's own requests (tests.wire.check_requests): {own.requests} requests, "
+        f"{len(own.operations)} operations, {own.bodies_walked} bodies, "
+        f"{own.walker.required_checked} required fields, problems: {own.problems}"
+    )
     print("\n" + "\n".join(summary))
     assert walker.problems == []
+    assert own.problems == []
+    assert own.requests >= 25
     assert walker.keys_checked > 200
 
 

@@ -213,6 +213,28 @@ def test_shared_phone_is_not_texted() -> None:
     assert _reasons(plan, inv_b["invoice_id"]) == {"sms": "phone_shared", "email": "planned"}
 
 
+def test_a_line_shared_with_an_extension_number_is_not_texted() -> None:
+    # b's number has an extension (not textable itself), but it is a's line: a household or
+    # an office switchboard, so a's SMS could be read by b.
+    a, b = f.customer(phone="+1 212 555 0199"), f.customer(phone="212-555-0199 x143")
+    inv_a, inv_b = f.invoice(a["customer_id"]), f.invoice(b["customer_id"])
+    plan = _plan([a, b], [inv_a, inv_b], _opted_in(a) + _opted_in(b))
+    assert _reasons(plan, inv_a["invoice_id"])["sms"] == "phone_shared"
+    assert _reasons(plan, inv_b["invoice_id"])["sms"] == "invalid_phone"
+
+
+def test_a_number_phonenumbers_only_knows_by_calling_code_is_never_sent_at_a_guessed_hour() -> None:
+    # An American Samoa mobile: phonenumbers answers every +1 zone (Adak to Bermuda); with no
+    # preferred zone and no postal code that answer is the signal, and its zones share no
+    # 08:00-16:00 window, so nothing is planned rather than a guess at the hour.
+    c = f.customer(country="US", preferred_timezone=None, postal_code=None, phone="+1 684 733 1234")
+    inv = f.invoice(c["customer_id"])
+    plan = _plan([c], [inv], _opted_in(c))
+    rows = plan.decisions.filter(pl.col("invoice_id") == inv["invoice_id"])
+    assert set(rows["reason"]) == {"no_common_window"}
+    assert set(rows["zone_source"]) == {"phone"}
+
+
 def _prior(rows):
     return pl.DataFrame(rows, schema=PRIOR_SCHEMA, orient="row")
 
@@ -442,3 +464,169 @@ def test_zones_without_a_common_window_are_excluded() -> None:
     assert rows["reason"].unique().to_list() == ["no_common_window"]
     assert rows["zone_source"].unique().to_list() == ["country"]
     assert rows["send_at_local_by_zone"].is_null().all()
+
+
+# paid_at (issue 7): a payment timestamp at or before the run beats the status column.
+
+
+@pytest.mark.parametrize(
+    ("paid_at", "status", "reason"),
+    [
+        ("2026-11-20T10:00:00Z", "open", "invoice_paid"),
+        ("2026-11-23T06:00:00Z", "partially_paid", "invoice_paid"),
+        ("2026-11-23T01:00:00-05:00", "open", "invoice_paid"),
+        ("2026-11-23T06:00:01Z", "open", "planned"),
+        ("2026-12-01T00:00:00Z", "open", "planned"),
+    ],
+    ids=[
+        "before-the-run",
+        "exactly-at-as-of",
+        "offset-converted-06-utc",
+        "a-second-late",
+        "future",
+    ],
+)
+def test_paid_at_at_or_before_as_of_means_paid(paid_at, status, reason) -> None:
+    c = f.customer()
+    inv = f.invoice(c["customer_id"], paid_at=paid_at, status=status)
+    plan = _plan([c], [inv], _opted_in(c))
+    assert _reasons(plan, inv["invoice_id"])["sms"] == reason
+    if reason == "invoice_paid":
+        details = plan.decisions.filter(pl.col("invoice_id") == inv["invoice_id"])["detail"]
+        assert details.n_unique() == 1
+        assert details[0].startswith("paid_at 2026-11-")
+        assert f"status says {status}" in details[0]
+        assert "2026-11-23T06:00:00Z" in details[0]  # the run's as-of time
+
+
+def test_paid_status_without_paid_at_keeps_the_reason_description() -> None:
+    c = f.customer()
+    inv = f.invoice(c["customer_id"], status="paid")
+    plan = _plan([c], [inv], _opted_in(c))
+    rows = plan.decisions.filter(pl.col("invoice_id") == inv["invoice_id"])
+    assert rows["reason"].to_list() == ["invoice_paid", "invoice_paid"]
+    assert rows["detail"].to_list() == [REASONS["invoice_paid"]] * 2
+
+
+def test_other_reasons_keep_their_description_as_detail() -> None:
+    c = f.customer()
+    inv = f.invoice(c["customer_id"], due_date="2026-11-28")
+    plan = _plan([c], [inv], _opted_in(c))
+    rows = plan.decisions.filter(pl.col("invoice_id") == inv["invoice_id"])
+    assert rows["detail"].to_list() == [REASONS["no_step_due"]] * 2
+
+
+# contact_history counts toward max_attempts_per_invoice (issue 7, item 4).
+
+THREE_DAYS_AGO = "2026-11-20T15:00:00Z"  # outside the 24 h cap, before the run
+
+
+def _cadence(max_attempts: int, cap_hours: int = 24) -> Settings:
+    return Settings(
+        cadence={"max_attempts_per_invoice": max_attempts, "frequency_cap_hours": cap_hours}
+    )
+
+
+def test_history_rows_naming_the_invoice_count_as_attempts() -> None:
+    c = f.customer()
+    inv, other = f.invoice(c["customer_id"]), f.invoice(c["customer_id"], due_date="2026-11-20")
+    history = [
+        f.contact(c["customer_id"], THREE_DAYS_AGO, invoice_id=inv["invoice_id"]),
+        f.contact(c["customer_id"], "2026-11-19T15:00:00Z", invoice_id=inv["invoice_id"]),
+    ]
+    plan = _plan([c], [inv, other], _opted_in(c), history, settings=_cadence(2))
+    assert _reasons(plan, inv["invoice_id"]) == {"sms": "max_attempts", "email": "max_attempts"}
+    assert _reasons(plan, other["invoice_id"])["sms"] == "planned"
+    plan = _plan([c], [inv, other], _opted_in(c), history, settings=_cadence(3))
+    assert _reasons(plan, inv["invoice_id"])["sms"] == "planned"
+
+
+def test_history_rows_without_invoice_id_count_for_every_invoice_of_the_customer() -> None:
+    c, d = f.customer(), f.customer(phone="+1 212 555 0144")
+    a, b = f.invoice(c["customer_id"]), f.invoice(c["customer_id"], due_date="2026-11-20")
+    theirs = f.invoice(d["customer_id"])
+    history = [f.contact(c["customer_id"], THREE_DAYS_AGO)]
+    plan = _plan([c, d], [a, b, theirs], _opted_in(c) + _opted_in(d), history, settings=_cadence(1))
+    assert _reasons(plan, a["invoice_id"])["sms"] == "max_attempts"
+    assert _reasons(plan, b["invoice_id"])["sms"] == "max_attempts"
+    assert _reasons(plan, theirs["invoice_id"])["sms"] == "planned"
+
+
+def test_history_naming_an_invoice_of_another_customer_does_not_count() -> None:
+    c, d = f.customer(), f.customer(phone="+1 212 555 0144")
+    inv = f.invoice(c["customer_id"])
+    history = [f.contact(d["customer_id"], THREE_DAYS_AGO, invoice_id=inv["invoice_id"])]
+    plan = _plan([c, d], [inv], _opted_in(c) + _opted_in(d), history, settings=_cadence(1))
+    assert _reasons(plan, inv["invoice_id"])["sms"] == "planned"
+
+
+def test_history_after_as_of_does_not_count_as_an_attempt() -> None:
+    c = f.customer()
+    inv = f.invoice(c["customer_id"])
+    # 07:00 UTC is after the 06:00 run but before the 08:00 New York window (13:00 UTC), so
+    # with no frequency cap only the attempt count could exclude it.
+    later = [f.contact(c["customer_id"], "2026-11-23T07:00:00Z", invoice_id=inv["invoice_id"])]
+    plan = _plan([c], [inv], _opted_in(c), later, settings=_cadence(1, cap_hours=0))
+    assert _reasons(plan, inv["invoice_id"])["sms"] == "planned"
+    earlier = [f.contact(c["customer_id"], "2026-11-23T05:00:00Z", invoice_id=inv["invoice_id"])]
+    plan = _plan([c], [inv], _opted_in(c), earlier, settings=_cadence(1, cap_hours=0))
+    assert _reasons(plan, inv["invoice_id"])["sms"] == "max_attempts"
+
+
+def test_history_attempts_add_to_outbox_attempts() -> None:
+    c = f.customer()
+    inv = f.invoice(c["customer_id"])
+    prior = _prior(
+        [
+            (
+                "k1",
+                c["customer_id"],
+                "sms",
+                date(2026, 11, 10),
+                datetime(2026, 11, 10, 15),
+                inv["invoice_id"],
+                "delivered",
+            )
+        ]
+    )
+    history = [f.contact(c["customer_id"], THREE_DAYS_AGO, invoice_id=inv["invoice_id"])]
+    assert (
+        _reasons(
+            _plan([c], [inv], _opted_in(c), prior=prior, settings=_cadence(2)), inv["invoice_id"]
+        )["sms"]
+        == "planned"
+    )
+    plan = _plan([c], [inv], _opted_in(c), history, prior=prior, settings=_cadence(2))
+    assert _reasons(plan, inv["invoice_id"])["sms"] == "max_attempts"
+
+
+def test_overlong_invoice_id_is_quarantined_and_stored_cut() -> None:
+    c = f.customer()
+    inv = f.invoice(c["customer_id"], invoice_id="I" * 20_000)
+    plan = _plan([c], [inv], _opted_in(c))
+    assert plan.decisions["status"].to_list() == ["quarantined", "quarantined"]
+    assert plan.decisions["reason"].unique().to_list() == ["field_too_long"]
+    assert plan.decisions["detail"][0].startswith("invoice_id is 20000 characters long")
+    assert plan.decisions["invoice_id"].str.len_chars().to_list() == [1000, 1000]
+    assert plan.quarantine["record_key"].str.len_chars().to_list() == [1000]
+
+
+def test_undecodable_bytes_in_an_invoice_id_are_hex_escaped_in_decisions() -> None:
+    from tasks.extract import SENTINEL_BASE, Extracted
+
+    c = f.customer()
+    inv = f.invoice(c["customer_id"], invoice_id=f"INV{chr(SENTINEL_BASE + 0xE9)}")
+    base = f.extracted([c], [inv], _opted_in(c))
+    extracted = Extracted(base.frames, {"invoices": "utf-8"})
+    plan = build_plan(
+        extracted,
+        normalize(extracted),
+        pl.DataFrame(schema=PRIOR_SCHEMA),
+        as_of=AS_OF,
+        settings=Settings(),
+        templates=load_templates(),
+        new_token=lambda: "tok",
+    )
+    assert plan.decisions["reason"].to_list() == ["encoding_invalid", "encoding_invalid"]
+    assert plan.decisions["invoice_id"].to_list() == ["INV\\xe9", "INV\\xe9"]
+    assert plan.quarantine["record_key"].to_list() == ["INV\\xe9"]

@@ -1,5 +1,7 @@
 import json
-from datetime import datetime
+import re
+from datetime import date, datetime
+from decimal import Decimal
 
 import polars as pl
 import pytest
@@ -8,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tasks.normalize import _SIMPLE_EMAIL, normalize, normalize_email, normalize_phone
+from tasks.settings import ParsingSettings
 from tests import factories as f
 
 
@@ -239,8 +242,337 @@ def test_every_consent_row_is_accepted_or_quarantined_once() -> None:
     assert n.consent_unclear["customer_id"].to_list() == [cid]
 
 
-def test_an_amount_too_large_for_minor_units_is_quarantined_not_a_crash() -> None:
-    from tasks.normalize import _amount_minor
+# ---------------------------------------------------------------- issue 7: hostile inputs
 
-    assert _amount_minor("1" + "0" * 30, "USD") == (None, "amount_invalid")
-    assert _amount_minor("92233720368547758.07", "USD") == (9223372036854775807, None)
+
+def _invoice_rules(invoices, *, customers=None, parsing=None):
+    """(accepted invoice frame, {source_row: (rule, reason)}) for invoice dicts."""
+    customers = customers if customers is not None else [f.customer(customer_id="C1")]
+    n = normalize(f.extracted(customers, invoices), parsing=parsing)
+    q = n.quarantine.filter((pl.col("source") == "invoices") & (pl.col("scope") == "row"))
+    assert n.invoices.height + q.height == len(invoices)
+    return n.invoices, {
+        r: (rule, reason)
+        for r, rule, reason in q.select("source_row", "rule", "reason").iter_rows()
+    }
+
+
+def test_same_invoice_id_under_two_customers_quarantines_every_row() -> None:
+    customers = [f.customer(customer_id="C1"), f.customer(customer_id="C2")]
+    rows = [
+        f.invoice("C1", invoice_id="INV-1"),
+        f.invoice("C2", invoice_id="INV-1", amount_due="999.00"),
+        f.invoice("C1", invoice_id="INV-1", updated_at="2026-11-05T00:00:00Z"),
+        f.invoice("C2", invoice_id="INV-2"),
+    ]
+    accepted, rules = _invoice_rules(rows, customers=customers)
+    assert accepted["invoice_id"].to_list() == ["INV-2"]
+    assert {r: rule for r, (rule, _) in rules.items()} == dict.fromkeys(
+        [0, 1, 2], "invoice_id_conflict"
+    )
+    assert "2 different customer_ids" in rules[0][1]
+
+
+def test_latest_updated_at_wins_whatever_the_file_order() -> None:
+    old = f.invoice("C1", invoice_id="INV-1", amount_due="10.00", updated_at="2026-11-01T00:00:00Z")
+    new = f.invoice("C1", invoice_id="INV-1", amount_due="20.00", updated_at="2026-11-02T00:00:00Z")
+    for rows, old_row in (([old, new], 0), ([new, old], 1)):
+        accepted, rules = _invoice_rules(rows)
+        assert accepted["amount_due_minor"].to_list() == [2000]
+        assert rules[old_row][0] == "invoice_id_duplicate"
+        assert "later updated_at" in rules[old_row][1]
+
+
+def test_equal_latest_updated_at_with_different_content_is_a_version_conflict() -> None:
+    ts = "2026-11-02T00:00:00Z"
+    rows = [
+        f.invoice("C1", invoice_id="INV-1", amount_due="10.00", updated_at="2026-11-01T00:00:00Z"),
+        f.invoice("C1", invoice_id="INV-1", amount_due="20.00", updated_at=ts),
+        f.invoice("C1", invoice_id="INV-1", amount_due="30.00", updated_at=ts),
+    ]
+    accepted, rules = _invoice_rules(rows)
+    assert accepted.height == 0
+    assert [rules[i][0] for i in range(3)] == ["invoice_version_conflict"] * 3
+
+
+def test_equal_latest_updated_at_with_identical_content_keeps_one() -> None:
+    row = f.invoice("C1", invoice_id="INV-1", amount_due="20.00")
+    same_instant = row | {"updated_at": "2026-11-01T01:00:00+01:00"}  # the same UTC instant
+    accepted, rules = _invoice_rules([row, same_instant, dict(row)])
+    assert accepted.height == 1
+    assert sorted(rule for rule, _ in rules.values()) == ["invoice_id_duplicate"] * 2
+    assert all("identical" in reason for _, reason in rules.values())
+
+
+@pytest.mark.parametrize(
+    ("undated_amount", "expected"),
+    [("99.00", "invoice_version_conflict"), ("20.00", "invoice_id_duplicate")],
+    ids=["undated-differs-conflict", "undated-equals-latest-kept-once"],
+)
+def test_undated_invoice_version_cannot_be_ordered(undated_amount, expected) -> None:
+    rows = [
+        f.invoice("C1", invoice_id="INV-1", amount_due="20.00", updated_at="2026-11-02T00:00:00Z"),
+        f.invoice("C1", invoice_id="INV-1", amount_due=undated_amount, updated_at="last week"),
+    ]
+    accepted, rules = _invoice_rules(rows)
+    assert rules[1][0] == expected
+    if expected == "invoice_version_conflict":
+        assert accepted.height == 0
+        assert rules[0][0] == expected
+    else:
+        assert accepted["updated_at"].dt.day().to_list() == [2]
+
+
+@pytest.mark.parametrize(
+    ("paid_at", "rule"),
+    [
+        ("2026-11-20T10:00:00Z", None),
+        (None, None),
+        ("   ", None),
+        ("yesterday", "paid_at_invalid"),
+        ("2026-13-01T00:00:00Z", "paid_at_invalid"),
+    ],
+    ids=["timestamp", "null", "blank-is-missing", "words", "month-13"],
+)
+def test_unparseable_paid_at_is_quarantined(paid_at, rule) -> None:
+    _accepted, rules = _invoice_rules([f.invoice("C1", paid_at=paid_at)])
+    assert (rules[0][0] if rules else None) == rule
+
+
+@pytest.mark.parametrize(
+    ("due_date", "formats", "expected"),
+    [
+        ("2026-11-24", None, date(2026, 11, 24)),
+        (" 2026-11-24 ", None, date(2026, 11, 24)),
+        ("2026-3-1", None, None),
+        ("26-11-24", None, None),
+        ("2026-02-30", None, None),
+        ("2026-11-24T00:00:00", None, None),
+        ("24/11/2026", None, None),
+        ("24/11/2026", ["%Y-%m-%d", "%d/%m/%Y"], date(2026, 11, 24)),
+        ("2026-11-24", ["%Y-%m-%d", "%d/%m/%Y"], date(2026, 11, 24)),
+        ("4/11/2026", ["%d/%m/%Y"], None),
+    ],
+    ids=[
+        "iso",
+        "trimmed",
+        "unpadded-month-day",
+        "two-digit-year",
+        "no-such-day",
+        "timestamp-is-not-a-date",
+        "other-format-not-configured",
+        "second-format",
+        "first-format",
+        "unpadded-day-second-format",
+    ],
+)
+def test_due_dates_are_strict(due_date, formats, expected) -> None:
+    parsing = ParsingSettings(due_date_formats=formats) if formats else None
+    accepted, rules = _invoice_rules([f.invoice("C1", due_date=due_date)], parsing=parsing)
+    if expected is None:
+        rule, reason = rules[0]
+        assert rule == "due_date_invalid"
+        for fmt in formats or ["%Y-%m-%d"]:
+            assert fmt in reason
+    else:
+        assert accepted["due_date"].to_list() == [expected]
+
+
+AMOUNTS = [
+    ("120.00", "USD", 12000, None, None),
+    (" 12.5\t", "USD", 1250, None, None),
+    ("+3", "USD", 300, None, None),
+    ("0", "USD", 0, None, None),
+    ("1000000", "USD", 100000000, None, None),
+    ("1500", "JPY", 1500, None, None),
+    ("1.234", "KWD", 1234, None, None),
+    ("1e30", "USD", None, "amount_invalid", "exponent"),
+    ("1e12", "USD", None, "amount_invalid", "exponent"),
+    ("1E-3", "USD", None, "amount_invalid", "exponent"),
+    ("1,234.50", "USD", None, "amount_invalid", "separators"),
+    ("1.234,50", "EUR", None, "amount_invalid", "separators"),
+    ("12,50", "EUR", None, "amount_invalid", "separators"),
+    ("1 234", "USD", None, "amount_invalid", "separators"),
+    ("1'234", "CHF", None, "amount_invalid", "separators"),
+    ("1_000", "USD", None, "amount_invalid", "underscores"),
+    ("\u0661\u0662\u0663", "USD", None, "amount_invalid", "non-ASCII digits"),
+    ("\uff11\uff12", "USD", None, "amount_invalid", "non-ASCII digits"),
+    ("NaN", "USD", None, "amount_invalid", "finite"),
+    ("-Infinity", "USD", None, "amount_invalid", "finite"),
+    ("inf", "USD", None, "amount_invalid", "finite"),
+    ("", "USD", None, "amount_invalid", "empty"),
+    ("  ", "USD", None, "amount_invalid", "empty"),
+    (None, "USD", None, "amount_invalid", "empty"),
+    ("abc", "USD", None, "amount_invalid", "plain decimal"),
+    (".5", "USD", None, "amount_invalid", "plain decimal"),
+    ("5.", "USD", None, "amount_invalid", "plain decimal"),
+    ("0x10", "USD", None, "amount_invalid", "plain decimal"),
+    ("\u00a012.00", "USD", None, "amount_invalid", "plain decimal"),
+    ("-5", "USD", None, "amount_negative", "negative"),
+    ("-0.01", "USD", None, "amount_negative", "negative"),
+    ("1.234", "USD", None, "amount_precision", "decimals"),
+    ("1.5", "JPY", None, "amount_precision", "decimals"),
+    ("1000000.01", "USD", None, "amount_too_large", "largest"),
+    ("9" * 40, "USD", None, "amount_too_large", "largest"),
+]
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "minor", "rule", "reason_part"),
+    AMOUNTS,
+    ids=[f"{a!r}-{c}" for a, c, *_ in AMOUNTS],
+)
+def test_amounts_are_plain_decimals(amount, currency, minor, rule, reason_part) -> None:
+    accepted, rules = _invoice_rules([f.invoice("C1", amount_due=amount, currency=currency)])
+    if rule is None:
+        assert not rules
+        assert accepted["amount_due_minor"].to_list() == [minor]
+    else:
+        got_rule, reason = rules[0]
+        assert got_rule == rule
+        assert reason_part in reason
+
+
+def test_max_amount_is_configurable() -> None:
+    parsing = ParsingSettings(max_amount=Decimal("100"))
+    rows = [f.invoice("C1", amount_due="100.00"), f.invoice("C1", amount_due="100.01")]
+    accepted, rules = _invoice_rules(rows, parsing=parsing)
+    assert accepted["amount_due_minor"].to_list() == [10000]
+    assert rules[1][0] == "amount_too_large"
+
+
+_PLAIN = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=30), st.none()), min_size=1, max_size=8))
+def test_any_amount_text_is_accepted_or_quarantined_never_a_crash(amounts) -> None:
+    rows = [f.invoice("C1", amount_due=a) for a in amounts]
+    accepted, rules = _invoice_rules(rows)
+    for row in accepted.iter_rows(named=True):
+        raw = amounts[row["source_row"]]
+        assert _PLAIN.fullmatch(raw.strip(" \t\n\r\x0b\x0c"))
+        assert row["amount_due_minor"] == Decimal(raw.strip(" \t\n\r\x0b\x0c")) * 100
+    for rule, _ in rules.values():
+        assert rule in {"amount_invalid", "amount_negative", "amount_precision", "amount_too_large"}
+
+
+# ---- customers
+
+
+def _customer_rules(customers, *, parsing=None):
+    n = normalize(f.extracted(customers, []), parsing=parsing)
+    q = n.quarantine.filter((pl.col("source") == "customers") & (pl.col("scope") == "row"))
+    assert n.customers.height + q.height == len(customers)
+    return n.customers, {
+        r: (rule, reason)
+        for r, rule, reason in q.select("source_row", "rule", "reason").iter_rows()
+    }
+
+
+@pytest.mark.parametrize(
+    ("country", "rule"),
+    [
+        (None, "country_missing"),
+        ("  ", "country_missing"),
+        ("XX", "country_invalid"),
+        ("USA", "country_invalid"),
+        (" us ", None),
+    ],
+    ids=["null", "blank", "unknown-code", "alpha-3", "trimmed-lower-case-ok"],
+)
+def test_missing_or_unknown_country_is_quarantined(country, rule) -> None:
+    accepted, rules = _customer_rules([f.customer(country=country)])
+    assert (rules[0][0] if rules else None) == rule
+    if rule is None:
+        assert accepted["country"].to_list() == ["US"]
+
+
+def test_latest_valid_customer_updated_at_wins_over_an_undated_row() -> None:
+    dated = f.customer(customer_id="C1", full_name="New Name")
+    undated = f.customer(customer_id="C1", full_name="Other Name", updated_at="soon")
+    for rows in ([dated, undated], [undated, dated]):
+        accepted, rules = _customer_rules(rows)
+        assert accepted["full_name"].to_list() == ["New Name"]
+        assert [rule for rule, _ in rules.values()] == ["customer_id_duplicate"]
+
+
+def test_customer_rows_tied_on_updated_at_with_different_content_conflict() -> None:
+    a = f.customer(customer_id="C1", phone="+1 212 555 0143")
+    b = f.customer(customer_id="C1", phone="+1 212 555 0199")
+    older = f.customer(customer_id="C1", updated_at="2026-01-01T00:00:00Z")
+    accepted, rules = _customer_rules([a, b, older])
+    assert accepted.height == 0
+    assert [rules[i][0] for i in range(3)] == ["customer_id_conflict"] * 3
+    assert "differ" in rules[0][1]
+
+
+def test_identical_customer_rows_keep_one() -> None:
+    a = f.customer(customer_id="C1")
+    accepted, rules = _customer_rules([a, dict(a), a | {"email": " Ana.Silva@Example.com "}])
+    assert accepted.height == 1
+    assert [rule for rule, _ in rules.values()] == ["customer_id_duplicate"] * 2
+
+
+# ---- field length, on every source
+
+
+def test_overlong_fields_are_quarantined_on_every_source_with_cut_raw_values() -> None:
+    huge = "x" * 50_000
+    c = f.customer(customer_id="C1")
+    customers = [c, f.customer(full_name=huge)]
+    invoices = [f.invoice("C1"), f.invoice("C1", status=huge)]
+    consent = [f.consent("C1", "sms"), f.consent("C1", "sms", source=huge)]
+    history = [
+        f.contact("C1", "2026-11-01T00:00:00Z"),
+        f.contact("C1", "2026-11-01T00:00:00Z", outcome=huge),
+    ]
+    n = normalize(f.extracted(customers, invoices, consent, history))
+    rows = n.quarantine.filter(pl.col("scope") == "row")
+    expected_column = {
+        "customers": "full_name",
+        "invoices": "status",
+        "consent_events": "source",
+        "contact_history": "outcome",
+    }
+    for source, column in expected_column.items():
+        q = rows.filter(pl.col("source") == source)
+        assert q["rule"].to_list() == ["field_too_long"], source
+        assert q["source_row"].to_list() == [1]
+        assert column in q["reason"][0]
+        assert "50000" in q["reason"][0]
+        stored = json.loads(q["raw_values"][0])[column]
+        assert len(stored) < 1100
+        assert stored.startswith("x" * 1000)
+    assert n.customers.height == n.invoices.height == n.consent_events.height == 1
+    assert n.contact_history.height == 1
+
+
+def test_max_field_length_is_configurable() -> None:
+    parsing = ParsingSettings(max_field_length=30)  # the factory's longest value has 21
+    accepted, rules = _customer_rules(
+        [f.customer(postal_code="1" * 31), f.customer(postal_code="1" * 30)], parsing=parsing
+    )
+    assert accepted["postal_code"].to_list() == ["1" * 30]
+    assert rules[0][0] == "field_too_long"
+    assert "postal_code is 31 characters" in rules[0][1]
+
+
+def test_hostile_mixture_accounts_for_every_row_per_source() -> None:
+    c1, c2 = f.customer(customer_id="C1"), f.customer(customer_id="C2")
+    customers = [c1, c2, f.customer(country=None), dict(c2), f.customer(customer_id=" ")]
+    invoices = [
+        f.invoice("C1", invoice_id="A"),
+        f.invoice("C2", invoice_id="A"),
+        f.invoice("C1", amount_due="1e30"),
+        f.invoice("C1", due_date="2026-3-1"),
+        f.invoice("C1", paid_at="never"),
+        f.invoice("C1", invoice_id="B"),
+        f.invoice("C1", invoice_id="B", amount_due="1.00"),
+    ]
+    n = normalize(f.extracted(customers, invoices))
+    rows = n.quarantine.filter(pl.col("scope") == "row")
+    assert n.customers.height + rows.filter(pl.col("source") == "customers").height == 5
+    assert n.invoices.height + rows.filter(pl.col("source") == "invoices").height == 7
+    assert n.customers["customer_id"].sort().to_list() == ["C1", "C2"]
+    assert n.invoices.height == 0

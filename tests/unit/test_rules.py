@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import json
+import unicodedata
+
+import polars as pl
+import pytest
+
+from data_quality.rules import Rule, raw_json, split_rows
+from tasks.normalize import normalize
+from tests import factories as f
+
+VISA = "4111111111111111"
+
+
+def digits_of(text: str) -> str:
+    return "".join(
+        str(unicodedata.digit(c)) for c in text if unicodedata.digit(c, None) is not None
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        VISA,
+        "4111 1111 1111 1111",
+        "4111\n1111\n1111\n1111",  # JSON-encoded, the newlines become "\\n": masked before
+        "\u0664\u0661\u0661\u0661\u200b\u0661\u0661\u0661\u0661 1111-1111",
+        f"card {VISA} exp 12/28",
+    ],
+    ids=["plain", "spaces", "line-breaks", "arabic-indic-zero-width", "with-expiry"],
+)
+def test_quarantined_raw_values_never_hold_a_pan(value: str) -> None:
+    frame = pl.DataFrame(
+        {
+            "source_row": [0, 1],
+            "id": ["a", "b"],
+            "note": [value, "fine"],
+            "phone": ["+1 800 555 0100", None],
+        }
+    )
+    rules = [Rule("always", "every row fails", pl.lit(True))]
+    accepted, quarantine = split_rows(
+        frame, rules, source="t", key="id", raw_columns=["id", "note", "phone"]
+    )
+    assert accepted.height == 0
+    assert quarantine.height == 2
+    first, second = (json.loads(v) for v in quarantine["raw_values"])
+    assert digits_of(first["note"]) == digits_of(value)[12:]  # the first 12 PAN digits go
+    assert VISA not in quarantine["raw_values"][0]
+    assert first["id"] == "a"
+    assert first["phone"] == "+1 800 555 0100"  # not a PAN: kept as it arrived
+    assert second == {"id": "b", "note": "fine", "phone": None}
+
+
+def test_raw_json_keeps_non_text_columns_and_empty_frames() -> None:
+    frame = pl.DataFrame({"n": [1, None], "s": [VISA, None]})
+    out = frame.select(raw_json(["n", "s"]).alias("j"))["j"].to_list()
+    assert [json.loads(v) for v in out] == [
+        {"n": 1, "s": "••••••••••••1111"},
+        {"n": None, "s": None},
+    ]
+    assert frame.head(0).select(raw_json(["n", "s"]))["n"].to_list() == []
+
+
+def test_field_quarantine_of_a_customer_masks_a_pan_typed_into_the_phone() -> None:
+    pan_phone = "4111-1111-1111-1111"
+    ex = f.extracted([f.customer(phone=pan_phone)], [])
+    n = normalize(ex)
+    field = n.quarantine.filter(pl.col("scope") == "field")
+    assert field.height == 1
+    assert field["rule"][0].startswith("phone_")
+    raw = json.loads(field["raw_values"][0])
+    assert raw["phone"] == "••••-••••-••••-1111"
+    assert VISA not in digits_of(field["raw_values"][0])
