@@ -1,0 +1,384 @@
+-- reconcile_message: one row per Genesys SMS attempt (deduplicated over sources by
+-- message_key x attempted_at_utc; outcome sent, unknown, or failed with a carrier record)
+-- and/or logical carrier message (carrier x carrier_message_id, parts summed), side by side.
+-- A matched pair is one row; an unmatched or ambiguous attempt or carrier message is a row
+-- with the other side null. Matching (i9-design.md): the carrier message id where the
+-- attempt carries it; else recipient (E.164) + carrier sent_at within [attempted_at - 2 min,
+-- attempted_at + 15 min] + body hash where both sides have one. A match needs exactly one
+-- candidate on both sides; otherwise every row involved is ambiguous_match (never guessed).
+-- as_of_utc = the latest carrier_records.loaded_at_utc (1970 when there is none): a row whose
+-- send is less than 72 h before it and is not final is pending_final.
+-- status (first that applies): ambiguous_match | pending_final | attempted_not_billed |
+-- billed_not_attempted | segment_mismatch | price_mismatch | matched. delivery (for the
+-- outbox): delivered | undelivered | pending | unknown on unambiguous matched rows, else null.
+create or replace view reconcile_message as
+with attempts_source as (
+    select
+        message_key, customer_id, invoice_ids, channel, source, genesys_contact_list_id,
+        genesys_campaign_id, attempted_at_utc, wrapup_code, outcome_class, to_address,
+        body_sha256, segments, carrier_message_id, attempt_day
+    from attempts
+),
+
+carrier_source as (
+    select
+        carrier, carrier_message_id, part_index, parts_total, direction, to_address,
+        status_class, error_code, num_segments, price_micros, price_currency, price_final,
+        sent_at_utc, body_sha256, loaded_at_utc
+    from carrier_records
+),
+
+rates_source as (
+    select carrier, destination_prefix, price_micros_per_segment, currency, valid_from, valid_to
+    from carrier_rates
+),
+
+clock as (
+    select coalesce(max(loaded_at_utc), timestamp '1970-01-01 00:00:00') as as_of_utc
+    from carrier_source
+),
+
+sms_attempts as (
+    select
+        message_key,
+        attempted_at_utc,
+        max(customer_id) as customer_id,
+        max(invoice_ids) as invoice_ids,
+        max(genesys_contact_list_id) as genesys_contact_list_id,
+        max(genesys_campaign_id) as genesys_campaign_id,
+        max(wrapup_code) as wrapup_code,
+        case
+            when sum(case when outcome_class = 'sent' then 1 else 0 end) > 0 then 'sent'
+            when sum(case when outcome_class = 'unknown' then 1 else 0 end) > 0 then 'unknown'
+            else 'failed'
+        end as outcome_class,
+        max(to_address) as to_address,
+        max(body_sha256) as body_sha256,
+        max(segments) as segments,
+        max(carrier_message_id) as carrier_message_id,
+        min(attempt_day) as attempt_day
+    from attempts_source
+    where channel = 'sms' and outcome_class in ('sent', 'unknown', 'failed')
+    group by message_key, attempted_at_utc
+),
+
+carrier_messages as (
+    select
+        carrier,
+        carrier_message_id,
+        max(to_address) as to_address,
+        min(sent_at_utc) as sent_at_utc,
+        case max(
+            case status_class
+                when 'delivered' then 1 when 'accepted' then 2 when 'pending' then 3
+                when 'undelivered' then 4 else 5
+            end
+        )
+            when 1 then 'delivered' when 2 then 'accepted' when 3 then 'pending'
+            when 4 then 'undelivered' else 'failed'
+        end as status_class,
+        max(error_code) as error_code,
+        count(*) as parts,
+        case
+            when count(*) > 1 then greatest(count(*), coalesce(max(parts_total), 0))
+            else coalesce(max(num_segments), max(parts_total), 1)
+        end as segments,
+        cast(sum(price_micros) as bigint) as price_micros,
+        max(price_currency) as price_currency,
+        count(price_micros) = count(*) and bool_and(coalesce(price_final, false)) as price_final,
+        max(body_sha256) as body_sha256
+    from carrier_source
+    where direction is null or direction like 'outbound%'
+    group by carrier, carrier_message_id
+),
+
+id_candidates as (
+    select a.message_key, a.attempted_at_utc, c.carrier, c.carrier_message_id
+    from sms_attempts as a
+    inner join carrier_messages as c on a.carrier_message_id = c.carrier_message_id
+),
+
+id_taken as (
+    select distinct carrier, carrier_message_id from id_candidates
+),
+
+window_candidates as (
+    select a.message_key, a.attempted_at_utc, c.carrier, c.carrier_message_id
+    from sms_attempts as a
+    inner join carrier_messages as c
+        on
+            a.to_address = c.to_address
+            and c.sent_at_utc >= a.attempted_at_utc - interval '2 minutes'
+            and c.sent_at_utc <= a.attempted_at_utc + interval '15 minutes'
+            and (a.body_sha256 is null or c.body_sha256 is null or a.body_sha256 = c.body_sha256)
+    where
+        a.carrier_message_id is null
+        and not exists (
+            select 1 from id_taken as t
+            where t.carrier = c.carrier and t.carrier_message_id = c.carrier_message_id
+        )
+),
+
+candidates as (
+    select message_key, attempted_at_utc, carrier, carrier_message_id, 'carrier_message_id' as match_method
+    from id_candidates
+    union all
+    select message_key, attempted_at_utc, carrier, carrier_message_id, 'recipient_window' as match_method
+    from window_candidates
+),
+
+candidate_counts as (
+    select
+        message_key,
+        attempted_at_utc,
+        carrier,
+        carrier_message_id,
+        match_method,
+        count(*) over (partition by message_key, attempted_at_utc) as attempt_candidates,
+        count(*) over (partition by carrier, carrier_message_id) as carrier_candidates
+    from candidates
+),
+
+pairs as (
+    select message_key, attempted_at_utc, carrier, carrier_message_id, match_method
+    from candidate_counts
+    where attempt_candidates = 1 and carrier_candidates = 1
+),
+
+attempt_keys as (
+    select distinct message_key, attempted_at_utc from candidates
+),
+
+carrier_keys as (
+    select distinct carrier, carrier_message_id from candidates
+),
+
+ambiguous_attempts as (
+    select
+        c.message_key,
+        c.attempted_at_utc,
+        count(*) as candidates,
+        string_agg(c.carrier || ':' || c.carrier_message_id, ',' order by c.carrier, c.carrier_message_id)
+            as candidate_ids
+    from candidates as c
+    where not exists (
+        select 1 from pairs as p
+        where p.message_key = c.message_key and p.attempted_at_utc = c.attempted_at_utc
+    )
+    group by c.message_key, c.attempted_at_utc
+),
+
+ambiguous_carriers as (
+    select
+        c.carrier,
+        c.carrier_message_id,
+        count(*) as candidates,
+        string_agg(c.message_key, ',' order by c.message_key, c.attempted_at_utc) as candidate_ids
+    from candidates as c
+    where not exists (
+        select 1 from pairs as p
+        where p.carrier = c.carrier and p.carrier_message_id = c.carrier_message_id
+    )
+    group by c.carrier, c.carrier_message_id
+),
+
+joined as (
+    select
+        a.message_key, a.attempted_at_utc, p.carrier, p.carrier_message_id, p.match_method,
+        false as ambiguous, 1 as candidates, cast(null as varchar) as candidate_ids
+    from pairs as p
+    inner join sms_attempts as a
+        on p.message_key = a.message_key and p.attempted_at_utc = a.attempted_at_utc
+    union all
+    select
+        message_key, attempted_at_utc, cast(null as varchar), cast(null as varchar),
+        cast(null as varchar), true, candidates, candidate_ids
+    from ambiguous_attempts
+    union all
+    select
+        cast(null as varchar), cast(null as timestamp), carrier, carrier_message_id,
+        cast(null as varchar), true, candidates, candidate_ids
+    from ambiguous_carriers
+    union all
+    select
+        a.message_key, a.attempted_at_utc, cast(null as varchar), cast(null as varchar),
+        cast(null as varchar), false, 0, cast(null as varchar)
+    from sms_attempts as a
+    where
+        a.outcome_class in ('sent', 'unknown')
+        and not exists (
+            select 1 from attempt_keys as k
+            where k.message_key = a.message_key and k.attempted_at_utc = a.attempted_at_utc
+        )
+    union all
+    select
+        cast(null as varchar), cast(null as timestamp), c.carrier, c.carrier_message_id,
+        cast(null as varchar), false, 0, cast(null as varchar)
+    from carrier_messages as c
+    where not exists (
+        select 1 from carrier_keys as k
+        where k.carrier = c.carrier and k.carrier_message_id = c.carrier_message_id
+    )
+),
+
+sides as (
+    select
+        j.message_key,
+        a.customer_id,
+        a.invoice_ids,
+        a.genesys_campaign_id,
+        a.genesys_contact_list_id,
+        j.attempted_at_utc,
+        a.attempt_day,
+        a.wrapup_code,
+        a.outcome_class,
+        a.to_address as attempt_to_address,
+        a.segments as attempt_segments,
+        a.carrier_message_id as attempt_carrier_message_id,
+        j.carrier,
+        j.carrier_message_id,
+        c.to_address as carrier_to_address,
+        c.sent_at_utc as carrier_sent_at_utc,
+        c.status_class as carrier_status_class,
+        c.error_code as carrier_error_code,
+        c.parts as carrier_parts,
+        c.segments as carrier_segments,
+        c.price_micros,
+        c.price_currency,
+        c.price_final,
+        j.match_method,
+        j.ambiguous,
+        j.candidates,
+        j.candidate_ids,
+        coalesce(j.attempted_at_utc, c.sent_at_utc) as send_at_utc
+    from joined as j
+    left join sms_attempts as a
+        on j.message_key = a.message_key and j.attempted_at_utc = a.attempted_at_utc
+    left join carrier_messages as c
+        on j.carrier = c.carrier and j.carrier_message_id = c.carrier_message_id
+),
+
+rated as (
+    select
+        s.carrier,
+        s.carrier_message_id,
+        r.price_micros_per_segment,
+        r.currency as rate_currency,
+        row_number() over (
+            partition by s.carrier, s.carrier_message_id
+            order by length(r.destination_prefix) desc, r.valid_from desc
+        ) as rate_rank
+    from sides as s
+    inner join rates_source as r
+        on
+            s.carrier = r.carrier
+            and s.carrier_to_address like r.destination_prefix || '%'
+            and cast(s.carrier_sent_at_utc as date) >= r.valid_from
+            and (r.valid_to is null or cast(s.carrier_sent_at_utc as date) < r.valid_to)
+),
+
+checked as (
+    select
+        s.*,
+        clock.as_of_utc,
+        case
+            when s.carrier_status_class = 'failed' then cast(0 as bigint)
+            else cast(s.carrier_segments * r.price_micros_per_segment as bigint)
+        end as expected_price_micros,
+        r.rate_currency,
+        s.send_at_utc > clock.as_of_utc - interval '72 hours' as inside_finality_window
+    from sides as s
+    cross join clock
+    left join rated as r
+        on
+            s.carrier = r.carrier
+            and s.carrier_message_id = r.carrier_message_id
+            and r.rate_rank = 1
+),
+
+flagged as (
+    select
+        *,
+        case
+            when message_key is null or carrier is null then cast(null as boolean)
+            when attempt_segments is null or carrier_segments is null then cast(null as boolean)
+            else attempt_segments = carrier_segments
+        end as segments_match,
+        case
+            when carrier is null or expected_price_micros is null then cast(null as boolean)
+            when not price_final then false
+            when carrier_status_class = 'failed' then coalesce(price_micros, 0) = 0
+            else price_micros = expected_price_micros and price_currency = rate_currency
+        end as price_match,
+        carrier is not null
+        and carrier_status_class in ('delivered', 'undelivered', 'failed')
+        and price_final as carrier_final
+    from checked
+)
+
+select
+    message_key,
+    customer_id,
+    invoice_ids,
+    genesys_campaign_id,
+    genesys_contact_list_id,
+    attempted_at_utc,
+    attempt_day,
+    wrapup_code,
+    outcome_class,
+    attempt_to_address,
+    attempt_segments,
+    attempt_carrier_message_id,
+    carrier,
+    carrier_message_id,
+    carrier_to_address,
+    carrier_sent_at_utc,
+    carrier_status_class,
+    carrier_error_code,
+    carrier_parts,
+    carrier_segments,
+    price_micros,
+    price_currency,
+    price_final,
+    expected_price_micros,
+    segments_match,
+    price_match,
+    match_method,
+    ambiguous,
+    candidates,
+    candidate_ids,
+    send_at_utc,
+    cast(send_at_utc as date) as day,
+    as_of_utc,
+    case
+        when ambiguous then 'ambiguous_match'
+        when inside_finality_window and not carrier_final then 'pending_final'
+        when carrier is null then 'attempted_not_billed'
+        when message_key is null then 'billed_not_attempted'
+        when segments_match = false then 'segment_mismatch'
+        when price_match = false or not price_final then 'price_mismatch'
+        else 'matched'
+    end as status,
+    case
+        when ambiguous then 'candidates: ' || candidate_ids
+        when inside_finality_window and not carrier_final then 'inside 72 h of the send'
+        when carrier is null then 'no carrier record'
+        when message_key is null then 'no Genesys attempt'
+        when segments_match = false
+            then 'segments: attempt ' || cast(attempt_segments as varchar)
+            || ', carrier ' || cast(carrier_segments as varchar)
+        when not price_final then 'price not final after 72 h'
+        when price_match = false
+            then 'price ' || cast(price_micros as varchar) || ' ' || coalesce(price_currency, '?')
+            || ', expected ' || cast(expected_price_micros as varchar) || ' '
+            || coalesce(rate_currency, '?')
+        when expected_price_micros is null then 'no rate for the destination: price not checked'
+    end as detail,
+    case
+        when ambiguous or message_key is null or carrier is null then cast(null as varchar)
+        when carrier_status_class = 'delivered' then 'delivered'
+        when carrier_status_class in ('undelivered', 'failed') then 'undelivered'
+        when inside_finality_window then 'pending'
+        else 'unknown'
+    end as delivery
+from flagged
