@@ -1,7 +1,9 @@
 -- delivery_by_wave: one row per Genesys campaign x wave (channel x zone x local date x slot)
 -- of the SMS messages Genesys attempted: messages, attempts, and per message its delivery
 -- from matched carrier records (reconcile_message.delivery; a message counts delivered when any
--- of its attempts was delivered). delivery_rate = delivered / messages.
+-- of its attempts was delivered, else undelivered when any was; not_final = pending inside
+-- 72 h or a carrier status that never became final; ambiguous; no_carrier_record).
+-- delivery_rate = delivered / messages. Agentless attempts have no campaign (null).
 create or replace view delivery_by_wave as
 with message_rows as (
     select message_key, genesys_campaign_id, delivery, status
@@ -22,7 +24,9 @@ per_message as (
         case
             when sum(case when delivery = 'delivered' then 1 else 0 end) > 0 then 'delivered'
             when sum(case when delivery = 'undelivered' then 1 else 0 end) > 0 then 'undelivered'
-            when sum(case when delivery in ('pending', 'unknown') then 1 else 0 end) > 0
+            when
+                sum(case when delivery in ('pending', 'unknown') then 1 else 0 end) > 0
+                or sum(case when status = 'pending_final' then 1 else 0 end) > 0
                 then 'not_final'
             when sum(case when status = 'ambiguous_match' then 1 else 0 end) > 0 then 'ambiguous'
             else 'no_carrier_record'
