@@ -53,34 +53,35 @@ ATTEMPTS = [
     ("m17", "+12125550117", at(D, "15:20"), "skipped", 1, "W2", "contact_list_export", None),
     ("m18", "+12125550118", at(D, "15:30"), "failed", 1, "W2", "contact_list_export", None),
     ("m19", "+12125550119", at(D, "15:40"), "sent", 2, "W2", "contact_list_export", None),
+    ("m21", "+447700900021", at(D, "14:00"), "sent", 2, "W4", "contact_list_export", None),
 ]
 
 # carrier id, part, parts total, phone, sent at, status class, error, segments, price, final,
 # body of (message key whose body it carries; None = the layout has no body)
 CARRIER = [
     # C1: m01, 30 s after the attempt: matched, delivered
-    ("SM01", 0, None, "+12125550101", at(D, "14:00", 30), "delivered", None, 1, US, True, "m01"),
+    ("SM01", 1, 1, "+12125550101", at(D, "14:00", 30), "delivered", None, 1, US, True, "m01"),
     # C3: nobody attempted it: billed_not_attempted
-    ("SM03", 0, None, "+12125550103", at(D, "15:00"), "delivered", None, 1, US, True, None),
+    ("SM03", 1, 1, "+12125550103", at(D, "15:00"), "delivered", None, 1, US, True, None),
     # C4: m04 has 2 segments, the carrier says 2 but charges for 1: price_mismatch
-    ("SM04", 0, None, "+12125550104", at(D, "14:11"), "delivered", None, 2, US, True, "m04"),
+    ("SM04", 1, 1, "+12125550104", at(D, "14:11"), "delivered", None, 2, US, True, "m04"),
     # C5: m05 has 1 segment, the carrier counted 2 (and charges 2 correctly): segment_mismatch
-    ("SM05", 0, None, "+12125550105", at(D, "14:21"), "delivered", None, 2, 2 * US, True, "m05"),
+    ("SM05", 1, 1, "+12125550105", at(D, "14:21"), "delivered", None, 2, 2 * US, True, "m05"),
     # C6: within the window of both m06 and m07 (same phone, no body): ambiguous_match x 3
-    ("SM06", 0, None, "+12125550106", at(D, "14:32"), "delivered", None, 1, US, True, None),
+    ("SM06", 1, 1, "+12125550106", at(D, "14:32"), "delivered", None, 1, US, True, None),
     # C8: within the window of m08 and m09, but carries m09's body: matched to m09 only;
     # m08 is attempted_not_billed
-    ("SM08", 0, None, "+12125550108", at(D, "16:02"), "delivered", None, 1, US, True, "m09"),
+    ("SM08", 1, 1, "+12125550108", at(D, "16:02"), "delivered", None, 1, US, True, "m09"),
     # C11: m11, priced later (price null, status accepted), inside 72 h: pending_final
-    ("SM11", 0, None, "+12125550111", at(D3, "10:05", 20), "accepted", None, 1, None, False, "m11"),
+    ("SM11", 1, 1, "+12125550111", at(D3, "10:05", 20), "accepted", None, 1, None, False, "m11"),
     # C12: m12 carries SM12 (agentless providerMessageId): matched by id although sent at 18:00;
     # being taken by id, it is no candidate for m13 (17:59, same phone): m13 attempted_not_billed
-    ("SM12", 0, None, "+12125550112", at(D, "18:00"), "delivered", None, 1, US, True, None),
+    ("SM12", 1, 1, "+12125550112", at(D, "18:00"), "delivered", None, 1, US, True, None),
     # C14: m14 to the UK, undelivered (30003), charged the UK rate: matched, undelivered
     (
         "SM14",
-        0,
-        None,
+        1,
+        1,
         "+447700900014",
         at(D, "14:50", 5),
         "undelivered",
@@ -91,26 +92,34 @@ CARRIER = [
         "m14",
     ),
     # C15: m15 failed at the carrier (21211), charged 0: matched, undelivered
-    ("SM15", 0, None, "+12125550115", at(D, "14:55", 5), "failed", "21211", 1, 0, True, "m15"),
+    ("SM15", 1, 1, "+12125550115", at(D, "14:55", 5), "failed", "21211", 1, 0, True, "m15"),
     # C16: m16, delivered, price still provisional long after 72 h: price_mismatch
-    ("SM16", 0, None, "+12125550116", at(D, "15:10", 5), "delivered", None, 1, US, False, "m16"),
+    ("SM16", 1, 1, "+12125550116", at(D, "15:10", 5), "delivered", None, 1, US, False, "m16"),
     # C19: m19 (2 segments) billed as two parts of one message: matched, 2 segments, 2 x US
-    ("SM19", 0, 2, "+12125550119", at(D, "15:40", 5), "delivered", None, 1, US, True, "m19"),
-    ("SM19", 1, 2, "+12125550119", at(D, "15:40", 6), "delivered", None, 1, US, True, "m19"),
+    ("SM19", 1, 2, "+12125550119", at(D, "15:40", 5), "delivered", None, 1, US, True, "m19"),
+    ("SM19", 2, 2, "+12125550119", at(D, "15:40", 6), "delivered", None, 1, US, True, "m19"),
 ]
 # C20: a Vonage message in October nobody attempted, no Vonage invoice: billed_not_attempted
 VONAGE = ("V20", "+447700900020", datetime(2026, 10, 15, 9, 0), 18_200, "EUR")
+# Vonage reports one receipt per part, each with its own id and our client-ref: V21a + V21b
+# (client-ref m21, a second apart) are one 2-part message matched to m21 (sender_reference);
+# V22 to the same phone a minute later names another reference: not m21's, billed_not_attempted
+VONAGE_PARTS = [
+    ("V21a", "m21", "+447700900021", at(D, "14:00", 30), 9_100),
+    ("V21b", "m21", "+447700900021", at(D, "14:00", 31), 9_100),
+    ("V22", "other-ref", "+447700900021", at(D, "14:01", 0), 9_100),
+]
 
 EXPECTED_STATUS = {
-    "matched": 6,  # m01, m09, m12, m14, m15, m19
+    "matched": 7,  # m01, m09, m12, m14, m15, m19, m21
     "attempted_not_billed": 3,  # m02, m08, m13
-    "billed_not_attempted": 2,  # SM03, V20
+    "billed_not_attempted": 3,  # SM03, V20, V22
     "price_mismatch": 2,  # m04, m16
     "segment_mismatch": 1,  # m05
     "pending_final": 2,  # m10, m11
     "ambiguous_match": 3,  # m06, m07, SM06
 }
-EXPECTED_DELIVERED = {"m01", "m04", "m05", "m09", "m12", "m16", "m19"}
+EXPECTED_DELIVERED = {"m01", "m04", "m05", "m09", "m12", "m16", "m19", "m21"}
 EXPECTED_UNDELIVERED = {"m14", "m15"}
 # November Twilio prices: final C1 C3 C4 C6 C8 C12 (6 x US) + C5 (2 US) + C14 (UK) + C15 (0)
 # + C19 (2 US); provisional C16 (US); C11 unpriced
@@ -237,8 +246,8 @@ def carrier_frame() -> pl.DataFrame:
         | {
             "carrier": "vonage",
             "carrier_message_id": sid,
-            "part_index": 0,
-            "parts_total": None,
+            "part_index": 1,
+            "parts_total": 1,
             "to_address": phone,
             "status": "delivered",
             "status_class": "delivered",
@@ -255,6 +264,20 @@ def carrier_frame() -> pl.DataFrame:
             "loaded_at_utc": datetime(2026, 10, 16),
         }
     )
+    for i, (sid, ref, phone, sent, price) in enumerate(VONAGE_PARTS, start=2):
+        rows.append(
+            rows[-1]
+            | {
+                "carrier_message_id": sid,
+                "to_address": phone,
+                "sender_reference": ref,
+                "price_micros": price,
+                "sent_at_utc": sent,
+                "updated_at_utc": sent,
+                "source_row": i,
+                "loaded_at_utc": AS_OF,
+            }
+        )
     return pl.DataFrame(rows, infer_schema_length=None).with_columns(
         pl.col("part_index", "parts_total", "num_segments", "source_row").cast(pl.Int32),
         pl.col("price_micros").cast(pl.Int64),
@@ -283,9 +306,15 @@ def invoices_frame() -> pl.DataFrame:
             "period_start": [date(2026, 11, 1)] * 2,
             "period_end": [date(2026, 11, 30)] * 2,
             "category": ["sms-outbound", "sms-outbound-other"],
+            "account_ref": ["AC1", "AC1"],
             "count": [14, 1],
+            "count_unit": ["messages", "messages"],
             "amount_micros": [NOV_INVOICE - US, US],
             "currency": ["USD", "USD"],
+            "source_file": ["usage-2026-11.json"] * 2,
+            "source_row": [1, 2],
+            "loaded_at_utc": [AS_OF] * 2,
+            "load_id": ["invoice-load-1"] * 2,
         }
     )
 

@@ -24,8 +24,9 @@ carrier_source as (
     select
         carrier, carrier_message_id, part_index, parts_total, direction, to_address,
         status_class, error_code, num_segments, price_micros, price_currency, price_final,
-        sent_at_utc, body_sha256, loaded_at_utc
+        sent_at_utc, sender_reference, body_sha256, loaded_at_utc
     from carrier_records
+    where direction is null or direction like 'outbound%'
 ),
 
 rates_source as (
@@ -62,10 +63,47 @@ sms_attempts as (
     group by message_key, attempted_at_utc
 ),
 
+carrier_sessions as (
+    select
+        *,
+        lag(sent_at_utc) over (
+            partition by carrier, sender_reference, to_address
+            order by sent_at_utc, carrier_message_id, part_index
+        ) as previous_sent_at_utc
+    from carrier_source
+),
+
+carrier_grouped as (
+    select
+        *,
+        case
+            when sender_reference is null then carrier_message_id
+            else
+                'ref:' || sender_reference || ':' || to_address || ':' || cast(
+                    sum(
+                        case
+                            when
+                                previous_sent_at_utc is null
+                                or sent_at_utc > previous_sent_at_utc + interval '5 minutes'
+                                then 1
+                            else 0
+                        end
+                    ) over (
+                        partition by carrier, sender_reference, to_address
+                        order by sent_at_utc, carrier_message_id, part_index
+                        rows between unbounded preceding and current row
+                    ) as varchar
+                )
+        end as group_key
+    from carrier_sessions
+),
+
 carrier_messages as (
     select
         carrier,
-        carrier_message_id,
+        group_key,
+        min(carrier_message_id) as carrier_message_id,
+        max(sender_reference) as sender_reference,
         max(to_address) as to_address,
         min(sent_at_utc) as sent_at_utc,
         case max(
@@ -79,31 +117,33 @@ carrier_messages as (
         end as status_class,
         max(error_code) as error_code,
         count(*) as parts,
-        case
-            when count(*) > 1 then greatest(count(*), coalesce(max(parts_total), 0))
-            else coalesce(max(num_segments), max(parts_total), 1)
-        end as segments,
+        greatest(
+            count(*),
+            coalesce(max(parts_total), 0),
+            case when count(*) = 1 then coalesce(max(num_segments), 0) else 0 end
+        ) as segments,
         cast(sum(price_micros) as bigint) as price_micros,
         max(price_currency) as price_currency,
         count(price_micros) = count(*) and bool_and(coalesce(price_final, false)) as price_final,
         max(body_sha256) as body_sha256
-    from carrier_source
-    where direction is null or direction like 'outbound%'
-    group by carrier, carrier_message_id
+    from carrier_grouped
+    group by carrier, group_key
 ),
 
 id_candidates as (
-    select a.message_key, a.attempted_at_utc, c.carrier, c.carrier_message_id
+    select distinct a.message_key, a.attempted_at_utc, g.carrier, g.group_key
     from sms_attempts as a
-    inner join carrier_messages as c on a.carrier_message_id = c.carrier_message_id
+    inner join carrier_grouped as g on a.carrier_message_id = g.carrier_message_id
 ),
 
 id_taken as (
-    select distinct carrier, carrier_message_id from id_candidates
+    select distinct carrier, group_key from id_candidates
 ),
 
 window_candidates as (
-    select a.message_key, a.attempted_at_utc, c.carrier, c.carrier_message_id
+    select
+        a.message_key, a.attempted_at_utc, c.carrier, c.group_key,
+        c.sender_reference is not null as sender_reference_matched
     from sms_attempts as a
     inner join carrier_messages as c
         on
@@ -111,19 +151,24 @@ window_candidates as (
             and c.sent_at_utc >= a.attempted_at_utc - interval '2 minutes'
             and c.sent_at_utc <= a.attempted_at_utc + interval '15 minutes'
             and (a.body_sha256 is null or c.body_sha256 is null or a.body_sha256 = c.body_sha256)
+            and (c.sender_reference is null or c.sender_reference = a.message_key)
     where
         a.carrier_message_id is null
         and not exists (
             select 1 from id_taken as t
-            where t.carrier = c.carrier and t.carrier_message_id = c.carrier_message_id
+            where t.carrier = c.carrier and t.group_key = c.group_key
         )
 ),
 
 candidates as (
-    select message_key, attempted_at_utc, carrier, carrier_message_id, 'carrier_message_id' as match_method
+    select message_key, attempted_at_utc, carrier, group_key, 'carrier_message_id' as match_method
     from id_candidates
     union all
-    select message_key, attempted_at_utc, carrier, carrier_message_id, 'recipient_window' as match_method
+    select
+        message_key, attempted_at_utc, carrier, group_key,
+        case
+            when sender_reference_matched then 'sender_reference' else 'recipient_window'
+        end as match_method
     from window_candidates
 ),
 
@@ -132,15 +177,15 @@ candidate_counts as (
         message_key,
         attempted_at_utc,
         carrier,
-        carrier_message_id,
+        group_key,
         match_method,
         count(*) over (partition by message_key, attempted_at_utc) as attempt_candidates,
-        count(*) over (partition by carrier, carrier_message_id) as carrier_candidates
+        count(*) over (partition by carrier, group_key) as carrier_candidates
     from candidates
 ),
 
 pairs as (
-    select message_key, attempted_at_utc, carrier, carrier_message_id, match_method
+    select message_key, attempted_at_utc, carrier, group_key, match_method
     from candidate_counts
     where attempt_candidates = 1 and carrier_candidates = 1
 ),
@@ -150,7 +195,7 @@ attempt_keys as (
 ),
 
 carrier_keys as (
-    select distinct carrier, carrier_message_id from candidates
+    select distinct carrier, group_key from candidates
 ),
 
 ambiguous_attempts as (
@@ -158,7 +203,7 @@ ambiguous_attempts as (
         c.message_key,
         c.attempted_at_utc,
         count(*) as candidates,
-        string_agg(c.carrier || ':' || c.carrier_message_id, ',' order by c.carrier, c.carrier_message_id)
+        string_agg(c.carrier || ':' || c.group_key, ',' order by c.carrier, c.group_key)
             as candidate_ids
     from candidates as c
     where not exists (
@@ -171,20 +216,20 @@ ambiguous_attempts as (
 ambiguous_carriers as (
     select
         c.carrier,
-        c.carrier_message_id,
+        c.group_key,
         count(*) as candidates,
         string_agg(c.message_key, ',' order by c.message_key, c.attempted_at_utc) as candidate_ids
     from candidates as c
     where not exists (
         select 1 from pairs as p
-        where p.carrier = c.carrier and p.carrier_message_id = c.carrier_message_id
+        where p.carrier = c.carrier and p.group_key = c.group_key
     )
-    group by c.carrier, c.carrier_message_id
+    group by c.carrier, c.group_key
 ),
 
 joined as (
     select
-        a.message_key, a.attempted_at_utc, p.carrier, p.carrier_message_id, p.match_method,
+        a.message_key, a.attempted_at_utc, p.carrier, p.group_key, p.match_method,
         false as ambiguous, 1 as candidates, cast(null as varchar) as candidate_ids
     from pairs as p
     inner join sms_attempts as a
@@ -196,7 +241,7 @@ joined as (
     from ambiguous_attempts
     union all
     select
-        cast(null as varchar), cast(null as timestamp), carrier, carrier_message_id,
+        cast(null as varchar), cast(null as timestamp), carrier, group_key,
         cast(null as varchar), true, candidates, candidate_ids
     from ambiguous_carriers
     union all
@@ -212,12 +257,12 @@ joined as (
         )
     union all
     select
-        cast(null as varchar), cast(null as timestamp), c.carrier, c.carrier_message_id,
+        cast(null as varchar), cast(null as timestamp), c.carrier, c.group_key,
         cast(null as varchar), false, 0, cast(null as varchar)
     from carrier_messages as c
     where not exists (
         select 1 from carrier_keys as k
-        where k.carrier = c.carrier and k.carrier_message_id = c.carrier_message_id
+        where k.carrier = c.carrier and k.group_key = c.group_key
     )
 ),
 
@@ -236,7 +281,8 @@ sides as (
         a.segments as attempt_segments,
         a.carrier_message_id as attempt_carrier_message_id,
         j.carrier,
-        j.carrier_message_id,
+        c.carrier_message_id,
+        c.sender_reference as carrier_sender_reference,
         c.to_address as carrier_to_address,
         c.sent_at_utc as carrier_sent_at_utc,
         c.status_class as carrier_status_class,
@@ -255,7 +301,7 @@ sides as (
     left join sms_attempts as a
         on j.message_key = a.message_key and j.attempted_at_utc = a.attempted_at_utc
     left join carrier_messages as c
-        on j.carrier = c.carrier and j.carrier_message_id = c.carrier_message_id
+        on j.carrier = c.carrier and j.group_key = c.group_key
 ),
 
 rated as (

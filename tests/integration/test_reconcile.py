@@ -73,6 +73,8 @@ def test_every_status_with_known_answers(loaded) -> None:
         "m16": "price_mismatch",
         "m19": "matched",
         "vonage:V20": "billed_not_attempted",
+        "m21": "matched",
+        "vonage:V22": "billed_not_attempted",
     }
 
 
@@ -95,6 +97,10 @@ def test_match_details(loaded) -> None:
     assert rows["m06"]["candidates"] == 1
     assert rows["SM06"]["candidates"] == 2
     assert rows["SM06"]["candidate_ids"] == "m06,m07"
+    assert rows["m21"]["match_method"] == "sender_reference"
+    assert (rows["m21"]["carrier_parts"], rows["m21"]["carrier_segments"]) == (2, 2)
+    assert rows["m21"]["price_micros"] == 2 * 9_100
+    assert rows["m21"]["carrier_message_id"] == "V21a"
     assert rows["m14"]["delivery"] == "undelivered"
     assert rows["m11"]["delivery"] == "pending"
     assert rows["m06"]["delivery"] is None
@@ -131,12 +137,13 @@ def test_daily(loaded) -> None:
 
 def test_billing_period(loaded) -> None:
     rows = {
-        r["carrier"]: r
+        (r["carrier"], r["period_start"].month): r
         for r in _frame(
             loaded, "select * from reconcile_billing_period order by carrier"
         ).iter_rows(named=True)
     }
-    nov = rows["twilio"]
+    assert set(rows) == {("twilio", 11), ("vonage", 10), ("vonage", 11)}
+    nov = rows[("twilio", 11)]
     assert (nov["period_start"], nov["period_end"]) == (date(2026, 11, 1), date(2026, 11, 30))
     assert nov["invoiced_micros"] == fx.NOV_INVOICE
     assert nov["records_final_micros"] == fx.NOV_FINAL
@@ -144,7 +151,9 @@ def test_billing_period(loaded) -> None:
     assert nov["difference_micros"] == fx.US
     assert nov["status"] == "differs"
     assert nov["billed_not_attempted"] == 1  # SM03
-    oct_ = rows["vonage"]
+    assert rows[("vonage", 11)]["status"] == "no_invoice"
+    assert rows[("vonage", 11)]["records_final_micros"] == 3 * 9_100
+    oct_ = rows[("vonage", 10)]
     assert oct_["status"] == "no_invoice"
     assert (oct_["period_start"], oct_["period_end"]) == (date(2026, 10, 1), date(2026, 10, 31))
     assert oct_["records_final_micros"] == fx.VONAGE[3]
