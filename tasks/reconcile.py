@@ -92,10 +92,15 @@ def update_delivery(
     run_id: str,
     now: datetime,
     days: Sequence[date] | None = None,
+    through: date | None = None,
 ) -> dict[str, int]:
     """Move ``sent`` messages with a matched final carrier record (attempted on ``days``, or
-    any day) to ``delivered`` / ``undelivered``; returns counts per new state."""
+    on any day up to ``through``, or any day) to ``delivered`` / ``undelivered``; returns
+    counts per new state."""
     where, params = _day_filter(days, "attempt_day")
+    if through is not None:
+        where += " and attempt_day <= :through"
+        params["through"] = through
     matched = read_frame(
         conn,
         "select message_key, delivery, carrier, carrier_message_id, carrier_status_class,"
@@ -264,7 +269,8 @@ def money(micros: int | None, currency: str | None = "") -> str:
 def _md_table(frame: pl.DataFrame, money_columns: Sequence[str] = ()) -> str:
     if frame.height == 0:
         return "_none_\n"
-    header = "| " + " | ".join(frame.columns) + " |"
+    names = [c.removesuffix("_micros") if c in money_columns else c for c in frame.columns]
+    header = "| " + " | ".join(names) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
     lines = [header, rule]
     for row in frame.iter_rows(named=True):
