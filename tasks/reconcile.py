@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tasks.outbox import transition
-from tasks.warehouse import read_frame, write_frame
+from tasks.warehouse import _sql_files, read_frame, write_frame
 
 __all__ = [
     "STATUSES",
@@ -34,6 +34,7 @@ __all__ = [
     "discrepancies",
     "load_rates",
     "period_rows",
+    "reconcile_days",
     "status_counts",
     "summary_markdown",
     "update_delivery",
@@ -124,6 +125,70 @@ def update_delivery(
             conn, part, from_states=("sent",), to_state=state, run_id=run_id, now=now
         )
     return counts
+
+
+WINDOW_PAD = timedelta(minutes=17)
+"""Padding of a day's window: a match looks 2 min back and 15 min ahead, and a candidate's
+competitors are as far again, so every row of the day sees all it depends on."""
+
+
+def _window_model(dialect: str) -> str:
+    text = dict(_sql_files("models", dialect))["reconcile_message"]
+    body = text.split("create or replace view reconcile_message as", 1)[1]
+    for table in ("attempts", "carrier_records"):
+        marker = f"\n    from {table}\n"
+        if body.count(marker) != 1:
+            raise RuntimeError(f"reconcile_message must read {table} in one import CTE")
+        body = body.replace(marker, f"\n    from win_{table}\n")
+    return "\n".join(line.split("--", 1)[0] for line in body.splitlines())
+
+
+def reconcile_days(conn: Connection, days: Sequence[date]) -> int:
+    """Materialize reconcile_message for ``days`` into ``reconcile_results`` (created on first
+    use with the view's columns): per day, the model runs over that day's window only (attempts
+    and carrier records within 17 minutes of it, plus those linked by a carrier message id),
+    the day's rows replace the stored ones. Equal to the full view's rows of those days (except
+    for per-part receipt groups that chain across the padding, a case no layout produces).
+    Returns the rows written."""
+    conn.exec_driver_sql(
+        "create table if not exists reconcile_results as"
+        " select * from reconcile_message where 1 = 0"
+    )
+    model = _window_model(conn.dialect.name)
+    written = 0
+    for day in days:
+        lo = datetime.combine(day, datetime.min.time()) - WINDOW_PAD
+        hi = datetime.combine(day + timedelta(days=1), datetime.min.time()) + WINDOW_PAD
+        window = {"lo": lo, "hi": hi}
+        for table in ("win_attempts", "win_carrier_records"):
+            conn.exec_driver_sql(f"drop table if exists {table}")
+        conn.execute(
+            sa.text(
+                "create temporary table win_attempts as select * from attempts a"
+                " where (a.attempted_at_utc >= :lo and a.attempted_at_utc < :hi)"
+                " or a.carrier_message_id in (select c.carrier_message_id from carrier_records c"
+                " where c.sent_at_utc >= :lo and c.sent_at_utc < :hi)"
+            ),
+            window,
+        )
+        conn.execute(
+            sa.text(
+                "create temporary table win_carrier_records as select * from carrier_records c"
+                " where (c.sent_at_utc >= :lo and c.sent_at_utc < :hi)"
+                " or c.carrier_message_id in (select w.carrier_message_id from win_attempts w"
+                " where w.carrier_message_id is not null)"
+            ),
+            window,
+        )
+        conn.execute(sa.text("delete from reconcile_results where day = :d"), {"d": day})
+        conn.execute(
+            sa.text(f"insert into reconcile_results select * from ({model}) as r where r.day = :d"),
+            {"d": day},
+        )
+        written += conn.execute(
+            sa.text("select count(*) from reconcile_results where day = :d"), {"d": day}
+        ).scalar_one()
+    return written
 
 
 def load_rates(conn: Connection, rates: pl.DataFrame) -> int:

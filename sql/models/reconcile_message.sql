@@ -6,8 +6,10 @@
 -- attempt carries it; else recipient (E.164) + carrier sent_at within [attempted_at - 2 min,
 -- attempted_at + 15 min] + body hash where both sides have one. A match needs exactly one
 -- candidate on both sides; otherwise every row involved is ambiguous_match (never guessed).
--- as_of_utc = the latest carrier_records.loaded_at_utc (1970 when there is none): a row whose
--- send is less than 72 h before it and is not final is pending_final.
+-- as_of_utc (reconcile_clock) = the latest carrier_records.loaded_at_utc (1970 when there is
+-- none): a row whose send is less than 72 h before it and is not final is pending_final.
+-- tasks/reconcile.py reconcile_days evaluates this same text over one day's padded window
+-- (the two import CTEs reading attempts and carrier_records point at window tables).
 -- status (first that applies): ambiguous_match | pending_final | attempted_not_billed |
 -- billed_not_attempted | segment_mismatch | price_mismatch | matched. delivery (for the
 -- outbox): delivered | undelivered | pending | unknown on unambiguous matched rows, else null.
@@ -35,8 +37,7 @@ rates_source as (
 ),
 
 clock as (
-    select coalesce(max(loaded_at_utc), timestamp '1970-01-01 00:00:00') as as_of_utc
-    from carrier_source
+    select as_of_utc from reconcile_clock
 ),
 
 sms_attempts as (

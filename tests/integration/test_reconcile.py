@@ -312,3 +312,18 @@ def test_a_late_final_price_replaces_the_pending_one(loaded) -> None:
             {"p": fx.US},
         )
     assert _statuses_by_key(loaded)["m11"] == "matched"
+
+
+def test_day_by_day_materialization_equals_the_full_view(loaded) -> None:
+    from tasks.reconcile import reconcile_days
+
+    days = sorted(set(_frame(loaded, "select distinct day from reconcile_message")["day"]))
+    assert len(days) == 3  # 10-15 (V20), 11-23, 11-26
+    with loaded.begin() as conn:
+        written = reconcile_days(conn, days)
+    assert written == sum(fx.EXPECTED_STATUS.values())
+    with loaded.begin() as conn:  # a re-run of one day changes nothing
+        reconcile_days(conn, [fx.D])
+    stored = _frame(loaded, "select * from reconcile_results")
+    order = ["message_key", "attempted_at_utc", "carrier", "carrier_message_id"]
+    assert stored.sort(order, nulls_last=True).equals(_snapshot(loaded))
