@@ -138,7 +138,7 @@ def generate(folder: Path, n: int, days: int, seed: int, *, first_day: int = 0) 
     return {"attempts": attempts.height, "carrier_records": records.height}
 
 
-def child(folder: Path, new_day: date) -> None:
+def child(folder: Path, new_day: date, memory_limit: str = "12GB") -> None:
     import duckdb
 
     from tasks.reconcile import reconcile_days
@@ -148,6 +148,8 @@ def child(folder: Path, new_day: date) -> None:
     full_dir, day_dir = folder / "full", folder / "day"
     # 1. full reconciliation straight from the parquet files (same model SQL)
     con = duckdb.connect(str(folder / "files.duckdb"))
+    con.execute("set preserve_insertion_order = false")
+    con.execute(f"set memory_limit = '{memory_limit}'")
     con.execute(
         f"create view attempts as select * from read_parquet('{full_dir / 'attempts.parquet'}')"
     )

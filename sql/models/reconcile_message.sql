@@ -28,7 +28,6 @@ carrier_source as (
         status_class, error_code, num_segments, price_micros, price_currency, price_final,
         sent_at_utc, sender_reference, body_sha256, loaded_at_utc
     from carrier_records
-    where direction is null or direction like 'outbound%'
 ),
 
 rates_source as (
@@ -49,10 +48,10 @@ sms_attempts as (
         max(genesys_contact_list_id) as genesys_contact_list_id,
         max(genesys_campaign_id) as genesys_campaign_id,
         max(wrapup_code) as wrapup_code,
-        case
-            when sum(case when outcome_class = 'sent' then 1 else 0 end) > 0 then 'sent'
-            when sum(case when outcome_class = 'unknown' then 1 else 0 end) > 0 then 'unknown'
-            else 'failed'
+        case min(
+            case outcome_class when 'sent' then 1 when 'unknown' then 2 else 3 end
+        )
+            when 1 then 'sent' when 2 then 'unknown' else 'failed'
         end as outcome_class,
         max(to_address) as to_address,
         max(body_sha256) as body_sha256,
@@ -64,39 +63,52 @@ sms_attempts as (
     group by message_key, attempted_at_utc
 ),
 
-carrier_sessions as (
+outbound_records as (
+    select *
+    from carrier_source
+    where direction is null or direction like 'outbound%'
+),
+
+referenced_sessions as (
     select
         *,
         lag(sent_at_utc) over (
             partition by carrier, sender_reference, to_address
             order by sent_at_utc, carrier_message_id, part_index
         ) as previous_sent_at_utc
-    from carrier_source
+    from outbound_records
+    where sender_reference is not null
 ),
 
 carrier_grouped as (
     select
-        *,
-        case
-            when sender_reference is null then carrier_message_id
-            else
-                'ref:' || sender_reference || ':' || to_address || ':' || cast(
-                    sum(
-                        case
-                            when
-                                previous_sent_at_utc is null
-                                or sent_at_utc > previous_sent_at_utc + interval '5 minutes'
-                                then 1
-                            else 0
-                        end
-                    ) over (
-                        partition by carrier, sender_reference, to_address
-                        order by sent_at_utc, carrier_message_id, part_index
-                        rows between unbounded preceding and current row
-                    ) as varchar
-                )
-        end as group_key
-    from carrier_sessions
+        carrier, carrier_message_id, part_index, parts_total, to_address, status_class,
+        error_code, num_segments, price_micros, price_currency, price_final, sent_at_utc,
+        sender_reference, body_sha256,
+        carrier_message_id as group_key
+    from outbound_records
+    where sender_reference is null
+    union all
+    select
+        carrier, carrier_message_id, part_index, parts_total, to_address, status_class,
+        error_code, num_segments, price_micros, price_currency, price_final, sent_at_utc,
+        sender_reference, body_sha256,
+        'ref:' || sender_reference || ':' || to_address || ':' || cast(
+            sum(
+                case
+                    when
+                        previous_sent_at_utc is null
+                        or sent_at_utc > previous_sent_at_utc + interval '5 minutes'
+                        then 1
+                    else 0
+                end
+            ) over (
+                partition by carrier, sender_reference, to_address
+                order by sent_at_utc, carrier_message_id, part_index
+                rows between unbounded preceding and current row
+            ) as varchar
+        ) as group_key
+    from referenced_sessions
 ),
 
 carrier_messages as (
@@ -137,10 +149,6 @@ id_candidates as (
     inner join carrier_grouped as g on a.carrier_message_id = g.carrier_message_id
 ),
 
-id_taken as (
-    select distinct carrier, group_key from id_candidates
-),
-
 window_candidates as (
     select
         a.message_key, a.attempted_at_utc, c.carrier, c.group_key,
@@ -153,118 +161,124 @@ window_candidates as (
             and c.sent_at_utc <= a.attempted_at_utc + interval '15 minutes'
             and (a.body_sha256 is null or c.body_sha256 is null or a.body_sha256 = c.body_sha256)
             and (c.sender_reference is null or c.sender_reference = a.message_key)
-    where
-        a.carrier_message_id is null
-        and not exists (
-            select 1 from id_taken as t
-            where t.carrier = c.carrier and t.group_key = c.group_key
-        )
+    where a.carrier_message_id is null
 ),
 
 candidates as (
-    select message_key, attempted_at_utc, carrier, group_key, 'carrier_message_id' as match_method
+    select
+        message_key, attempted_at_utc, carrier, group_key, 'carrier_message_id' as match_method
     from id_candidates
     union all
     select
-        message_key, attempted_at_utc, carrier, group_key,
+        w.message_key, w.attempted_at_utc, w.carrier, w.group_key,
         case
-            when sender_reference_matched then 'sender_reference' else 'recipient_window'
+            when w.sender_reference_matched then 'sender_reference' else 'recipient_window'
         end as match_method
-    from window_candidates
+    from window_candidates as w
+    where not exists (
+        select 1 from id_candidates as t
+        where t.carrier = w.carrier and t.group_key = w.group_key
+    )
 ),
 
-candidate_counts as (
+attempt_summary as (
     select
         message_key,
         attempted_at_utc,
+        count(*) as candidates,
+        min(carrier) as carrier,
+        min(group_key) as group_key,
+        min(match_method) as match_method
+    from candidates
+    group by message_key, attempted_at_utc
+),
+
+carrier_summary as (
+    select
         carrier,
         group_key,
-        match_method,
-        count(*) over (partition by message_key, attempted_at_utc) as attempt_candidates,
-        count(*) over (partition by carrier, group_key) as carrier_candidates
+        count(*) as candidates,
+        min(message_key) as message_key,
+        min(attempted_at_utc) as attempted_at_utc
     from candidates
+    group by carrier, group_key
 ),
 
-pairs as (
-    select message_key, attempted_at_utc, carrier, group_key, match_method
-    from candidate_counts
-    where attempt_candidates = 1 and carrier_candidates = 1
-),
-
-attempt_keys as (
-    select distinct message_key, attempted_at_utc from candidates
-),
-
-carrier_keys as (
-    select distinct carrier, group_key from candidates
-),
-
-ambiguous_attempts as (
+ambiguous_ids as (
     select
         c.message_key,
         c.attempted_at_utc,
-        count(*) as candidates,
-        string_agg(c.carrier || ':' || c.group_key, ',' order by c.carrier, c.group_key)
-            as candidate_ids
-    from candidates as c
-    where not exists (
-        select 1 from pairs as p
-        where p.message_key = c.message_key and p.attempted_at_utc = c.attempted_at_utc
-    )
-    group by c.message_key, c.attempted_at_utc
-),
-
-ambiguous_carriers as (
-    select
         c.carrier,
         c.group_key,
-        count(*) as candidates,
-        string_agg(c.message_key, ',' order by c.message_key, c.attempted_at_utc) as candidate_ids
+        a.candidates as attempt_candidates,
+        s.candidates as carrier_candidates
     from candidates as c
-    where not exists (
-        select 1 from pairs as p
-        where p.carrier = c.carrier and p.group_key = c.group_key
-    )
-    group by c.carrier, c.group_key
+    inner join attempt_summary as a
+        on c.message_key = a.message_key and c.attempted_at_utc = a.attempted_at_utc
+    inner join carrier_summary as s on c.carrier = s.carrier and c.group_key = s.group_key
+    where a.candidates > 1 or s.candidates > 1
+),
+
+attempt_candidate_ids as (
+    select
+        i.message_key,
+        i.attempted_at_utc,
+        string_agg(
+            i.carrier || ':' || m.carrier_message_id, ',' order by i.carrier, m.carrier_message_id
+        ) as candidate_ids
+    from ambiguous_ids as i
+    inner join carrier_messages as m on i.carrier = m.carrier and i.group_key = m.group_key
+    group by i.message_key, i.attempted_at_utc
+),
+
+carrier_candidate_ids as (
+    select
+        carrier,
+        group_key,
+        string_agg(message_key, ',' order by message_key, attempted_at_utc) as candidate_ids
+    from ambiguous_ids
+    group by carrier, group_key
+),
+
+attempt_rows as (
+    select
+        a.message_key,
+        a.attempted_at_utc,
+        case when paired.candidates = 1 and s.candidates = 1 then s.carrier end as carrier,
+        case when paired.candidates = 1 and s.candidates = 1 then s.group_key end as group_key,
+        case when paired.candidates = 1 and s.candidates = 1 then paired.match_method end
+            as match_method,
+        paired.candidates is not null
+        and not (paired.candidates = 1 and s.candidates = 1) as ambiguous,
+        coalesce(paired.candidates, 0) as candidates
+    from sms_attempts as a
+    left join attempt_summary as paired
+        on a.message_key = paired.message_key and a.attempted_at_utc = paired.attempted_at_utc
+    left join carrier_summary as s
+        on paired.carrier = s.carrier and paired.group_key = s.group_key
+    where a.outcome_class in ('sent', 'unknown') or paired.candidates is not null
+),
+
+carrier_rows as (
+    select
+        cast(null as varchar) as message_key,
+        cast(null as timestamp) as attempted_at_utc,
+        c.carrier,
+        c.group_key,
+        cast(null as varchar) as match_method,
+        s.candidates is not null as ambiguous,
+        coalesce(s.candidates, 0) as candidates
+    from carrier_messages as c
+    left join carrier_summary as s on c.carrier = s.carrier and c.group_key = s.group_key
+    left join attempt_summary as a
+        on s.message_key = a.message_key and s.attempted_at_utc = a.attempted_at_utc
+    where s.candidates is null or not (s.candidates = 1 and a.candidates = 1)
 ),
 
 joined as (
-    select
-        a.message_key, a.attempted_at_utc, p.carrier, p.group_key, p.match_method,
-        false as ambiguous, 1 as candidates, cast(null as varchar) as candidate_ids
-    from pairs as p
-    inner join sms_attempts as a
-        on p.message_key = a.message_key and p.attempted_at_utc = a.attempted_at_utc
+    select * from attempt_rows
     union all
-    select
-        message_key, attempted_at_utc, cast(null as varchar), cast(null as varchar),
-        cast(null as varchar), true, candidates, candidate_ids
-    from ambiguous_attempts
-    union all
-    select
-        cast(null as varchar), cast(null as timestamp), carrier, group_key,
-        cast(null as varchar), true, candidates, candidate_ids
-    from ambiguous_carriers
-    union all
-    select
-        a.message_key, a.attempted_at_utc, cast(null as varchar), cast(null as varchar),
-        cast(null as varchar), false, 0, cast(null as varchar)
-    from sms_attempts as a
-    where
-        a.outcome_class in ('sent', 'unknown')
-        and not exists (
-            select 1 from attempt_keys as k
-            where k.message_key = a.message_key and k.attempted_at_utc = a.attempted_at_utc
-        )
-    union all
-    select
-        cast(null as varchar), cast(null as timestamp), c.carrier, c.group_key,
-        cast(null as varchar), false, 0, cast(null as varchar)
-    from carrier_messages as c
-    where not exists (
-        select 1 from carrier_keys as k
-        where k.carrier = c.carrier and k.group_key = c.group_key
-    )
+    select * from carrier_rows
 ),
 
 sides as (
@@ -296,13 +310,23 @@ sides as (
         j.match_method,
         j.ambiguous,
         j.candidates,
-        j.candidate_ids,
+        coalesce(ai.candidate_ids, ci.candidate_ids) as candidate_ids,
         coalesce(j.attempted_at_utc, c.sent_at_utc) as send_at_utc
     from joined as j
     left join sms_attempts as a
         on j.message_key = a.message_key and j.attempted_at_utc = a.attempted_at_utc
     left join carrier_messages as c
         on j.carrier = c.carrier and j.group_key = c.group_key
+    left join attempt_candidate_ids as ai
+        on
+            j.ambiguous and j.message_key = ai.message_key
+            and j.attempted_at_utc = ai.attempted_at_utc
+    left join carrier_candidate_ids as ci
+        on j.ambiguous and j.carrier = ci.carrier and j.group_key = ci.group_key
+),
+
+rate_lengths as (
+    select distinct length(destination_prefix) as prefix_length from rates_source
 ),
 
 rated as (
@@ -316,12 +340,14 @@ rated as (
             order by length(r.destination_prefix) desc, r.valid_from desc
         ) as rate_rank
     from sides as s
+    cross join rate_lengths as l
     inner join rates_source as r
         on
             s.carrier = r.carrier
-            and s.carrier_to_address like r.destination_prefix || '%'
+            and substr(s.carrier_to_address, 1, l.prefix_length) = r.destination_prefix
             and cast(s.carrier_sent_at_utc as date) >= r.valid_from
             and (r.valid_to is null or cast(s.carrier_sent_at_utc as date) < r.valid_to)
+    where s.carrier is not null
 ),
 
 checked as (
