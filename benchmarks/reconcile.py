@@ -131,7 +131,9 @@ def generate(folder: Path, n: int, days: int, seed: int, *, first_day: int = 0) 
         ("SX" + pl.col("carrier_message_id")).alias("carrier_message_id"),
         ("+1313" + pl.col("to_address").str.slice(5)).alias("to_address"),
     )
-    records = pl.concat([records, extra])
+    # loads arrive day by day, so the tables are clustered by time (as a warehouse is)
+    attempts = attempts.sort("attempted_at_utc")
+    records = pl.concat([records, extra]).sort("sent_at_utc")
     folder.mkdir(parents=True, exist_ok=True)
     attempts.write_parquet(folder / "attempts.parquet")
     records.write_parquet(folder / "carrier_records.parquet")

@@ -5,7 +5,8 @@
 It reads the Genesys attempts of recently handed-off messages (contact-list exports, contact
 lookups, agentless message status) into ``attempts``, loads the given carrier files into
 ``carrier_records`` (``tasks.carriers``; any layout), moves ``sent`` messages attempted that
-day to ``delivered`` / ``undelivered`` from matched carrier records, writes a markdown summary
+day to ``delivered`` / ``undelivered`` from matched carrier records, materializes the day into
+``reconcile_results`` (:func:`tasks.reconcile.reconcile_days`), writes a markdown summary
 and an SVG chart (sent, delivered, billed per day) under ``<data_dir>/reconcile/<day>/``, and
 publishes both as a Prefect markdown artifact. Every load is idempotent: re-running a day
 changes nothing.
@@ -56,6 +57,7 @@ from tasks.reconcile import (
     discrepancies,
     load_rates,
     period_rows,
+    reconcile_days,
     status_counts,
     summary_markdown,
     update_delivery,
@@ -152,6 +154,7 @@ def reconcile_daily(
         with engine.begin() as conn:
             delivery = update_delivery(conn, run_id=run_id, now=at, through=target)
             covered = [target - timedelta(days=i) for i in range(days_back, -1, -1)]
+            materialized = reconcile_days(conn, covered)
             statuses = status_counts(conn, covered)
             days = [target - timedelta(days=i) for i in range(max(chart_days, 1) - 1, -1, -1)]
             daily = daily_totals(conn, days)
@@ -182,6 +185,7 @@ def reconcile_daily(
         "attempts_loaded": attempts,
         "carrier_records": carriers,
         "delivery": delivery,
+        "reconcile_results": materialized,
         **paths,
     }
 

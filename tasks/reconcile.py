@@ -162,23 +162,32 @@ def reconcile_days(conn: Connection, days: Sequence[date]) -> int:
         window = {"lo": lo, "hi": hi}
         for table in ("win_attempts", "win_carrier_records"):
             conn.exec_driver_sql(f"drop table if exists {table}")
+        # two selects joined by union rather than one OR, so the time range can use the
+        # tables' zone maps / indexes
         conn.execute(
             sa.text(
-                "create temporary table win_attempts as select * from attempts a"
-                " where (a.attempted_at_utc >= :lo and a.attempted_at_utc < :hi)"
-                " or a.carrier_message_id in (select c.carrier_message_id from carrier_records c"
-                " where c.sent_at_utc >= :lo and c.sent_at_utc < :hi)"
+                "create temporary table win_carrier_records as select * from carrier_records c"
+                " where c.sent_at_utc >= :lo and c.sent_at_utc < :hi"
             ),
             window,
         )
         conn.execute(
             sa.text(
-                "create temporary table win_carrier_records as select * from carrier_records c"
-                " where (c.sent_at_utc >= :lo and c.sent_at_utc < :hi)"
-                " or c.carrier_message_id in (select w.carrier_message_id from win_attempts w"
-                " where w.carrier_message_id is not null)"
+                "create temporary table win_attempts as"
+                " select * from attempts a where a.attempted_at_utc >= :lo"
+                " and a.attempted_at_utc < :hi"
+                " union select * from attempts a where a.carrier_message_id in"
+                " (select w.carrier_message_id from win_carrier_records w)"
             ),
             window,
+        )
+        conn.exec_driver_sql(
+            "insert into win_carrier_records select * from carrier_records c"
+            " where c.carrier_message_id in (select w.carrier_message_id from win_attempts w"
+            " where w.carrier_message_id is not null)"
+            " and not exists (select 1 from win_carrier_records k where"
+            " k.carrier = c.carrier and k.carrier_message_id = c.carrier_message_id"
+            " and k.part_index = c.part_index)"
         )
         conn.execute(sa.text("delete from reconcile_results where day = :d"), {"d": day})
         conn.execute(

@@ -99,6 +99,7 @@ def test_reconcile_daily_and_billing(prefect_harness, overrides, tmp_path) -> No
     assert first["carrier_records"]["inserted"] == 2
     assert first["delivery"] == {"delivered": 1, "undelivered": 1}
     assert first["statuses"]["matched"] == 2
+    assert first["reconcile_results"] == 2  # the day materialized
     assert sum(first["statuses"].values()) == 2
     assert _states(overrides) == {"m01": "delivered", "m02": "undelivered"}
     svg = Path(first["chart"]).read_text(encoding="utf-8")
@@ -110,6 +111,7 @@ def test_reconcile_daily_and_billing(prefect_harness, overrides, tmp_path) -> No
     assert again["carrier_records"]["unchanged"] == 2
     assert again["delivery"] == {"delivered": 0, "undelivered": 0}
     assert again["statuses"] == first["statuses"]
+    assert again["reconcile_results"] == 2
 
     usage = tmp_path / "usage-2026-11.json"
     usage.write_text(
