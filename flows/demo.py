@@ -11,6 +11,9 @@
    hourly to stay quick, so a slot starting at :15, :30 or :45 is added at the next hour.)
 5. Collects the Genesys outcomes (sent / failed / skipped / unknown; never "delivered": that
    is a carrier fact) back into the outbox and expires what was never attempted.
+6. Reconciles (issue 9): the sandbox carrier's Twilio records, with four known discrepancies
+   injected, are loaded as a carrier file and reconcile-daily runs as it would 72 hours later
+   (attempts, delivery from matched carrier records, summary and chart).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from flows.build_reminders import build_reminders
 from flows.collect_outcomes import collect_outcomes
 from flows.common import parse_utc_instant, settings_with
 from flows.push_waves import push_waves
+from flows.reconcile import FINALITY, demo_reconcile
 from tasks.sample_data import generate
 
 __all__ = ["demo", "demo_overrides", "running_sandbox"]
@@ -106,6 +110,7 @@ def demo(
     as_of: str = "2026-11-23T06:00:00Z",
     seed: int = 7,
     hours: int = 24,
+    reconcile: bool = True,
 ) -> dict[str, Any]:
     """Run the demo; returns the build result, each hourly push, and the outcomes."""
     settings = settings_with(None)
@@ -128,7 +133,20 @@ def demo(
             now=(at + timedelta(hours=hours)).isoformat(), overrides=overrides
         )
         ledger = admin.get("/sandbox/ledger").json()["counts"]
+        reconciled = None
+        if reconcile:
+            records = admin.get("/sandbox/carrier/twilio/messages").json()["messages"]
+            end = at + timedelta(hours=hours)
+            reconciled = demo_reconcile(
+                folder,
+                records,
+                now=end + FINALITY,
+                day=end.date(),
+                days_back=(end.date() - at.date()).days,
+                overrides=overrides,
+            )
     return {
+        "reconcile": reconciled,
         "build": built,
         "pushes": pushes,
         "outcomes": outcomes,

@@ -50,6 +50,8 @@ def print_demo_report(result: dict[str, Any], console: Console | None = None) ->
             " strftime(max(send_at_local), '%H:%M') as last_local,"
             " count(distinct wave_id) as waves,"
             " sum(case when state = 'sent' then 1 else 0 end) as sent,"
+            " sum(case when state = 'delivered' then 1 else 0 end) as delivered,"
+            " sum(case when state = 'undelivered' then 1 else 0 end) as undelivered,"
             " sum(case when state = 'failed' then 1 else 0 end) as failed,"
             " sum(case when state = 'skipped' then 1 else 0 end) as skipped,"
             " sum(case when state = 'unknown' then 1 else 0 end) as unknown,"
@@ -78,3 +80,18 @@ def print_demo_report(result: dict[str, Any], console: Console | None = None) ->
             f"outcomes { ({k: v for k, v in result['outcomes'].items() if k != 'run_id'}) }; "
             f"sandbox ledger {result['sandbox_ledger']}"
         )
+    if result.get("reconcile"):
+        print_reconcile_summary(result["reconcile"], console)
+
+
+def print_reconcile_summary(rec: dict[str, Any], console: Console) -> None:
+    """The reconciliation of a demo run: statuses, delivery moves, injected discrepancies."""
+    statuses = pl.DataFrame(
+        {"status": list(rec["statuses"]), "messages": list(rec["statuses"].values())}
+    )
+    console.print(_table(f"Reconciliation {rec['day']}", statuses))
+    console.print(
+        f"reconcile-daily: delivery {rec['delivery']}; carrier records {rec['carrier_records']};"
+        f" attempts {rec['attempts_loaded']}; injected {rec.get('injected', {})};"
+        f" chart {rec.get('chart')}; summary {rec.get('summary')}"
+    )

@@ -1,8 +1,11 @@
 """The warehouse: one SQLAlchemy URL, a DuckDB file by default or PostgreSQL.
 
-DDL lives in ``sql/migrations/NNNN_<what>.sql`` (a ``NNNN_<what>.postgres.sql`` sibling overrides
-it on PostgreSQL) and analyst views in ``sql/models/*.sql``; :func:`migrate` applies what is new
-and records it in ``schema_migrations``. Frames are bulk-loaded through Arrow on DuckDB and
+DDL lives in ``sql/migrations/NNNN_<what>.sql`` and analyst views in ``sql/models/<name>.sql``;
+a sibling ``<name>.<dialect>.sql`` (``duckdb`` or ``postgresql``, the SQLAlchemy dialect name)
+replaces ``<name>.sql`` on that warehouse, so dialect differences live in SQL files, never in
+Python branches. :func:`migrate` applies the migrations that are new and records them in
+``schema_migrations``, then drops and recreates every model view, a model after the models it
+reads (:func:`model_order`). Frames are bulk-loaded through Arrow on DuckDB and
 ``COPY`` on PostgreSQL, inside the caller's transaction, so a load is all-or-nothing.
 """
 
@@ -24,8 +27,10 @@ from sqlalchemy.engine import Connection, Engine
 
 __all__ = [
     "connect",
+    "execute_script",
     "make_engine",
     "migrate",
+    "model_order",
     "read_frame",
     "write_frame",
 ]
@@ -99,6 +104,49 @@ def _statements(text: str) -> list[str]:
     return [s.strip() for s in body.split(";") if s.strip()]
 
 
+def execute_script(conn: Connection, statement: str) -> None:
+    """Run one SQL statement as written, through the driver's cursor without parameters (so
+    a ``%`` in a LIKE pattern is not read as a placeholder by psycopg), inside the
+    connection's transaction."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
+
+
+def model_order(models: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``(name, text)`` of the models ordered so that each comes after the models its text
+    names (a model reading ``reconcile_message`` is created after it); ties by name.
+    A cycle raises ``ValueError``."""
+    names = {name for name, _ in models}
+    texts = dict(models)
+    needs = {
+        name: {
+            other
+            for other in names
+            if other != name and re.search(rf"\b{re.escape(other)}\b", _code(texts[name]))
+        }
+        for name in names
+    }
+    ordered: list[tuple[str, str]] = []
+    done: set[str] = set()
+    while len(done) < len(names):
+        ready = sorted(n for n in names - done if needs[n] <= done)
+        if not ready:
+            raise ValueError(f"models depend on each other in a cycle: {sorted(names - done)}")
+        for name in ready:
+            ordered.append((name, texts[name]))
+            done.add(name)
+    return ordered
+
+
+def _code(text: str) -> str:
+    return "\n".join(line.split("--", 1)[0] for line in text.splitlines())
+
+
 def migrate(engine: Engine) -> list[str]:
     """Apply new migrations, then (re)create the analyst views. Returns the versions applied."""
     dialect = engine.dialect.name
@@ -113,15 +161,18 @@ def migrate(engine: Engine) -> list[str]:
             if name in done:
                 continue
             for statement in _statements(text):
-                conn.exec_driver_sql(statement)
+                execute_script(conn, statement)
             conn.execute(
                 sa.text("insert into schema_migrations values (:v, :t)"),
                 {"v": name, "t": datetime.now(UTC).replace(tzinfo=None)},
             )
             applied.append(name)
-        for _name, text in _sql_files("models", dialect):
+        models = model_order(_sql_files("models", dialect))
+        for name, _text in reversed(models):
+            conn.exec_driver_sql(f"drop view if exists {name}")
+        for _name, text in models:
             for statement in _statements(text):
-                conn.exec_driver_sql(statement)
+                execute_script(conn, statement)
     if applied:
         log.info("warehouse migrations applied: %s", ", ".join(applied))
     return applied

@@ -32,7 +32,15 @@ def demo_run(prefect_harness, tmp_path_factory):
     with engine.connect() as conn:
         tables = {
             name: read_frame(conn, f"select * from {name}")
-            for name in ("runs", "decisions", "quarantine", "messages", "message_events")
+            for name in (
+                "runs",
+                "decisions",
+                "quarantine",
+                "messages",
+                "message_events",
+                "reconcile_message",
+                "carrier_records",
+            )
         }
     engine.dispose()
     raw = {
@@ -147,9 +155,12 @@ def test_every_message_reached_genesys_once_and_has_an_outcome(demo_run) -> None
     result, tables, _ = demo_run
     messages = tables["messages"]
     states = dict(messages.group_by("state").len().iter_rows())
-    # Genesys reports hand-off (sent), never delivery: no "delivered" from collect-outcomes
+    # Genesys reports hand-off (sent), never delivery: delivered / undelivered come only from
+    # matched carrier records (reconcile-daily; see test_delivery_comes_from_carrier_records)
     assert set(states) <= {
         "sent",
+        "delivered",
+        "undelivered",
         "failed",
         "skipped",
         "unknown",
@@ -158,14 +169,15 @@ def test_every_message_reached_genesys_once_and_has_an_outcome(demo_run) -> None
         "deferred",
         "expired",
     }
-    assert states.get("sent", 0) > 0.8 * messages.height
-    attempted = messages.filter(pl.col("state").is_in(["sent", "failed", "unknown"]))
+    handed_off = ("sent", "delivered", "undelivered")
+    assert sum(states.get(s, 0) for s in handed_off) > 0.8 * messages.height
+    attempted = messages.filter(pl.col("state").is_in([*handed_off, "failed", "unknown"]))
     assert attempted["genesys_wrapup_code"].null_count() == 0
     pushed_events = tables["message_events"].filter(pl.col("to_state") == "pushed")
     assert pushed_events["message_key"].n_unique() == pushed_events.height
     ledger = result["sandbox_ledger"]
     assert ledger["duplicates"] == 0
-    attempts = sum(states.get(s, 0) for s in ("sent", "failed", "unknown"))
+    attempts = sum(states.get(s, 0) for s in (*handed_off, "failed", "unknown"))
     assert ledger["distinct_contacts"] == attempts
     assert sum(len(p["waves"]) > 0 for p in result["pushes"]) >= 10
 
@@ -184,5 +196,51 @@ def test_quarantine_rows_keep_their_raw_values(demo_run) -> None:
 def test_runs_table_has_the_build_and_every_push(demo_run) -> None:
     _, tables, _ = demo_run
     flows = tables["runs"].group_by("flow").len().sort("flow")
-    assert flows.rows() == [("build-reminders", 1), ("collect-outcomes", 1), ("push-waves", 24)]
+    assert flows.rows() == [
+        ("build-reminders", 1),
+        ("collect-outcomes", 1),
+        ("push-waves", 24),
+        ("reconcile-daily", 1),
+    ]
     assert tables["runs"]["status"].unique().to_list() == ["succeeded"]
+
+
+def test_delivery_comes_from_carrier_records(demo_run) -> None:
+    _, tables, _ = demo_run
+    messages, events = tables["messages"], tables["message_events"]
+    records = tables["carrier_records"]
+    moved = messages.filter(pl.col("state").is_in(["delivered", "undelivered"]))
+    assert moved.height > 0.5 * messages.filter(pl.col("channel") == "sms").height
+    assert set(moved["channel"]) == {"sms"}  # e-mail has no carrier record
+    for row in moved.iter_rows(named=True):
+        event = events.filter(
+            (pl.col("message_key") == row["message_key"]) & (pl.col("to_state") == row["state"])
+        ).row(0, named=True)
+        assert event["from_state"] == "sent"
+        assert event["detail"].startswith("carrier twilio SM")
+        sid = event["detail"].split()[2].rstrip(":")
+        record = records.filter(pl.col("carrier_message_id") == sid).row(0, named=True)
+        assert record["to_address"] == row["to_address"]
+        expected = "delivered" if record["status_class"] == "delivered" else "undelivered"
+        assert row["state"] == expected
+
+
+def test_injected_discrepancies_are_reported(demo_run) -> None:
+    result, tables, _ = demo_run
+    rec = tables["reconcile_message"]
+    injected = result["reconcile"]["injected"]
+    assert set(injected) == {
+        "attempted_not_billed",
+        "billed_not_attempted",
+        "price_mismatch",
+        "segment_mismatch",
+    }
+    for status in ("billed_not_attempted", "price_mismatch", "segment_mismatch"):
+        row = rec.filter(pl.col("carrier_message_id") == injected[status]).row(0, named=True)
+        assert row["status"] == status
+    # the dropped record's attempt has no carrier record any more
+    assert rec.filter(pl.col("carrier_message_id") == injected["attempted_not_billed"]).height == 0
+    statuses = result["reconcile"]["statuses"]
+    assert statuses["attempted_not_billed"] >= 1
+    assert statuses["ambiguous_match"] == 0
+    assert sum(statuses.values()) == rec.height

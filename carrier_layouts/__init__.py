@@ -1,0 +1,1 @@
+"""Carrier record layouts as column-mapping TOML files (read by ``tasks.carriers``)."""

@@ -1,0 +1,457 @@
+-- reconcile_message: one row per Genesys SMS attempt (deduplicated over sources by
+-- message_key x attempted_at_utc; outcome sent, unknown, or failed with a carrier record)
+-- and/or logical carrier message (carrier x carrier_message_id, parts summed), side by side.
+-- A matched pair is one row; an unmatched or ambiguous attempt or carrier message is a row
+-- with the other side null. Matching (i9-design.md): the carrier message id where the
+-- attempt carries it; else recipient (E.164) + carrier sent_at within [attempted_at - 2 min,
+-- attempted_at + 15 min] + body hash where both sides have one. A match needs exactly one
+-- candidate on both sides; otherwise every row involved is ambiguous_match (never guessed).
+-- as_of_utc (reconcile_clock) = the latest carrier_records.loaded_at_utc (1970 when there is
+-- none): a row whose send is less than 72 h before it and is not final is pending_final.
+-- tasks/reconcile.py reconcile_days evaluates this same text over one day's padded window
+-- (the two import CTEs reading attempts and carrier_records point at window tables).
+-- status (first that applies): ambiguous_match | pending_final | attempted_not_billed |
+-- billed_not_attempted | segment_mismatch | price_mismatch | matched. delivery (for the
+-- outbox): delivered | undelivered | pending | unknown on unambiguous matched rows, else null.
+create or replace view reconcile_message as
+with attempts_source as (
+    select
+        message_key, customer_id, invoice_ids, channel, source, genesys_contact_list_id,
+        genesys_campaign_id, attempted_at_utc, wrapup_code, outcome_class, to_address,
+        body_sha256, segments, carrier_message_id, attempt_day
+    from attempts
+),
+
+carrier_source as (
+    select
+        carrier, carrier_message_id, part_index, parts_total, direction, to_address,
+        status_class, error_code, num_segments, price_micros, price_currency, price_final,
+        sent_at_utc, sender_reference, body_sha256, loaded_at_utc
+    from carrier_records
+),
+
+rates_source as (
+    select carrier, destination_prefix, price_micros_per_segment, currency, valid_from, valid_to
+    from carrier_rates
+),
+
+clock as (
+    select as_of_utc from reconcile_clock
+),
+
+sms_attempts as (
+    select
+        message_key,
+        attempted_at_utc,
+        max(customer_id) as customer_id,
+        max(invoice_ids) as invoice_ids,
+        max(genesys_contact_list_id) as genesys_contact_list_id,
+        max(genesys_campaign_id) as genesys_campaign_id,
+        max(wrapup_code) as wrapup_code,
+        case min(
+            case outcome_class when 'sent' then 1 when 'unknown' then 2 else 3 end
+        )
+            when 1 then 'sent' when 2 then 'unknown' else 'failed'
+        end as outcome_class,
+        max(to_address) as to_address,
+        max(body_sha256) as body_sha256,
+        max(segments) as segments,
+        max(carrier_message_id) as carrier_message_id,
+        min(attempt_day) as attempt_day
+    from attempts_source
+    where channel = 'sms' and outcome_class in ('sent', 'unknown', 'failed')
+    group by message_key, attempted_at_utc
+),
+
+outbound_records as (
+    select *
+    from carrier_source
+    where direction is null or direction like 'outbound%'
+),
+
+referenced_sessions as (
+    select
+        *,
+        lag(sent_at_utc) over (
+            partition by carrier, sender_reference, to_address
+            order by sent_at_utc, carrier_message_id, part_index
+        ) as previous_sent_at_utc
+    from outbound_records
+    where sender_reference is not null
+),
+
+carrier_grouped as (
+    select
+        carrier, carrier_message_id, part_index, parts_total, to_address, status_class,
+        error_code, num_segments, price_micros, price_currency, price_final, sent_at_utc,
+        sender_reference, body_sha256,
+        carrier_message_id as group_key
+    from outbound_records
+    where sender_reference is null
+    union all
+    select
+        carrier, carrier_message_id, part_index, parts_total, to_address, status_class,
+        error_code, num_segments, price_micros, price_currency, price_final, sent_at_utc,
+        sender_reference, body_sha256,
+        'ref:' || sender_reference || ':' || to_address || ':' || cast(
+            sum(
+                case
+                    when
+                        previous_sent_at_utc is null
+                        or sent_at_utc > previous_sent_at_utc + interval '5 minutes'
+                        then 1
+                    else 0
+                end
+            ) over (
+                partition by carrier, sender_reference, to_address
+                order by sent_at_utc, carrier_message_id, part_index
+                rows between unbounded preceding and current row
+            ) as varchar
+        ) as group_key
+    from referenced_sessions
+),
+
+carrier_messages as (
+    select
+        carrier,
+        group_key,
+        min(carrier_message_id) as carrier_message_id,
+        max(sender_reference) as sender_reference,
+        max(to_address) as to_address,
+        min(sent_at_utc) as sent_at_utc,
+        case max(
+            case status_class
+                when 'delivered' then 1 when 'accepted' then 2 when 'pending' then 3
+                when 'undelivered' then 4 else 5
+            end
+        )
+            when 1 then 'delivered' when 2 then 'accepted' when 3 then 'pending'
+            when 4 then 'undelivered' else 'failed'
+        end as status_class,
+        max(error_code) as error_code,
+        count(*) as parts,
+        greatest(
+            count(*),
+            coalesce(max(parts_total), 0),
+            case when count(*) = 1 then coalesce(max(num_segments), 0) else 0 end
+        ) as segments,
+        cast(sum(price_micros) as bigint) as price_micros,
+        max(price_currency) as price_currency,
+        count(price_micros) = count(*) and bool_and(coalesce(price_final, false)) as price_final,
+        max(body_sha256) as body_sha256
+    from carrier_grouped
+    group by carrier, group_key
+),
+
+id_candidates as (
+    select distinct a.message_key, a.attempted_at_utc, g.carrier, g.group_key
+    from sms_attempts as a
+    inner join carrier_grouped as g on a.carrier_message_id = g.carrier_message_id
+),
+
+window_candidates as (
+    select
+        a.message_key, a.attempted_at_utc, c.carrier, c.group_key,
+        c.sender_reference is not null as sender_reference_matched
+    from sms_attempts as a
+    inner join carrier_messages as c
+        on
+            a.to_address = c.to_address
+            and c.sent_at_utc >= a.attempted_at_utc - interval '2 minutes'
+            and c.sent_at_utc <= a.attempted_at_utc + interval '15 minutes'
+            and (a.body_sha256 is null or c.body_sha256 is null or a.body_sha256 = c.body_sha256)
+            and (c.sender_reference is null or c.sender_reference = a.message_key)
+    where a.carrier_message_id is null
+),
+
+candidates as (
+    select
+        message_key, attempted_at_utc, carrier, group_key, 'carrier_message_id' as match_method
+    from id_candidates
+    union all
+    select
+        w.message_key, w.attempted_at_utc, w.carrier, w.group_key,
+        case
+            when w.sender_reference_matched then 'sender_reference' else 'recipient_window'
+        end as match_method
+    from window_candidates as w
+    where not exists (
+        select 1 from id_candidates as t
+        where t.carrier = w.carrier and t.group_key = w.group_key
+    )
+),
+
+attempt_summary as (
+    select
+        message_key,
+        attempted_at_utc,
+        count(*) as candidates,
+        min(carrier) as carrier,
+        min(group_key) as group_key,
+        min(match_method) as match_method
+    from candidates
+    group by message_key, attempted_at_utc
+),
+
+carrier_summary as (
+    select
+        carrier,
+        group_key,
+        count(*) as candidates,
+        min(message_key) as message_key,
+        min(attempted_at_utc) as attempted_at_utc
+    from candidates
+    group by carrier, group_key
+),
+
+ambiguous_ids as (
+    select
+        c.message_key,
+        c.attempted_at_utc,
+        c.carrier,
+        c.group_key,
+        a.candidates as attempt_candidates,
+        s.candidates as carrier_candidates
+    from candidates as c
+    inner join attempt_summary as a
+        on c.message_key = a.message_key and c.attempted_at_utc = a.attempted_at_utc
+    inner join carrier_summary as s on c.carrier = s.carrier and c.group_key = s.group_key
+    where a.candidates > 1 or s.candidates > 1
+),
+
+attempt_candidate_ids as (
+    select
+        i.message_key,
+        i.attempted_at_utc,
+        string_agg(
+            i.carrier || ':' || m.carrier_message_id, ',' order by i.carrier, m.carrier_message_id
+        ) as candidate_ids
+    from ambiguous_ids as i
+    inner join carrier_messages as m on i.carrier = m.carrier and i.group_key = m.group_key
+    group by i.message_key, i.attempted_at_utc
+),
+
+carrier_candidate_ids as (
+    select
+        carrier,
+        group_key,
+        string_agg(message_key, ',' order by message_key, attempted_at_utc) as candidate_ids
+    from ambiguous_ids
+    group by carrier, group_key
+),
+
+attempt_rows as (
+    select
+        a.message_key,
+        a.attempted_at_utc,
+        case when paired.candidates = 1 and s.candidates = 1 then s.carrier end as carrier,
+        case when paired.candidates = 1 and s.candidates = 1 then s.group_key end as group_key,
+        case when paired.candidates = 1 and s.candidates = 1 then paired.match_method end
+            as match_method,
+        paired.candidates is not null
+        and not (paired.candidates = 1 and s.candidates = 1) as ambiguous,
+        coalesce(paired.candidates, 0) as candidates
+    from sms_attempts as a
+    left join attempt_summary as paired
+        on a.message_key = paired.message_key and a.attempted_at_utc = paired.attempted_at_utc
+    left join carrier_summary as s
+        on paired.carrier = s.carrier and paired.group_key = s.group_key
+    where a.outcome_class in ('sent', 'unknown') or paired.candidates is not null
+),
+
+carrier_rows as (
+    select
+        cast(null as varchar) as message_key,
+        cast(null as timestamp) as attempted_at_utc,
+        c.carrier,
+        c.group_key,
+        cast(null as varchar) as match_method,
+        s.candidates is not null as ambiguous,
+        coalesce(s.candidates, 0) as candidates
+    from carrier_messages as c
+    left join carrier_summary as s on c.carrier = s.carrier and c.group_key = s.group_key
+    left join attempt_summary as a
+        on s.message_key = a.message_key and s.attempted_at_utc = a.attempted_at_utc
+    where s.candidates is null or not (s.candidates = 1 and a.candidates = 1)
+),
+
+joined as (
+    select * from attempt_rows
+    union all
+    select * from carrier_rows
+),
+
+sides as (
+    select
+        j.message_key,
+        a.customer_id,
+        a.invoice_ids,
+        a.genesys_campaign_id,
+        a.genesys_contact_list_id,
+        j.attempted_at_utc,
+        a.attempt_day,
+        a.wrapup_code,
+        a.outcome_class,
+        a.to_address as attempt_to_address,
+        a.segments as attempt_segments,
+        a.carrier_message_id as attempt_carrier_message_id,
+        j.carrier,
+        c.carrier_message_id,
+        c.sender_reference as carrier_sender_reference,
+        c.to_address as carrier_to_address,
+        c.sent_at_utc as carrier_sent_at_utc,
+        c.status_class as carrier_status_class,
+        c.error_code as carrier_error_code,
+        c.parts as carrier_parts,
+        c.segments as carrier_segments,
+        c.price_micros,
+        c.price_currency,
+        c.price_final,
+        j.match_method,
+        j.ambiguous,
+        j.candidates,
+        coalesce(ai.candidate_ids, ci.candidate_ids) as candidate_ids,
+        coalesce(j.attempted_at_utc, c.sent_at_utc) as send_at_utc
+    from joined as j
+    left join sms_attempts as a
+        on j.message_key = a.message_key and j.attempted_at_utc = a.attempted_at_utc
+    left join carrier_messages as c
+        on j.carrier = c.carrier and j.group_key = c.group_key
+    left join attempt_candidate_ids as ai
+        on
+            j.ambiguous and j.message_key = ai.message_key
+            and j.attempted_at_utc = ai.attempted_at_utc
+    left join carrier_candidate_ids as ci
+        on j.ambiguous and j.carrier = ci.carrier and j.group_key = ci.group_key
+),
+
+rate_lengths as (
+    select distinct length(destination_prefix) as prefix_length from rates_source
+),
+
+rated as (
+    select
+        s.carrier,
+        s.carrier_message_id,
+        r.price_micros_per_segment,
+        r.currency as rate_currency,
+        row_number() over (
+            partition by s.carrier, s.carrier_message_id
+            order by length(r.destination_prefix) desc, r.valid_from desc
+        ) as rate_rank
+    from sides as s
+    cross join rate_lengths as l
+    inner join rates_source as r
+        on
+            s.carrier = r.carrier
+            and substr(s.carrier_to_address, 1, l.prefix_length) = r.destination_prefix
+            and cast(s.carrier_sent_at_utc as date) >= r.valid_from
+            and (r.valid_to is null or cast(s.carrier_sent_at_utc as date) < r.valid_to)
+    where s.carrier is not null
+),
+
+checked as (
+    select
+        s.*,
+        clock.as_of_utc,
+        case
+            when s.carrier_status_class = 'failed' then cast(0 as bigint)
+            else cast(s.carrier_segments * r.price_micros_per_segment as bigint)
+        end as expected_price_micros,
+        r.rate_currency,
+        s.send_at_utc > clock.as_of_utc - interval '72 hours' as inside_finality_window
+    from sides as s
+    cross join clock
+    left join rated as r
+        on
+            s.carrier = r.carrier
+            and s.carrier_message_id = r.carrier_message_id
+            and r.rate_rank = 1
+),
+
+flagged as (
+    select
+        *,
+        case
+            when message_key is null or carrier is null then cast(null as boolean)
+            when attempt_segments is null or carrier_segments is null then cast(null as boolean)
+            else attempt_segments = carrier_segments
+        end as segments_match,
+        case
+            when carrier is null or expected_price_micros is null then cast(null as boolean)
+            when not price_final then false
+            when carrier_status_class = 'failed' then coalesce(price_micros, 0) = 0
+            else price_micros = expected_price_micros and price_currency = rate_currency
+        end as price_match,
+        carrier is not null
+        and carrier_status_class in ('delivered', 'undelivered', 'failed')
+        and price_final as carrier_final
+    from checked
+)
+
+select
+    message_key,
+    customer_id,
+    invoice_ids,
+    genesys_campaign_id,
+    genesys_contact_list_id,
+    attempted_at_utc,
+    attempt_day,
+    wrapup_code,
+    outcome_class,
+    attempt_to_address,
+    attempt_segments,
+    attempt_carrier_message_id,
+    carrier,
+    carrier_message_id,
+    carrier_to_address,
+    carrier_sent_at_utc,
+    carrier_status_class,
+    carrier_error_code,
+    carrier_parts,
+    carrier_segments,
+    price_micros,
+    price_currency,
+    price_final,
+    expected_price_micros,
+    segments_match,
+    price_match,
+    match_method,
+    ambiguous,
+    candidates,
+    candidate_ids,
+    send_at_utc,
+    cast(send_at_utc as date) as day,
+    as_of_utc,
+    case
+        when ambiguous then 'ambiguous_match'
+        when inside_finality_window and not carrier_final then 'pending_final'
+        when carrier is null then 'attempted_not_billed'
+        when message_key is null then 'billed_not_attempted'
+        when segments_match = false then 'segment_mismatch'
+        when price_match = false or not price_final then 'price_mismatch'
+        else 'matched'
+    end as status,
+    case
+        when ambiguous then 'candidates: ' || candidate_ids
+        when inside_finality_window and not carrier_final then 'inside 72 h of the send'
+        when carrier is null then 'no carrier record'
+        when message_key is null then 'no Genesys attempt'
+        when segments_match = false
+            then 'segments: attempt ' || cast(attempt_segments as varchar)
+            || ', carrier ' || cast(carrier_segments as varchar)
+        when not price_final then 'price not final after 72 h'
+        when price_match = false
+            then 'price ' || cast(price_micros as varchar) || ' ' || coalesce(price_currency, '?')
+            || ', expected ' || cast(expected_price_micros as varchar) || ' '
+            || coalesce(rate_currency, '?')
+        when expected_price_micros is null then 'no rate for the destination: price not checked'
+    end as detail,
+    case
+        when ambiguous or message_key is null or carrier is null then cast(null as varchar)
+        when carrier_status_class = 'delivered' then 'delivered'
+        when carrier_status_class in ('undelivered', 'failed') then 'undelivered'
+        when inside_finality_window then 'pending'
+        else 'unknown'
+    end as delivery
+from flagged
