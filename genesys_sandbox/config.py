@@ -118,7 +118,24 @@ SWITCHES: dict[str, tuple[str, ...] | None] = {
     "max_contacts_per_list": None,
     "max_contacts_per_org": None,
     "max_lists_per_org": None,
+    "carrier_routing": ("twilio", "non_nanp_aws"),
+    "carrier_billed_twice_rate": None,
+    "carrier_phantom_rate": None,
+    "carrier_price_change_rate": None,
+    "carrier_segment_mismatch_rate": None,
+    "carrier_pending_rate": None,
 }
+# Numeric switches that are shares in [0, 1] (set as floats).
+SHARE_SWITCHES = frozenset(
+    {
+        "unknown_wrapup_rate",
+        "carrier_billed_twice_rate",
+        "carrier_phantom_rate",
+        "carrier_price_change_rate",
+        "carrier_segment_mismatch_rate",
+        "carrier_pending_rate",
+    }
+)
 
 
 @dataclass
@@ -156,6 +173,12 @@ class SandboxConfig:
     max_contacts_per_list: int = 1_000_000
     max_contacts_per_org: int = 5_000_000
     max_lists_per_org: int = 1000
+    carrier_routing: str = "twilio"
+    carrier_billed_twice_rate: float = 0.0
+    carrier_phantom_rate: float = 0.0
+    carrier_price_change_rate: float = 0.0
+    carrier_segment_mismatch_rate: float = 0.0
+    carrier_pending_rate: float = 0.0
 
     def switches(self) -> dict[str, Any]:
         """The behaviour switches as JSON (what ``GET /sandbox/config`` answers)."""
@@ -169,7 +192,7 @@ class SandboxConfig:
         for name, value in data.items():
             _check_switch(name, value)
         for name, value in data.items():
-            setattr(self, name, float(value) if name == "unknown_wrapup_rate" else value)
+            setattr(self, name, float(value) if name in SHARE_SWITCHES else value)
 
     def __post_init__(self) -> None:
         for name in SWITCHES:
@@ -190,7 +213,7 @@ def _check_switch(name: str, value: Any) -> None:
         if value not in allowed:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
         return
-    if name == "unknown_wrapup_rate":
+    if name in SHARE_SWITCHES:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"{name} must be a number")
         _share(name, float(value))

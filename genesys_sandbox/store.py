@@ -28,17 +28,23 @@ Contract
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from genesys_sandbox.carrier import (
+    AWS_EUM,
+    PRICE_CHANGE_AFTER,
+    TWILIO,
     CarrierMessage,
     Outcome,
+    aws_message_id,
     email_outcome,
+    is_us_or_ca,
     message_sid,
     sms_outcome,
 )
@@ -283,6 +289,7 @@ class Store:
         self.downloads: dict[str, bytes] = {}
         self.ledger: list[dict[str, Any]] = []
         self.carrier: list[CarrierMessage] = []
+        self.carrier_injected: list[dict[str, Any]] = []
         self._queue_seq = 0
 
     def next_queue_seq(self) -> int:
@@ -314,16 +321,16 @@ class Store:
         """Hand one SMS to the carrier and record it in the ledger."""
         outcome = sms_outcome(outcome_key, self.config.delivery_seed)
         parts = carrier_segments(body)
-        record = CarrierMessage(
-            sid=message_sid(self.config.delivery_seed, len(self.carrier) + 1),
+        record = self._carrier_record(
             sender=sender,
             to=to,
             body=body,
             segments=parts.count,
             outcome=outcome,
-            sent_at=at,
+            at=at,
+            reference=contact_id or to,
+            ledger_id=len(self.ledger) + 1,
         )
-        self.carrier.append(record)
         self.ledger.append(
             {
                 "ledger_id": len(self.ledger) + 1,
@@ -349,6 +356,109 @@ class Store:
             }
         )
         return outcome, record
+
+    def _next_sid(self, carrier: str) -> str:
+        sequence = len(self.carrier) + 1
+        if carrier == AWS_EUM:
+            return aws_message_id(self.config.delivery_seed, sequence)
+        return message_sid(self.config.delivery_seed, sequence)
+
+    def _injected(self, kind: str, sid: str) -> bool:
+        rate = getattr(self.config, f"carrier_{kind}_rate")
+        if rate <= 0:
+            return False
+        digest = hashlib.sha256(f"{self.config.delivery_seed}:{kind}:{sid}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 < rate
+
+    def _carrier_record(
+        self,
+        *,
+        sender: str,
+        to: str,
+        body: str,
+        segments: int,
+        outcome: Outcome,
+        at: datetime,
+        reference: str,
+        ledger_id: int,
+    ) -> CarrierMessage:
+        """The carrier record of one send, with any injected discrepancies (see module doc)."""
+        aws = self.config.carrier_routing == "non_nanp_aws" and not is_us_or_ca(to)
+        carrier = AWS_EUM if aws else TWILIO
+        sid = self._next_sid(carrier)
+        truth: dict[str, Any] = {
+            "carrier": carrier,
+            "carrier_message_id": sid,
+            "ledger_id": ledger_id,
+            "reference": reference,
+            "to": to,
+            "sent_at": iso(at),
+        }
+        billed = segments
+        if self._injected("segment_mismatch", sid):
+            billed = segments + 1
+            self.carrier_injected.append(
+                truth | {"kind": "segment_mismatch", "detail": f"billed {billed}, sent {segments}"}
+            )
+        pending = self._injected("pending", sid)
+        if pending:
+            self.carrier_injected.append(
+                truth | {"kind": "stays_pending", "detail": "never priced"}
+            )
+        change = None
+        if not pending and self._injected("price_change", sid):
+            change = at + PRICE_CHANGE_AFTER
+            self.carrier_injected.append(
+                truth | {"kind": "price_change", "detail": f"price x1.5 at {iso(change)}"}
+            )
+        record = CarrierMessage(
+            sid=sid,
+            sender=sender,
+            to=to,
+            body=body,
+            segments=billed,
+            outcome=outcome,
+            sent_at=at,
+            carrier=carrier,
+            reference=reference,
+            stays_pending=pending,
+            price_change_at=change,
+        )
+        self.carrier.append(record)
+        if self._injected("billed_twice", sid):
+            twin = replace(record, sid=self._next_sid(carrier))
+            self.carrier.append(twin)
+            self.carrier_injected.append(
+                truth
+                | {
+                    "kind": "billed_twice",
+                    "carrier_message_id": twin.sid,
+                    "detail": f"second record of {sid}",
+                }
+            )
+        if self._injected("phantom", sid):
+            digits = int.from_bytes(hashlib.sha256(sid.encode()).digest()[:4], "big") % 10_000
+            ghost = replace(
+                record,
+                sid=self._next_sid(carrier),
+                to=f"+1202555{digits:04d}",
+                reference=None,
+                price_change_at=None,
+                stays_pending=False,
+            )
+            self.carrier.append(ghost)
+            self.carrier_injected.append(
+                truth
+                | {
+                    "kind": "billed_not_sent",
+                    "carrier_message_id": ghost.sid,
+                    "ledger_id": None,
+                    "reference": None,
+                    "to": ghost.to,
+                    "detail": "a record for a send that did not happen",
+                }
+            )
+        return record
 
     def send_email(
         self,

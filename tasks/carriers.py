@@ -67,7 +67,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from data_quality.rules import QUARANTINE_SCHEMA, Rule, empty_quarantine, split_rows
 from tasks.warehouse import read_frame, write_frame
@@ -82,6 +82,7 @@ __all__ = [
     "Layout",
     "LayoutError",
     "builtin_layouts",
+    "load_carrier_file",
     "load_carrier_invoices",
     "load_carrier_records",
     "load_layout",
@@ -984,6 +985,17 @@ def load_carrier_records(conn: Connection, parsed: CarrierParse) -> dict[str, in
         newer=newer,
     )
     return {"rows_in": parsed.rows_in, "quarantined": parsed.quarantine.height, **counts}
+
+
+def load_carrier_file(
+    engine: Engine, path: str | Path, layout: str | Path | Layout, *, now: datetime
+) -> dict[str, int]:
+    """Read, parse and load one carrier file in one transaction (``now``: naive UTC)."""
+    chosen = layout if isinstance(layout, Layout) else load_layout(layout)
+    data = Path(path).read_bytes()
+    parsed = parse_carrier_file(data, chosen, source_file=Path(path).name, loaded_at=now)
+    with engine.begin() as conn:
+        return load_carrier_records(conn, parsed)
 
 
 # --------------------------------------------------------------------------------------------

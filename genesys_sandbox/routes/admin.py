@@ -13,19 +13,36 @@ Errors are ``{"error": message}`` with status 400.
   answers all of them.  They take effect at the next request or run.
 * ``GET /sandbox/clock`` -> ``{"now"}``; ``POST /sandbox/run`` with ``{"until": ISO}`` or
   ``{"minutes": n}`` runs the campaigns (see ``runner``) and answers the run summary.
-* ``GET /sandbox/ledger``, ``GET /sandbox/carrier/twilio/messages``, ``GET /sandbox/stats``.
+* ``GET /sandbox/ledger``, ``GET /sandbox/stats``.
+* Carrier side (``genesys_sandbox.carrier``), all as of the virtual clock:
+  ``GET /sandbox/carrier/twilio/messages`` -> ``{"messages": [...]}`` (Message resources);
+  ``GET /sandbox/carrier/twilio/bulkexport/{YYYY-MM-DD}`` -> a BulkExport day file (JSON lines,
+  messages created that UTC day; gzip with ``?gzip=true``);
+  ``GET /sandbox/carrier/twilio/usage/monthly?month=YYYY-MM`` -> Usage Records
+  ``{"usage_records": [{category: "sms-outbound", count, usage (segments), price, ...}]}``
+  over the messages priced so far (default: the clock's month);
+  ``GET /sandbox/carrier/aws_eum/events[?day=YYYY-MM-DD]`` -> AWS End User Messaging SMS
+  events (JSON lines) of the sends routed to the second carrier (``carrier_routing``);
+  ``GET /sandbox/carrier/injected`` -> ``{"injected": [...]}``: every injected discrepancy
+  (``kind`` billed_twice | billed_not_sent | price_change | segment_mismatch | stays_pending,
+  ``carrier``, ``carrier_message_id``, ``ledger_id``, ``reference``, ``to``, ``sent_at``,
+  ``detail``), switched on by the ``carrier_*_rate`` switches of ``PUT /sandbox/config``.
 """
 
 from __future__ import annotations
 
+import calendar
+import gzip
 import json
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from genesys_sandbox.carrier import ACCOUNT_SID, AWS_EUM, TWILIO
 from genesys_sandbox.clock import iso, parse_instant
 from genesys_sandbox.config import Faults
 from genesys_sandbox.routes.common import sandbox_of
@@ -147,7 +164,96 @@ async def carrier_messages(request: Request) -> Response:
     sandbox = sandbox_of(request)
     with sandbox.lock:
         now = sandbox.store.now
-        return JSONResponse({"messages": [m.render(now) for m in sandbox.store.carrier]})
+        records = [m.render(now) for m in sandbox.store.carrier if m.carrier == TWILIO]
+        return JSONResponse({"messages": records})
+
+
+def _lines(items: list[dict[str, Any]], *, compress: bool = False) -> Response:
+    body = "".join(json.dumps(item) + "\n" for item in items).encode()
+    if compress:
+        return Response(gzip.compress(body, mtime=0), media_type="application/gzip")
+    return Response(body, media_type="application/x-ndjson")
+
+
+async def twilio_bulkexport(request: Request) -> Response:
+    try:
+        day = date.fromisoformat(request.path_params["day"])
+    except ValueError:
+        return _error("day must be YYYY-MM-DD")
+    sandbox = sandbox_of(request)
+    with sandbox.lock:
+        now = sandbox.store.now
+        lines = [
+            m.bulkexport(now)
+            for m in sandbox.store.carrier
+            if m.carrier == TWILIO and m.sent_at.date() == day
+        ]
+    return _lines(lines, compress=request.query_params.get("gzip") == "true")
+
+
+async def twilio_usage_monthly(request: Request) -> Response:
+    sandbox = sandbox_of(request)
+    with sandbox.lock:
+        now = sandbox.store.now
+        month = request.query_params.get("month", now.strftime("%Y-%m"))
+        try:
+            start = datetime.strptime(month, "%Y-%m").date()
+        except ValueError:
+            return _error("month must be YYYY-MM")
+        end = start.replace(day=calendar.monthrange(start.year, start.month)[1])
+        count = segments = 0
+        total = Decimal("0")
+        for m in sandbox.store.carrier:
+            price = m.price(now)
+            if m.carrier != TWILIO or price is None or not start <= m.sent_at.date() <= end:
+                continue
+            count += 1
+            segments += m.segments
+            total -= Decimal(price)
+    record = {
+        "account_sid": ACCOUNT_SID,
+        "api_version": "2010-04-01",
+        "as_of": iso(now),
+        "category": "sms-outbound",
+        "count": str(count),
+        "count_unit": "messages",
+        "description": "SMS Outbound",
+        "price": f"{total:.5f}",
+        "price_unit": "usd",
+        "start_date": start.isoformat(),
+        "end_date": end.isoformat(),
+        "usage": str(segments),
+        "usage_unit": "segments",
+    }
+    return JSONResponse({"usage_records": [record]})
+
+
+async def aws_eum_events(request: Request) -> Response:
+    day_text = request.query_params.get("day")
+    try:
+        day = date.fromisoformat(day_text) if day_text else None
+    except ValueError:
+        return _error("day must be YYYY-MM-DD")
+    sandbox = sandbox_of(request)
+    with sandbox.lock:
+        now = sandbox.store.now
+        events = [
+            e for m in sandbox.store.carrier if m.carrier == AWS_EUM for e in m.aws_events(now)
+        ]
+    if day is not None:
+        events = [
+            e
+            for e in events
+            if datetime.fromtimestamp(int(e["eventTimestamp"]) / 1000, UTC).date() == day
+        ]
+    events.sort(key=lambda e: (e["eventTimestamp"], e["messageId"]))
+    return _lines(events)
+
+
+async def carrier_injected(request: Request) -> Response:
+    sandbox = sandbox_of(request)
+    with sandbox.lock:
+        return JSONResponse({"injected": list(sandbox.store.carrier_injected)})
 
 
 async def stats(request: Request) -> Response:
@@ -166,6 +272,10 @@ routes = [
     Route("/sandbox/run", run_campaigns, methods=["POST"]),
     Route("/sandbox/ledger", ledger, methods=["GET"]),
     Route("/sandbox/carrier/twilio/messages", carrier_messages, methods=["GET"]),
+    Route("/sandbox/carrier/twilio/bulkexport/{day}", twilio_bulkexport, methods=["GET"]),
+    Route("/sandbox/carrier/twilio/usage/monthly", twilio_usage_monthly, methods=["GET"]),
+    Route("/sandbox/carrier/aws_eum/events", aws_eum_events, methods=["GET"]),
+    Route("/sandbox/carrier/injected", carrier_injected, methods=["GET"]),
     Route("/sandbox/stats", stats, methods=["GET"]),
     Route("/sandbox/requests", recorded_requests, methods=["GET"]),
 ]

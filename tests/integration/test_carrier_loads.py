@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from tasks.carriers import (
+    load_carrier_file,
     load_carrier_invoices,
     load_carrier_records,
     load_layout,
@@ -246,3 +247,12 @@ def test_invoices_load_idempotently_and_a_restated_line_replaces(engine) -> None
             ("carrier_invoices:twilio", "count_invalid"),
         ]
     )
+
+
+def test_load_carrier_file_from_disk(engine, tmp_path) -> None:
+    path = tmp_path / "2026-11-23.json.gz"
+    path.write_bytes(PRICED)
+    first = load_carrier_file(engine, path, "twilio_bulkexport", now=LOADED)
+    again = load_carrier_file(engine, path, "twilio_bulkexport", now=LOADED)
+    assert (first["inserted"], again["unchanged"]) == (2, 2)
+    assert set(_records(engine)["source_file"]) == {"2026-11-23.json.gz"}
