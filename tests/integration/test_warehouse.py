@@ -239,7 +239,11 @@ def test_migration_0003_adds_the_zone_columns_to_an_existing_warehouse(warehouse
                 "insert into decisions (run_id, invoice_row, channel, status, reason)"
                 " values ('old', 0, 'sms', 'excluded', 'no_step_due')"
             )
-        assert migrate(engine) == ["0003_zone_source", "0004_genesys_outcomes"]
+        assert migrate(engine) == [
+            "0003_zone_source",
+            "0004_genesys_outcomes",
+            "0005_template_values",
+        ]
         with engine.connect() as conn:
             old = read_frame(
                 conn,
