@@ -1,4 +1,9 @@
-"""The product's Genesys client and push against the bundled sandbox over real HTTP."""
+"""The product's Genesys client and push against the bundled sandbox over real HTTP.
+
+With ``GENESYS_TEST_ORG=1`` (see ``tests/genesys_target.py``) the tests that drive only the
+client run against a real Genesys Cloud org instead, under a ``reminders-test-<uuid>`` prefix
+that is deleted afterwards; every test that needs the sandbox's admin endpoints is skipped.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from tasks.outbox import MESSAGE_COLUMNS
 from tasks.push import push_waves_to_genesys
 from tasks.settings import CadenceSettings, GenesysSettings, WindowSettings
 from tasks.warehouse import make_engine, migrate, read_frame, write_frame
+from tests.genesys_target import SANDBOX_ONLY_REASON, Target, cleanup, target_from_env
 
 NOW = datetime(2026, 11, 23, 13, 0)
 
@@ -60,10 +66,28 @@ def configure(sandbox: str, name: str, **extra) -> dict:
     return answer.json()
 
 
+REAL_ORG = target_from_env().real
+
+
 @pytest.fixture(scope="module")
 def sandbox():
+    if REAL_ORG:
+        pytest.skip(SANDBOX_ONLY_REASON)
     with serve(create_app(SandboxConfig(rate_limit_per_minute=100_000))) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def target(request) -> Target:
+    """The sandbox, or (``GENESYS_TEST_ORG=1``) a real org whose test objects are deleted
+    when the module is done."""
+    if not REAL_ORG:
+        yield target_from_env({}, sandbox_url=request.getfixturevalue("sandbox"))
+        return
+    real = target_from_env()
+    yield real
+    with client_from_settings(real.settings, real.secret) as c:
+        cleanup(c, real.prefix)
 
 
 @pytest.fixture(params=sorted(SANDBOX_CONFIGS))
@@ -73,12 +97,10 @@ def reading(request, sandbox) -> str:
 
 
 @pytest.fixture
-def client(sandbox):
-    configure(sandbox, "hard")
-    settings = GenesysSettings(
-        base_url=sandbox, client_id="sandbox-client", requests_per_minute=6000
-    )
-    with client_from_settings(settings, "sandbox-secret") as c:
+def client(target, request):
+    if not target.real:
+        configure(request.getfixturevalue("sandbox"), "hard")
+    with client_from_settings(target.settings, target.secret) as c:
         yield c
 
 
@@ -86,11 +108,12 @@ def _contact(key: str, phone: str, text: str = "Hi") -> dict:
     return {"id": key, "data": {"Phone": phone, "Message": text, "TimeZone": "America/New_York"}}
 
 
-def test_contact_list_lifecycle_and_contacts(client, sandbox) -> None:
+def test_contact_list_lifecycle_and_contacts(client, target, request) -> None:
+    name = target.name("cl-1")
     created = client.create_contact_list(
-        "cl-1", ["Phone", "Message", "TimeZone"], phone_columns=[("Phone", "TimeZone")]
+        name, ["Phone", "Message", "TimeZone"], phone_columns=[("Phone", "TimeZone")]
     )
-    assert client.find_contact_list("cl-1")["id"] == created["id"]
+    assert client.find_contact_list(name)["id"] == created["id"]
     assert client.get_contact_list(created["id"])["columnNames"] == ["Phone", "Message", "TimeZone"]
     contacts = [_contact(f"k{i}", f"+1317555{i:04d}") for i in range(1000)]
     assert len(client.add_contacts(created["id"], contacts)) == 1000
@@ -102,22 +125,23 @@ def test_contact_list_lifecycle_and_contacts(client, sandbox) -> None:
     client.update_contact(created["id"], _contact("k1", "+13175550001", "Changed"))
     client.delete_contacts(created["id"], ["k2", "k3"])
     assert {c["id"] for c in client.get_contacts(created["id"], ["k1", "k2", "k3"])} == {"k1"}
-    rows = client.export_contact_list(created["id"], poll_seconds=0.05)
+    rows = client.export_contact_list(created["id"], poll_seconds=0.05 if not target.real else 2)
     assert len(rows) == 998
-    # the file came from the signed URL on the other loopback name, and without the token
-    stats = httpx.get(f"{sandbox}/sandbox/stats").json()
-    assert (stats["signed_downloads"], stats["signed_download_with_authorization"]) == (1, 0)
+    if not target.real:
+        # the file came from the signed URL on the other loopback name, and without the token
+        stats = httpx.get(f"{request.getfixturevalue('sandbox')}/sandbox/stats").json()
+        assert (stats["signed_downloads"], stats["signed_download_with_authorization"]) == (1, 0)
     assert next(r for r in rows if r["inin-outbound-id"] == "k1")["Message"] == "Changed"
     client.delete_contact_list(created["id"])
-    assert client.find_contact_list("cl-1") is None
+    assert client.find_contact_list(name) is None
 
 
-def test_limits_come_back_as_permanent_errors_with_genesys_codes(client) -> None:
+def test_limits_come_back_as_permanent_errors_with_genesys_codes(client, target) -> None:
     with pytest.raises(RequestRejected) as too_many_columns:
-        client.create_contact_list("wide", [f"c{i}" for i in range(51)])
+        client.create_contact_list(target.name("wide"), [f"c{i}" for i in range(51)])
     assert too_many_columns.value.status == 400
     created = client.create_contact_list(
-        "cl-2", ["Phone", "Message"], phone_columns=[("Phone", None)]
+        target.name("cl-2"), ["Phone", "Message"], phone_columns=[("Phone", None)]
     )
     with pytest.raises(RequestRejected) as bad_cell:
         client.add_contacts(
@@ -129,7 +153,7 @@ def test_limits_come_back_as_permanent_errors_with_genesys_codes(client) -> None
         )
     assert (bad_cell.value.status, bad_cell.value.code) == (400, "invalid.value")
     with pytest.raises(RequestRejected) as long_sms:
-        client.send_agentless_sms("+13175550100", "+13175550123", "x" * 766)
+        client.send_agentless_sms(target.settings.sms_sender, "+13175550123", "x" * 766)
     assert long_sms.value.status == 400
 
 
@@ -819,3 +843,27 @@ def test_a_changed_template_updates_the_response_and_reuses_the_campaign(
     assert after["version"] == before["version"] + 1
     assert "is open" in next(t["content"] for t in after["texts"] if t.get("type") == "body")
     assert untouched["version"] == 1
+
+
+def test_push_objects_and_content_templates_are_ensured_idempotently(client, target) -> None:
+    """Runs on a real org too: nothing is added or sent, every campaign stays off."""
+    from tasks.push import EMAIL_KINDS, _ensure_objects, names_for
+
+    settings = target.settings
+    routes = ["sms", *(f"email-{k}" for k in EMAIL_KINDS)]
+    zones = ["America/New_York"]
+    first = {r: _ensure_objects(client, r, settings, WindowSettings(), zones) for r in routes}
+    again = {r: _ensure_objects(client, r, settings, WindowSettings(), zones) for r in routes}
+    assert again == first
+    library = client.find_library(names_for("email-upcoming", settings)["library"])
+    responses = {r["name"]: r for r in client.list_responses(library["id"])}
+    for kind in EMAIL_KINDS:
+        names = names_for(f"email-{kind}", settings)
+        response = responses[names["response"]]
+        assert response["version"] == 1  # unchanged templates are not rewritten
+        assert response["responseType"] == "CampaignEmailTemplate"
+        campaign = client.get_campaign(first[f"email-{kind}"][1])
+        assert campaign["emailConfig"]["contentTemplate"]["id"] == response["id"]
+        assert campaign["campaignStatus"] == "off"
+    sms = client.get_campaign(first["sms"][1])
+    assert sms["smsConfig"]["messageColumn"] == "Message"

@@ -158,8 +158,14 @@ PUSH_AND_OUTCOME_OPERATIONS = (
     "POST /api/v2/outbound/contactlists/{contactListId}/export",
     "GET /api/v2/outbound/contactlists/{contactListId}/export",
     "GET /api/v2/downloads/{downloadId}",
+    "GET /api/v2/responsemanagement/libraries",
+    "POST /api/v2/responsemanagement/libraries",
+    "GET /api/v2/responsemanagement/responses",
+    "POST /api/v2/responsemanagement/responses",
+    "GET /api/v2/responsemanagement/responses/{responseId}",
 )
-"""What a push with an opt-out, SMS and e-mail, then an outcome collection must send."""
+"""What a push with an opt-out, SMS and e-mail (with its content template), then an outcome
+collection must send."""
 
 
 def _check(requests: list[dict[str, Any]], title: str) -> WireReport:
