@@ -1,12 +1,20 @@
 """Push: hand ready waves to Genesys exactly once, through long-lived messaging campaigns.
 
-One campaign per channel (and SMS sender number) runs off one contact list at a time, both under
-deterministic names (``<prefix>-sms-<sender digits>``, ``<prefix>-email``; rolled-over lists
-``...-2``, ``...-3``), created on first use and reused after. A callable time set with a slot
-per zone is the second guard that nothing leaves outside its window; every campaign references
-the DNC list and the digital rule set ``<prefix>-uncontactable-after-send`` (after any wrap-up
-code, mark the contact uncontactable for SMS and e-mail), so no recycle can message a contact
-twice. Each push run (every 15 minutes):
+One campaign per route runs off one contact list at a time, both under deterministic names,
+created on first use and reused after (rolled-over lists ``...-2``, ``...-3``). Routes: ``sms``
+(``<prefix>-sms-<sender digits>``: one running campaign per sender number, so one SMS campaign
+whose contacts carry the locally rendered body in ``Message``, whatever their kind) and
+``email-<kind>`` for kind upcoming / due_today / overdue (``<prefix>-email-<kind>``): each
+references its content template, the ``CampaignEmailTemplate`` response ``<prefix>-email-<kind>``
+in the library ``<prefix>-templates``, made from ``templates/email_<kind>.txt`` (created, or
+updated with its version when the file changed), and its contacts carry the typed variables
+(CustomerName, Amount, DueDate, PaymentLink, InvoiceCount, CompanyName, SupportPhone) as
+columns, formatted as render formats them, so Genesys renders the stored subject and body.
+
+A callable time set with a slot per zone is the second guard that nothing leaves outside its
+window; every campaign references the DNC list and the digital rule set
+``<prefix>-uncontactable-after-send`` (after any wrap-up code, mark the contact uncontactable
+for SMS and e-mail), so no recycle can message a contact twice. Each push run (every 15 minutes):
 
 1. marks planned messages whose wave opens within the horizon ``ready`` (outbox), and expires
    planned or ready ones whose window is over (never added, nothing in Genesys to stop);
@@ -19,7 +27,7 @@ twice. Each push run (every 15 minutes):
    attempt found on read-back is recorded as its outcome; an unverified one stays ``pushed``
    with state_reason ``cancel_pending`` and is retried next run. Global opt-outs' phones and
    e-mails go onto the Genesys DNC list;
-4. takes the ready messages whose slot has started (:func:`addable`: never before, so
+4. per route, takes the ready messages whose slot has started (:func:`addable`: never before, so
    Genesys, which sends as soon as the callable window is open, cannot send early) and checks
    capacity: per channel, messages whose window ends by time T must fit in
    ``messagesPerMinute x minutes until T``; the rest is ``deferred`` with a reason;
