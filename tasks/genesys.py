@@ -1031,10 +1031,10 @@ def _texts_key(texts: Iterable[dict[str, Any]]) -> list[tuple[str, str, str]]:
 def _response_matches(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
     """A stored response already says what ``wanted`` says (texts, substitutions, type)."""
 
-    def subs(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    def subs(r: dict[str, Any]) -> list[tuple[str, str]]:
+        # ids and defaults decide the rendering; a description is not compared (cosmetic)
         return sorted(
-            (str(s["id"]), str(s.get("description") or ""), str(s.get("defaultValue") or ""))
-            for s in r.get("substitutions") or []
+            (str(s["id"]), str(s.get("defaultValue") or "")) for s in r.get("substitutions") or []
         )
 
     return (

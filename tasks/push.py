@@ -104,6 +104,7 @@ class PushResult:
     dnc_added: int = 0
     waiting_for_list: int = 0
     cancel_pending: int = 0
+    no_template_values: int = 0
     campaigns: dict[str, str] = field(default_factory=dict)
     contact_lists: dict[str, str] = field(default_factory=dict)
 
@@ -353,8 +354,10 @@ def contact_rows(messages: pl.DataFrame, channel: str) -> list[dict[str, Any]]:
             pl.col("body").alias("Message"),
         ]
     else:
-        values = pl.col("template_values").str.json_decode(
-            pl.Struct({name: pl.String for name in VARIABLES})
+        values = (
+            pl.col("template_values")
+            .cast(pl.String)
+            .str.json_decode(pl.Struct({name: pl.String for name in VARIABLES}))
         )
         data = [
             pl.col("message_key").alias("MessageKey"),
@@ -828,6 +831,33 @@ def push_waves_to_genesys(
                 addable(outstanding.filter(pl.col("state") == "ready"), now=now),
             ]
         )
+        if channel.startswith("email"):
+            # fail closed: without its variables Genesys would render blanks into the mail
+            blank = outstanding.filter(
+                (pl.col("state") == "ready") & pl.col("template_values").is_null()
+            ).select("message_key")
+            if blank.height:
+                with engine.begin() as conn:
+                    result.no_template_values += transition(
+                        conn,
+                        blank,
+                        from_states=("ready",),
+                        to_state="deferred",
+                        run_id=run_id,
+                        now=now,
+                        detail="missing_template_values",
+                    )
+                    exclude_decisions(
+                        conn,
+                        blank,
+                        reason="missing_template_values",
+                        detail="planned without template values (before content templates)",
+                    )
+                outstanding = outstanding.join(blank, on="message_key", how="anti")
+        if outstanding.height == 0:
+            # nothing pushed into this route and nothing whose slot has started: no campaign
+            # to ensure or start yet (its time set would have no zone)
+            continue
         fits = capacity_plan(outstanding, now=now, messages_per_minute=genesys.messages_per_minute)
         over = fits.filter(~pl.col("fits")).join(
             outstanding.filter(pl.col("state") == "ready").select("message_key"), on="message_key"

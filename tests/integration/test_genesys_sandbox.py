@@ -867,3 +867,25 @@ def test_push_objects_and_content_templates_are_ensured_idempotently(client, tar
         assert campaign["campaignStatus"] == "off"
     sms = client.get_campaign(first["sms"][1])
     assert sms["smsConfig"]["messageColumn"] == "Message"
+
+
+def test_email_without_template_values_is_deferred_never_sent_blank(sandbox, tmp_path) -> None:
+    configure(sandbox, "hard")
+    _run(sandbox, NOW)
+    frame = _email_outbox(3).with_columns(
+        pl.when(pl.col("message_key") == "key00001")
+        .then(None)
+        .otherwise(pl.col("template_values"))
+        .alias("template_values")
+    )
+    engine = _warehouse(tmp_path, frame)
+    settings = _settings(sandbox)
+    result = _push_at(engine, settings, NOW)
+    assert (result.pushed, result.no_template_values) == (2, 1)
+    with engine.connect() as conn:
+        row = read_frame(
+            conn, "select state, state_reason from messages where message_key = 'key00001'"
+        ).row(0)
+    assert row == ("deferred", "missing_template_values")
+    _run(sandbox, NOW + timedelta(hours=1))
+    assert sorted(m["contact_id"] for m in _email_ledger(sandbox)) == ["key00000", "key00002"]

@@ -58,6 +58,17 @@ def _outbox_sms_and_email() -> pl.DataFrame:
             "subject": "Your invoice",
             "wave_id": "email:America/New_York:2026-11-23:01",
             "template": "email_upcoming",
+            "template_values": json.dumps(
+                {
+                    "CustomerName": f"C{i}",
+                    "Amount": "$1.00",
+                    "DueDate": "11/24/2026",
+                    "PaymentLink": "https://pay.example.com/r/t",
+                    "InvoiceCount": "1",
+                    "CompanyName": "Example",
+                    "SupportPhone": "+1 800 555 0100",
+                }
+            ),
         }
         for i in range(12, 16)
     }
