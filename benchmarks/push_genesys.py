@@ -76,6 +76,7 @@ def outbox(n: int) -> pl.DataFrame:
         pl.lit(12000).alias("amount_total_minor"),
         pl.lit("USD").alias("currency"),
         pl.lit("tok").alias("link_token"),
+        pl.lit(None, pl.String).alias("template_values"),
         pl.lit("ready").alias("state"),
         pl.lit(None, pl.String).alias("state_reason"),
         pl.lit("bench").alias("first_run_id"),

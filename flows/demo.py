@@ -132,7 +132,14 @@ def demo(
         outcomes = collect_outcomes(
             now=(at + timedelta(hours=hours)).isoformat(), overrides=overrides
         )
-        ledger = admin.get("/sandbox/ledger").json()["counts"]
+        full = admin.get("/sandbox/ledger").json()
+        ledger = full["counts"]
+        # what Genesys rendered from each e-mail campaign's content template
+        emails = [
+            {k: m[k] for k in ("contact_id", "subject", "body")}
+            for m in full["messages"]
+            if m["channel"] == "email" and m["source"] == "campaign"
+        ]
         reconciled = None
         if reconcile:
             records = admin.get("/sandbox/carrier/twilio/messages").json()["messages"]
@@ -151,6 +158,7 @@ def demo(
         "pushes": pushes,
         "outcomes": outcomes,
         "sandbox_ledger": ledger,
+        "sandbox_emails": emails,
         "warehouse": str(folder / "warehouse.duckdb"),
     }
 

@@ -37,6 +37,7 @@ from tasks.genesys import client_from_settings
 from tasks.normalize import normalize
 from tasks.outbox import finish_run, mark_ready, wave_summary
 from tasks.push import PushResult, push_waves_to_genesys
+from tasks.render import load_templates
 from tasks.settings import Settings
 
 __all__ = ["push_waves", "run_push"]
@@ -107,6 +108,7 @@ def run_push(
                     run_id=run_id,
                     fresh=fresh,
                     progress=_progress_reporter(in_prefect),
+                    templates=load_templates(settings.render.templates_dir),
                 )
                 stats = dict(client.stats)
             with engine.begin() as conn:

@@ -48,6 +48,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from genesys_sandbox.clock import iso
+from genesys_sandbox.content import Content, email_content, render, sms_template_text
 from genesys_sandbox.rulesets import apply_post_contact_rules
 from genesys_sandbox.store import Campaign, Contact, ContactList, Store
 from genesys_sandbox.wrapups import BLANK, SKIP_CODES, TOO_LONG, send_code, utf16_length
@@ -214,7 +215,8 @@ class _CampaignRun:
             any_address = any(contact.data.get(c, "").strip() for c in columns)
             reason = "not_contactable" if any_address else "no_address"
             return _Item(order, contact, first, "", reason=reason)
-        if self.config.blank_message == "skip" and not self.message_for(contact)[1].strip():
+        blank = not self.message_for(contact)[1].strip() and not self.empty_mail
+        if self.config.blank_message == "skip" and blank:
             return _Item(order, contact, first, "", reason="no_message")
         chosen: tuple[str, str, datetime | None] | None = None
         for column, address in candidates:
@@ -263,18 +265,32 @@ class _CampaignRun:
             return "invalid_time_zone"
         return ("daily", zone)
 
+    def content_for(self, contact: Contact) -> Content:
+        """What the campaign sends ``contact`` (see :mod:`genesys_sandbox.content`)."""
+        mode = self.config.template_rendering
+        cfg = self.campaign.sms_config or self.campaign.email_config or {}
+        template = (cfg.get("contentTemplate") or {}).get("id")
+        response = self.store.responses.get(template) if template else None
+        if self.campaign.sms_config is not None:
+            if cfg.get("messageColumn"):
+                return Content("", contact.data.get(cfg["messageColumn"], ""))
+            if response is None:
+                return Content("", "")
+            return Content("", render(sms_template_text(response), contact.data, response, mode))
+        if response is None:
+            return Content("", "")
+        return email_content(response, contact.data, mode)
+
     def message_for(self, contact: Contact) -> tuple[str, str]:
         """(subject, body) of the message to ``contact``; subject is empty for SMS."""
-        if self.campaign.sms_config is not None:
-            cfg = self.campaign.sms_config
-            if cfg.get("messageColumn"):
-                return "", contact.data.get(cfg["messageColumn"], "")
-            return "", f"template:{cfg['contentTemplate']['id']}"
-        cfg = self.campaign.email_config or {}
-        body = contact.data.get("Message") or contact.data.get("Body") or ""
-        if not body and cfg.get("contentTemplate"):
-            body = f"template:{cfg['contentTemplate']['id']}"
-        return contact.data.get("Subject", ""), body
+        content = self.content_for(contact)
+        return content.subject, content.body
+
+    @property
+    def empty_mail(self) -> bool:
+        """An e-mail campaign without a template sends empty mails (``send_empty``)."""
+        cfg = self.campaign.email_config
+        return cfg is not None and not cfg.get("contentTemplate")
 
     @property
     def exhausted(self) -> bool:
@@ -375,9 +391,10 @@ class _CampaignRun:
 
     def _attempt(self, item: _Item, at: datetime, summary: RunSummary) -> None:
         contact, campaign, config = item.contact, self.campaign, self.config
-        subject, body = self.message_for(contact)
+        content = self.content_for(contact)
+        body = content.body
         code: str | None = None
-        if not body.strip():
+        if not body.strip() and not self.empty_mail:
             code = BLANK
         elif (
             campaign.sms_config is not None
@@ -386,7 +403,7 @@ class _CampaignRun:
         ):
             code = TOO_LONG
         if code is None:
-            code = self._send(item, subject, body, at, summary)
+            code = self._send(item, content, at, summary)
         self._evaluate(contact, item.column or "", item.address, code, at)
         campaign.attempted.add(contact.id)
         campaign.handled.add(contact.id)
@@ -409,7 +426,7 @@ class _CampaignRun:
         )
         apply_post_contact_rules(self.rule_sets, contact, campaign.channel, item.column, code)
 
-    def _send(self, item: _Item, subject: str, body: str, at: datetime, summary: RunSummary) -> str:
+    def _send(self, item: _Item, content: Content, at: datetime, summary: RunSummary) -> str:
         contact, campaign = item.contact, self.campaign
         common = {
             "to": item.address,
@@ -423,12 +440,18 @@ class _CampaignRun:
         }
         if campaign.sms_config is not None:
             outcome, _ = self.store.send_sms(
-                sender=campaign.sender_number or "", body=body, **common
+                sender=campaign.sender_number or "", body=content.body, **common
             )
         else:
             from_address = (campaign.email_config or {}).get("fromAddress") or {}
             sender = f"{from_address.get('localPart', '')}@{from_address['domain']['id']}"
-            outcome = self.store.send_email(sender=sender, subject=subject, body=body, **common)
+            outcome = self.store.send_email(
+                sender=sender,
+                subject=content.subject,
+                body=content.body,
+                body_html=content.html,
+                **common,
+            )
         code = send_code(self.config, outcome, f"{contact.id}:{campaign.recycles}")
         self.store.ledger[-1]["wrapup_code"] = code
         summary.sent += 1

@@ -9,8 +9,8 @@ Contract
 * The **ledger** is the sandbox's ground truth of what was sent: one entry per message, never
   removed by deleting contacts or lists.  Entry keys: ``ledger_id, contact_id,
   contact_list_id, campaign_id, conversation_id, message_id, channel ("sms"|"email"), to,
-  from, subject, body, segments, encoding, sent_at, outcome, error_code, source
-  ("campaign"|"agentless"), carrier_sid, recycle, wrapup_code`` (``carrier_sid`` is the
+  from, subject, body, body_html (e-mail), segments, encoding, sent_at, outcome, error_code,
+  source ("campaign"|"agentless"), carrier_sid, recycle, wrapup_code`` (``carrier_sid`` is the
   Twilio ``sid`` for SMS, else ``null``; ``recycle`` is the campaign's pass number, 0 before
   the first recycle; ``wrapup_code`` the code the campaign recorded; both ``null`` for
   agentless sends).  ``attempts`` lists every campaign attempt, including those that sent
@@ -468,6 +468,7 @@ class Store:
         subject: str,
         body: str,
         outcome_key: str,
+        body_html: str | None = None,
         at: datetime,
         source: str,
         contact_id: str | None = None,
@@ -492,6 +493,7 @@ class Store:
                 "from": sender,
                 "subject": subject,
                 "body": body,
+                "body_html": body_html,
                 "segments": None,
                 "encoding": None,
                 "sent_at": iso(at),

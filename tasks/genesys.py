@@ -61,6 +61,7 @@ from tasks.transport import is_loopback_host, origin_of, require_https_or_loopba
 __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULT_TIMEOUT",
+    "LISTINGS",
     "MAX_CONTACTS_PER_ADD",
     "MAX_PAGE_SIZE",
     "REGIONS",
@@ -82,6 +83,14 @@ __all__ = [
 ]
 
 MAX_CONTACTS_PER_ADD = 1000
+LISTINGS: dict[str, str] = {
+    "campaigns": "/outbound/messagingcampaigns",
+    "contact_lists": "/outbound/contactlists",
+    "dnc_lists": "/outbound/dnclists",
+    "time_sets": "/outbound/callabletimesets",
+    "rule_sets": "/outbound/digitalrulesets",
+    "libraries": "/responsemanagement/libraries",
+}
 UNCONTACTABLE_STATUS: dict[str, dict[str, bool]] = {
     "SMS": {"contactable": False},
     "Email": {"contactable": False},
@@ -456,6 +465,102 @@ class GenesysClient:
                 return self._json("POST", path, idempotent=False, json=body)
             return found
 
+    def _find_in_pages(
+        self, path: str, name: str, params: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """The entity named ``name`` among every page of a listing without a name filter."""
+        for entity in self._pages(path, params or {}):
+            if entity.get("name") == name:
+                return entity
+        return None
+
+    # --- response management: content templates (libraries and responses) ---
+
+    def create_library(self, name: str) -> dict[str, Any]:
+        """Create a response library; a lost connection is settled by looking the name up."""
+        path = "/responsemanagement/libraries"
+        try:
+            return self._json("POST", path, idempotent=False, json={"name": name})
+        except OutcomeUnknown:
+            found = self.find_library(name)
+            return (
+                found
+                if found is not None
+                else self._json("POST", path, idempotent=False, json={"name": name})
+            )
+
+    def find_library(self, name: str) -> dict[str, Any] | None:
+        return self._find_in_pages("/responsemanagement/libraries", name)
+
+    def get_library(self, library_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/responsemanagement/libraries/{library_id}", idempotent=True)
+
+    def delete_library(self, library_id: str) -> None:
+        self._request("DELETE", f"/responsemanagement/libraries/{library_id}", idempotent=True)
+
+    def ensure_library(self, name: str) -> dict[str, Any]:
+        """The library named ``name``: found, else created."""
+        return self.find_library(name) or self.create_library(name)
+
+    def list_responses(self, library_id: str) -> list[dict[str, Any]]:
+        return list(self._pages("/responsemanagement/responses", {"libraryId": library_id}))
+
+    def find_response(self, library_id: str, name: str) -> dict[str, Any] | None:
+        return self._find_in_pages("/responsemanagement/responses", name, {"libraryId": library_id})
+
+    def get_response(self, response_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/responsemanagement/responses/{response_id}", idempotent=True)
+
+    def create_response(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a response (``name``, ``libraries``, ``texts``, ...); a lost connection is
+        settled by looking the name up in its (first) library."""
+        path = "/responsemanagement/responses"
+        try:
+            return self._json("POST", path, idempotent=False, json=body)
+        except OutcomeUnknown:
+            found = self.find_response(body["libraries"][0]["id"], body["name"])
+            return (
+                found
+                if found is not None
+                else self._json("POST", path, idempotent=False, json=body)
+            )
+
+    def put_response(self, response_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Replace a response; ``body["version"]`` must be the current version (else 409)."""
+        return self._json(
+            "PUT", f"/responsemanagement/responses/{response_id}", idempotent=False, json=body
+        )
+
+    def delete_response(self, response_id: str) -> None:
+        self._request("DELETE", f"/responsemanagement/responses/{response_id}", idempotent=True)
+
+    def ensure_response(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The response named ``body["name"]`` in ``body["libraries"][0]`` as ``body`` says:
+        created when missing, updated (PUT with the current version) when its texts,
+        substitutions or type differ, else returned as found. A version conflict or a lost
+        connection on the update is settled by reading the response again."""
+        library_id = body["libraries"][0]["id"]
+        for _ in range(3):
+            found = self.find_response(library_id, body["name"])
+            if found is None:
+                return self.create_response(body)
+            current = self.get_response(found["id"])
+            if _response_matches(current, body):
+                return current
+            try:
+                return self.put_response(
+                    current["id"], body | {"id": current["id"], "version": current["version"]}
+                )
+            except OutcomeUnknown:
+                continue
+            except RequestRejected as exc:
+                if exc.status != 409:
+                    raise
+        current = self.get_response(found["id"])
+        if not _response_matches(current, body):
+            raise GenesysError(f"response {body['name']!r} could not be brought up to date")
+        return current
+
     def find_contact_list(self, name: str) -> dict[str, Any] | None:
         return self._find_by_name("/outbound/contactlists", name)
 
@@ -703,6 +808,38 @@ class GenesysClient:
 
         self._update_campaign(campaign_id, add_sets)
 
+    def ensure_campaign_content_template(self, campaign_id: str, response_id: str) -> None:
+        """Make an e-mail campaign's ``emailConfig.contentTemplate`` this response (PUT with
+        version, settled by GET)."""
+
+        def point(campaign: dict[str, Any]) -> dict[str, Any] | None:
+            config = campaign.get("emailConfig") or {}
+            if (config.get("contentTemplate") or {}).get("id") == response_id:
+                return None
+            return campaign | {"emailConfig": config | {"contentTemplate": {"id": response_id}}}
+
+        self._update_campaign(campaign_id, point)
+
+    def delete_campaign(self, campaign_id: str) -> None:
+        self._request("DELETE", f"/outbound/messagingcampaigns/{campaign_id}", idempotent=True)
+
+    def delete_dnc_list(self, dnc_list_id: str) -> None:
+        self._request("DELETE", f"/outbound/dnclists/{dnc_list_id}", idempotent=True)
+
+    def find_callable_time_set(self, name: str) -> dict[str, Any] | None:
+        return self._find_by_name("/outbound/callabletimesets", name)
+
+    def delete_callable_time_set(self, time_set_id: str) -> None:
+        self._request("DELETE", f"/outbound/callabletimesets/{time_set_id}", idempotent=True)
+
+    def delete_digital_rule_set(self, rule_set_id: str) -> None:
+        self._request("DELETE", f"/outbound/digitalrulesets/{rule_set_id}", idempotent=True)
+
+    def list_named(self, kind: str) -> list[dict[str, Any]]:
+        """Every entity of one kind (``campaigns``, ``contact_lists``, ``dnc_lists``,
+        ``time_sets``, ``rule_sets``, ``libraries``), all pages."""
+        return list(self._pages(LISTINGS[kind], {}))
+
     def switch_campaign_contact_list(self, campaign_id: str, contact_list_id: str) -> None:
         """Point a campaign at another contact list (read-modify-write with version)."""
         self._update_campaign(
@@ -878,6 +1015,33 @@ def _csv_rows(content: bytes) -> list[dict[str, str]]:
         raise DownloadFailed("the export file is empty (no header row)")
     header = [h.strip().strip('"') for h in first]
     return [dict(zip(header, row, strict=False)) for row in reader]
+
+
+def _texts_key(texts: Iterable[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return sorted(
+        (
+            str(t.get("type") or "body"),
+            str(t.get("contentType") or "text/plain"),
+            str(t.get("content") or ""),
+        )
+        for t in texts
+    )
+
+
+def _response_matches(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """A stored response already says what ``wanted`` says (texts, substitutions, type)."""
+
+    def subs(r: dict[str, Any]) -> list[tuple[str, str]]:
+        # ids and defaults decide the rendering; a description is not compared (cosmetic)
+        return sorted(
+            (str(s["id"]), str(s.get("defaultValue") or "")) for s in r.get("substitutions") or []
+        )
+
+    return (
+        _texts_key(current.get("texts") or []) == _texts_key(wanted.get("texts") or [])
+        and subs(current) == subs(wanted)
+        and current.get("responseType") == wanted.get("responseType")
+    )
 
 
 def is_uncontactable(contact: dict[str, Any]) -> bool:

@@ -84,6 +84,7 @@ MESSAGE_COLUMNS = (
     "amount_total_minor",
     "currency",
     "link_token",
+    "template_values",
     "state",
     "state_reason",
     "first_run_id",
@@ -138,6 +139,7 @@ _REFRESHED = (
     "cadence_step",
     "amount_total_minor",
     "currency",
+    "template_values",
     "last_run_id",
     "updated_at_utc",
 )

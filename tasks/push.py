@@ -1,12 +1,20 @@
 """Push: hand ready waves to Genesys exactly once, through long-lived messaging campaigns.
 
-One campaign per channel (and SMS sender number) runs off one contact list at a time, both under
-deterministic names (``<prefix>-sms-<sender digits>``, ``<prefix>-email``; rolled-over lists
-``...-2``, ``...-3``), created on first use and reused after. A callable time set with a slot
-per zone is the second guard that nothing leaves outside its window; every campaign references
-the DNC list and the digital rule set ``<prefix>-uncontactable-after-send`` (after any wrap-up
-code, mark the contact uncontactable for SMS and e-mail), so no recycle can message a contact
-twice. Each push run (every 15 minutes):
+One campaign per route runs off one contact list at a time, both under deterministic names,
+created on first use and reused after (rolled-over lists ``...-2``, ``...-3``). Routes: ``sms``
+(``<prefix>-sms-<sender digits>``: one running campaign per sender number, so one SMS campaign
+whose contacts carry the locally rendered body in ``Message``, whatever their kind) and
+``email-<kind>`` for kind upcoming / due_today / overdue (``<prefix>-email-<kind>``): each
+references its content template, the ``CampaignEmailTemplate`` response ``<prefix>-email-<kind>``
+in the library ``<prefix>-templates``, made from ``templates/email_<kind>.txt`` (created, or
+updated with its version when the file changed), and its contacts carry the typed variables
+(CustomerName, Amount, DueDate, PaymentLink, InvoiceCount, CompanyName, SupportPhone) as
+columns, formatted as render formats them, so Genesys renders the stored subject and body.
+
+A callable time set with a slot per zone is the second guard that nothing leaves outside its
+window; every campaign references the DNC list and the digital rule set
+``<prefix>-uncontactable-after-send`` (after any wrap-up code, mark the contact uncontactable
+for SMS and e-mail), so no recycle can message a contact twice. Each push run (every 15 minutes):
 
 1. marks planned messages whose wave opens within the horizon ``ready`` (outbox), and expires
    planned or ready ones whose window is over (never added, nothing in Genesys to stop);
@@ -19,7 +27,7 @@ twice. Each push run (every 15 minutes):
    attempt found on read-back is recorded as its outcome; an unverified one stays ``pushed``
    with state_reason ``cancel_pending`` and is retried next run. Global opt-outs' phones and
    e-mails go onto the Genesys DNC list;
-4. takes the ready messages whose slot has started (:func:`addable`: never before, so
+4. per route, takes the ready messages whose slot has started (:func:`addable`: never before, so
    Genesys, which sends as soon as the callable window is open, cannot send early) and checks
    capacity: per channel, messages whose window ends by time T must fit in
    ``messagesPerMinute x minutes until T``; the rest is ``deferred`` with a reason;
@@ -56,10 +64,12 @@ from tasks.genesys import GenesysClient, OutcomeUnknown, RequestRejected
 from tasks.normalize import Normalized
 from tasks.outbox import exclude_decisions, mark_ready, messages_in, transition
 from tasks.outcomes import ALL_KNOWN_CODES, record_attempts, settle_uncontactable
+from tasks.render import VARIABLES, TemplateSet, load_templates, response_texts
 from tasks.settings import CadenceSettings, GenesysSettings, WindowSettings
 from tasks.warehouse import read_frame, write_frame
 
 __all__ = [
+    "EMAIL_KINDS",
     "PushResult",
     "addable",
     "campaign_body",
@@ -69,12 +79,17 @@ __all__ = [
     "opted_out_addresses",
     "push_waves_to_genesys",
     "recheck",
+    "response_body",
+    "route_of",
 ]
 
 log = logging.getLogger(__name__)
 
 SMS_COLUMNS = ("MessageKey", "Phone", "Message", "TimeZone", "WaveId", "LocalSendDate")
-EMAIL_COLUMNS = ("MessageKey", "Email", "Subject", "Message", "TimeZone", "WaveId", "LocalSendDate")
+EMAIL_COLUMNS = ("MessageKey", "Email", "TimeZone", "WaveId", "LocalSendDate", *VARIABLES)
+"""E-mail contacts carry the typed template variables, never a rendered subject or body:
+Genesys renders the campaign's content template with them."""
+EMAIL_KINDS = ("upcoming", "due_today", "overdue")
 
 
 @dataclass
@@ -89,23 +104,60 @@ class PushResult:
     dnc_added: int = 0
     waiting_for_list: int = 0
     cancel_pending: int = 0
+    no_template_values: int = 0
     campaigns: dict[str, str] = field(default_factory=dict)
     contact_lists: dict[str, str] = field(default_factory=dict)
 
 
-def names_for(channel: str, genesys: GenesysSettings) -> dict[str, str]:
-    """Deterministic Genesys object names for a channel."""
-    suffix = (
-        "sms-" + "".join(c for c in genesys.sms_sender if c.isdigit())
-        if channel == "sms"
-        else "email"
-    )
+def names_for(route: str, genesys: GenesysSettings) -> dict[str, str]:
+    """Deterministic Genesys object names for a route: ``sms`` (one campaign per sender
+    number: kinds differ per contact, in the message column) or ``email-<kind>`` (one campaign,
+    list and content template per e-mail template kind). Plain ``email`` is the name of the
+    single e-mail campaign from before content templates."""
+    channel = route.split("-", 1)[0]
+    if channel == "sms":
+        suffix = "sms-" + "".join(c for c in genesys.sms_sender if c.isdigit())
+    else:
+        suffix = route
     base = f"{genesys.name_prefix}-{suffix}"
-    return {
+    names = {
         "contact_list": base,
         "campaign": base,
         "time_set": f"{genesys.name_prefix}-send-window",
         "rule_set": f"{genesys.name_prefix}-uncontactable-after-send",
+        "library": f"{genesys.name_prefix}-templates",
+    }
+    if channel == "email":
+        names["response"] = base
+    return names
+
+
+def route_of() -> pl.Expr:
+    """The route of an outbox row: ``sms``, else ``email-<kind>`` from its template name."""
+    return (
+        pl.when(pl.col("channel") == "sms")
+        .then(pl.lit("sms"))
+        .otherwise(pl.lit("email-") + pl.col("template").str.strip_prefix("email_"))
+        .alias("route")
+    )
+
+
+def response_body(
+    kind: str, templates: TemplateSet, genesys: GenesysSettings, library_id: str
+) -> dict[str, Any]:
+    """The ``CampaignEmailTemplate`` response of one e-mail kind: the template file's subject
+    and body with the same ``{{Name}}`` placeholders, a substitution per typed variable."""
+    template = templates.templates[f"email_{kind}"]
+    return {
+        "name": names_for(f"email-{kind}", genesys)["response"],
+        "libraries": [{"id": library_id}],
+        "responseType": "CampaignEmailTemplate",
+        "interactionType": "email",
+        "texts": response_texts(template),
+        "substitutions": [
+            {"id": name, "description": f"{name} ({vtype.value}), a contact-list column"}
+            for name, vtype in VARIABLES.items()
+        ],
     }
 
 
@@ -295,7 +347,10 @@ def capacity_plan(
 
 
 def contact_rows(messages: pl.DataFrame, channel: str) -> list[dict[str, Any]]:
-    """Genesys contacts (id = message key) for outbox rows of one channel."""
+    """Genesys contacts (id = message key) for outbox rows of one channel (or route).
+
+    SMS: the locally rendered body in ``Message``. E-mail: the typed variables' values as
+    rendered (``template_values``) in columns named after them, for the content template."""
     zone = pl.col("time_zone").str.split("|").list.first()
     if channel == "sms":
         data = [
@@ -304,12 +359,16 @@ def contact_rows(messages: pl.DataFrame, channel: str) -> list[dict[str, Any]]:
             pl.col("body").alias("Message"),
         ]
     else:
+        values = (
+            pl.col("template_values")
+            .cast(pl.String)
+            .str.json_decode(pl.Struct({name: pl.String for name in VARIABLES}))
+        )
         data = [
             pl.col("message_key").alias("MessageKey"),
             pl.col("to_address").alias("Email"),
-            pl.col("subject").fill_null("").alias("Subject"),
-            pl.col("body").alias("Message"),
         ]
+        data += [values.struct.field(name).fill_null("").alias(name) for name in VARIABLES]
     data += [
         zone.alias("TimeZone"),
         pl.col("wave_id").alias("WaveId"),
@@ -328,9 +387,11 @@ def campaign_body(
     time_set_id: str,
     dnc_list_ids: Sequence[str] = (),
     rule_set_ids: Sequence[str] = (),
+    content_template_id: str | None = None,
 ) -> dict[str, Any]:
     """A messaging campaign that always runs off one contact list, inside the time set, with
-    the DNC lists and the mark-uncontactable rule set."""
+    the DNC lists and the mark-uncontactable rule set. An e-mail campaign's content is its
+    ``content_template_id`` response (Genesys has no subject or body column)."""
     body: dict[str, Any] = {
         "name": name,
         "contactList": {"id": contact_list_id},
@@ -342,7 +403,7 @@ def campaign_body(
         "dncLists": [{"id": i} for i in dnc_list_ids],
         "ruleSets": [{"id": i} for i in rule_set_ids],
     }
-    if channel == "sms":
+    if channel.startswith("sms"):
         body["smsConfig"] = {
             "phoneColumn": "Phone",
             "messageColumn": "Message",
@@ -357,6 +418,8 @@ def campaign_body(
                 "friendlyName": genesys.email_friendly_name,
             },
         }
+        if content_template_id is not None:
+            body["emailConfig"]["contentTemplate"] = {"id": content_template_id}
     return body
 
 
@@ -364,6 +427,7 @@ def _create_list(client: GenesysClient, channel: str, name: str) -> dict[str, An
     found = client.find_contact_list(name)
     if found is not None:
         return found
+    channel = channel.split("-", 1)[0]
     columns = SMS_COLUMNS if channel == "sms" else EMAIL_COLUMNS
     return client.create_contact_list(
         name,
@@ -373,24 +437,42 @@ def _create_list(client: GenesysClient, channel: str, name: str) -> dict[str, An
     )
 
 
+def _ensure_template(
+    client: GenesysClient, route: str, genesys: GenesysSettings, templates: TemplateSet
+) -> str:
+    """The id of an e-mail route's content template: the library ``<prefix>-templates`` and
+    the response ``<prefix>-email-<kind>``, created or updated when the template changed."""
+    names = names_for(route, genesys)
+    library = client.ensure_library(names["library"])
+    kind = route.split("-", 1)[1]
+    return client.ensure_response(response_body(kind, templates, genesys, library["id"]))["id"]
+
+
 def _ensure_objects(
     client: GenesysClient,
-    channel: str,
+    route: str,
     genesys: GenesysSettings,
     window: WindowSettings,
     zones: Sequence[str],
     dnc_list_ids: Sequence[str] = (),
+    templates: TemplateSet | None = None,
 ) -> tuple[str, str]:
-    """(contact list id, campaign id): the campaign's current list, or a new one."""
-    names = names_for(channel, genesys)
+    """(contact list id, campaign id) of a route: the campaign's current list, or a new one.
+    An e-mail route's campaign references its content template."""
+    names = names_for(route, genesys)
     rule_set = client.ensure_digital_rule_set(rule_set_body(genesys))
+    template_id = (
+        _ensure_template(client, route, genesys, templates or load_templates())
+        if route.startswith("email")
+        else None
+    )
     failpoint("push.before_contact_list")
     campaign = client.find_campaign(names["campaign"])
     current = (campaign or {}).get("contactList") or {}
     found = (
         {"id": current["id"]}
         if current.get("id")
-        else _create_list(client, channel, names["contact_list"])
+        else _create_list(client, route, names["contact_list"])
     )
     failpoint("push.after_contact_list")
     time_set = client.ensure_callable_time_set(
@@ -400,19 +482,22 @@ def _ensure_objects(
     if campaign is None:
         campaign = client.create_messaging_campaign(
             campaign_body(
-                channel,
+                route,
                 genesys,
                 name=names["campaign"],
                 contact_list_id=found["id"],
                 time_set_id=time_set["id"],
                 dnc_list_ids=dnc_list_ids,
                 rule_set_ids=[rule_set["id"]],
+                content_template_id=template_id,
             )
         )
     else:
         if dnc_list_ids:
             client.ensure_campaign_dnc_lists(campaign["id"], dnc_list_ids)
         client.ensure_campaign_rule_sets(campaign["id"], [rule_set["id"]])
+        if template_id is not None:
+            client.ensure_campaign_content_template(campaign["id"], template_id)
     failpoint("push.after_campaign_create")
     return found["id"], campaign["id"]
 
@@ -592,10 +677,10 @@ def _settle_pushing(
     settled = {"pushed": 0, "ready": 0}
     if pushing.height == 0:
         return settled
-    for (channel, recorded), part in pushing.group_by(
-        ["channel", "genesys_contact_list_id"], maintain_order=True
+    for (route, recorded), part in pushing.with_columns(route_of()).group_by(
+        ["route", "genesys_contact_list_id"], maintain_order=True
     ):
-        names = names_for(str(channel), genesys)
+        names = names_for(str(route), genesys)
         campaign = client.find_campaign(names["campaign"])
         list_id = recorded or ((campaign or {}).get("contactList") or {}).get("id")
         found_list = {"id": list_id} if list_id else client.find_contact_list(names["contact_list"])
@@ -709,9 +794,12 @@ def push_waves_to_genesys(
     run_id: str,
     fresh: Normalized | None = None,
     progress: Callable[[int, int], None] | None = None,
+    templates: TemplateSet | None = None,
 ) -> PushResult:
-    """Run one push (see the module docstring). ``fresh`` is a new extract for the re-check."""
+    """Run one push (see the module docstring). ``fresh`` is a new extract for the re-check;
+    ``templates`` the e-mail content templates (default: the bundled ones)."""
     result = PushResult()
+    templates = templates or load_templates()
     with engine.begin() as conn:
         ready_waves = mark_ready(conn, now=now, horizon=horizon, run_id=run_id)
     result.ready_waves = ready_waves.height
@@ -735,10 +823,11 @@ def push_waves_to_genesys(
 
     todo_total = live.filter(pl.col("state") == "ready").height if live.height else 0
     done = 0
+    routes = live.with_columns(route_of()) if live.height else live
     for (channel,), outstanding in (
-        live.group_by(["channel"], maintain_order=True) if live.height else []
+        routes.group_by(["route"], maintain_order=True) if live.height else []
     ):
-        channel = str(channel)
+        channel = str(channel)  # the route: sms, or email-<kind>
         # Never before the window opens: a contact is added only once its slot has started
         # (push-waves runs every 15 minutes and every slot starts on a UTC quarter hour).
         outstanding = pl.concat(
@@ -747,9 +836,32 @@ def push_waves_to_genesys(
                 addable(outstanding.filter(pl.col("state") == "ready"), now=now),
             ]
         )
+        if channel.startswith("email"):
+            # fail closed: without its variables Genesys would render blanks into the mail
+            blank = outstanding.filter(
+                (pl.col("state") == "ready") & pl.col("template_values").is_null()
+            ).select("message_key")
+            if blank.height:
+                with engine.begin() as conn:
+                    result.no_template_values += transition(
+                        conn,
+                        blank,
+                        from_states=("ready",),
+                        to_state="deferred",
+                        run_id=run_id,
+                        now=now,
+                        detail="missing_template_values",
+                    )
+                    exclude_decisions(
+                        conn,
+                        blank,
+                        reason="missing_template_values",
+                        detail="planned without template values (before content templates)",
+                    )
+                outstanding = outstanding.join(blank, on="message_key", how="anti")
         if outstanding.height == 0:
-            # Nothing pushed to wait for and no slot open yet: nothing to ensure or add (and no
-            # zone to build a callable time set from on a first run).
+            # nothing pushed into this route and nothing whose slot has started: no campaign
+            # to ensure or start yet (its time set would have no zone)
             continue
         fits = capacity_plan(outstanding, now=now, messages_per_minute=genesys.messages_per_minute)
         over = fits.filter(~pl.col("fits")).join(
@@ -780,7 +892,9 @@ def push_waves_to_genesys(
         )
         # Also when nothing is ready: contacts pushed by a run that died before turning the
         # campaign on must still go out, so the campaign is ensured and started every time.
-        list_id, campaign_id = _ensure_objects(client, channel, genesys, window, zones, dnc_ids)
+        list_id, campaign_id = _ensure_objects(
+            client, channel, genesys, window, zones, dnc_ids, templates
+        )
         if ready.height:
             list_id, room = _room(
                 engine,

@@ -18,11 +18,19 @@ A rendered message is blocked, with a reason, when its SMS needs more than
 (``sms_too_long``), or when its text holds a Luhn-valid 13-19 digit window, after folding
 Unicode digits and ignoring up to two separators between digits (``pci_pan``, see
 ``tasks.pci``).
+
+Every rendered message also keeps its typed variables' values, as formatted here, in
+``template_values`` (a JSON object, name -> text): e-mail contacts carry them as contact-list
+columns and Genesys renders the same template (a ``CampaignEmailTemplate`` response built by
+:func:`response_texts`) with them, so the mail Genesys sends equals the stored body. Each value
+must fit a contact cell (512 characters) or the message is ``too_long_for_genesys``; an SMS
+travels pre-rendered in one cell, so its body must fit too.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import re
 import secrets
 from collections.abc import Callable, Mapping
@@ -54,6 +62,7 @@ __all__ = [
     "assemble_messages",
     "load_templates",
     "render_messages",
+    "response_texts",
     "template_kind",
 ]
 
@@ -64,7 +73,8 @@ GENESYS_CELL_MAX_CHARS = 512
 RENDER_REASONS = {
     "sms_too_long": "the SMS needs more segments (or characters) than allowed",
     "pci_pan": "the rendered text contains a card-number-like digit run",
-    "too_long_for_genesys": "the text exceeds the 512 characters of a Genesys contact cell",
+    "too_long_for_genesys": "a text that travels in a Genesys contact cell (the SMS body, an "
+    "e-mail template value) exceeds its 512 characters",
 }
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9]*)\s*\}\}")
@@ -119,6 +129,16 @@ def template_kind(step: int) -> str:
     if step < 0:
         return "upcoming"
     return "due_today" if step == 0 else "overdue"
+
+
+def response_texts(template: Template) -> list[dict[str, str]]:
+    """The ``texts`` of a Genesys response holding ``template`` (same ``{{Name}}``
+    placeholders): a text/plain ``subject`` (e-mail) and a text/plain ``body``."""
+    texts = []
+    if template.subject is not None:
+        texts.append({"content": template.subject, "contentType": "text/plain", "type": "subject"})
+    texts.append({"content": template.body, "contentType": "text/plain", "type": "body"})
+    return texts
 
 
 def _parse_template(name: str, text: str) -> Template:
@@ -235,7 +255,8 @@ def render_messages(
     new_token: Callable[[], str] = lambda: secrets.token_urlsafe(16),
 ) -> pl.DataFrame:
     """Render every message; adds template, subject, body, encoding, segments, units,
-    link_token, render_status (``ok`` or a :data:`RENDER_REASONS` code)."""
+    link_token, template_values (JSON of the typed variables' formatted values),
+    render_status (``ok`` or a :data:`RENDER_REASONS` code)."""
     existing = existing_tokens or {}
     out: dict[str, list[object]] = {
         k: []
@@ -247,6 +268,7 @@ def render_messages(
             "segments",
             "units",
             "link_token",
+            "template_values",
             "render_status",
         )
     }
@@ -289,7 +311,8 @@ def render_messages(
             encoding, segments, units = parts.encoding, parts.count, parts.units
             if parts.count > settings.sms_max_segments or len(body) > GENESYS_SMS_MAX_CHARS:
                 status = "sms_too_long"
-        if status == "ok" and max(len(body), len(subject or "")) > GENESYS_CELL_MAX_CHARS:
+        in_cells = [body] if channel == "sms" else list(values.values())
+        if status == "ok" and max(len(v) for v in in_cells) > GENESYS_CELL_MAX_CHARS:
             status = "too_long_for_genesys"
         if status == "ok" and (contains_pan(body) or (subject and contains_pan(subject))):
             status = "pci_pan"
@@ -301,6 +324,7 @@ def render_messages(
             ("segments", segments),
             ("units", units),
             ("link_token", token),
+            ("template_values", json.dumps(values, ensure_ascii=False, sort_keys=True)),
             ("render_status", status),
         ):
             out[name].append(value)
@@ -314,6 +338,7 @@ def render_messages(
             "segments": pl.Int32,
             "units": pl.Int32,
             "link_token": pl.String,
+            "template_values": pl.String,
             "render_status": pl.String,
         },
     )

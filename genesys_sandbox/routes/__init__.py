@@ -12,6 +12,7 @@ from genesys_sandbox.routes import (
     dnclists,
     downloads,
     oauth,
+    responses,
     rulesets,
     timesets,
 )
@@ -29,5 +30,6 @@ def all_routes() -> list[BaseRoute]:
         *rulesets.routes,
         *campaigns.routes,
         *conversations.routes,
+        *responses.routes,
         *admin.routes,
     ]

@@ -6,10 +6,11 @@ Contract
   1..10000 (upper bound assumed, [U]) and exactly one of ``smsConfig``/``emailConfig``.
   ``smsConfig``: ``phoneColumn`` (a phone column of the list), ``senderSmsPhoneNumber.
   phoneNumber`` (E.164, one of the sandbox's provisioned numbers) and ``messageColumn`` (a
-  column of the list) or ``contentTemplate``.  ``emailConfig``: ``emailColumns`` (e-mail
-  columns of the list) and ``fromAddress`` with ``domain.id`` and ``localPart``; the subject
-  comes from a ``Subject`` column and the body from a ``Message`` (or ``Body``) column, else
-  ``template:<contentTemplate id>`` (the sandbox has no response-management templates).
+  column of the list) or ``contentTemplate`` (a ``CampaignSmsTemplate`` response).
+  ``emailConfig``: ``emailColumns`` (e-mail columns of the list), ``fromAddress`` with
+  ``domain.id`` and ``localPart``, and ``contentTemplate`` (a ``CampaignEmailTemplate``
+  response; without one the campaign is refused 400 under ``email_without_template=refuse``
+  and sends empty mails under ``send_empty``).  Content rendering: ``genesys_sandbox.content``.
 * Clients set ``campaignStatus`` ``on``/``off`` (PUT with the current ``version``, or POST
   ``/start``, ``/stop``); ``off`` takes effect at once.  A sender SMS number serves one running
   campaign: turning a second one on is 409 ``sender.sms.phone.number.in.use``.
@@ -58,7 +59,16 @@ ECHOED = ("contactListFilters", "dynamicContactQueueingSettings")
 RUNNING = ("on", "stopping")
 
 
-def _sms_config(raw: Any, cl: ContactList, senders: list[str]) -> dict[str, Any]:
+def _template(store: Store, template: str, kind: str, field: str) -> None:
+    response = store.responses.get(template)
+    if response is None:
+        raise invalid_value(f"Content template (response) {template} does not exist.", field)
+    if response.get("responseType") != kind:
+        raise invalid_value(f"The content template must be a {kind} response.", field)
+
+
+def _sms_config(raw: Any, cl: ContactList, store: Store) -> dict[str, Any]:
+    senders = store.config.sms_sender_numbers
     cfg = req_object(raw, "smsConfig")
     phone = req_str(cfg, "phoneColumn", "smsConfig.phoneColumn")
     if phone not in cl.phone_column_names:
@@ -90,6 +100,7 @@ def _sms_config(raw: Any, cl: ContactList, senders: list[str]) -> dict[str, Any]
     out["senderSmsPhoneNumber"] = {"phoneNumber": number}
     template = ref_id(cfg, "contentTemplate", "smsConfig.contentTemplate")
     if template is not None:
+        _template(store, template, "CampaignSmsTemplate", "smsConfig.contentTemplate")
         out["contentTemplate"] = {"id": template}
     if message is None and template is None:
         raise bad_request(
@@ -98,7 +109,7 @@ def _sms_config(raw: Any, cl: ContactList, senders: list[str]) -> dict[str, Any]
     return out
 
 
-def _email_config(raw: Any, cl: ContactList) -> dict[str, Any]:
+def _email_config(raw: Any, cl: ContactList, store: Store) -> dict[str, Any]:
     cfg = req_object(raw, "emailConfig")
     columns = cfg.get("emailColumns")
     if not columns:
@@ -124,7 +135,14 @@ def _email_config(raw: Any, cl: ContactList) -> dict[str, Any]:
     out: dict[str, Any] = {"emailColumns": list(columns)}
     template = ref_id(cfg, "contentTemplate", "emailConfig.contentTemplate")
     if template is not None:
+        _template(store, template, "CampaignEmailTemplate", "emailConfig.contentTemplate")
         out["contentTemplate"] = {"id": template}
+    elif store.config.email_without_template == "refuse":
+        raise bad_request(
+            "emailConfig.contentTemplate is required: e-mail content comes only from a "
+            "CampaignEmailTemplate response.",
+            "emailConfig.contentTemplate",
+        )
     out["fromAddress"] = from_address
     reply = cfg.get("replyToAddress")
     if reply is not None:
@@ -223,10 +241,8 @@ def _parse(body: dict[str, Any], store: Store, current: Campaign | None) -> dict
         "rule_set_ids": rule_set_ids,
         "always_running": opt_bool(body, "alwaysRunning", False),
         "contact_sorts": _sorts(body.get("contactSorts"), cl),
-        "sms_config": _sms_config(body["smsConfig"], cl, store.config.sms_sender_numbers)
-        if has_sms
-        else None,
-        "email_config": _email_config(body["emailConfig"], cl) if has_email else None,
+        "sms_config": _sms_config(body["smsConfig"], cl, store) if has_sms else None,
+        "email_config": _email_config(body["emailConfig"], cl, store) if has_email else None,
         "extra": {k: body[k] for k in ECHOED if body.get(k) is not None},
         "status": status,
     }

@@ -182,6 +182,25 @@ def test_every_message_reached_genesys_once_and_has_an_outcome(demo_run) -> None
     assert sum(len(p["waves"]) > 0 for p in result["pushes"]) >= 10
 
 
+def test_every_email_genesys_rendered_equals_the_stored_subject_and_body(demo_run) -> None:
+    result, tables, _ = demo_run
+    mails = result["sandbox_emails"]
+    stored = {
+        key: (subject, body)
+        for key, subject, body in tables["messages"]
+        .filter(pl.col("channel") == "email")
+        .select("message_key", "subject", "body")
+        .iter_rows()
+    }
+    assert len(mails) > 0, "the demo sent no e-mail: nothing compared"
+    for mail in mails:
+        assert (mail["subject"], mail["body"]) == stored[mail["contact_id"]], mail["contact_id"]
+    attempted = tables["messages"].filter(
+        (pl.col("channel") == "email") & pl.col("state").is_in(["sent", "failed", "unknown"])
+    )
+    assert sorted(m["contact_id"] for m in mails) == sorted(attempted["message_key"])
+
+
 def test_quarantine_rows_keep_their_raw_values(demo_run) -> None:
     _, tables, raw = demo_run
     rows = tables["quarantine"].filter(pl.col("source") == "invoices")

@@ -139,8 +139,7 @@ def _recycle(url: str, how: str) -> None:
 
     settings = GenesysSettings(base_url=url, client_id="sandbox-client")
     with client_from_settings(settings, "sandbox-secret") as client:
-        campaign = client.find_campaign("reminders-sms-13175550100")
-        if campaign is not None:
+        for campaign in client.list_named("campaigns"):  # SMS and every e-mail route
             client.recycle_campaign(campaign["id"])
 
 
@@ -276,6 +275,14 @@ def _check_exactly_once(url: str, warehouse: Path, planned_keys: frozenset[str])
     assert duplicates == 0
     assert counts is None or counts["count"].max() == 1
     assert set(sent) <= pushed
+    # e-mails: Genesys rendered each from its route's content template, as the outbox stores it
+    mails = {
+        m["contact_id"]: (m["subject"], m["body"])
+        for m in ledger["messages"]
+        if m["source"] == "campaign" and m["channel"] == "email"
+    }
+    texts = _texts(warehouse)
+    assert all(texts[key] == shown for key, shown in mails.items())
     # collect-outcomes: every pushed message ends with its wrap-up outcome, or expired (never
     # attempted, made uncontactable and verified); the attempted ones are exactly the sent ones
     after = _collected(url, warehouse)
@@ -292,9 +299,18 @@ def _check_exactly_once(url: str, warehouse: Path, planned_keys: frozenset[str])
         "states": states,
         "pushed": len(pushed),
         "sent": len(sent),
+        "emails": len(mails),
         "duplicates": duplicates,
         "after_outcomes": final,
     }
+
+
+def _texts(warehouse: Path) -> dict[str, tuple[str | None, str]]:
+    engine = make_engine(f"duckdb:///{warehouse}")
+    with engine.connect() as conn:
+        frame = read_frame(conn, "select message_key, subject, body from messages")
+    engine.dispose()
+    return {key: (subject, body) for key, subject, body in frame.iter_rows()}
 
 
 def _collected(url: str, warehouse: Path) -> pl.DataFrame:
@@ -340,6 +356,7 @@ def test_sigkill_then_resume_sends_each_message_once(
 
     result = _check_exactly_once(sandbox, warehouse, keys)
     assert result["pushed"] > 50
+    assert result["emails"] > 0, "no e-mail sent: the e-mail routes were not exercised"
     print(f"\nMATRIX {config} {point} recycle={recycle}: {result}")
 
 

@@ -1,4 +1,9 @@
-"""The product's Genesys client and push against the bundled sandbox over real HTTP."""
+"""The product's Genesys client and push against the bundled sandbox over real HTTP.
+
+With ``GENESYS_TEST_ORG=1`` (see ``tests/genesys_target.py``) the tests that drive only the
+client run against a real Genesys Cloud org instead, under a ``reminders-test-<uuid>`` prefix
+that is deleted afterwards; every test that needs the sandbox's admin endpoints is skipped.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from tasks.outbox import MESSAGE_COLUMNS
 from tasks.push import push_waves_to_genesys
 from tasks.settings import CadenceSettings, GenesysSettings, WindowSettings
 from tasks.warehouse import make_engine, migrate, read_frame, write_frame
+from tests.genesys_target import SANDBOX_ONLY_REASON, Target, cleanup, target_from_env
 
 NOW = datetime(2026, 11, 23, 13, 0)
 
@@ -60,10 +66,28 @@ def configure(sandbox: str, name: str, **extra) -> dict:
     return answer.json()
 
 
+REAL_ORG = target_from_env().real
+
+
 @pytest.fixture(scope="module")
 def sandbox():
+    if REAL_ORG:
+        pytest.skip(SANDBOX_ONLY_REASON)
     with serve(create_app(SandboxConfig(rate_limit_per_minute=100_000))) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def target(request) -> Target:
+    """The sandbox, or (``GENESYS_TEST_ORG=1``) a real org whose test objects are deleted
+    when the module is done."""
+    if not REAL_ORG:
+        yield target_from_env({}, sandbox_url=request.getfixturevalue("sandbox"))
+        return
+    real = target_from_env()
+    yield real
+    with client_from_settings(real.settings, real.secret) as c:
+        cleanup(c, real.prefix)
 
 
 @pytest.fixture(params=sorted(SANDBOX_CONFIGS))
@@ -73,12 +97,10 @@ def reading(request, sandbox) -> str:
 
 
 @pytest.fixture
-def client(sandbox):
-    configure(sandbox, "hard")
-    settings = GenesysSettings(
-        base_url=sandbox, client_id="sandbox-client", requests_per_minute=6000
-    )
-    with client_from_settings(settings, "sandbox-secret") as c:
+def client(target, request):
+    if not target.real:
+        configure(request.getfixturevalue("sandbox"), "hard")
+    with client_from_settings(target.settings, target.secret) as c:
         yield c
 
 
@@ -86,11 +108,12 @@ def _contact(key: str, phone: str, text: str = "Hi") -> dict:
     return {"id": key, "data": {"Phone": phone, "Message": text, "TimeZone": "America/New_York"}}
 
 
-def test_contact_list_lifecycle_and_contacts(client, sandbox) -> None:
+def test_contact_list_lifecycle_and_contacts(client, target, request) -> None:
+    name = target.name("cl-1")
     created = client.create_contact_list(
-        "cl-1", ["Phone", "Message", "TimeZone"], phone_columns=[("Phone", "TimeZone")]
+        name, ["Phone", "Message", "TimeZone"], phone_columns=[("Phone", "TimeZone")]
     )
-    assert client.find_contact_list("cl-1")["id"] == created["id"]
+    assert client.find_contact_list(name)["id"] == created["id"]
     assert client.get_contact_list(created["id"])["columnNames"] == ["Phone", "Message", "TimeZone"]
     contacts = [_contact(f"k{i}", f"+1317555{i:04d}") for i in range(1000)]
     assert len(client.add_contacts(created["id"], contacts)) == 1000
@@ -102,22 +125,23 @@ def test_contact_list_lifecycle_and_contacts(client, sandbox) -> None:
     client.update_contact(created["id"], _contact("k1", "+13175550001", "Changed"))
     client.delete_contacts(created["id"], ["k2", "k3"])
     assert {c["id"] for c in client.get_contacts(created["id"], ["k1", "k2", "k3"])} == {"k1"}
-    rows = client.export_contact_list(created["id"], poll_seconds=0.05)
+    rows = client.export_contact_list(created["id"], poll_seconds=0.05 if not target.real else 2)
     assert len(rows) == 998
-    # the file came from the signed URL on the other loopback name, and without the token
-    stats = httpx.get(f"{sandbox}/sandbox/stats").json()
-    assert (stats["signed_downloads"], stats["signed_download_with_authorization"]) == (1, 0)
+    if not target.real:
+        # the file came from the signed URL on the other loopback name, and without the token
+        stats = httpx.get(f"{request.getfixturevalue('sandbox')}/sandbox/stats").json()
+        assert (stats["signed_downloads"], stats["signed_download_with_authorization"]) == (1, 0)
     assert next(r for r in rows if r["inin-outbound-id"] == "k1")["Message"] == "Changed"
     client.delete_contact_list(created["id"])
-    assert client.find_contact_list("cl-1") is None
+    assert client.find_contact_list(name) is None
 
 
-def test_limits_come_back_as_permanent_errors_with_genesys_codes(client) -> None:
+def test_limits_come_back_as_permanent_errors_with_genesys_codes(client, target) -> None:
     with pytest.raises(RequestRejected) as too_many_columns:
-        client.create_contact_list("wide", [f"c{i}" for i in range(51)])
+        client.create_contact_list(target.name("wide"), [f"c{i}" for i in range(51)])
     assert too_many_columns.value.status == 400
     created = client.create_contact_list(
-        "cl-2", ["Phone", "Message"], phone_columns=[("Phone", None)]
+        target.name("cl-2"), ["Phone", "Message"], phone_columns=[("Phone", None)]
     )
     with pytest.raises(RequestRejected) as bad_cell:
         client.add_contacts(
@@ -129,7 +153,7 @@ def test_limits_come_back_as_permanent_errors_with_genesys_codes(client) -> None
         )
     assert (bad_cell.value.status, bad_cell.value.code) == (400, "invalid.value")
     with pytest.raises(RequestRejected) as long_sms:
-        client.send_agentless_sms("+13175550100", "+13175550123", "x" * 766)
+        client.send_agentless_sms(target.settings.sms_sender, "+13175550123", "x" * 766)
     assert long_sms.value.status == 400
 
 
@@ -234,6 +258,7 @@ def _outbox(n: int, overrides: dict[int, dict] | None = None) -> pl.DataFrame:
                 "amount_total_minor": 100,
                 "currency": "USD",
                 "link_token": "t",
+                "template_values": None,
                 "state": "ready",
                 "state_reason": None,
                 "first_run_id": "b",
@@ -613,3 +638,254 @@ def test_a_crash_during_rollover_is_finished_by_the_next_push(
         campaign = c.find_campaign("reminders-sms-13175550100")
         assert c.get_contact_list(campaign["contactList"]["id"])["name"].endswith("-2")
         assert c.find_contact_list("reminders-sms-13175550100") is None
+
+
+# --- issue 8 item 6: e-mail content templates, one campaign per kind, under each reading ---
+
+EMAIL_STEPS = (-2, 0, 3)  # upcoming, due_today, overdue
+
+
+def _email_outbox(n: int) -> pl.DataFrame:
+    """E-mail outbox rows rendered by the product's renderer, kinds cycling."""
+    from tasks.render import load_templates, render_messages
+    from tasks.settings import RenderSettings
+
+    planned = pl.DataFrame(
+        [
+            {
+                "message_key": f"mail{i:05d}",
+                "channel": "email",
+                "cadence_step": EMAIL_STEPS[i % 3],
+                "due_date": date(2026, 11, 20 + i % 5),
+                "invoice_count": 1 + i % 2,
+                "first_name": f"Payer{i}",
+                "full_name": None,
+                "locale": ("en_US", "fr_CA", "de_DE")[i % 3],
+                "currencies": ["USD"],
+                "amounts_minor": [1000 + 37 * i],
+            }
+            for i in range(n)
+        ]
+    )
+    rendered = render_messages(
+        planned, templates=load_templates(), settings=RenderSettings(), new_token=lambda: "T"
+    )
+    base = _outbox(n)
+    rendered_cols = ["template", "subject", "body", "template_values", "encoding"]
+    return (
+        base.drop(*rendered_cols, "cadence_step", "invoice_count", "segments", "units")
+        .with_columns(
+            pl.lit("email").alias("channel"),
+            (pl.lit("payer") + pl.int_range(pl.len()).cast(pl.String) + "@example.com").alias(
+                "to_address"
+            ),
+            pl.lit("email:America/New_York:2026-11-23:01").alias("wave_id"),
+            (pl.lit("C") + pl.int_range(pl.len()).cast(pl.String)).alias("customer_id"),
+            (pl.lit("I") + pl.int_range(pl.len()).cast(pl.String)).alias("invoice_ids"),
+        )
+        .hstack(
+            rendered.select(
+                pl.col("template"),
+                pl.col("subject"),
+                pl.col("body"),
+                pl.col("template_values"),
+                pl.col("encoding"),
+                pl.col("cadence_step"),
+                pl.col("invoice_count"),
+                pl.col("segments"),
+                pl.col("units"),
+            )
+        )
+        .select(MESSAGE_COLUMNS)
+    )
+
+
+def _email_fresh(n: int, paid: set[int]):
+    from tasks.normalize import normalize
+    from tests import factories as f
+
+    customers = [
+        f.customer(customer_id=f"C{i}", phone=None, email=f"payer{i}@example.com") for i in range(n)
+    ]
+    invoices = [
+        f.invoice(
+            f"C{i}",
+            invoice_id=f"I{i}",
+            status="paid" if i in paid else "open",
+            amount_due="0.00" if i in paid else "10.00",
+        )
+        for i in range(n)
+    ]
+    consent = [f.consent(f"C{i}", "email") for i in range(n)]
+    return normalize(f.extracted(customers, invoices, consent), as_of=NOW)
+
+
+def _email_ledger(sandbox: str) -> list[dict]:
+    ledger = httpx.get(f"{sandbox}/sandbox/ledger").json()["messages"]
+    return [m for m in ledger if m["source"] == "campaign" and m["channel"] == "email"]
+
+
+def _recycle_all(sandbox: str, settings: GenesysSettings, until: datetime) -> None:
+    with client_from_settings(settings, "sandbox-secret") as c:
+        for campaign in c.list_named("campaigns"):
+            c.recycle_campaign(campaign["id"])
+            c.set_campaign_status(campaign["id"], "on")
+    _run(sandbox, until)
+
+
+@pytest.fixture(params=["refuse", "send_empty"])
+def email_reading(request, reading, sandbox) -> tuple[str, str]:
+    httpx.put(
+        f"{sandbox}/sandbox/config",
+        json={"email_without_template": request.param, "template_rendering": "substitute"},
+    ).raise_for_status()
+    return reading, request.param
+
+
+def test_email_is_rendered_by_genesys_from_the_template_exactly_as_stored(
+    email_reading, sandbox, tmp_path
+) -> None:
+    _run(sandbox, NOW)
+    frame = _email_outbox(9)
+    engine = _warehouse(tmp_path, frame)
+    settings = _settings(sandbox)
+    result = _push_at(engine, settings, NOW, fresh=_email_fresh(9, set()))
+    assert result.pushed == 9
+    kinds = {"upcoming", "due_today", "overdue"}
+    assert set(result.campaigns) == {f"email-{k}" for k in kinds}
+    with client_from_settings(settings, "sandbox-secret") as c:
+        library = c.find_library("reminders-templates")
+        responses = {r["name"]: r for r in c.list_responses(library["id"])}
+        assert set(responses) == {f"reminders-email-{k}" for k in kinds}
+        for kind in kinds:
+            campaign = c.find_campaign(f"reminders-email-{kind}")
+            assert (
+                campaign["emailConfig"]["contentTemplate"]["id"]
+                == (responses[f"reminders-email-{kind}"]["id"])
+            )
+            columns = c.get_contact_list(campaign["contactList"]["id"])["columnNames"]
+            assert not {"Subject", "Message", "Body"} & set(columns)
+    _run(sandbox, NOW + timedelta(hours=1))
+    mails = _email_ledger(sandbox)
+    stored = {r["message_key"]: (r["subject"], r["body"]) for r in frame.iter_rows(named=True)}
+    # what Genesys rendered from the template and the contact's columns is the outbox text
+    assert {m["contact_id"]: (m["subject"], m["body"]) for m in mails} == stored
+    counts = _collect(engine, settings, NOW + timedelta(hours=1))
+    assert counts["sent"] + counts["failed"] == 9
+    _recycle_all(sandbox, settings, NOW + timedelta(hours=3))
+    assert len(_email_ledger(sandbox)) == 9  # never twice, on every route
+
+
+def test_an_email_payer_is_cancelled_on_its_route_and_never_mailed(
+    email_reading, sandbox, tmp_path
+) -> None:
+    _run(sandbox, NOW)
+    engine = _warehouse(tmp_path, _email_outbox(6))
+    settings = _settings(sandbox)
+    assert _push_at(engine, settings, NOW, fresh=_email_fresh(6, set())).pushed == 6
+    result = _push_at(engine, settings, NOW, fresh=_email_fresh(6, {4}), run_id="p2")
+    assert result.cancelled == {"email:paid_since_planning": 1}
+    _run(sandbox, NOW + timedelta(hours=1))
+    _recycle_all(sandbox, settings, NOW + timedelta(hours=3))
+    assert sorted(m["contact_id"] for m in _email_ledger(sandbox)) == [
+        f"key{i:05d}" for i in range(6) if i != 4
+    ]
+
+
+def test_a_changed_template_updates_the_response_and_reuses_the_campaign(
+    client, sandbox, tmp_path
+) -> None:
+    from tasks.render import load_templates
+
+    _run(sandbox, NOW)
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    import shutil
+    from importlib import resources
+
+    for entry in resources.files("templates").iterdir():
+        if entry.name.endswith(".txt"):
+            (folder / entry.name).write_text(entry.read_text("utf-8"), "utf-8")
+    settings = _settings(sandbox)
+    engine = _warehouse(tmp_path, _email_outbox(3))
+    with client_from_settings(settings, "sandbox-secret") as c:
+        push_waves_to_genesys(
+            engine,
+            c,
+            genesys=settings,
+            window=WindowSettings(),
+            cadence=CadenceSettings(),
+            now=NOW,
+            horizon=timedelta(minutes=15),
+            run_id="p1",
+            templates=load_templates(folder),
+        )
+        library = c.find_library("reminders-templates")
+        before = c.find_response(library["id"], "reminders-email-overdue")
+        campaign = c.find_campaign("reminders-email-overdue")
+        path = folder / "email_overdue.txt"
+        path.write_text(path.read_text("utf-8").replace("is still open", "is open"), "utf-8")
+        push_waves_to_genesys(
+            engine,
+            c,
+            genesys=settings,
+            window=WindowSettings(),
+            cadence=CadenceSettings(),
+            now=NOW,
+            horizon=timedelta(minutes=15),
+            run_id="p2",
+            templates=load_templates(folder),
+        )
+        after = c.get_response(before["id"])
+        untouched = c.find_response(library["id"], "reminders-email-upcoming")
+        assert c.find_campaign("reminders-email-overdue")["id"] == campaign["id"]
+    shutil.rmtree(folder)
+    assert after["version"] == before["version"] + 1
+    assert "is open" in next(t["content"] for t in after["texts"] if t.get("type") == "body")
+    assert untouched["version"] == 1
+
+
+def test_push_objects_and_content_templates_are_ensured_idempotently(client, target) -> None:
+    """Runs on a real org too: nothing is added or sent, every campaign stays off."""
+    from tasks.push import EMAIL_KINDS, _ensure_objects, names_for
+
+    settings = target.settings
+    routes = ["sms", *(f"email-{k}" for k in EMAIL_KINDS)]
+    zones = ["America/New_York"]
+    first = {r: _ensure_objects(client, r, settings, WindowSettings(), zones) for r in routes}
+    again = {r: _ensure_objects(client, r, settings, WindowSettings(), zones) for r in routes}
+    assert again == first
+    library = client.find_library(names_for("email-upcoming", settings)["library"])
+    responses = {r["name"]: r for r in client.list_responses(library["id"])}
+    for kind in EMAIL_KINDS:
+        names = names_for(f"email-{kind}", settings)
+        response = responses[names["response"]]
+        assert response["version"] == 1  # unchanged templates are not rewritten
+        assert response["responseType"] == "CampaignEmailTemplate"
+        campaign = client.get_campaign(first[f"email-{kind}"][1])
+        assert campaign["emailConfig"]["contentTemplate"]["id"] == response["id"]
+        assert campaign["campaignStatus"] == "off"
+    sms = client.get_campaign(first["sms"][1])
+    assert sms["smsConfig"]["messageColumn"] == "Message"
+
+
+def test_email_without_template_values_is_deferred_never_sent_blank(sandbox, tmp_path) -> None:
+    configure(sandbox, "hard")
+    _run(sandbox, NOW)
+    frame = _email_outbox(3).with_columns(
+        pl.when(pl.col("message_key") == "key00001")
+        .then(None)
+        .otherwise(pl.col("template_values"))
+        .alias("template_values")
+    )
+    engine = _warehouse(tmp_path, frame)
+    settings = _settings(sandbox)
+    result = _push_at(engine, settings, NOW)
+    assert (result.pushed, result.no_template_values) == (2, 1)
+    with engine.connect() as conn:
+        row = read_frame(
+            conn, "select state, state_reason from messages where message_key = 'key00001'"
+        ).row(0)
+    assert row == ("deferred", "missing_template_values")
+    _run(sandbox, NOW + timedelta(hours=1))
+    assert sorted(m["contact_id"] for m in _email_ledger(sandbox)) == ["key00000", "key00002"]

@@ -58,6 +58,17 @@ def _outbox_sms_and_email() -> pl.DataFrame:
             "subject": "Your invoice",
             "wave_id": "email:America/New_York:2026-11-23:01",
             "template": "email_upcoming",
+            "template_values": json.dumps(
+                {
+                    "CustomerName": f"C{i}",
+                    "Amount": "$1.00",
+                    "DueDate": "11/24/2026",
+                    "PaymentLink": "https://pay.example.com/r/t",
+                    "InvoiceCount": "1",
+                    "CompanyName": "Example",
+                    "SupportPhone": "+1 800 555 0100",
+                }
+            ),
         }
         for i in range(12, 16)
     }
@@ -158,8 +169,14 @@ PUSH_AND_OUTCOME_OPERATIONS = (
     "POST /api/v2/outbound/contactlists/{contactListId}/export",
     "GET /api/v2/outbound/contactlists/{contactListId}/export",
     "GET /api/v2/downloads/{downloadId}",
+    "GET /api/v2/responsemanagement/libraries",
+    "POST /api/v2/responsemanagement/libraries",
+    "GET /api/v2/responsemanagement/responses",
+    "POST /api/v2/responsemanagement/responses",
+    "GET /api/v2/responsemanagement/responses/{responseId}",
 )
-"""What a push with an opt-out, SMS and e-mail, then an outcome collection must send."""
+"""What a push with an opt-out, SMS and e-mail (with its content template), then an outcome
+collection must send."""
 
 
 def _check(requests: list[dict[str, Any]], title: str) -> WireReport:

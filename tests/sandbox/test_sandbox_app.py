@@ -412,9 +412,9 @@ def test_campaign_that_is_not_always_running_completes(org: Org) -> None:
     assert org.turn(second["id"], "on").status_code == 200
 
 
-def test_email_campaign_sends_subject_and_message_columns(org: Org) -> None:
+def test_email_campaign_sends_its_template_never_the_columns(org: Org) -> None:
     org.configure(**ONE_PASS)
-    columns = ["Email", "Subject", "Message", "TimeZone"]
+    columns = ["Email", "Subject", "Message", "TimeZone", "Ref"]
     email_column = {"columnName": "Email", "type": "personal", "contactableTimeColumn": "TimeZone"}
     cl = org.ok(
         "POST",
@@ -431,6 +431,7 @@ def test_email_campaign_sends_subject_and_message_columns(org: Org) -> None:
                     "Subject": "Invoice",
                     "Message": f"Due {i}",
                     "TimeZone": "Europe/Paris",
+                    "Ref": f"R{i}" if i else "",
                 },
             }
             for i in range(3)
@@ -446,6 +447,21 @@ def test_email_campaign_sends_subject_and_message_columns(org: Org) -> None:
         f"/outbound/dnclists/{dnc['id']}/emailaddresses",
         json={"action": "Add", "emailAddresses": ["P2@Example.com"]},
     )
+    library = org.ok("POST", "/responsemanagement/libraries", json={"name": "mail"})
+    template = org.ok(
+        "POST",
+        "/responsemanagement/responses",
+        json={
+            "name": "invoice",
+            "libraries": [{"id": library["id"]}],
+            "responseType": "CampaignEmailTemplate",
+            "texts": [
+                {"content": "Invoice {{Ref}}", "contentType": "text/plain", "type": "subject"},
+                {"content": "<p>Due {{Ref}}</p>", "contentType": "text/html", "type": "body"},
+            ],
+            "substitutions": [{"id": "Ref", "defaultValue": "-"}],
+        },
+    )
     body = {
         "name": "mail-campaign",
         "contactList": {"id": cl["id"]},
@@ -454,6 +470,7 @@ def test_email_campaign_sends_subject_and_message_columns(org: Org) -> None:
         "emailConfig": {
             "emailColumns": ["Email"],
             "fromAddress": {"domain": {"id": "mail.example.com"}, "localPart": "billing"},
+            "contentTemplate": {"id": template["id"]},
         },
     }
     campaign = org.ok("POST", "/outbound/messagingcampaigns", json=body)
@@ -463,8 +480,8 @@ def test_email_campaign_sends_subject_and_message_columns(org: Org) -> None:
     assert [
         (m["contact_id"], m["channel"], m["subject"], m["body"], m["from"]) for m in messages
     ] == [
-        ("m0", "email", "Invoice", "Due 0", "billing@mail.example.com"),
-        ("m1", "email", "Invoice", "Due 1", "billing@mail.example.com"),
+        ("m0", "email", "Invoice -", "<p>Due -</p>", "billing@mail.example.com"),
+        ("m1", "email", "Invoice R1", "<p>Due R1</p>", "billing@mail.example.com"),
     ]
     assert messages[0]["sent_at"] == "2026-11-23T07:00:00.000Z"
     contact = org.ok("GET", f"/outbound/contactlists/{cl['id']}/contacts/m0")

@@ -288,6 +288,36 @@ def test_sdk_drives_every_endpoint_and_parses_every_answer(sdk: Sdk) -> None:
     assert outbound.get_outbound_digitalrulesets(name="sdk").total == 1
     steps.append("POST/GET /outbound/digitalrulesets (PostContact, mark uncontactable)")
 
+    responses = gc.ResponseManagementApi(sdk.api)
+    library = responses.post_responsemanagement_libraries(_model(gc, "Library", name="sdk-lib"))
+    template = responses.post_responsemanagement_responses(
+        _model(
+            gc,
+            "Response",
+            name="sdk-invoice",
+            libraries=[_model(gc, "DomainEntityRef", id=library.id)],
+            response_type="CampaignEmailTemplate",
+            texts=[
+                _model(
+                    gc,
+                    "ResponseText",
+                    content="Invoice {{Ref}}",
+                    content_type="text/plain",
+                    type="subject",
+                ),
+                _model(
+                    gc, "ResponseText", content="<p>Due</p>", content_type="text/html", type="body"
+                ),
+            ],
+            substitutions=[_model(gc, "ResponseSubstitution", id="Ref", default_value="-")],
+        )
+    )
+    assert template.texts[0].type == "subject"
+    listed = responses.get_responsemanagement_responses(library.id)
+    assert [r.id for r in listed.entities] == [template.id]
+    assert responses.get_responsemanagement_library(library.id).name == "sdk-lib"
+    steps.append("POST /responsemanagement/libraries, POST/GET /responsemanagement/responses")
+
     update = outbound.get_outbound_contactlist_contact(contact_list.id, "key-new_york")
     update.callable = False
     update.contactable_status = {
