@@ -317,11 +317,14 @@ def store_event(engine: Engine, event: AlertEvent, payload: bytes, *, now: datet
 
 @dataclass
 class Directory:
-    """Customers (normalized) and their consent state, folded by ``tasks.consent``."""
+    """Customers (normalized) and their consent state, folded by ``tasks.consent`` from the
+    source's consent events plus the ones this project captured (``consent_events`` table)."""
 
     customers: pl.DataFrame
     consent: pl.DataFrame
     shared_phones: frozenset[str] = field(default_factory=frozenset)
+    source_events: pl.DataFrame | None = None
+    unclear: pl.DataFrame | None = None
 
     def customers_by_phone(self, phone: str) -> list[str]:
         return self.customers.filter(pl.col("phone_e164") == phone)["customer_id"].sort().to_list()
@@ -329,6 +332,26 @@ class Directory:
     def addresses_of(self, customer_ids: Iterable[str]) -> pl.DataFrame:
         return self.customers.filter(pl.col("customer_id").is_in(list(customer_ids))).select(
             "customer_id", "phone_e164", "email"
+        )
+
+    def refreshed(self, engine: Engine, *, now: datetime | None = None) -> Directory:
+        """The same customers, consent folded again (as of ``now``: a later opt-in grants
+        nothing yet) with every captured consent event."""
+        base = self.source_events
+        if base is None:
+            base = pl.DataFrame(schema=STORED_CONSENT_SCHEMA)
+        events = pl.concat(
+            [
+                base.select(list(STORED_CONSENT_SCHEMA)).cast(STORED_CONSENT_SCHEMA),  # type: ignore[arg-type]
+                stored_consent_events(engine),
+            ]
+        )
+        return Directory(
+            self.customers,
+            consent_state(events, as_of=now, unclear=self.unclear),
+            self.shared_phones,
+            self.source_events,
+            self.unclear,
         )
 
 
@@ -378,7 +401,9 @@ def directory_from_frames(
         .filter(pl.col("n") > 1)["phone_e164"]
         .to_list()
     )
-    return Directory(customers.select(CUSTOMER_COLUMNS), consent, frozenset(shared))
+    return Directory(
+        customers.select(CUSTOMER_COLUMNS), consent, frozenset(shared), events, unclear
+    )
 
 
 # --- decisions and rendering (pure) ----------------------------------------------------------
@@ -923,15 +948,20 @@ def send_due(
             result.unknown += 1
             continue
         except (TransientServerError, RateLimited) as exc:
-            _failed(
-                engine,
-                alert,
-                f"not processed: {exc}",
-                old="sending",
-                permanent=False,
-                ctx=ctx,
-                result=result,
-            )
+            # 503 / 429 after the client's own retries: Genesys did not process the request,
+            # so it is sent again later; this does not use up a delivery attempt
+            with engine.begin() as conn:
+                _move(
+                    conn,
+                    alert["alert_key"],
+                    old="sending",
+                    new="ready",
+                    now=now,
+                    why=f"not processed ({exc.__class__.__name__}): sent again later",
+                    attempts=attempt - 1,
+                    next_attempt_at_utc=now + timedelta(seconds=alerts.retry_after_seconds),
+                )
+            result.retried += 1
             continue
         except RequestRejected as exc:
             _failed(

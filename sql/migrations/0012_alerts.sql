@@ -20,7 +20,7 @@ create table alerts (
     alert_key varchar primary key,
     event_id varchar not null,
     customer_id varchar not null,
-    channel varchar not null,
+    channel varchar,
     to_address varchar,
     subject varchar,
     body varchar,
