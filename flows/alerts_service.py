@@ -41,9 +41,11 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +60,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tasks.alerts import (
+    AlertEvent,
     Directory,
     WebhookRejected,
     alert_counts,
@@ -68,7 +71,7 @@ from tasks.alerts import (
     recover_in_flight,
     release_held,
     send_due,
-    store_event,
+    store_events,
     verify_signature,
     verify_twilio,
 )
@@ -86,6 +89,53 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+class EventWriter:
+    """Group commit: requests hand their event to one writer thread, which commits whatever
+    has queued up in one transaction and then releases every waiting request (so each 202 is
+    still given only after its event is durable)."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], datetime], max_batch: int = 500):
+        self._engine, self._clock, self._max = engine, clock, max_batch
+        self._queue: queue.Queue[tuple[AlertEvent, bytes, Future[bool]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="alerts-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, event: AlertEvent, payload: bytes) -> Future[bool]:
+        future: Future[bool] = Future()
+        self._queue.put((event, payload, future))
+        return future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._max:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)
+                    break
+                batch.append(item)
+            try:
+                stored = store_events(
+                    self._engine, [(e, p) for e, p, _ in batch], now=self._clock()
+                )
+            except Exception as exc:  # the requests answer 503; the billing system retries
+                for _e, _p, future in batch:
+                    future.set_exception(exc)
+                continue
+            for (_e, _p, future), ok in zip(batch, stored, strict=True):
+                future.set_result(ok)
+
+
 @dataclass
 class AlertService:
     """Everything the app and its worker share."""
@@ -100,7 +150,12 @@ class AlertService:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _consent_changed: threading.Event = field(default_factory=threading.Event)
+    _wake: threading.Event = field(default_factory=threading.Event)
     _last_poll: float = 0.0
+    _writer: EventWriter | None = None
+    _pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="alerts-send")
+    )
 
     def tick(self) -> dict[str, Any]:
         """One pass of the worker (also called directly by tests)."""
@@ -137,6 +192,7 @@ class AlertService:
                 render=s.render,
                 genesys=s.genesys,
                 now=now,
+                pool=self._pool,
             )
             out["send"] = sent.__dict__
             if time.monotonic() - self._last_poll >= a.poll_interval_seconds:
@@ -158,11 +214,13 @@ class AlertService:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._wake.clear()
             try:
                 self.tick()
             except Exception:  # the worker must outlive one bad tick; the row stays to retry
                 log.exception("alerts worker tick failed")
-            self._stop.wait(self.settings.alerts.worker_interval_seconds)
+            # an accepted event wakes the worker at once; otherwise it looks every interval
+            self._wake.wait(self.settings.alerts.worker_interval_seconds)
 
     def start(self) -> None:
         recover_in_flight(self.engine, now=self.clock())
@@ -170,8 +228,18 @@ class AlertService:
         self._thread = threading.Thread(target=self._run, name="alerts-worker", daemon=True)
         self._thread.start()
 
+    def store(self, event: AlertEvent, payload: bytes) -> bool:
+        """Durably store one event (group-committed with concurrent ones); False = replay."""
+        if self._writer is None:
+            self._writer = EventWriter(self.engine, self.clock)
+        return self._writer.submit(event, payload).result(timeout=30)
+
+    def wake(self) -> None:
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
@@ -221,13 +289,16 @@ def create_alerts_app(service: AlertService, *, run_worker: bool = True) -> Star
                 tolerance_seconds=alerts.tolerance_seconds,
             )
             event = parse_event(body)
-            stored = await run_in_threadpool(
-                store_event, service.engine, event, body, now=service.clock()
-            )
+            try:
+                stored = await run_in_threadpool(service.store, event, body)
+            except Exception:
+                log.exception("event not stored")
+                raise WebhookRejected(503, "store_unavailable", "try again later") from None
             if not stored:
                 raise WebhookRejected(409, "event_replayed", "this event id was already accepted")
         except WebhookRejected as exc:
             return _error(exc)
+        service.wake()
         return JSONResponse({"event_id": event.event_id, "status": "accepted"}, status_code=202)
 
     async def inbound_genesys(request: Request) -> Response:
@@ -324,7 +395,7 @@ def create_alerts_app(service: AlertService, *, run_worker: bool = True) -> Star
 
     async def health(request: Request) -> Response:
         counts = await run_in_threadpool(alert_counts, service.engine)
-        return JSONResponse({"status": "ok", "alerts": counts})
+        return JSONResponse({"status": "ok", "alerts": counts, "events": counts.pop("_events")})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -53,6 +53,7 @@ import logging
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -310,6 +311,71 @@ def store_event(engine: Engine, event: AlertEvent, payload: bytes, *, now: datet
             return False
         raise
     return True
+
+
+def store_events(
+    engine: Engine, batch: list[tuple[AlertEvent, bytes]], *, now: datetime
+) -> list[bool]:
+    """Commit a batch of events in one transaction (group commit); per event, False when its
+    id is already stored or earlier in the batch (a replay)."""
+    if not batch:
+        return []
+    ids = [e.event_id for e, _ in batch]
+    with engine.begin() as conn:
+        known = {
+            r[0]
+            for r in conn.execute(
+                sa.text("select event_id from alert_events where event_id in :ids").bindparams(
+                    sa.bindparam("ids", expanding=True)
+                ),
+                {"ids": ids},
+            )
+        }
+        fresh: list[bool] = []
+        rows: list[dict[str, Any]] = []
+        for event, payload in batch:
+            if event.event_id in known:
+                fresh.append(False)
+                continue
+            known.add(event.event_id)
+            fresh.append(True)
+            rows.append(
+                {
+                    "event_id": event.event_id,
+                    "kind": event.kind,
+                    "customer_id": event.customer_id,
+                    "invoice_id": event.invoice_id,
+                    "amount_minor": event.amount_minor,
+                    "currency": event.currency,
+                    "occurred_at_utc": event.occurred_at,
+                    "received_at_utc": _naive(now),
+                    "payload": payload.decode("utf-8"),
+                    "state": "received",
+                    "updated_at_utc": _naive(now),
+                }
+            )
+        if rows:
+            write_frame(
+                conn,
+                "alert_events",
+                pl.DataFrame(
+                    rows,
+                    schema={
+                        "event_id": pl.String,
+                        "kind": pl.String,
+                        "customer_id": pl.String,
+                        "invoice_id": pl.String,
+                        "amount_minor": pl.Int64,
+                        "currency": pl.String,
+                        "occurred_at_utc": pl.Datetime("us"),
+                        "received_at_utc": pl.Datetime("us"),
+                        "payload": pl.String,
+                        "state": pl.String,
+                        "updated_at_utc": pl.Datetime("us"),
+                    },
+                ),
+            )
+    return fresh
 
 
 # --- the directory: who the customers are and what they consented to -----------------------
@@ -877,6 +943,62 @@ def _failed(
             result.fallbacks += 1
 
 
+def _record_accepted(conn: sa.Connection, accepted: list[dict[str, Any]], *, now: datetime) -> None:
+    """Record the answers of a batch in two statements (staged, then one update)."""
+    frame = pl.DataFrame(
+        accepted,
+        schema={
+            "alert_key": pl.String,
+            "new_state": pl.String,
+            "why": pl.String,
+            "conversation_id": pl.String,
+            "message_id": pl.String,
+        },
+    )
+    conn.exec_driver_sql("drop table if exists stage_alert_answers")
+    conn.exec_driver_sql(
+        "create temporary table stage_alert_answers (alert_key varchar, new_state varchar,"
+        " why varchar, conversation_id varchar, message_id varchar)"
+    )
+    write_frame(conn, "stage_alert_answers", frame)
+    conn.execute(
+        sa.text(
+            "update alerts set state = t.new_state, state_reason = t.why, updated_at_utc = :n,"
+            " accepted_at_utc = :n, genesys_conversation_id = t.conversation_id,"
+            " genesys_message_id = t.message_id from stage_alert_answers t"
+            " where alerts.alert_key = t.alert_key and alerts.state = 'sending'"
+        ),
+        {"n": now},
+    )
+    write_frame(
+        conn,
+        "alert_log",
+        frame.select(
+            "alert_key",
+            pl.lit(now).alias("at_utc"),
+            pl.lit("sending").alias("from_state"),
+            pl.col("new_state").alias("to_state"),
+            pl.col("why").alias("detail"),
+        ),
+    )
+
+
+def _call(client: GenesysClient, genesys: GenesysSettings, alert: dict[str, Any]) -> Any:
+    """One agentless request; returns the answer or the exception it raised."""
+    try:
+        if alert["channel"] == "sms":
+            return client.send_agentless_sms(genesys.sms_sender, alert["to_address"], alert["body"])
+        return client.send_agentless_email(
+            f"{genesys.email_from_local_part}@{genesys.email_from_domain_id}",
+            genesys.email_friendly_name,
+            alert["to_address"],
+            alert["subject"] or "",
+            alert["body"],
+        )
+    except GenesysError as exc:
+        return exc
+
+
 def send_due(
     engine: Engine,
     client: GenesysClient,
@@ -889,8 +1011,14 @@ def send_due(
     genesys: GenesysSettings,
     now: datetime,
     limit: int = 200,
+    pool: Executor | None = None,
 ) -> SendResult:
-    """Send every ready alert whose time has come: intent (``sending``) committed first."""
+    """Send every ready alert whose time has come.
+
+    The intent of the whole batch (``sending``, attempt + 1) is committed in one transaction
+    before any call; the calls run on ``pool`` (in parallel under the client's rate limit);
+    the answers are recorded in one transaction. A kill between the two leaves the batch
+    ``sending``, settled ``unknown`` at the next start (never resent blind)."""
     now = _naive(now)
     result = SendResult()
     ctx = {
@@ -908,99 +1036,94 @@ def send_due(
             f" release_at_utc) <= :n order by created_at_utc limit {int(limit)}",
             {"n": now},
         )
-    for alert in due.iter_rows(named=True):
-        attempt = int(alert["attempts"]) + 1
-        with engine.begin() as conn:
-            if not _move(
-                conn,
-                alert["alert_key"],
-                old="ready",
-                new="sending",
-                now=now,
-                why=f"attempt {attempt}",
-                attempts=attempt,
-            ):
-                continue
-        alert["attempts"] = attempt
-        try:
-            if alert["channel"] == "sms":
-                answer = client.send_agentless_sms(
-                    genesys.sms_sender, alert["to_address"], alert["body"]
-                )
-            else:
-                answer = client.send_agentless_email(
-                    f"{genesys.email_from_local_part}@{genesys.email_from_domain_id}",
-                    genesys.email_friendly_name,
-                    alert["to_address"],
-                    alert["subject"] or "",
-                    alert["body"],
-                )
-        except OutcomeUnknown as exc:
-            with engine.begin() as conn:
+        if due.height == 0:
+            return result
+        keys = due["alert_key"].to_list()
+        conn.execute(
+            sa.text(
+                "update alerts set state = 'sending', attempts = attempts + 1,"
+                " state_reason = 'attempt ' || cast(attempts + 1 as varchar),"
+                " updated_at_utc = :n where state = 'ready' and alert_key in :keys"
+            ).bindparams(sa.bindparam("keys", expanding=True)),
+            {"n": now, "keys": keys},
+        )
+        write_frame(
+            conn,
+            "alert_log",
+            due.select(
+                "alert_key",
+                pl.lit(now).alias("at_utc"),
+                pl.lit("ready").alias("from_state"),
+                pl.lit("sending").alias("to_state"),
+                (pl.lit("attempt ") + (pl.col("attempts") + 1).cast(pl.String)).alias("detail"),
+            ),
+        )
+    rows = due.with_columns(pl.col("attempts") + 1).to_dicts()
+    if pool is None:
+        answers = [_call(client, genesys, a) for a in rows]
+    else:
+        answers = list(pool.map(lambda a: _call(client, genesys, a), rows))
+    failures: list[tuple[dict[str, Any], Exception]] = []
+    accepted: list[dict[str, Any]] = []
+    with engine.begin() as conn:
+        for alert, answer in zip(rows, answers, strict=True):
+            key = alert["alert_key"]
+            if isinstance(answer, OutcomeUnknown):
                 _move(
                     conn,
-                    alert["alert_key"],
+                    key,
                     old="sending",
                     new="unknown",
                     now=now,
-                    why=f"outcome unknown ({exc.__class__.__name__}): not resent",
+                    why="outcome unknown (connection lost after the request): not resent",
                 )
-            result.unknown += 1
-            continue
-        except (TransientServerError, RateLimited) as exc:
-            # 503 / 429 after the client's own retries: Genesys did not process the request,
-            # so it is sent again later; this does not use up a delivery attempt
-            with engine.begin() as conn:
+                result.unknown += 1
+            elif isinstance(answer, TransientServerError | RateLimited):
+                # 503 / 429 after the client's own retries: Genesys did not process the
+                # request, so it is sent again later; this does not use up a delivery attempt
                 _move(
                     conn,
-                    alert["alert_key"],
+                    key,
                     old="sending",
                     new="ready",
                     now=now,
-                    why=f"not processed ({exc.__class__.__name__}): sent again later",
-                    attempts=attempt - 1,
+                    why=f"not processed ({answer.__class__.__name__}): sent again later",
+                    attempts=int(alert["attempts"]) - 1,
                     next_attempt_at_utc=now + timedelta(seconds=alerts.retry_after_seconds),
                 )
-            result.retried += 1
-            continue
-        except RequestRejected as exc:
-            _failed(
-                engine,
-                alert,
-                f"rejected {exc.status} {exc.code}",
-                old="sending",
-                permanent=True,
-                ctx=ctx,
-                result=result,
-            )
-            continue
-        except GenesysError as exc:
-            with engine.begin() as conn:
-                _move(
-                    conn,
-                    alert["alert_key"],
-                    old="sending",
-                    new="unknown",
-                    now=now,
-                    why=str(exc)[:200],
+                result.retried += 1
+            elif isinstance(answer, RequestRejected):
+                failures.append((alert, answer))
+            elif isinstance(answer, GenesysError):
+                _move(conn, key, old="sending", new="unknown", now=now, why=str(answer)[:200])
+                result.unknown += 1
+            else:
+                sms = alert["channel"] == "sms"
+                accepted.append(
+                    {
+                        "alert_key": key,
+                        "new_state": "accepted" if sms else "sent",
+                        "why": "accepted by Genesys (not delivered)"
+                        if sms
+                        else "e-mail handed off",
+                        "conversation_id": (answer or {}).get("conversationId"),
+                        "message_id": (answer or {}).get("id"),
+                    }
                 )
-            result.unknown += 1
-            continue
-        with engine.begin() as conn:
-            _move(
-                conn,
-                alert["alert_key"],
-                old="sending",
-                new="accepted" if alert["channel"] == "sms" else "sent",
-                now=now,
-                why="accepted by Genesys (not delivered)"
-                if alert["channel"] == "sms"
-                else "e-mail handed off",
-                accepted_at_utc=now,
-                genesys_conversation_id=(answer or {}).get("conversationId"),
-                genesys_message_id=(answer or {}).get("id"),
-            )
-        result.accepted += 1
+        if accepted:
+            _record_accepted(conn, accepted, now=now)
+            result.accepted += len(accepted)
+    for alert, exc in failures:
+        assert isinstance(exc, RequestRejected)
+        _failed(
+            engine,
+            alert,
+            f"rejected {exc.status} {exc.code}",
+            old="sending",
+            permanent=True,
+            ctx=ctx,
+            result=result,
+        )
     return result
 
 
@@ -1114,12 +1237,20 @@ def poll_accepted(
     return out
 
 
-def alert_counts(engine: Engine) -> dict[str, int]:
+def alert_counts(engine: Engine) -> dict[str, Any]:
+    """Alerts per state, and (under ``_events``) events per state."""
     with engine.begin() as conn:
-        return {
+        alerts = {
             str(s): int(n)
             for s, n in conn.execute(sa.text("select state, count(*) from alerts group by state"))
         }
+        events = {
+            str(s): int(n)
+            for s, n in conn.execute(
+                sa.text("select state, count(*) from alert_events group by state")
+            )
+        }
+    return alerts | {"_events": events}
 
 
 # --- item 3: a payment cancels the reminders still pending for its invoice -------------------
@@ -1207,12 +1338,39 @@ def cancel_for_payments(
     now: datetime,
 ) -> int:
     """For each (event_id, invoice_id) of a payment_received event: cancel the invoice's
-    pending reminders (``paid_since_planning``) and mark the event ``done``."""
+    pending reminders (``paid_since_planning``) and mark the event ``done`` (one read of the
+    outbox for the whole batch; events whose invoice has nothing pending in one update)."""
+    paid = list(paid)
+    if not paid:
+        return 0
+    live = pending_reminders(engine, invoice_ids=[i for _, i in paid])
+    hits: dict[str, pl.DataFrame] = {}
+    if live.height:
+        exploded = live.with_columns(_inv=pl.col("invoice_ids").str.split(",")).explode(
+            "_inv", empty_as_null=True
+        )
+        for event_id, invoice_id in paid:
+            rows = live.filter(
+                pl.col("message_key").is_in(
+                    exploded.filter(pl.col("_inv") == invoice_id)["message_key"].to_list()
+                )
+            )
+            if rows.height:
+                hits[event_id] = rows
+    quiet = [e for e, _ in paid if e not in hits]
+    if quiet:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "update alert_events set state = 'done', cancelled_reminders = 0,"
+                    " updated_at_utc = :n where event_id in :ids"
+                ).bindparams(sa.bindparam("ids", expanding=True)),
+                {"n": _naive(now), "ids": quiet},
+            )
     total = 0
-    for event_id, invoice_id in paid:
-        live = pending_reminders(engine, invoice_ids=[invoice_id])
+    for event_id, rows in hits.items():
         counts = cancel_reminders(
-            engine, client, live, reason="paid_since_planning", run_id=f"alert-{event_id}", now=now
+            engine, client, rows, reason="paid_since_planning", run_id=f"alert-{event_id}", now=now
         )
         pending = counts.get("cancel_pending", 0)
         cancelled = sum(v for k, v in counts.items() if k != "cancel_pending")
