@@ -283,6 +283,7 @@ class Store:
         self.downloads: dict[str, bytes] = {}
         self.ledger: list[dict[str, Any]] = []
         self.carrier: list[CarrierMessage] = []
+        self.datatables: dict[str, Any] = {}  # routes/datatables.py: id -> DataTable
         self._queue_seq = 0
 
     def next_queue_seq(self) -> int:

@@ -9,6 +9,7 @@ from genesys_sandbox.routes import (
     campaigns,
     contactlists,
     conversations,
+    datatables,
     dnclists,
     downloads,
     oauth,
@@ -29,5 +30,6 @@ def all_routes() -> list[BaseRoute]:
         *rulesets.routes,
         *campaigns.routes,
         *conversations.routes,
+        *datatables.routes,
         *admin.routes,
     ]
