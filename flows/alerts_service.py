@@ -420,7 +420,9 @@ def create_alerts_app(service: AlertService, *, run_worker: bool = True) -> Star
     return app
 
 
-def service_from_settings(settings: Settings, *, with_client: bool = True) -> AlertService:
+def service_from_settings(
+    settings: Settings, *, with_client: bool = True, now: datetime | None = None
+) -> AlertService:
     """Wire the service from settings: the warehouse, the directory from the sources (extract
     -> normalize -> consent_state with captured consent), the templates, the Genesys client."""
     from flows.common import genesys_secret
@@ -435,7 +437,7 @@ def service_from_settings(settings: Settings, *, with_client: bool = True) -> Al
         settings.warehouse.url.get_secret_value(), schema=settings.warehouse.db_schema
     )
     migrate(engine)
-    now = utc_now()
+    now = now or utc_now()
     fresh = normalize(extract_sources(settings.sources), as_of=now, parsing=settings.parsing)
     directory = directory_from_frames(
         fresh.customers, fresh.consent_events, unclear=fresh.consent_unclear, as_of=now

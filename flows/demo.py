@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 from prefect import flow
 
+from flows.alerts_demo import DEMO_ALERTS, run_alert_demo
 from flows.build_reminders import build_reminders
 from flows.collect_outcomes import collect_outcomes
 from flows.common import parse_utc_instant, settings_with
@@ -119,9 +120,13 @@ def demo(
         overrides = demo_overrides(folder, sandbox)
         built = build_reminders(as_of=at.isoformat(), overrides=overrides)
         pushes = []
+        alerts: dict[str, Any] = {}
+        overrides["alerts"] = DEMO_ALERTS
         for hour in range(hours):
             now = at + timedelta(hours=hour)
             pushes.append(push_waves(now=now.isoformat(), horizon_minutes=60, overrides=overrides))
+            if hour == hours // 2:  # issue 12: the alerts service, a handful of events
+                alerts = run_alert_demo(settings_with(overrides), now=now)
             until = (now + timedelta(hours=1)).isoformat() + "Z"
             admin.post("/sandbox/run", json={"until": until}).raise_for_status()
         outcomes = collect_outcomes(
@@ -133,6 +138,7 @@ def demo(
         "pushes": pushes,
         "outcomes": outcomes,
         "sandbox_ledger": ledger,
+        "alerts": alerts,
         "warehouse": str(folder / "warehouse.duckdb"),
     }
 

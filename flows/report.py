@@ -78,3 +78,11 @@ def print_demo_report(result: dict[str, Any], console: Console | None = None) ->
             f"outcomes { ({k: v for k, v in result['outcomes'].items() if k != 'run_id'}) }; "
             f"sandbox ledger {result['sandbox_ledger']}"
         )
+    alerts = result.get("alerts") or {}
+    if alerts:
+        console.print(
+            f"alerts service: webhook answers {alerts.get('answers')};"
+            f" alerts {alerts.get('alerts')};"
+            f" reminders cancelled by payment {alerts.get('reminders_cancelled_paid')};"
+            f" keyword consent events {alerts.get('keyword_consent_events')}"
+        )

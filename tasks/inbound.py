@@ -218,7 +218,7 @@ def apply_inbound(
                 known = {
                     r[0]
                     for r in conn.execute(
-                        sa.text("select address from dnc_entries where address in (:a)").bindparams(
+                        sa.text("select address from dnc_entries where address in :a").bindparams(
                             sa.bindparam("a", expanding=True)
                         ),
                         {"a": [a for a, _ in entries]},
