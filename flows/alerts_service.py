@@ -109,6 +109,13 @@ class EventWriter:
         self._queue.put(None)
         self._thread.join(timeout=30)
 
+    def _send_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                self.settings.alerts.send_concurrency, thread_name_prefix="alerts-send"
+            )
+        return self._pool
+
     def _run(self) -> None:
         while True:
             first = self._queue.get()
@@ -153,9 +160,7 @@ class AlertService:
     _wake: threading.Event = field(default_factory=threading.Event)
     _last_poll: float = 0.0
     _writer: EventWriter | None = None
-    _pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="alerts-send")
-    )
+    _pool: ThreadPoolExecutor | None = None
 
     def tick(self) -> dict[str, Any]:
         """One pass of the worker (also called directly by tests)."""
@@ -192,7 +197,7 @@ class AlertService:
                 render=s.render,
                 genesys=s.genesys,
                 now=now,
-                pool=self._pool,
+                pool=self._send_pool(),
             )
             out["send"] = sent.__dict__
             if time.monotonic() - self._last_poll >= a.poll_interval_seconds:
@@ -211,6 +216,13 @@ class AlertService:
                 self.engine, self.client, self.directory, genesys=s.genesys, now=now
             )
         return out
+
+    def _send_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                self.settings.alerts.send_concurrency, thread_name_prefix="alerts-send"
+            )
+        return self._pool
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -371,6 +371,7 @@ class AlertSettings(BaseModel):
     max_send_attempts: int = Field(default=3, ge=1, le=10)
     retry_after_seconds: float = Field(default=30.0, ge=0)
     worker_interval_seconds: float = Field(default=0.05, gt=0)
+    send_concurrency: int = Field(default=16, ge=1, le=64)
     custom_keywords: dict[str, str] = Field(
         default_factory=lambda: {"PAID": "payment_link", "CALL": "callback_request"},
         description="Inbound keyword -> action (payment_link | callback_request).",
