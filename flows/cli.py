@@ -149,5 +149,39 @@ def migrate() -> None:
     _echo_json({"applied": run_migrations(engine)})
 
 
+alerts_app = typer.Typer(no_args_is_help=True, help="Real-time payment alerts and inbound SMS.")
+app.add_typer(alerts_app, name="alerts")
+
+
+@alerts_app.command("serve")
+def alerts_serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8780,
+) -> None:
+    """Serve POST /events, /inbound/genesys, /inbound/twilio and run the alert worker."""
+    import logging
+
+    from tasks.masking import MaskingFilter
+
+    handler = logging.StreamHandler()
+    handler.addFilter(MaskingFilter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    from flows.alerts_service import serve
+    from flows.common import settings_with
+
+    serve(settings_with(None), host=host, port=port)
+
+
+@alerts_app.command("consent-sync")
+def alerts_consent_sync(
+    now: Annotated[str | None, typer.Option(help="ISO-8601 UTC; default now.")] = None,
+) -> None:
+    """Run consent-sync once: export consent changes for the CRM, import the CRM's, report."""
+    _prefect_env(quiet=False)
+    from flows.consent_sync import consent_sync
+
+    _echo_json(consent_sync(now=now))
+
+
 if __name__ == "__main__":
     app()

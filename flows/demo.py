@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 from prefect import flow
 
+from flows.alerts_demo import DEMO_ALERTS, run_alert_demo
 from flows.build_reminders import build_reminders
 from flows.collect_outcomes import collect_outcomes
 from flows.common import parse_utc_instant, settings_with
@@ -124,20 +125,29 @@ def demo(
         overrides = demo_overrides(folder, sandbox)
         built = build_reminders(as_of=at.isoformat(), overrides=overrides)
         pushes = []
+        alerts: dict[str, Any] = {}
+        overrides["alerts"] = DEMO_ALERTS
         for hour in range(hours):
             now = at + timedelta(hours=hour)
             pushes.append(push_waves(now=now.isoformat(), horizon_minutes=60, overrides=overrides))
+            if hour == hours // 2:  # issue 12: the alerts service, a handful of events
+                alerts = run_alert_demo(settings_with(overrides), now=now)
             until = (now + timedelta(hours=1)).isoformat() + "Z"
             admin.post("/sandbox/run", json={"until": until}).raise_for_status()
         outcomes = collect_outcomes(
             now=(at + timedelta(hours=hours)).isoformat(), overrides=overrides
         )
-        full = admin.get("/sandbox/ledger").json()
-        ledger = full["counts"]
+        snapshot = admin.get("/sandbox/ledger").json()
+        ledger = dict(snapshot["counts"])
+        # the campaigns' ledger (reminders); the alerts' agentless sends are counted apart
+        agentless = [m for m in snapshot["messages"] if m["source"] == "agentless"]
+        ledger["total"] -= len(agentless)
+        ledger["distinct_contacts"] -= len({(m["channel"], m["to"], m["body"]) for m in agentless})
+        ledger["agentless_alerts"] = len(agentless)
         # what Genesys rendered from each e-mail campaign's content template
         emails = [
             {k: m[k] for k in ("contact_id", "subject", "body")}
-            for m in full["messages"]
+            for m in snapshot["messages"]
             if m["channel"] == "email" and m["source"] == "campaign"
         ]
         reconciled = None
@@ -159,6 +169,7 @@ def demo(
         "outcomes": outcomes,
         "sandbox_ledger": ledger,
         "sandbox_emails": emails,
+        "alerts": alerts,
         "warehouse": str(folder / "warehouse.duckdb"),
     }
 

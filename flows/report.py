@@ -83,6 +83,15 @@ def print_demo_report(result: dict[str, Any], console: Console | None = None) ->
     if result.get("reconcile"):
         print_reconcile_summary(result["reconcile"], console)
 
+    alerts = result.get("alerts") or {}
+    if alerts:
+        console.print(
+            f"alerts service: webhook answers {alerts.get('answers')};"
+            f" alerts {alerts.get('alerts')};"
+            f" reminders cancelled by payment {alerts.get('reminders_cancelled_paid')};"
+            f" keyword consent events {alerts.get('keyword_consent_events')}"
+        )
+
 
 def print_reconcile_summary(rec: dict[str, Any], console: Console) -> None:
     """The reconciliation of a demo run: statuses, delivery moves, injected discrepancies."""

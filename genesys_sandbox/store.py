@@ -290,6 +290,7 @@ class Store:
         self.ledger: list[dict[str, Any]] = []
         self.carrier: list[CarrierMessage] = []
         self.carrier_injected: list[dict[str, Any]] = []
+        self.datatables: dict[str, Any] = {}  # routes/datatables.py: id -> DataTable
         self._queue_seq = 0
 
     def next_queue_seq(self) -> int:

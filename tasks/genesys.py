@@ -44,6 +44,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from tenacity import (
@@ -987,6 +988,76 @@ class GenesysClient:
             return self._plain.get(url)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             raise TransientServerError(0) from exc
+
+    # --- issue 12: agentless e-mail, DNC removal, Architect data tables -----------------
+
+    def send_agentless_email(
+        self, from_email: str, from_name: str, to_address: str, subject: str, text: str
+    ) -> dict[str, Any]:
+        """Send one e-mail through the agentless API (``senderType`` Outbound).
+
+        Not idempotent: a lost connection raises :class:`OutcomeUnknown`, never a resend.
+        """
+        return self._json(
+            "POST",
+            "/conversations/emails/agentless",
+            idempotent=False,
+            json={
+                "senderType": "Outbound",
+                "fromAddress": {"email": from_email, "name": from_name},
+                "toAddresses": [{"email": to_address}],
+                "subject": subject,
+                "textBody": text,
+            },
+        )
+
+    def remove_dnc_phone_numbers(self, dnc_list_id: str, numbers: Sequence[str]) -> None:
+        """Remove numbers from an internal DNC list (an opt-in again); a replay is harmless."""
+        for start in range(0, len(numbers), MAX_CONTACTS_PER_ADD):
+            self._request(
+                "PATCH",
+                f"/outbound/dnclists/{dnc_list_id}/phonenumbers",
+                idempotent=True,
+                json={
+                    "action": "Remove",
+                    "phoneNumbers": list(numbers[start : start + MAX_CONTACTS_PER_ADD]),
+                },
+            )
+
+    def find_datatable(self, name: str) -> dict[str, Any] | None:
+        """The Architect data table named ``name`` (with its schema), or None."""
+        for entity in self._pages("/flows/datatables", {"name": name, "expand": "schema"}):
+            if entity.get("name") == name:
+                return entity
+        return None
+
+    def create_datatable(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /flows/datatables; a lost connection is settled by looking the name up."""
+        try:
+            return self._json("POST", "/flows/datatables", idempotent=False, json=body)
+        except OutcomeUnknown:
+            found = self.find_datatable(body["name"])
+            if found is None:
+                return self._json("POST", "/flows/datatables", idempotent=False, json=body)
+            return found
+
+    def datatable_rows(self, datatable_id: str) -> list[dict[str, Any]]:
+        """Every row of a data table (full rows, ``showbrief=false``)."""
+        return list(self._pages(f"/flows/datatables/{datatable_id}/rows", {"showbrief": "false"}))
+
+    def create_datatable_row(self, datatable_id: str, row: dict[str, Any]) -> dict[str, Any]:
+        return self._json(
+            "POST", f"/flows/datatables/{datatable_id}/rows", idempotent=False, json=row
+        )
+
+    def update_datatable_row(self, datatable_id: str, row: dict[str, Any]) -> dict[str, Any]:
+        """PUT a whole row (``key`` names it); a replay writes the same values again."""
+        return self._json(
+            "PUT",
+            f"/flows/datatables/{datatable_id}/rows/{quote(str(row['key']), safe='')}",
+            idempotent=True,
+            json=row,
+        )
 
 
 class _SignedUrlRejected(Exception):

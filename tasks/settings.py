@@ -30,6 +30,7 @@ from tasks.transport import require_https_or_loopback
 
 __all__ = [
     "CANONICAL_COLUMNS",
+    "AlertSettings",
     "CadenceSettings",
     "CalendarSettings",
     "GateSettings",
@@ -346,6 +347,62 @@ class QualitySettings(BaseModel):
     gates: GateSettings = Field(default_factory=GateSettings)
 
 
+class AlertSettings(BaseModel):
+    """Real-time payment alerts, inbound keywords and the consent round-trip (issue 12).
+
+    ``signing_secret`` signs billing webhooks (HMAC-SHA256 over ``<timestamp>.<body>``),
+    ``inbound_token`` is the static bearer token of the Architect data action (a Genesys web
+    services credential cannot compute an HMAC), ``twilio_auth_token`` validates
+    ``X-Twilio-Signature`` over ``public_base_url`` (the URL Twilio calls, not the proxy's).
+    The transactional window is recipient-local and never leaves 08:00-21:00.
+    """
+
+    signing_secret: SecretStr | None = None
+    inbound_token: SecretStr | None = None
+    twilio_auth_token: SecretStr | None = None
+    public_base_url: str | None = None
+    tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+    max_body_bytes: int = Field(default=16_384, ge=256, le=1_048_576)
+    window: WindowSettings = Field(
+        default_factory=lambda: WindowSettings(start=time(8, 0), end=time(21, 0))
+    )
+    poll_timeout_seconds: float = Field(default=60.0, gt=0)
+    poll_interval_seconds: float = Field(default=2.0, gt=0)
+    max_send_attempts: int = Field(default=3, ge=1, le=10)
+    retry_after_seconds: float = Field(default=30.0, ge=0)
+    worker_interval_seconds: float = Field(default=0.05, gt=0)
+    send_concurrency: int = Field(default=16, ge=1, le=64)
+    custom_keywords: dict[str, str] = Field(
+        default_factory=lambda: {"PAID": "payment_link", "CALL": "callback_request"},
+        description="Inbound keyword -> action (payment_link | callback_request).",
+    )
+    stop_reply: str = (
+        "{CompanyName}: you are unsubscribed and will receive no more messages. "
+        "Reply START to resubscribe."
+    )
+    start_reply: str = "{CompanyName}: you are subscribed again. Reply STOP to opt out."
+    help_reply: str = (
+        "{CompanyName} billing alerts. Help: {SupportPhone}. Msg&data rates may apply. "
+        "Up to 4 msgs/month. Reply STOP to opt out."
+    )
+    payment_link_reply: str = "{CompanyName}: pay securely at {PaymentLink}"
+    callback_reply: str = "{CompanyName}: thank you, we will call you back."
+    datatable_prefix: str = "reminders"
+    crm_export_dir: Path | None = None
+    crm_export_url: SecretStr | None = Field(
+        default=None, description="SQLAlchemy URL of the CRM target (else a CSV file)."
+    )
+
+    @field_validator("custom_keywords")
+    @classmethod
+    def _actions(cls, v: dict[str, str]) -> dict[str, str]:
+        known = {"payment_link", "callback_request"}
+        bad = {k: a for k, a in v.items() if a not in known}
+        if bad:
+            raise ValueError(f"unknown keyword actions {bad}; known: {sorted(known)}")
+        return v
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="REMINDERS_",
@@ -363,6 +420,7 @@ class Settings(BaseSettings):
     calendar: CalendarSettings = Field(default_factory=CalendarSettings)
     parsing: ParsingSettings = Field(default_factory=ParsingSettings)
     genesys: GenesysSettings = Field(default_factory=GenesysSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @classmethod
     def settings_customise_sources(

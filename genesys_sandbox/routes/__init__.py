@@ -9,6 +9,7 @@ from genesys_sandbox.routes import (
     campaigns,
     contactlists,
     conversations,
+    datatables,
     dnclists,
     downloads,
     oauth,
@@ -31,5 +32,6 @@ def all_routes() -> list[BaseRoute]:
         *campaigns.routes,
         *conversations.routes,
         *responses.routes,
+        *datatables.routes,
         *admin.routes,
     ]

@@ -403,3 +403,61 @@ def test_strict_walker_flags_what_the_sdk_would_swallow(
     walker.walk(body, "ContactList", "ContactList")
     assert len(walker.problems) == 1
     assert problem in walker.problems[0]
+
+
+def test_sdk_drives_architect_data_tables(sdk: Sdk) -> None:
+    """Issue 12: the data-table endpoints the consent publisher uses, through ArchitectApi;
+    every answer walked strictly against DataTable, JsonSchemaDocument and the listings."""
+    gc = sdk.gc
+    sdk.api.get_client_credentials_token("sandbox-client", "sandbox-secret")
+    architect = gc.ArchitectApi(sdk.api)
+    before = sum(sdk.walker.bodies.values())
+    schema = _model(
+        gc,
+        "JsonSchemaDocument",
+        schema="http://json-schema.org/draft-04/schema#",
+        type="object",
+        required=["key"],
+        properties={
+            "key": {"title": "key", "type": "string", "$id": "/properties/key"},
+            "optedOut": {"title": "optedOut", "type": "boolean", "$id": "/properties/optedOut"},
+        },
+        additional_properties=False,
+    )
+    table = architect.post_flows_datatables(
+        _model(gc, "DataTable", name="sdk-consent", description="sdk", schema=schema)
+    )
+    assert table.schema.properties["optedOut"]["type"] == "boolean"
+    listing = architect.get_flows_datatables(name="sdk-consent", expand="schema")
+    assert [t.id for t in listing.entities] == [table.id]
+    assert listing.entities[0].schema.required == ["key"]
+    assert architect.get_flows_datatable(table.id).schema is None  # only with expand=schema
+    row = architect.post_flows_datatable_rows(table.id, {"key": "+13175550001", "optedOut": True})
+    assert row == {"key": "+13175550001", "optedOut": True}
+    updated = architect.put_flows_datatable_row(
+        table.id, "+13175550001", body={"key": "+13175550001", "optedOut": False}
+    )
+    assert updated["optedOut"] is False
+    full = architect.get_flows_datatable_rows(table.id, showbrief=False)
+    assert full.entities == [{"key": "+13175550001", "optedOut": False}]
+    brief = architect.get_flows_datatable_rows(table.id)
+    assert brief.entities == [{"key": "+13175550001"}]
+    assert architect.get_flows_datatable_row(table.id, "+13175550001")["optedOut"] is False
+    sdk.expect_error(
+        400,
+        "invalid.value",
+        architect.post_flows_datatable_rows,
+        table.id,
+        {"key": "+13175550002", "colour": "red"},
+    )
+    sdk.expect_error(
+        400,
+        "name.already.exists",
+        architect.post_flows_datatables,
+        _model(gc, "DataTable", name="SDK-consent", schema=schema),
+    )
+    architect.delete_flows_datatable_row(table.id, "+13175550001")
+    architect.delete_flows_datatable(table.id)
+    sdk.expect_error(404, "not.found", architect.get_flows_datatable, table.id)
+    assert sum(sdk.walker.bodies.values()) - before >= 8
+    assert sdk.walker.problems == []

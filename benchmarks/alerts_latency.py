@@ -1,0 +1,303 @@
+"""Benchmark the alerts service: webhook to agentless request, on loopback.
+
+    ./dev bench benchmarks/alerts_latency.py --rate 200 --seconds 10 [--burst-seconds 2]
+
+Starts the Genesys sandbox as its own process (its per-token limit raised to --sandbox-rpm so
+that only the injected burst pushes back; a real org allows 300 requests per minute per
+OAuth client, i.e. 5 agentless sends per second), serves the alerts service (uvicorn, its
+worker running) on 127.0.0.1 over a fresh DuckDB warehouse, and posts signed
+payment_received events open-loop at --rate per second for --seconds. In the middle, the
+sandbox answers every request 503 for --burst-seconds. Every 202 is given only after the
+event is committed.
+
+Prints: the webhook answer latency (POST -> 202), the webhook-to-agentless latency (POST sent
+-> the worker's ``sending`` intent, committed just before the agentless request), p50 / p95 /
+p99 of both, the achieved rate, and after the burst has cleared, lost events (a 202 with no
+sandbox ledger entry) and duplicates (an event with more than one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from flows.alerts_service import AlertService, create_alerts_app, utc_now  # noqa: E402
+from flows.demo import running_sandbox  # noqa: E402
+from tasks.alerts import directory_from_frames, sign  # noqa: E402
+from tasks.genesys import GenesysClient  # noqa: E402
+from tasks.render import load_templates  # noqa: E402
+from tasks.settings import load_settings  # noqa: E402
+from tasks.warehouse import make_engine, migrate, read_frame  # noqa: E402
+
+SECRET = "bench-secret"
+ZONES = [
+    "America/New_York",
+    "America/Los_Angeles",
+    "Europe/London",
+    "Europe/Berlin",
+    "Asia/Kolkata",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+    "Pacific/Auckland",
+]
+
+
+def daytime_zone() -> str:
+    """A zone where it is between 09:00 and 20:00 now, so no alert is held."""
+    for zone in ZONES:
+        hour = datetime.now(UTC).astimezone(ZoneInfo(zone)).hour
+        if 9 <= hour < 20:
+            return zone
+    raise SystemExit("no daytime zone found")
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
+
+
+def _people(n: int, zone: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    people = pl.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(n)],
+            "full_name": ["Ada Lovelace"] * n,
+            "first_name": ["Ada"] * n,
+            "phone_e164": [f"+1317555{i:04d}" for i in range(n)],
+            "email": [f"c{i}@example.com" for i in range(n)],
+            "time_zones": [[zone]] * n,
+            "locale": ["en_US"] * n,
+            "preferred_channel": ["sms"] * n,
+        }
+    )
+    consent = pl.DataFrame(
+        {
+            "customer_id": people["customer_id"],
+            "channel": ["sms"] * n,
+            "status": ["opt_in"] * n,
+            "occurred_at": [datetime(2026, 1, 1)] * n,
+        }
+    )
+    return people, consent
+
+
+def run_service(args: argparse.Namespace) -> None:
+    """The child process: the alerts service (uvicorn + worker) on --port."""
+    import uvicorn
+
+    people, consent = _people(args.customers, args.zone)
+    engine = make_engine(args.warehouse)
+    migrate(engine)
+    settings = load_settings(
+        alerts={
+            "signing_secret": SECRET,
+            "poll_interval_seconds": 3600,  # delivery polling is not what this measures
+            "retry_after_seconds": 0.2,
+            "worker_interval_seconds": 0.02,
+        }
+    )
+    client = GenesysClient(
+        api_base=args.sandbox,
+        login_base=args.sandbox,
+        client_id="sandbox-client",
+        client_secret="sandbox-secret",
+        requests_per_minute=args.sandbox_rpm,
+        max_attempts=2,
+        max_backoff_seconds=0.05,
+    )
+    service = AlertService(
+        engine,
+        directory_from_frames(people, consent),
+        load_templates(),
+        settings,
+        client,
+        clock=utc_now,
+    )
+    uvicorn.run(create_alerts_app(service), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--role", default="bench", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--sandbox", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--zone", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=int, default=200, help="events per second")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--burst-seconds", type=float, default=2.0, help="sandbox 503 burst")
+    parser.add_argument("--customers", type=int, default=500)
+    parser.add_argument("--sandbox-rpm", type=int, default=1_000_000)
+    parser.add_argument("--warehouse", default=None, help="SQLAlchemy URL (default temp DuckDB)")
+    args = parser.parse_args()
+    if args.role == "service":
+        run_service(args)
+        return
+
+    zone = daytime_zone()
+    n = args.customers
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_sandbox(
+            "--rate-limit", str(args.sandbox_rpm), "--log-level", "warning"
+        ) as sandbox_url,
+        httpx.Client(base_url=sandbox_url, timeout=60) as admin,
+    ):
+        warehouse = args.warehouse or f"duckdb:///{Path(tmp) / 'alerts.duckdb'}"
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                "--role=service",
+                f"--port={port}",
+                f"--sandbox={sandbox_url}",
+                f"--zone={zone}",
+                f"--customers={n}",
+                f"--sandbox-rpm={args.sandbox_rpm}",
+                f"--warehouse={warehouse}",
+            ]
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            result = _drive(args, url, admin, zone, n)
+        finally:
+            child.terminate()
+            child.wait(timeout=30)
+        engine = make_engine(warehouse)
+        with engine.begin() as conn:
+            intents = read_frame(
+                conn,
+                "select a.event_id, min(l.at_utc) as sending_at from alert_log l"
+                " join alerts a using (alert_key) where l.to_state = 'sending'"
+                " group by a.event_id",
+            )
+        engine.dispose()
+        ledger = admin.get("/sandbox/ledger").json()["messages"]
+    sent_at, answer_ms, statuses, states, offered_seconds, drained_seconds, total = result
+    first_intent = dict(intents.iter_rows())
+    to_agentless = [
+        (first_intent[e] - sent_at[e]).total_seconds() * 1000 for e in sent_at if e in first_intent
+    ]
+    bodies_sent = Counter(m["body"] for m in ledger)  # each event's body is unique (its amount)
+    accepted = len(sent_at)
+    answers = list(answer_ms.values())
+    print(f"zone {zone}; offered {total} events at {args.rate}/s over {offered_seconds:.1f} s")
+    print(f"answers {dict(statuses)}; alerts by state {states}")
+    print(
+        f"webhook -> 202:        p50 {pct(answers, 50):6.1f} ms  p95 {pct(answers, 95):6.1f} ms"
+        f"  p99 {pct(answers, 99):6.1f} ms"
+    )
+    print(
+        f"webhook -> agentless:  p50 {pct(to_agentless, 50):6.1f} ms  p95"
+        f" {pct(to_agentless, 95):6.1f} ms  p99 {pct(to_agentless, 99):6.1f} ms"
+    )
+    print(
+        f"throughput: {accepted / offered_seconds:.0f} events/s accepted; all {len(ledger)}"
+        f" sent by {drained_seconds:.1f} s"
+    )
+    lost = accepted - len(bodies_sent)
+    duplicates = sum(k - 1 for k in bodies_sent.values() if k > 1)
+    print(f"lost {max(lost, 0)}, duplicates {duplicates} (burst {args.burst_seconds:.1f} s of 503)")
+
+
+def _drive(args: argparse.Namespace, url: str, admin: httpx.Client, zone: str, n: int) -> tuple:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(f"{url}/health", timeout=2).raise_for_status()
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the alerts service did not start") from None
+            time.sleep(0.2)
+    sent_at: dict[str, datetime] = {}
+    answer_ms: dict[str, float] = {}
+    statuses: Counter[int] = Counter()
+    lock = threading.Lock()
+    local = threading.local()
+
+    def post(i: int) -> None:
+        http = getattr(local, "http", None)
+        if http is None:
+            http = local.http = httpx.Client(base_url=url, timeout=30)
+        event_id = f"evt-{i}"
+        body = json.dumps(
+            {
+                "event_id": event_id,
+                "type": "payment_received",
+                "customer_id": f"C{i % n}",
+                "invoice_id": f"I{i}",
+                "amount": f"{1 + i // 100}.{i % 100:02d}",
+                "currency": "USD",
+                "occurred_at": "2026-11-23T14:00:00Z",
+            }
+        ).encode()
+        ts = int(time.time())
+        headers = {
+            "content-type": "application/json",
+            "x-reminders-timestamp": str(ts),
+            "x-reminders-signature": sign(SECRET, ts, body),
+        }
+        start = utc_now()
+        t0 = time.perf_counter()
+        status = http.post("/events", content=body, headers=headers).status_code
+        elapsed = (time.perf_counter() - t0) * 1000
+        with lock:
+            statuses[status] += 1
+            if status == 202:
+                sent_at[event_id] = start
+                answer_ms[event_id] = elapsed
+
+    total = int(args.rate * args.seconds)
+    burst_at = args.seconds / 2
+    burst_started = burst_done = False
+    burst_t = 0.0
+    began = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        for i in range(total):
+            delay = began + i / args.rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            now = time.perf_counter()
+            if not burst_started and now - began >= burst_at and args.burst_seconds > 0:
+                admin.put("/sandbox/faults", json={"rate_5xx": 1.0}).raise_for_status()
+                burst_started, burst_t = True, now
+            if burst_started and not burst_done and now - burst_t >= args.burst_seconds:
+                admin.put("/sandbox/faults", json={"rate_5xx": 0.0}).raise_for_status()
+                burst_done = True
+            pool.submit(post, i)
+    offered_seconds = time.perf_counter() - began
+    admin.put("/sandbox/faults", json={"rate_5xx": 0.0}).raise_for_status()
+    deadline = time.monotonic() + 120
+    states: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        health = httpx.get(f"{url}/health", timeout=10).json()
+        states = health["alerts"]
+        open_ = sum(states.get(k, 0) for k in ("ready", "sending", "held"))
+        if not open_ and not health["events"].get("received"):
+            break
+        time.sleep(0.2)
+    drained_seconds = time.perf_counter() - began
+    return sent_at, answer_ms, statuses, states, offered_seconds, drained_seconds, total
+
+
+if __name__ == "__main__":
+    main()

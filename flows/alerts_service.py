@@ -1,0 +1,472 @@
+"""The alerts service: an ASGI app for billing webhooks and inbound SMS, plus its worker.
+
+Started by one command, ``reminders alerts serve`` (uvicorn). Endpoints:
+
+``POST /events``
+    A billing event (``tasks.alerts`` module docstring: headers, body, checks). 202
+    ``{"event_id", "status": "accepted"}`` once the event is committed; 4xx
+    ``{"error": <code>, "message"}`` otherwise (413, 401, 400, 422, 409 replay).
+``POST /inbound/genesys``
+    For an Architect inbound-message flow's data action (Web Services Data Action, POST, a
+    static ``Authorization: Bearer <alerts.inbound_token>`` credential). Request::
+
+        {"messageId": "<Message.Id>", "fromAddress": "<Message.SenderAddress, E.164>",
+         "toAddress": "<Message.RecipientAddress>", "text": "<Message.Message.body>"}
+
+    Response (the flow's output contract; every field always present)::
+
+        {"action": "opt_out|opt_in|help|payment_link|callback_request|none",
+         "keyword": "STOP" | "", "reply": "<text to send back>" | "", "handled": true}
+
+    Example flow: *Inbound Message* flow on the SMS number -> *Call Data Action*
+    ``reminders-inbound-keyword`` with the four inputs above -> *Decision* ``handled and
+    action != "none"`` -> yes: *Send Response* ``reply`` (if not blank) and *Disconnect*; no:
+    *Transfer to ACD* (a person reads free text). The data table ``reminders-consent`` (see
+    ``flows/consent_sync.py``) lets the flow check consent itself before any outbound reply.
+``POST /inbound/twilio``
+    Twilio's inbound webhook (form fields ``MessageSid``, ``From``, ``To``, ``Body``), validated
+    with ``X-Twilio-Signature`` over ``alerts.public_base_url`` + path + query (the URL Twilio
+    called, rebuilt behind a proxy). Answers TwiML ``<Response><Message>reply</Message>``.
+``GET /health``
+    Alert counts per state.
+
+The worker thread (every ``alerts.worker_interval_seconds``): events -> alert rows (decided,
+held or ready), payment_received -> cancel the invoice's pending reminders, held -> ready when
+the window opens, ready -> sent through the agentless API, accepted -> polled, recorded inbound
+consent -> Genesys DNC list. At start-up alerts left ``sending`` by a kill become ``unknown``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+from xml.sax.saxutils import escape
+
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tasks.alerts import (
+    AlertEvent,
+    Directory,
+    WebhookRejected,
+    alert_counts,
+    cancel_for_payments,
+    parse_event,
+    poll_accepted,
+    process_events,
+    recover_in_flight,
+    release_held,
+    send_due,
+    store_events,
+    verify_signature,
+    verify_twilio,
+)
+from tasks.genesys import GenesysClient
+from tasks.inbound import apply_inbound, handle_inbound
+from tasks.render import TemplateSet
+from tasks.settings import Settings
+
+__all__ = ["AlertService", "create_alerts_app", "serve"]
+
+log = logging.getLogger("reminders.alerts")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class EventWriter:
+    """Group commit: requests hand their event to one writer thread, which commits whatever
+    has queued up in one transaction and then releases every waiting request (so each 202 is
+    still given only after its event is durable)."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], datetime], max_batch: int = 500):
+        self._engine, self._clock, self._max = engine, clock, max_batch
+        self._queue: queue.Queue[tuple[AlertEvent, bytes, Future[bool]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="alerts-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, event: AlertEvent, payload: bytes) -> Future[bool]:
+        future: Future[bool] = Future()
+        self._queue.put((event, payload, future))
+        return future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _send_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                self.settings.alerts.send_concurrency, thread_name_prefix="alerts-send"
+            )
+        return self._pool
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._max:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)
+                    break
+                batch.append(item)
+            try:
+                stored = store_events(
+                    self._engine, [(e, p) for e, p, _ in batch], now=self._clock()
+                )
+            except Exception as exc:  # the requests answer 503; the billing system retries
+                for _e, _p, future in batch:
+                    future.set_exception(exc)
+                continue
+            for (_e, _p, future), ok in zip(batch, stored, strict=True):
+                future.set_result(ok)
+
+
+@dataclass
+class AlertService:
+    """Everything the app and its worker share."""
+
+    engine: Engine
+    directory: Directory
+    templates: TemplateSet
+    settings: Settings
+    client: GenesysClient | None
+    clock: Callable[[], datetime] = utc_now
+    stats: dict[str, int] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _consent_changed: threading.Event = field(default_factory=threading.Event)
+    _wake: threading.Event = field(default_factory=threading.Event)
+    _last_poll: float = 0.0
+    _writer: EventWriter | None = None
+    _pool: ThreadPoolExecutor | None = None
+
+    def tick(self) -> dict[str, Any]:
+        """One pass of the worker (also called directly by tests)."""
+        now = self.clock()
+        a, s = self.settings.alerts, self.settings
+        if self._consent_changed.is_set():
+            self._consent_changed.clear()
+            self.directory = self.directory.refreshed(self.engine, now=now)
+        processed = process_events(
+            self.engine,
+            self.directory,
+            self.templates,
+            alerts=a,
+            cadence=s.cadence,
+            render=s.render,
+            now=now,
+        )
+        cancelled = cancel_for_payments(self.engine, self.client, processed.paid_events, now=now)
+        released = release_held(self.engine, now=now)
+        out: dict[str, Any] = {
+            "events": processed.events,
+            "held": processed.held,
+            "released": released,
+            "reminders_cancelled": cancelled,
+        }
+        if self.client is not None:
+            sent = send_due(
+                self.engine,
+                self.client,
+                self.directory,
+                self.templates,
+                alerts=a,
+                cadence=s.cadence,
+                render=s.render,
+                genesys=s.genesys,
+                now=now,
+                pool=self._send_pool(),
+            )
+            out["send"] = sent.__dict__
+            if time.monotonic() - self._last_poll >= a.poll_interval_seconds:
+                self._last_poll = time.monotonic()
+                out["poll"] = poll_accepted(
+                    self.engine,
+                    self.client,
+                    self.directory,
+                    self.templates,
+                    alerts=a,
+                    cadence=s.cadence,
+                    render=s.render,
+                    now=now,
+                ).__dict__
+            out["inbound_applied"] = apply_inbound(
+                self.engine, self.client, self.directory, genesys=s.genesys, now=now
+            )
+        return out
+
+    def _send_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                self.settings.alerts.send_concurrency, thread_name_prefix="alerts-send"
+            )
+        return self._pool
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self.tick()
+            except Exception:  # the worker must outlive one bad tick; the row stays to retry
+                log.exception("alerts worker tick failed")
+            # an accepted event wakes the worker at once; otherwise it looks every interval
+            self._wake.wait(self.settings.alerts.worker_interval_seconds)
+
+    def start(self) -> None:
+        recover_in_flight(self.engine, now=self.clock())
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="alerts-worker", daemon=True)
+        self._thread.start()
+
+    def store(self, event: AlertEvent, payload: bytes) -> bool:
+        """Durably store one event (group-committed with concurrent ones); False = replay."""
+        if self._writer is None:
+            self._writer = EventWriter(self.engine, self.clock)
+        return self._writer.submit(event, payload).result(timeout=30)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+
+def _error(exc: WebhookRejected) -> JSONResponse:
+    return JSONResponse({"error": exc.code, "message": exc.message}, status_code=exc.status)
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise WebhookRejected(400, "body_invalid", "Content-Length is not a number")
+        if int(declared) > limit:
+            raise WebhookRejected(413, "body_too_large", f"body over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise WebhookRejected(413, "body_too_large", f"body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def create_alerts_app(service: AlertService, *, run_worker: bool = True) -> Starlette:
+    """The ASGI app over ``service`` (its worker runs for the app's lifetime if asked)."""
+    alerts = service.settings.alerts
+
+    async def events(request: Request) -> Response:
+        try:
+            body = await _bounded_body(request, alerts.max_body_bytes)
+            secret = _secret(alerts.signing_secret)
+            if not secret:
+                raise WebhookRejected(503, "not_configured", "alerts.signing_secret is not set")
+            verify_signature(
+                secret,
+                timestamp=request.headers.get("x-reminders-timestamp"),
+                signature=request.headers.get("x-reminders-signature"),
+                body=body,
+                now=service.clock(),
+                tolerance_seconds=alerts.tolerance_seconds,
+            )
+            event = parse_event(body)
+            try:
+                stored = await run_in_threadpool(service.store, event, body)
+            except Exception:
+                log.exception("event not stored")
+                raise WebhookRejected(503, "store_unavailable", "try again later") from None
+            if not stored:
+                raise WebhookRejected(409, "event_replayed", "this event id was already accepted")
+        except WebhookRejected as exc:
+            return _error(exc)
+        service.wake()
+        return JSONResponse({"event_id": event.event_id, "status": "accepted"}, status_code=202)
+
+    async def inbound_genesys(request: Request) -> Response:
+        try:
+            body = await _bounded_body(request, alerts.max_body_bytes)
+            token = _secret(alerts.inbound_token)
+            if not token:
+                raise WebhookRejected(503, "not_configured", "alerts.inbound_token is not set")
+            offered = request.headers.get("authorization", "")
+            if not hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
+                raise WebhookRejected(401, "unauthorized", "bad or missing bearer token")
+            import json
+
+            try:
+                data = json.loads(body)
+            except ValueError:
+                raise WebhookRejected(422, "message_invalid", "body is not JSON") from None
+            if not isinstance(data, dict):
+                raise WebhookRejected(422, "message_invalid", "body must be a JSON object")
+            message_id, sender = data.get("messageId"), data.get("fromAddress")
+            if not isinstance(message_id, str) or not message_id or not isinstance(sender, str):
+                raise WebhookRejected(422, "message_invalid", "messageId and fromAddress needed")
+            text = data.get("text")
+            result = await run_in_threadpool(
+                lambda: handle_inbound(
+                    service.engine,
+                    service.directory,
+                    source="genesys",
+                    message_id=message_id,
+                    from_address=sender,
+                    to_address=data.get("toAddress"),
+                    text=text if isinstance(text, str) else None,
+                    now=service.clock(),
+                    alerts=alerts,
+                    render=service.settings.render,
+                )
+            )
+        except WebhookRejected as exc:
+            return _error(exc)
+        if result.match.status:
+            service._consent_changed.set()
+        return JSONResponse(
+            {
+                "action": result.match.action,
+                "keyword": result.match.keyword or "",
+                "reply": result.reply or "",
+                "handled": True,
+            }
+        )
+
+    async def inbound_twilio(request: Request) -> Response:
+        try:
+            body = await _bounded_body(request, alerts.max_body_bytes)
+            token = _secret(alerts.twilio_auth_token)
+            if not token:
+                raise WebhookRejected(503, "not_configured", "alerts.twilio_auth_token is not set")
+            try:
+                pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+            except UnicodeDecodeError:
+                raise WebhookRejected(400, "body_invalid", "form body is not UTF-8") from None
+            params: dict[str, list[str]] = {}
+            for k, v in pairs:
+                params.setdefault(k, []).append(v)
+            base = (alerts.public_base_url or str(request.base_url)).rstrip("/")
+            url = base + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            if not verify_twilio(token, url, params, request.headers.get("x-twilio-signature")):
+                raise WebhookRejected(403, "signature_invalid", "X-Twilio-Signature mismatch")
+            sid, sender = params.get("MessageSid", [""])[0], params.get("From", [""])[0]
+            if not sid or not sender:
+                raise WebhookRejected(422, "message_invalid", "MessageSid and From needed")
+            result = await run_in_threadpool(
+                lambda: handle_inbound(
+                    service.engine,
+                    service.directory,
+                    source="twilio",
+                    message_id=sid,
+                    from_address=sender,
+                    to_address=params.get("To", [None])[0],
+                    text=params.get("Body", [""])[0],
+                    now=service.clock(),
+                    alerts=alerts,
+                    render=service.settings.render,
+                )
+            )
+        except WebhookRejected as exc:
+            return _error(exc)
+        if result.match.status:
+            service._consent_changed.set()
+        twiml = '<?xml version="1.0" encoding="UTF-8"?><Response>'
+        if result.reply:
+            twiml += f"<Message>{escape(result.reply)}</Message>"
+        twiml += "</Response>"
+        return Response(twiml, media_type="application/xml")
+
+    async def health(request: Request) -> Response:
+        counts = await run_in_threadpool(alert_counts, service.engine)
+        return JSONResponse({"status": "ok", "alerts": counts, "events": counts.pop("_events")})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if run_worker:
+            service.start()
+        try:
+            yield
+        finally:
+            if run_worker:
+                service.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/events", events, methods=["POST"]),
+            Route("/inbound/genesys", inbound_genesys, methods=["POST"]),
+            Route("/inbound/twilio", inbound_twilio, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    return app
+
+
+def service_from_settings(
+    settings: Settings, *, with_client: bool = True, now: datetime | None = None
+) -> AlertService:
+    """Wire the service from settings: the warehouse, the directory from the sources (extract
+    -> normalize -> consent_state with captured consent), the templates, the Genesys client."""
+    from flows.common import genesys_secret
+    from tasks.alerts import directory_from_frames
+    from tasks.extract import extract_sources
+    from tasks.genesys import client_from_settings
+    from tasks.normalize import normalize
+    from tasks.render import load_templates
+    from tasks.warehouse import make_engine, migrate
+
+    engine = make_engine(
+        settings.warehouse.url.get_secret_value(), schema=settings.warehouse.db_schema
+    )
+    migrate(engine)
+    now = now or utc_now()
+    fresh = normalize(extract_sources(settings.sources), as_of=now, parsing=settings.parsing)
+    directory = directory_from_frames(
+        fresh.customers, fresh.consent_events, unclear=fresh.consent_unclear, as_of=now
+    ).refreshed(engine, now=now)
+    client = (
+        client_from_settings(settings.genesys, genesys_secret(settings.genesys))
+        if with_client
+        else None
+    )
+    return AlertService(
+        engine, directory, load_templates(settings.render.templates_dir), settings, client
+    )
+
+
+def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8780) -> None:
+    """Run the service with uvicorn until interrupted."""
+    import uvicorn
+
+    service = service_from_settings(settings)
+    uvicorn.run(create_alerts_app(service), host=host, port=port, log_level="warning")

@@ -1,0 +1,1392 @@
+"""Real-time payment alerts: webhook checks, decisions, the alert outbox, sends and polls.
+
+Webhook contract (billing system -> ``POST /events``)::
+
+    X-Reminders-Timestamp: <unix seconds>
+    X-Reminders-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>." + raw body)>
+    {"event_id": "evt_1", "type": "payment_received" | "payment_failed",
+     "customer_id": "C1", "invoice_id": "I1", "amount": "12.50", "currency": "USD",
+     "occurred_at": "2026-11-23T14:00:00Z"}
+
+Checks, in order (answer, reason code): body over ``alerts.max_body_bytes`` (413
+``body_too_large``); no or malformed signature headers (401 ``signature_missing`` /
+``timestamp_invalid``); timestamp outside ``alerts.tolerance_seconds`` either way (401
+``timestamp_outside_tolerance``); signature mismatch, compared in constant time (401
+``signature_invalid``); body not a JSON object with valid fields (422 ``event_invalid`` with the
+field named: ``amount`` a plain decimal with no more decimals than the currency has, an ISO 4217
+currency, ``occurred_at`` ISO-8601 with an offset); an event id already stored (409
+``event_replayed``). An accepted event is committed to ``alert_events`` before the 202 answer.
+
+Per event (:func:`decide_alerts`, pure): the customer (``customer_unknown``), then consent with
+the planning rules (``tasks.consent.consent_state`` + ``channel_allowed``, the same code the
+planner uses: ``consent_unclear``, ``opted_out``, ``no_channel`` when no channel is allowed with
+a usable address; ``phone_shared`` numbers take no SMS), the channel (``preferred_channel`` if
+allowed, else ``cadence.channel_order``), the recipient's zones (``timezone_unknown``,
+``no_common_window``) and ``alerts.window`` (recipient-local, 08:00-21:00 by default): outside it
+the alert is ``held`` until the window opens. Rendering uses the templates
+``<channel>_payment_received|failed`` and blocks ``pci_pan`` / ``sms_too_long`` as planning does.
+
+Alert states (``alerts`` table, every change in ``alert_log``)::
+
+    held ─► ready ─► sending ─► accepted ─► delivered | sent | failed
+      (window)  │        │          │           (polled, 60 s timeout)
+                │        │          ├─► ready   (failed, transient: retried, attempts < max)
+                │        │          └─► failed + e-mail alert (permanent SMS failure)
+                │        ├─► unknown (connection lost after the request, or killed in flight:
+                │        │            never resent blind)
+                │        ├─► ready   (503 / 429 after the client's budget: not processed)
+                │        └─► failed  (4xx; SMS falls back to e-mail)
+                └─► excluded (decided not to send, reason kept)
+
+``sending`` is committed (the intent) before the call; a row found ``sending`` at start-up was
+killed in flight and becomes ``unknown`` (the call may or may not have reached Genesys, and the
+agentless API has no idempotency key): it is never sent again automatically.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import polars as pl
+import sqlalchemy as sa
+from babel.numbers import get_currency_precision, list_currencies
+from sqlalchemy.engine import Engine
+
+from tasks.consent import channel_allowed, consent_state
+from tasks.errors import GenesysError
+from tasks.genesys import (
+    GenesysClient,
+    OutcomeUnknown,
+    RateLimited,
+    RequestRejected,
+    TransientServerError,
+)
+from tasks.outbox import exclude_decisions, messages_in, transition
+from tasks.pci import contains_pan
+from tasks.render import GENESYS_SMS_MAX_CHARS, TemplateSet, _locale, format_money
+from tasks.settings import AlertSettings, CadenceSettings, GenesysSettings, RenderSettings
+from tasks.sms import segment
+from tasks.stagger import plan_allowed_send_date
+from tasks.warehouse import read_frame, write_frame
+
+__all__ = [
+    "ALERT_REASONS",
+    "EVENT_TYPES",
+    "AlertEvent",
+    "Directory",
+    "WebhookRejected",
+    "decide_alerts",
+    "directory_from_frames",
+    "parse_event",
+    "poll_accepted",
+    "process_events",
+    "recover_in_flight",
+    "render_alerts",
+    "send_due",
+    "sign",
+    "store_event",
+    "twilio_signature",
+    "verify_signature",
+    "verify_twilio",
+]
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES = ("payment_received", "payment_failed")
+ALERT_REASONS = {
+    "customer_unknown": "the event names a customer the directory does not know",
+    "consent_unclear": "a consent row of the customer could not be read",
+    "opted_out": "the customer opted out (on any channel)",
+    "no_channel": "no channel is allowed with a usable address",
+    "timezone_unknown": "no zone for the recipient",
+    "no_common_window": "the candidate zones share no local window",
+    "pci_pan": "the rendered text contains a card-number-like digit run",
+    "sms_too_long": "the SMS needs more segments (or characters) than allowed",
+}
+PERMANENT_SMS_REASONS = frozenset(
+    {"InvalidDestination", "RecipientOptedOut", "InvalidMessageStructure", "UnknownMessage"}
+)
+"""Genesys ``normalizedMessage.reasons[].code`` of a failed SMS that a retry cannot fix."""
+
+_EVENT_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+_PLAIN_AMOUNT = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+_CURRENCIES = frozenset(list_currencies())
+
+
+class WebhookRejected(Exception):
+    """A webhook request refused with ``status`` and a reason ``code``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status, self.code, self.message = status, code, message
+        super().__init__(f"{status} {code}: {message}")
+
+
+# --- signatures ----------------------------------------------------------------------------
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``X-Reminders-Signature`` value for ``body`` sent at ``timestamp``."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return "v1=" + mac.hexdigest()
+
+
+def verify_signature(
+    secret: str,
+    *,
+    timestamp: str | None,
+    signature: str | None,
+    body: bytes,
+    now: datetime,
+    tolerance_seconds: int,
+) -> None:
+    """Raise :class:`WebhookRejected` unless ``signature`` signs ``body`` at a fresh time."""
+    if not timestamp or not signature:
+        raise WebhookRejected(401, "signature_missing", "timestamp and signature headers needed")
+    if not re.fullmatch(r"[0-9]{1,12}", timestamp.strip()):
+        raise WebhookRejected(400, "timestamp_invalid", "timestamp must be unix seconds")
+    sent = int(timestamp.strip())
+    skew = abs(_naive(now).replace(tzinfo=UTC).timestamp() - sent)
+    if skew > tolerance_seconds:
+        raise WebhookRejected(
+            401, "timestamp_outside_tolerance", f"timestamp is {skew:.0f} s from now"
+        )
+    expected = sign(secret, sent, body)
+    offered = [p.strip() for p in signature.split(",") if p.strip().startswith("v1=")]
+    if not any(hmac.compare_digest(expected, p) for p in offered):
+        raise WebhookRejected(401, "signature_invalid", "signature does not match the body")
+
+
+def twilio_signature(auth_token: str, url: str, params: Mapping[str, Any]) -> str:
+    """Twilio's ``X-Twilio-Signature``: base64 HMAC-SHA1 of the URL + sorted name/value pairs."""
+    data = url
+    for name in sorted(params):
+        values = params[name]
+        for value in sorted(values) if isinstance(values, list | tuple) else [values]:
+            data += f"{name}{value}"
+    mac = hmac.new(auth_token.encode(), data.encode("utf-8"), hashlib.sha1)
+    return base64.b64encode(mac.digest()).decode()
+
+
+def _url_variants(url: str) -> list[str]:
+    """The URL as given, and with / without its default port (Twilio's SDK accepts both)."""
+    match = re.match(r"^(https?)://([^/:]+)(:\d+)?(.*)$", url)
+    if not match:
+        return [url]
+    scheme, host, port, rest = match.groups()
+    default = ":443" if scheme == "https" else ":80"
+    variants = {url, f"{scheme}://{host}{rest}"}
+    if port is None:
+        variants.add(f"{scheme}://{host}{default}{rest}")
+    return sorted(variants)
+
+
+def verify_twilio(
+    auth_token: str, url: str, params: Mapping[str, Any], signature: str | None
+) -> bool:
+    """Is ``signature`` Twilio's for this public URL and form body (constant-time compare)?"""
+    if not signature:
+        return False
+    return any(
+        hmac.compare_digest(twilio_signature(auth_token, u, params), signature)
+        for u in _url_variants(url)
+    )
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    event_id: str
+    kind: str
+    customer_id: str
+    invoice_id: str
+    amount_minor: int
+    currency: str
+    occurred_at: datetime
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is None else moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _field_str(body: dict[str, Any], name: str, limit: int = 128) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise WebhookRejected(422, "event_invalid", f"{name} must be a string of 1-{limit} chars")
+    return value.strip()
+
+
+def parse_event(body: bytes) -> AlertEvent:
+    """The event in a webhook body, or :class:`WebhookRejected` (422 ``event_invalid``)."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise WebhookRejected(422, "event_invalid", "body is not UTF-8 JSON") from None
+    if not isinstance(data, dict):
+        raise WebhookRejected(422, "event_invalid", "body must be a JSON object")
+    event_id = _field_str(data, "event_id")
+    if not _EVENT_ID.match(event_id):
+        raise WebhookRejected(422, "event_invalid", "event_id: letters, digits, _ . : - only")
+    kind = data.get("type")
+    if kind not in EVENT_TYPES:
+        raise WebhookRejected(422, "event_invalid", f"type must be one of {', '.join(EVENT_TYPES)}")
+    currency = _field_str(data, "currency", 3).upper()
+    if currency not in _CURRENCIES:
+        raise WebhookRejected(422, "event_invalid", "currency is not an ISO 4217 code")
+    raw_amount = data.get("amount")
+    text = raw_amount.strip() if isinstance(raw_amount, str) else None
+    if text is None or not _PLAIN_AMOUNT.match(text):
+        raise WebhookRejected(
+            422, "event_invalid", "amount must be a plain decimal string, e.g. '12.50'"
+        )
+    digits = get_currency_precision(currency)
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise WebhookRejected(422, "event_invalid", "amount is not a decimal") from None
+    if -value.as_tuple().exponent > digits:  # type: ignore[operator]
+        raise WebhookRejected(422, "event_invalid", f"amount has more than {digits} decimals")
+    minor = int(value.scaleb(digits))
+    if minor > 10**12:
+        raise WebhookRejected(422, "event_invalid", "amount is too large")
+    stamp = _field_str(data, "occurred_at", 40)
+    try:
+        occurred = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        raise WebhookRejected(422, "event_invalid", "occurred_at is not ISO-8601") from None
+    if occurred.tzinfo is None:
+        raise WebhookRejected(422, "event_invalid", "occurred_at needs an offset (or Z)")
+    return AlertEvent(
+        event_id,
+        kind,
+        _field_str(data, "customer_id"),
+        _field_str(data, "invoice_id"),
+        minor,
+        currency,
+        _naive(occurred),
+    )
+
+
+def store_event(engine: Engine, event: AlertEvent, payload: bytes, *, now: datetime) -> bool:
+    """Commit the event to ``alert_events``; False when its id is already stored (a replay)."""
+    params = {
+        "e": event.event_id,
+        "k": event.kind,
+        "c": event.customer_id,
+        "i": event.invoice_id,
+        "a": event.amount_minor,
+        "cur": event.currency,
+        "o": event.occurred_at,
+        "r": _naive(now),
+        "p": payload.decode("utf-8"),
+    }
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "insert into alert_events (event_id, kind, customer_id, invoice_id,"
+                    " amount_minor, currency, occurred_at_utc, received_at_utc, payload, state,"
+                    " updated_at_utc) values (:e, :k, :c, :i, :a, :cur, :o, :r, :p,"
+                    " 'received', :r)"
+                ),
+                params,
+            )
+    except sa.exc.IntegrityError:
+        return False
+    except sa.exc.DBAPIError as exc:  # DuckDB reports a duplicate key as a ConstraintException
+        if "constraint" in str(exc).lower() or "duplicate" in str(exc).lower():
+            return False
+        raise
+    return True
+
+
+def store_events(
+    engine: Engine, batch: list[tuple[AlertEvent, bytes]], *, now: datetime
+) -> list[bool]:
+    """Commit a batch of events in one transaction (group commit); per event, False when its
+    id is already stored or earlier in the batch (a replay)."""
+    if not batch:
+        return []
+    ids = [e.event_id for e, _ in batch]
+    with engine.begin() as conn:
+        known = {
+            r[0]
+            for r in conn.execute(
+                sa.text("select event_id from alert_events where event_id in :ids").bindparams(
+                    sa.bindparam("ids", expanding=True)
+                ),
+                {"ids": ids},
+            )
+        }
+        fresh: list[bool] = []
+        rows: list[dict[str, Any]] = []
+        for event, payload in batch:
+            if event.event_id in known:
+                fresh.append(False)
+                continue
+            known.add(event.event_id)
+            fresh.append(True)
+            rows.append(
+                {
+                    "event_id": event.event_id,
+                    "kind": event.kind,
+                    "customer_id": event.customer_id,
+                    "invoice_id": event.invoice_id,
+                    "amount_minor": event.amount_minor,
+                    "currency": event.currency,
+                    "occurred_at_utc": event.occurred_at,
+                    "received_at_utc": _naive(now),
+                    "payload": payload.decode("utf-8"),
+                    "state": "received",
+                    "updated_at_utc": _naive(now),
+                }
+            )
+        if rows:
+            write_frame(
+                conn,
+                "alert_events",
+                pl.DataFrame(
+                    rows,
+                    schema={
+                        "event_id": pl.String,
+                        "kind": pl.String,
+                        "customer_id": pl.String,
+                        "invoice_id": pl.String,
+                        "amount_minor": pl.Int64,
+                        "currency": pl.String,
+                        "occurred_at_utc": pl.Datetime("us"),
+                        "received_at_utc": pl.Datetime("us"),
+                        "payload": pl.String,
+                        "state": pl.String,
+                        "updated_at_utc": pl.Datetime("us"),
+                    },
+                ),
+            )
+    return fresh
+
+
+# --- the directory: who the customers are and what they consented to -----------------------
+
+
+@dataclass
+class Directory:
+    """Customers (normalized) and their consent state, folded by ``tasks.consent`` from the
+    source's consent events plus the ones this project captured (``consent_events`` table)."""
+
+    customers: pl.DataFrame
+    consent: pl.DataFrame
+    shared_phones: frozenset[str] = field(default_factory=frozenset)
+    source_events: pl.DataFrame | None = None
+    unclear: pl.DataFrame | None = None
+
+    def customers_by_phone(self, phone: str) -> list[str]:
+        return self.customers.filter(pl.col("phone_e164") == phone)["customer_id"].sort().to_list()
+
+    def addresses_of(self, customer_ids: Iterable[str]) -> pl.DataFrame:
+        return self.customers.filter(pl.col("customer_id").is_in(list(customer_ids))).select(
+            "customer_id", "phone_e164", "email"
+        )
+
+    def refreshed(self, engine: Engine, *, now: datetime | None = None) -> Directory:
+        """The same customers, consent folded again (as of ``now``: a later opt-in grants
+        nothing yet) with every captured consent event."""
+        base = self.source_events
+        if base is None:
+            base = pl.DataFrame(schema=STORED_CONSENT_SCHEMA)
+        events = pl.concat(
+            [
+                base.select(list(STORED_CONSENT_SCHEMA)).cast(STORED_CONSENT_SCHEMA),  # type: ignore[arg-type]
+                stored_consent_events(engine),
+            ]
+        )
+        return Directory(
+            self.customers,
+            consent_state(events, as_of=now, unclear=self.unclear),
+            self.shared_phones,
+            self.source_events,
+            self.unclear,
+        )
+
+
+CUSTOMER_COLUMNS = (
+    "customer_id",
+    "full_name",
+    "first_name",
+    "phone_e164",
+    "email",
+    "time_zones",
+    "locale",
+    "preferred_channel",
+)
+STORED_CONSENT_SCHEMA = {
+    "customer_id": pl.String(),
+    "channel": pl.String(),
+    "status": pl.String(),
+    "occurred_at": pl.Datetime("us"),
+}
+
+
+def stored_consent_events(engine: Engine) -> pl.DataFrame:
+    """Consent events this project captured (keywords, CRM imports) as consent_state input."""
+    with engine.begin() as conn:
+        return read_frame(
+            conn,
+            "select customer_id, channel, status, occurred_at_utc as occurred_at"
+            " from consent_events where status is not null and customer_id is not null",
+            schema=STORED_CONSENT_SCHEMA,
+        )
+
+
+def directory_from_frames(
+    customers: pl.DataFrame,
+    consent_events: pl.DataFrame,
+    *,
+    unclear: pl.DataFrame | None = None,
+    as_of: datetime | None = None,
+) -> Directory:
+    """A directory from normalized customers and consent events (source + captured ones)."""
+    events = consent_events.select(list(STORED_CONSENT_SCHEMA)).cast(STORED_CONSENT_SCHEMA)  # type: ignore[arg-type]
+    consent = consent_state(events, as_of=as_of, unclear=unclear)
+    shared = (
+        customers.drop_nulls("phone_e164")
+        .group_by("phone_e164")
+        .agg(pl.col("customer_id").n_unique().alias("n"))
+        .filter(pl.col("n") > 1)["phone_e164"]
+        .to_list()
+    )
+    return Directory(
+        customers.select(CUSTOMER_COLUMNS), consent, frozenset(shared), events, unclear
+    )
+
+
+# --- decisions and rendering (pure) ----------------------------------------------------------
+
+
+def decide_alerts(
+    events: pl.DataFrame,
+    directory: Directory,
+    *,
+    now: datetime,
+    window: Any,
+    cadence: CadenceSettings,
+) -> pl.DataFrame:
+    """One row per event: ``channel``, ``to_address``, ``reason`` (null = send) and
+    ``release_at_utc`` (the window start when the alert must be held, else ``now``).
+
+    ``events`` has event_id, customer_id (at least); ``window`` is a WindowSettings.
+    """
+    now = _naive(now)
+    allowed = directory.consent.select(
+        "customer_id",
+        "global_opt_out",
+        "consent_unclear",
+        channel_allowed("sms", email_requires_opt_in=cadence.email_requires_opt_in).alias(
+            "_sms_ok"
+        ),
+        channel_allowed("email", email_requires_opt_in=cadence.email_requires_opt_in).alias(
+            "_email_ok"
+        ),
+    )
+    shared = list(directory.shared_phones)
+    frame = (
+        events.select("event_id", "customer_id")
+        .join(
+            directory.customers.with_columns(pl.lit(True).alias("_known")),
+            on="customer_id",
+            how="left",
+        )
+        .join(allowed, on="customer_id", how="left")
+        .with_columns(
+            pl.col("_known").fill_null(False),
+            pl.col("global_opt_out").fill_null(False),
+            pl.col("consent_unclear").fill_null(False),
+            # no consent row at all: SMS needs an opt-in, e-mail only no opt-out (as planning)
+            pl.col("_sms_ok").fill_null(False),
+            pl.col("_email_ok").fill_null(not cadence.email_requires_opt_in),
+        )
+        .with_columns(
+            (
+                pl.col("_sms_ok")
+                & pl.col("phone_e164").is_not_null()
+                & ~pl.col("phone_e164").is_in(shared)
+            ).alias("_sms"),
+            (pl.col("_email_ok") & pl.col("email").is_not_null()).alias("_email"),
+        )
+    )
+    order = [c for c in cadence.channel_order]
+    first_ok = pl.lit(None, pl.String)
+    for channel in reversed(order):
+        first_ok = pl.when(pl.col(f"_{channel}")).then(pl.lit(channel)).otherwise(first_ok)
+    chosen = (
+        pl.when(
+            (pl.col("preferred_channel") == "sms") & pl.col("_sms")
+            | (pl.col("preferred_channel") == "email") & pl.col("_email")
+        )
+        .then(pl.col("preferred_channel"))
+        .otherwise(first_ok)
+    )
+    frame = frame.with_columns(chosen.alias("channel"))
+    zones = frame.select(pl.col("time_zones").fill_null([])).to_series().to_list()
+    release: list[datetime | None] = []
+    zone_reason: list[str | None] = []
+    cache: dict[tuple[str, ...], tuple[datetime | None, str | None]] = {}
+    for zs in zones:  # per distinct zone set (cached): a pendulum call each
+        key = tuple(sorted(zs or []))
+        if key not in cache:
+            if not key:
+                cache[key] = (None, "timezone_unknown")
+            else:
+                found = plan_allowed_send_date(list(key), now, window)
+                cache[key] = (
+                    (None, "no_common_window") if found is None else (max(now, found[1]), None)
+                )
+        release.append(cache[key][0])
+        zone_reason.append(cache[key][1])
+    frame = frame.with_columns(
+        pl.Series("release_at_utc", release, dtype=pl.Datetime("us")),
+        pl.Series("_zone_reason", zone_reason, dtype=pl.String),
+    )
+    reason = (
+        pl.when(~pl.col("_known"))
+        .then(pl.lit("customer_unknown"))
+        .when(pl.col("consent_unclear"))
+        .then(pl.lit("consent_unclear"))
+        .when(pl.col("global_opt_out"))
+        .then(pl.lit("opted_out"))
+        .when(pl.col("channel").is_null())
+        .then(pl.lit("no_channel"))
+        .otherwise(pl.col("_zone_reason"))
+    )
+    return frame.select(
+        "event_id",
+        "customer_id",
+        "channel",
+        pl.when(pl.col("channel") == "sms")
+        .then(pl.col("phone_e164"))
+        .when(pl.col("channel") == "email")
+        .then(pl.col("email"))
+        .alias("to_address"),
+        reason.alias("reason"),
+        pl.when(reason.is_null()).then(pl.col("release_at_utc")).alias("release_at_utc"),
+        "full_name",
+        "first_name",
+        "locale",
+    )
+
+
+def render_alerts(
+    decided: pl.DataFrame,
+    events: pl.DataFrame,
+    templates: TemplateSet,
+    render: RenderSettings,
+    *,
+    token: Callable[[], str] = lambda: secrets.token_urlsafe(16),
+) -> pl.DataFrame:
+    """``subject`` and ``body`` for each decided alert that may send; blocks ``pci_pan`` and
+    ``sms_too_long`` like planning (the reason column is updated)."""
+    joined = decided.join(
+        events.select("event_id", "kind", "amount_minor", "currency"), on="event_id"
+    )
+    subjects: list[str | None] = []
+    bodies: list[str | None] = []
+    reasons: list[str | None] = []
+    for row in joined.iter_rows(named=True):  # one per alert: a template fill each
+        if row["reason"] is not None or row["channel"] is None:
+            subjects.append(None)
+            bodies.append(None)
+            reasons.append(row["reason"])
+            continue
+        template = templates.templates[f"{row['channel']}_{row['kind']}"]
+        locale = _locale(row["locale"], render.default_locale)
+        values = {
+            "CustomerName": (row["first_name"] or row["full_name"] or "customer").strip(),
+            "CompanyName": render.company_name,
+            "SupportPhone": render.support_phone,
+            "Amount": format_money(int(row["amount_minor"]), row["currency"], locale),
+            "PaymentLink": render.payment_link_base + token(),
+            "DueDate": "",
+            "InvoiceCount": "1",
+        }
+        subject, body = template.fill(values)
+        reason = None
+        if contains_pan(body) or (subject is not None and contains_pan(subject)):
+            reason = "pci_pan"
+        elif row["channel"] == "sms" and (
+            segment(body).count > render.sms_max_segments or len(body) > GENESYS_SMS_MAX_CHARS
+        ):
+            reason = "sms_too_long"
+        subjects.append(subject if reason is None else None)
+        bodies.append(body if reason is None else None)
+        reasons.append(reason)
+    return joined.drop("reason").with_columns(
+        pl.Series("subject", subjects, dtype=pl.String),
+        pl.Series("body", bodies, dtype=pl.String),
+        pl.Series("reason", reasons, dtype=pl.String),
+    )
+
+
+# --- the outbox: processing, sending, polling --------------------------------------------------
+
+ALERT_SCHEMA = {
+    "alert_key": pl.String(),
+    "event_id": pl.String(),
+    "customer_id": pl.String(),
+    "channel": pl.String(),
+    "to_address": pl.String(),
+    "subject": pl.String(),
+    "body": pl.String(),
+    "state": pl.String(),
+    "state_reason": pl.String(),
+    "release_at_utc": pl.Datetime("us"),
+    "attempts": pl.Int32(),
+    "next_attempt_at_utc": pl.Datetime("us"),
+    "created_at_utc": pl.Datetime("us"),
+    "updated_at_utc": pl.Datetime("us"),
+}
+EVENT_SCHEMA = {
+    "event_id": pl.String(),
+    "kind": pl.String(),
+    "customer_id": pl.String(),
+    "invoice_id": pl.String(),
+    "amount_minor": pl.Int64(),
+    "currency": pl.String(),
+}
+
+
+def _log(conn: sa.Connection, key: str, at: datetime, old: str | None, new: str, why: str) -> None:
+    conn.execute(
+        sa.text("insert into alert_log values (:k, :t, :f, :s, :d)"),
+        {"k": key, "t": at, "f": old, "s": new, "d": why},
+    )
+
+
+def _move(
+    conn: sa.Connection,
+    key: str,
+    *,
+    old: str,
+    new: str,
+    now: datetime,
+    why: str | None = None,
+    **values: Any,
+) -> bool:
+    """Compare-and-set an alert's state; False when it was not in ``old`` any more."""
+    sets = "".join(f", {k} = :{k}" for k in values)
+    moved = conn.execute(
+        sa.text(
+            f"update alerts set state = :new, state_reason = :why, updated_at_utc = :now{sets}"
+            " where alert_key = :key and state = :old"
+        ),
+        {"new": new, "why": why, "now": now, "key": key, "old": old, **values},
+    ).rowcount
+    if moved:
+        _log(conn, key, now, old, new, why or "")
+    return bool(moved)
+
+
+def recover_in_flight(engine: Engine, *, now: datetime) -> int:
+    """Alerts left ``sending`` by a kill: the call may have reached Genesys, so they become
+    ``unknown`` and are never sent again automatically. Returns how many."""
+    now = _naive(now)
+    with engine.begin() as conn:
+        keys = [
+            r[0]
+            for r in conn.execute(sa.text("select alert_key from alerts where state = 'sending'"))
+        ]
+        for key in keys:
+            _move(
+                conn,
+                key,
+                old="sending",
+                new="unknown",
+                now=now,
+                why="killed in flight: outcome unknown, not resent",
+            )
+    return len(keys)
+
+
+@dataclass
+class Processed:
+    events: int = 0
+    alerts: int = 0
+    held: int = 0
+    excluded: dict[str, int] = field(default_factory=dict)
+    paid_events: list[tuple[str, str]] = field(default_factory=list)
+
+
+def process_events(
+    engine: Engine,
+    directory: Directory,
+    templates: TemplateSet,
+    *,
+    alerts: AlertSettings,
+    cadence: CadenceSettings,
+    render: RenderSettings,
+    now: datetime,
+    limit: int = 500,
+) -> Processed:
+    """Turn received events into alert rows (ready / held / excluded), in one transaction."""
+    now = _naive(now)
+    out = Processed()
+    with engine.begin() as conn:
+        events = read_frame(
+            conn,
+            "select event_id, kind, customer_id, invoice_id, amount_minor, currency"
+            " from alert_events where state = 'received' order by received_at_utc"
+            f" limit {int(limit)}",
+            schema=EVENT_SCHEMA,
+        )
+        if events.height == 0:
+            return out
+        decided = decide_alerts(events, directory, now=now, window=alerts.window, cadence=cadence)
+        rendered = render_alerts(decided, events, templates, render)
+        rows = rendered.select(
+            pl.col("event_id").alias("alert_key"),
+            "event_id",
+            "customer_id",
+            "channel",
+            "to_address",
+            "subject",
+            "body",
+            pl.when(pl.col("reason").is_not_null())
+            .then(pl.lit("excluded"))
+            .when(pl.col("release_at_utc") > now)
+            .then(pl.lit("held"))
+            .otherwise(pl.lit("ready"))
+            .alias("state"),
+            pl.col("reason").alias("state_reason"),
+            "release_at_utc",
+            pl.lit(0, pl.Int32).alias("attempts"),
+            pl.col("release_at_utc").alias("next_attempt_at_utc"),
+            pl.lit(now).alias("created_at_utc"),
+            pl.lit(now).alias("updated_at_utc"),
+        ).cast(ALERT_SCHEMA)  # type: ignore[arg-type]
+        known = read_frame(
+            conn,
+            "select alert_key from alerts where event_id in ("
+            + ", ".join(f"'{e}'" for e in events["event_id"].to_list())
+            + ")",
+            schema={"alert_key": pl.String()},
+        )
+        rows = rows.join(known, on="alert_key", how="anti")
+        write_frame(conn, "alerts", rows)
+        write_frame(
+            conn,
+            "alert_log",
+            rows.select(
+                "alert_key",
+                pl.lit(now).alias("at_utc"),
+                pl.lit(None, pl.String).alias("from_state"),
+                pl.col("state").alias("to_state"),
+                pl.col("state_reason").fill_null("decided").alias("detail"),
+            ),
+        )
+        conn.execute(
+            sa.text(
+                "update alert_events set state = 'alerted', updated_at_utc = :now"
+                " where state = 'received' and event_id in ("
+                + ", ".join(f"'{e}'" for e in events["event_id"].to_list())
+                + ")"
+            ),
+            {"now": now},
+        )
+    out.events = events.height
+    out.alerts = rows.filter(pl.col("state") != "excluded").height
+    out.held = rows.filter(pl.col("state") == "held").height
+    for (reason,), group in rows.filter(pl.col("state") == "excluded").group_by(["state_reason"]):
+        out.excluded[str(reason)] = group.height
+    out.paid_events = [
+        (e, i)
+        for e, k, i in events.select("event_id", "kind", "invoice_id").iter_rows()
+        if k == "payment_received"
+    ]
+    return out
+
+
+def release_held(engine: Engine, *, now: datetime) -> int:
+    """Held alerts whose window has opened become ``ready``."""
+    now = _naive(now)
+    with engine.begin() as conn:
+        keys = [
+            r[0]
+            for r in conn.execute(
+                sa.text(
+                    "select alert_key from alerts where state = 'held' and release_at_utc <= :n"
+                ),
+                {"n": now},
+            )
+        ]
+        for key in keys:
+            _move(conn, key, old="held", new="ready", now=now, why="window opened")
+    return len(keys)
+
+
+@dataclass
+class SendResult:
+    accepted: int = 0
+    retried: int = 0
+    failed: int = 0
+    unknown: int = 0
+    fallbacks: int = 0
+
+
+def _fallback_to_email(
+    conn: sa.Connection,
+    alert: dict[str, Any],
+    directory: Directory,
+    templates: TemplateSet,
+    *,
+    alerts: AlertSettings,
+    cadence: CadenceSettings,
+    render: RenderSettings,
+    now: datetime,
+) -> bool:
+    """Queue the e-mail alert for a permanently failed SMS, if e-mail is allowed."""
+    event = read_frame(
+        conn,
+        "select event_id, kind, customer_id, invoice_id, amount_minor, currency"
+        " from alert_events where event_id = :e",
+        {"e": alert["event_id"]},
+        schema=EVENT_SCHEMA,
+    )
+    email_only = CadenceSettings(**(cadence.model_dump() | {"channel_order": ["email"]}))
+    prefs = directory.customers.with_columns(pl.lit("email").alias("preferred_channel"))
+    decided = decide_alerts(
+        event,
+        Directory(prefs, directory.consent, directory.shared_phones),
+        now=now,
+        window=alerts.window,
+        cadence=email_only,
+    )
+    rendered = render_alerts(decided, event, templates, render)
+    row = rendered.row(0, named=True)
+    key = f"{alert['event_id']}:email"
+    if row["reason"] is not None or row["channel"] != "email":
+        return False
+    exists = conn.execute(sa.text("select 1 from alerts where alert_key = :k"), {"k": key}).first()
+    if exists:
+        return True
+    state = "held" if row["release_at_utc"] > now else "ready"
+    conn.execute(
+        sa.text(
+            "insert into alerts (alert_key, event_id, customer_id, channel, to_address, subject,"
+            " body, state, state_reason, release_at_utc, attempts, next_attempt_at_utc,"
+            " created_at_utc, updated_at_utc) values (:k, :e, :c, 'email', :to, :s, :b, :st,"
+            " 'fallback after a permanent SMS failure', :rel, 0, :rel, :n, :n)"
+        ),
+        {
+            "k": key,
+            "e": alert["event_id"],
+            "c": alert["customer_id"],
+            "to": row["to_address"],
+            "s": row["subject"],
+            "b": row["body"],
+            "st": state,
+            "rel": row["release_at_utc"],
+            "n": now,
+        },
+    )
+    _log(conn, key, now, None, state, "fallback after a permanent SMS failure")
+    return True
+
+
+def _failed(
+    engine: Engine,
+    alert: dict[str, Any],
+    why: str,
+    *,
+    old: str,
+    permanent: bool,
+    ctx: dict[str, Any],
+    result: SendResult,
+) -> None:
+    now = ctx["now"]
+    with engine.begin() as conn:
+        retry = not permanent and int(alert["attempts"]) < ctx["alerts"].max_send_attempts
+        if retry:
+            _move(
+                conn,
+                alert["alert_key"],
+                old=old,
+                new="ready",
+                now=now,
+                why=f"retry: {why}",
+                next_attempt_at_utc=now + timedelta(seconds=ctx["alerts"].retry_after_seconds),
+            )
+            result.retried += 1
+            return
+        _move(conn, alert["alert_key"], old=old, new="failed", now=now, why=why)
+        result.failed += 1
+        if alert["channel"] == "sms" and _fallback_to_email(
+            conn,
+            alert,
+            ctx["directory"],
+            ctx["templates"],
+            alerts=ctx["alerts"],
+            cadence=ctx["cadence"],
+            render=ctx["render"],
+            now=now,
+        ):
+            result.fallbacks += 1
+
+
+def _record_accepted(conn: sa.Connection, accepted: list[dict[str, Any]], *, now: datetime) -> None:
+    """Record the answers of a batch in two statements (staged, then one update)."""
+    frame = pl.DataFrame(
+        accepted,
+        schema={
+            "alert_key": pl.String,
+            "new_state": pl.String,
+            "why": pl.String,
+            "conversation_id": pl.String,
+            "message_id": pl.String,
+        },
+    )
+    conn.exec_driver_sql("drop table if exists stage_alert_answers")
+    conn.exec_driver_sql(
+        "create temporary table stage_alert_answers (alert_key varchar, new_state varchar,"
+        " why varchar, conversation_id varchar, message_id varchar)"
+    )
+    write_frame(conn, "stage_alert_answers", frame)
+    conn.execute(
+        sa.text(
+            "update alerts set state = t.new_state, state_reason = t.why, updated_at_utc = :n,"
+            " accepted_at_utc = :n, genesys_conversation_id = t.conversation_id,"
+            " genesys_message_id = t.message_id from stage_alert_answers t"
+            " where alerts.alert_key = t.alert_key and alerts.state = 'sending'"
+        ),
+        {"n": now},
+    )
+    write_frame(
+        conn,
+        "alert_log",
+        frame.select(
+            "alert_key",
+            pl.lit(now).alias("at_utc"),
+            pl.lit("sending").alias("from_state"),
+            pl.col("new_state").alias("to_state"),
+            pl.col("why").alias("detail"),
+        ),
+    )
+
+
+def _call(client: GenesysClient, genesys: GenesysSettings, alert: dict[str, Any]) -> Any:
+    """One agentless request; returns the answer or the exception it raised."""
+    try:
+        if alert["channel"] == "sms":
+            return client.send_agentless_sms(genesys.sms_sender, alert["to_address"], alert["body"])
+        return client.send_agentless_email(
+            f"{genesys.email_from_local_part}@{genesys.email_from_domain_id}",
+            genesys.email_friendly_name,
+            alert["to_address"],
+            alert["subject"] or "",
+            alert["body"],
+        )
+    except GenesysError as exc:
+        return exc
+
+
+def send_due(
+    engine: Engine,
+    client: GenesysClient,
+    directory: Directory,
+    templates: TemplateSet,
+    *,
+    alerts: AlertSettings,
+    cadence: CadenceSettings,
+    render: RenderSettings,
+    genesys: GenesysSettings,
+    now: datetime,
+    limit: int = 200,
+    pool: Executor | None = None,
+) -> SendResult:
+    """Send every ready alert whose time has come.
+
+    The intent of the whole batch (``sending``, attempt + 1) is committed in one transaction
+    before any call; the calls run on ``pool`` (in parallel under the client's rate limit);
+    the answers are recorded in one transaction. A kill between the two leaves the batch
+    ``sending``, settled ``unknown`` at the next start (never resent blind)."""
+    now = _naive(now)
+    result = SendResult()
+    ctx = {
+        "now": now,
+        "alerts": alerts,
+        "cadence": cadence,
+        "render": render,
+        "directory": directory,
+        "templates": templates,
+    }
+    with engine.begin() as conn:
+        due = read_frame(
+            conn,
+            "select * from alerts where state = 'ready' and coalesce(next_attempt_at_utc,"
+            f" release_at_utc) <= :n order by created_at_utc limit {int(limit)}",
+            {"n": now},
+        )
+        if due.height == 0:
+            return result
+        keys = due["alert_key"].to_list()
+        conn.execute(
+            sa.text(
+                "update alerts set state = 'sending', attempts = attempts + 1,"
+                " state_reason = 'attempt ' || cast(attempts + 1 as varchar),"
+                " updated_at_utc = :n where state = 'ready' and alert_key in :keys"
+            ).bindparams(sa.bindparam("keys", expanding=True)),
+            {"n": now, "keys": keys},
+        )
+        write_frame(
+            conn,
+            "alert_log",
+            due.select(
+                "alert_key",
+                pl.lit(now).alias("at_utc"),
+                pl.lit("ready").alias("from_state"),
+                pl.lit("sending").alias("to_state"),
+                (pl.lit("attempt ") + (pl.col("attempts") + 1).cast(pl.String)).alias("detail"),
+            ),
+        )
+    rows = due.with_columns(pl.col("attempts") + 1).to_dicts()
+    if pool is None:
+        answers = [_call(client, genesys, a) for a in rows]
+    else:
+        answers = list(pool.map(lambda a: _call(client, genesys, a), rows))
+    failures: list[tuple[dict[str, Any], Exception]] = []
+    accepted: list[dict[str, Any]] = []
+    with engine.begin() as conn:
+        for alert, answer in zip(rows, answers, strict=True):
+            key = alert["alert_key"]
+            if isinstance(answer, OutcomeUnknown):
+                _move(
+                    conn,
+                    key,
+                    old="sending",
+                    new="unknown",
+                    now=now,
+                    why="outcome unknown (connection lost after the request): not resent",
+                )
+                result.unknown += 1
+            elif isinstance(answer, TransientServerError | RateLimited):
+                # 503 / 429 after the client's own retries: Genesys did not process the
+                # request, so it is sent again later; this does not use up a delivery attempt
+                _move(
+                    conn,
+                    key,
+                    old="sending",
+                    new="ready",
+                    now=now,
+                    why=f"not processed ({answer.__class__.__name__}): sent again later",
+                    attempts=int(alert["attempts"]) - 1,
+                    next_attempt_at_utc=now + timedelta(seconds=alerts.retry_after_seconds),
+                )
+                result.retried += 1
+            elif isinstance(answer, RequestRejected):
+                failures.append((alert, answer))
+            elif isinstance(answer, GenesysError):
+                _move(conn, key, old="sending", new="unknown", now=now, why=str(answer)[:200])
+                result.unknown += 1
+            else:
+                sms = alert["channel"] == "sms"
+                accepted.append(
+                    {
+                        "alert_key": key,
+                        "new_state": "accepted" if sms else "sent",
+                        "why": "accepted by Genesys (not delivered)"
+                        if sms
+                        else "e-mail handed off",
+                        "conversation_id": (answer or {}).get("conversationId"),
+                        "message_id": (answer or {}).get("id"),
+                    }
+                )
+        if accepted:
+            _record_accepted(conn, accepted, now=now)
+            result.accepted += len(accepted)
+    for alert, exc in failures:
+        assert isinstance(exc, RequestRejected)
+        _failed(
+            engine,
+            alert,
+            f"rejected {exc.status} {exc.code}",
+            old="sending",
+            permanent=True,
+            ctx=ctx,
+            result=result,
+        )
+    return result
+
+
+@dataclass
+class PollResult:
+    delivered: int = 0
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    fallbacks: int = 0
+    timed_out: int = 0
+    pending: int = 0
+
+
+FINAL_OK = {"delivery-success": "delivered", "read": "delivered"}
+FAILED = {"failed", "delivery-failed"}
+
+
+def poll_accepted(
+    engine: Engine,
+    client: GenesysClient,
+    directory: Directory,
+    templates: TemplateSet,
+    *,
+    alerts: AlertSettings,
+    cadence: CadenceSettings,
+    render: RenderSettings,
+    now: datetime,
+) -> PollResult:
+    """Poll the status of accepted SMS alerts; settle delivered / failed / timed out.
+
+    ``sent`` (handed to the carrier) is kept polling until a final receipt or the timeout, then
+    settled ``sent``; still ``queued`` at the timeout is ``unknown`` (never resent blind); a
+    failure with a permanent reason falls back to e-mail, another is retried."""
+    now = _naive(now)
+    out = PollResult()
+    send_result = SendResult()
+    ctx = {
+        "now": now,
+        "alerts": alerts,
+        "cadence": cadence,
+        "render": render,
+        "directory": directory,
+        "templates": templates,
+    }
+    with engine.begin() as conn:
+        rows = read_frame(conn, "select * from alerts where state = 'accepted'")
+    for alert in rows.iter_rows(named=True):
+        try:
+            data = client.get_message(alert["genesys_conversation_id"], alert["genesys_message_id"])
+        except GenesysError as exc:
+            log.warning("status poll failed, retried next tick: %s", exc)
+            out.pending += 1
+            continue
+        status = str(data.get("status") or "")
+        reasons = [
+            str(r.get("code")) for r in ((data.get("normalizedMessage") or {}).get("reasons") or [])
+        ]
+        timed_out = (now - alert["accepted_at_utc"]).total_seconds() >= alerts.poll_timeout_seconds
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("update alerts set genesys_status = :s where alert_key = :k"),
+                {"s": status, "k": alert["alert_key"]},
+            )
+        if status in FINAL_OK:
+            with engine.begin() as conn:
+                _move(
+                    conn, alert["alert_key"], old="accepted", new="delivered", now=now, why=status
+                )
+            out.delivered += 1
+        elif status in FAILED:
+            permanent = bool(set(reasons) & PERMANENT_SMS_REASONS)
+            _failed(
+                engine,
+                alert,
+                f"{status} {','.join(reasons)}".strip(),
+                old="accepted",
+                permanent=permanent,
+                ctx=ctx,
+                result=send_result,
+            )
+        elif timed_out:
+            with engine.begin() as conn:
+                if status == "sent":
+                    _move(
+                        conn,
+                        alert["alert_key"],
+                        old="accepted",
+                        new="sent",
+                        now=now,
+                        why="sent; no final receipt within the poll timeout",
+                    )
+                    out.sent += 1
+                else:
+                    _move(
+                        conn,
+                        alert["alert_key"],
+                        old="accepted",
+                        new="unknown",
+                        now=now,
+                        why=f"status {status or 'none'} at the poll timeout: not resent",
+                    )
+                    out.timed_out += 1
+        else:
+            out.pending += 1
+    out.failed, out.retried, out.fallbacks = (
+        send_result.failed,
+        send_result.retried,
+        send_result.fallbacks,
+    )
+    return out
+
+
+def alert_counts(engine: Engine) -> dict[str, Any]:
+    """Alerts per state, and (under ``_events``) events per state."""
+    with engine.begin() as conn:
+        alerts = {
+            str(s): int(n)
+            for s, n in conn.execute(sa.text("select state, count(*) from alerts group by state"))
+        }
+        events = {
+            str(s): int(n)
+            for s, n in conn.execute(
+                sa.text("select state, count(*) from alert_events group by state")
+            )
+        }
+    return alerts | {"_events": events}
+
+
+# --- item 3: a payment cancels the reminders still pending for its invoice -------------------
+
+
+def pending_reminders(
+    engine: Engine, *, invoice_ids: Iterable[str] = (), customer_ids: Iterable[str] = ()
+) -> pl.DataFrame:
+    """Outbox reminders not yet sent (planned, ready, pushed) of these invoices or customers."""
+    invoices, customers = sorted(set(invoice_ids)), sorted(set(customer_ids))
+    if not invoices and not customers:
+        return pl.DataFrame()
+    with engine.begin() as conn:
+        live = messages_in(conn, ("planned", "ready", "pushed"))
+    if live.height == 0:
+        return live
+    hit = pl.lit(False)
+    if invoices:
+        hit = (
+            hit
+            | pl.col("invoice_ids")
+            .str.split(",")
+            .list.eval(pl.element().is_in(invoices))
+            .list.any()
+        )
+    if customers:
+        hit = hit | pl.col("customer_id").is_in(customers)
+    return live.filter(hit)
+
+
+def cancel_reminders(
+    engine: Engine,
+    client: GenesysClient | None,
+    live: pl.DataFrame,
+    *,
+    reason: str,
+    run_id: str,
+    now: datetime,
+) -> dict[str, int]:
+    """Cancel the reminders in ``live`` (rows of ``messages``) the issue-8 way.
+
+    ``planned`` and ``ready`` ones were never added to Genesys: cancelled at once. ``pushed``
+    ones go through ``tasks.push._cancel``: made uncontactable, read back, then deleted, and
+    only then ``cancelled`` (an attempt found on read-back is recorded as sent; an unverified
+    one stays ``pushed`` with ``cancel_pending``). The planning decision gets ``reason``.
+    """
+    from tasks.push import PushResult, _cancel
+
+    now = _naive(now)
+    if live.height == 0:
+        return {}
+    planned = live.filter(pl.col("state") == "planned").select("message_key")
+    counts: dict[str, int] = {}
+    if planned.height:
+        with engine.begin() as conn:
+            n = transition(
+                conn,
+                planned,
+                from_states=("planned",),
+                to_state="cancelled",
+                run_id=run_id,
+                now=now,
+                detail=reason,
+            )
+            exclude_decisions(conn, planned, reason=reason, detail="payment alert / keyword")
+        counts["planned"] = n
+    rest = live.filter(pl.col("state").is_in(["ready", "pushed"]))
+    if rest.height:
+        if client is None and rest.filter(pl.col("state") == "pushed").height:
+            rest = rest.filter(pl.col("state") == "ready")
+        stale = rest.select("message_key", pl.lit(reason).alias("detail"))
+        result = PushResult()
+        _cancel(engine, client, stale, rest, run_id=run_id, now=now, result=result)  # type: ignore[arg-type]
+        counts |= {k: v for k, v in result.cancelled.items()}
+        if result.cancel_pending:
+            counts["cancel_pending"] = result.cancel_pending
+    return counts
+
+
+def cancel_for_payments(
+    engine: Engine,
+    client: GenesysClient | None,
+    paid: Iterable[tuple[str, str]],
+    *,
+    now: datetime,
+) -> int:
+    """For each (event_id, invoice_id) of a payment_received event: cancel the invoice's
+    pending reminders (``paid_since_planning``) and mark the event ``done`` (one read of the
+    outbox for the whole batch; events whose invoice has nothing pending in one update)."""
+    paid = list(paid)
+    if not paid:
+        return 0
+    live = pending_reminders(engine, invoice_ids=[i for _, i in paid])
+    hits: dict[str, pl.DataFrame] = {}
+    if live.height:
+        exploded = live.with_columns(_inv=pl.col("invoice_ids").str.split(",")).explode(
+            "_inv", empty_as_null=True
+        )
+        for event_id, invoice_id in paid:
+            rows = live.filter(
+                pl.col("message_key").is_in(
+                    exploded.filter(pl.col("_inv") == invoice_id)["message_key"].to_list()
+                )
+            )
+            if rows.height:
+                hits[event_id] = rows
+    quiet = [e for e, _ in paid if e not in hits]
+    if quiet:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "update alert_events set state = 'done', cancelled_reminders = 0,"
+                    " updated_at_utc = :n where event_id in :ids"
+                ).bindparams(sa.bindparam("ids", expanding=True)),
+                {"n": _naive(now), "ids": quiet},
+            )
+    total = 0
+    for event_id, rows in hits.items():
+        counts = cancel_reminders(
+            engine, client, rows, reason="paid_since_planning", run_id=f"alert-{event_id}", now=now
+        )
+        pending = counts.get("cancel_pending", 0)
+        cancelled = sum(v for k, v in counts.items() if k != "cancel_pending")
+        total += cancelled
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "update alert_events set state = :s, cancelled_reminders = :c,"
+                    " state_reason = :r, updated_at_utc = :n where event_id = :e"
+                ),
+                {
+                    "s": "alerted" if pending else "done",
+                    "c": cancelled,
+                    "r": f"{pending} cancel_pending" if pending else None,
+                    "n": _naive(now),
+                    "e": event_id,
+                },
+            )
+    return total
