@@ -22,7 +22,15 @@ from data_quality.gates import (
     messages_gate_frame,
     run_gates,
 )
-from flows.common import current_run_id, open_warehouse, parse_utc_instant, settings_with, utc_now
+from flows.common import (
+    current_run_id,
+    error_text,
+    masking_errors,
+    open_warehouse,
+    parse_utc_instant,
+    settings_with,
+    utc_now,
+)
 from tasks.errors import (
     AccountingError,
     ConfigurationError,
@@ -30,7 +38,6 @@ from tasks.errors import (
     QuarantineThresholdExceeded,
 )
 from tasks.extract import INPUTS, Extracted, extract_task
-from tasks.masking import mask_text
 from tasks.normalize import Normalized, normalize_task
 from tasks.outbox import finish_run, last_succeeded_rows, load_prior, save_plan, start_run
 from tasks.plan import Plan, build_plan
@@ -202,6 +209,7 @@ def _publish(plan: Plan, run_id: str, outbox: dict[str, int], dry_run: bool) -> 
 
 
 @flow(name="build-reminders", log_prints=True)
+@masking_errors
 def build_reminders(
     as_of: str | None = None,
     dry_run: bool = False,
@@ -300,7 +308,7 @@ def build_reminders(
                 status="failed",
                 counts=counts,
                 accounting_ok=accounting_ok,
-                error=mask_text(f"{type(exc).__name__}: {exc}")[:2000],
+                error=error_text(exc),
                 data_docs_path=str(gates.docs_index) if gates.docs_index else None,
             )
         if gates.outcomes:

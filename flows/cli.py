@@ -26,7 +26,10 @@ def _prefect_env(quiet: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if quiet:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    import prefect  # noqa: F401  (configures Prefect's log handlers before we filter them)
+    from flows.logs import use_project_logging
+
+    use_project_logging()  # flows/logging.yml: masking on every handler, project loggers to API
+    import prefect  # noqa: F401  (configures Prefect's log handlers from flows/logging.yml)
 
     from tasks.masking import install_masking
 

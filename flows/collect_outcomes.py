@@ -10,6 +10,7 @@ from prefect import flow
 from flows.common import (
     current_run_id,
     genesys_secret,
+    masking_errors,
     parse_utc_instant,
     recorded_run,
     settings_with,
@@ -23,6 +24,7 @@ __all__ = ["collect_outcomes"]
 
 
 @flow(name="collect-outcomes")
+@masking_errors
 def collect_outcomes(
     now: str | None = None, overrides: dict[str, Any] | None = None
 ) -> dict[str, Any]:

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import pendulum
 from sqlalchemy.engine import Engine
 
 from tasks.errors import ConfigurationError
+from tasks.masking import install_masking, mask_exception, mask_text
 from tasks.outbox import finish_run, start_run
 from tasks.settings import GenesysSettings, Settings, load_settings
 from tasks.warehouse import make_engine, migrate
 
+# The safety net under a worker started without flows/logging.yml: every handler that exists
+# once Prefect has configured logging (flow modules are imported after that) masks.
+install_masking()
+
 __all__ = [
     "current_run_id",
+    "error_text",
     "genesys_secret",
+    "masked_errors",
+    "masking_errors",
     "open_warehouse",
     "parse_utc_instant",
     "recorded_run",
@@ -84,8 +93,8 @@ def recorded_run(
     parameters: dict[str, Any] | None = None,
 ) -> Iterator[Engine]:
     """A migrated warehouse engine with a ``runs`` row for this run around the block: the row
-    starts ``running``; an exception marks it ``failed`` (its type only, never its text) and is
-    re-raised; the caller records success with :func:`tasks.outbox.finish_run`."""
+    starts ``running``; an exception marks it ``failed`` (``runs.error``: its type and masked
+    text) and is re-raised; the caller records success with :func:`tasks.outbox.finish_run`."""
     engine = open_warehouse(settings)
     try:
         with engine.begin() as conn:
@@ -101,12 +110,42 @@ def recorded_run(
         yield engine
     except Exception as exc:
         with engine.begin() as conn:
-            finish_run(
-                conn, run_id=run_id, now=utc_now(), status="failed", error=type(exc).__name__
-            )
+            finish_run(conn, run_id=run_id, now=utc_now(), status="failed", error=error_text(exc))
         raise
     finally:
         engine.dispose()
+
+
+def error_text(exc: BaseException, limit: int = 2000) -> str:
+    """``Type: message`` of ``exc`` with personal data and secrets masked, for ``runs.error``."""
+    return mask_text(f"{type(exc).__name__}: {exc}")[:limit]
+
+
+@contextmanager
+def masked_errors() -> Iterator[None]:
+    """Re-raise any exception with its text masked (:func:`tasks.masking.mask_exception`):
+    Prefect copies an exception's text into the run's state message and the API."""
+    try:
+        yield
+    except Exception as exc:
+        masked = mask_exception(exc)
+        if masked is exc:
+            raise
+        raise masked from None
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def masking_errors(fn: F) -> F:
+    """Decorator form of :func:`masked_errors`, for a flow function (put it under ``@flow``)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with masked_errors():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def open_warehouse(settings: Settings) -> Engine:

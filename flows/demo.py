@@ -31,7 +31,7 @@ from prefect import flow
 
 from flows.build_reminders import build_reminders
 from flows.collect_outcomes import collect_outcomes
-from flows.common import parse_utc_instant, settings_with
+from flows.common import masking_errors, parse_utc_instant, settings_with
 from flows.push_waves import push_waves
 from tasks.sample_data import generate
 
@@ -101,6 +101,7 @@ def running_sandbox(*args: str) -> Iterator[str]:
 
 
 @flow(name="demo")
+@masking_errors
 def demo(
     customers: int = 1000,
     as_of: str = "2026-11-23T06:00:00Z",

@@ -26,6 +26,7 @@ from prefect.context import FlowRunContext
 from flows.common import (
     current_run_id,
     genesys_secret,
+    masking_errors,
     parse_utc_instant,
     recorded_run,
     settings_with,
@@ -152,6 +153,7 @@ def run_push(
 
 
 @flow(name="push-waves")
+@masking_errors
 def push_waves(
     now: str | None = None,
     horizon_minutes: int = 15,

@@ -43,6 +43,7 @@ __all__ = [
     "WarehouseSettings",
     "WindowSettings",
     "load_settings",
+    "secret_values",
 ]
 
 Channel = Literal["sms", "email"]
@@ -385,6 +386,32 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")
 
 
+def secret_values(model: BaseModel) -> list[str]:
+    """Every ``SecretStr`` value in ``model`` (nested), and the password of every URL secret."""
+    found: list[str] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        items = value.values() if isinstance(value, dict) else [value]
+        for item in items:
+            if isinstance(item, SecretStr):
+                raw = item.get_secret_value()
+                found.append(raw)
+                if "://" in raw and "@" in raw:
+                    userinfo = raw.split("://", 1)[1].split("@", 1)[0]
+                    if ":" in userinfo:
+                        found.append(userinfo.split(":", 1)[1])
+            elif isinstance(item, BaseModel):
+                found += secret_values(item)
+    return [v for v in found if v]
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Load settings from environment and TOML file; ``overrides`` win over both."""
-    return Settings(**overrides)
+    """Load settings from environment and TOML file; ``overrides`` win over both. Every
+    secret value is registered with :func:`tasks.masking.register_secret`."""
+    from tasks.masking import register_secret
+
+    settings = Settings(**overrides)
+    for value in secret_values(settings):
+        if "://" not in value:  # whole URLs are masked by their password
+            register_secret(value)
+    return settings
