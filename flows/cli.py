@@ -105,7 +105,7 @@ def push(
     from flows.common import parse_utc_instant, settings_with
     from flows.push_waves import run_push
 
-    settings = settings_with(None)
+    settings = settings_with(None, flow="push-waves", needs=() if dry_run else ("genesys",))
     _echo_json(
         run_push(
             settings,

@@ -30,7 +30,7 @@ def collect_outcomes(
 ) -> dict[str, Any]:
     """Move attempted pushed messages to sent / failed / skipped / unknown and expire the
     never-attempted ones whose window ended; returns the counts."""
-    settings = settings_with(overrides)
+    settings = settings_with(overrides, flow="collect-outcomes", needs=("genesys",))
     at = parse_utc_instant(now)
     run_id = current_run_id("outcomes")
     with recorded_run(settings, run_id=run_id, flow="collect-outcomes", as_of=at) as engine:

@@ -10,12 +10,19 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pendulum
+from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
 from tasks.errors import ConfigurationError
-from tasks.masking import install_masking, mask_exception, mask_text
+from tasks.masking import install_masking, mask_exception, mask_text, register_secret
 from tasks.outbox import finish_run, start_run
-from tasks.settings import GenesysSettings, Settings, load_settings
+from tasks.settings import (
+    GenesysSettings,
+    Settings,
+    load_settings,
+    missing_settings,
+    secret_override_paths,
+)
 from tasks.warehouse import make_engine, migrate
 
 # The safety net under a worker started without flows/logging.yml: every handler that exists
@@ -36,9 +43,44 @@ __all__ = [
 ]
 
 
-def settings_with(overrides: dict[str, Any] | None) -> Settings:
-    """Settings from environment and file, with ``overrides`` (nested dicts) on top."""
-    return load_settings(**(overrides or {}))
+def settings_with(
+    overrides: dict[str, Any] | None, *, flow: str | None = None, needs: tuple[str, ...] = ()
+) -> Settings:
+    """Settings from environment and file, with ``overrides`` (nested dicts) on top.
+
+    ``overrides`` is a flow parameter, stored in Prefect's database: one that carries a secret
+    (a client secret, a URL with a password) is refused with a :class:`ConfigurationError`
+    naming the keys; secrets come from the environment or Prefect Secret blocks named in
+    settings (``genesys.client_secret_block``, ``warehouse.url_block``), resolved here. With
+    ``needs`` (see :func:`tasks.settings.missing_settings`), settings ``flow`` cannot run
+    without fail at once with one line naming them."""
+    refused = secret_override_paths(overrides or {})
+    if refused:
+        raise ConfigurationError(
+            f"overrides must not carry secrets (Prefect stores parameters in plain text): "
+            f"{', '.join(refused)}; set them in the environment (REMINDERS_...) or name a "
+            "Prefect Secret block (genesys.client_secret_block, warehouse.url_block)"
+        )
+    settings = load_settings(**(overrides or {}))
+    if settings.warehouse.url_block:
+        url = _secret_block(settings.warehouse.url_block)
+        register_secret(url)
+        settings.warehouse.url = SecretStr(url)
+    missing = missing_settings(settings, needs)
+    if missing:
+        raise ConfigurationError(
+            f"{flow or 'this flow'} cannot start: missing settings {', '.join(missing)}"
+        )
+    return settings
+
+
+def _secret_block(name: str) -> str:
+    from prefect.blocks.system import Secret
+
+    try:
+        return str(Secret.load(name).get())
+    except ValueError as exc:
+        raise ConfigurationError(f"Prefect Secret block {name!r} not found: {exc}") from None
 
 
 def utc_now() -> datetime:
@@ -73,9 +115,9 @@ def genesys_secret(genesys: GenesysSettings) -> str:
     if genesys.client_secret is not None:
         return genesys.client_secret.get_secret_value()
     if genesys.client_secret_block:
-        from prefect.blocks.system import Secret
-
-        return str(Secret.load(genesys.client_secret_block).get())
+        secret = _secret_block(genesys.client_secret_block)
+        register_secret(secret)
+        return secret
     raise ConfigurationError(
         "no Genesys client secret: set REMINDERS_GENESYS__CLIENT_SECRET or "
         "genesys.client_secret_block (a Prefect Secret block)"

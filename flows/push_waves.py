@@ -163,7 +163,7 @@ def push_waves(
 ) -> dict[str, Any]:
     """Mark the waves opening before ``now + horizon_minutes`` ready and add the contacts
     whose slot has opened by ``now`` to Genesys."""
-    settings = settings_with(overrides)
+    settings = settings_with(overrides, flow="push-waves", needs=() if dry_run else ("genesys",))
     at = parse_utc_instant(now)
     summary = run_push(
         settings,
