@@ -27,7 +27,8 @@ from flows.common import (
     error_text,
     masking_errors,
     open_warehouse,
-    parse_utc_instant,
+    run_instant,
+    scheduled_start,
     settings_with,
     utc_now,
 )
@@ -216,7 +217,8 @@ def build_reminders(
     overrides: dict[str, Any] | None = None,
     for_date: str | None = None,
 ) -> dict[str, Any]:
-    """Plan the reminders due at ``as_of`` (ISO-8601, default now) and write them.
+    """Plan the reminders due at ``as_of`` (ISO-8601; empty: the flow run's scheduled start
+    time, or now outside Prefect) and write them.
 
     ``for_date`` (YYYY-MM-DD) plans every recipient's local date ``for_date`` whatever the run
     time (previews, backfills); zones whose window for that date has closed at ``as_of`` are
@@ -224,7 +226,7 @@ def build_reminders(
     """
     logger = get_run_logger()
     settings = settings_with(overrides)
-    as_of_utc = parse_utc_instant(as_of)
+    as_of_utc, as_of_source = run_instant(as_of)
     local_date = parse_for_date(for_date)
     run_id = current_run_id("build")
     engine = open_warehouse(settings)
@@ -241,6 +243,8 @@ def build_reminders(
                 "for_date": local_date.isoformat() if local_date else None,
                 "settings": settings.public_dict(),
             },
+            scheduled_start=scheduled_start(),
+            as_of_source=as_of_source,
         )
     counts: dict[str, int] = {}
     accounting_ok: bool | None = None

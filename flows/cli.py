@@ -110,6 +110,7 @@ def push(
         run_push(
             settings,
             now=parse_utc_instant(now),
+            as_of_source="parameter" if now else "clock",
             horizon_minutes=horizon_minutes,
             dry_run=dry_run,
             recheck=recheck,

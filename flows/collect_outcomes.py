@@ -11,8 +11,8 @@ from flows.common import (
     current_run_id,
     genesys_secret,
     masking_errors,
-    parse_utc_instant,
     recorded_run,
+    run_instant,
     settings_with,
     utc_now,
 )
@@ -31,9 +31,11 @@ def collect_outcomes(
     """Move attempted pushed messages to sent / failed / skipped / unknown and expire the
     never-attempted ones whose window ended; returns the counts."""
     settings = settings_with(overrides, flow="collect-outcomes", needs=("genesys",))
-    at = parse_utc_instant(now)
+    at, source = run_instant(now)
     run_id = current_run_id("outcomes")
-    with recorded_run(settings, run_id=run_id, flow="collect-outcomes", as_of=at) as engine:
+    with recorded_run(
+        settings, run_id=run_id, flow="collect-outcomes", as_of=at, as_of_source=source
+    ) as engine:
         with client_from_settings(settings.genesys, genesys_secret(settings.genesys)) as client:
             counts = collect_outcomes_from_genesys(
                 engine, client, settings.genesys, now=at, run_id=run_id

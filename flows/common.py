@@ -38,6 +38,8 @@ __all__ = [
     "open_warehouse",
     "parse_utc_instant",
     "recorded_run",
+    "run_instant",
+    "scheduled_start",
     "settings_with",
     "utc_now",
 ]
@@ -102,6 +104,31 @@ def parse_utc_instant(value: str | datetime | None) -> datetime:
     return value.replace(microsecond=0)
 
 
+def scheduled_start() -> datetime | None:
+    """The current Prefect flow run's scheduled (expected) start time as naive UTC, whole
+    seconds; None outside a flow run."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return None
+    expected = context.flow_run.expected_start_time
+    return parse_utc_instant(expected) if expected is not None else None
+
+
+def run_instant(value: str | datetime | None) -> tuple[datetime, str]:
+    """(instant, source) of a flow's ``as_of`` / ``now`` parameter: the value when given
+    (``parameter``); when empty, the flow run's scheduled start time (``scheduled``), so a
+    late run, a retry or a backfill plans for the instant it was scheduled for; outside
+    Prefect, the clock (``clock``)."""
+    if value not in (None, ""):
+        return parse_utc_instant(value), "parameter"
+    scheduled = scheduled_start()
+    if scheduled is not None:
+        return scheduled, "scheduled"
+    return utc_now(), "clock"
+
+
 def current_run_id(prefix: str) -> str:
     """The Prefect flow-run id when inside a run, otherwise a fresh one."""
     from prefect.runtime import flow_run
@@ -133,6 +160,7 @@ def recorded_run(
     as_of: datetime,
     dry_run: bool = False,
     parameters: dict[str, Any] | None = None,
+    as_of_source: str | None = None,
 ) -> Iterator[Engine]:
     """A migrated warehouse engine with a ``runs`` row for this run around the block: the row
     starts ``running``; an exception marks it ``failed`` (``runs.error``: its type and masked
@@ -148,6 +176,8 @@ def recorded_run(
                 now=utc_now(),
                 dry_run=dry_run,
                 parameters=parameters or {},
+                scheduled_start=scheduled_start(),
+                as_of_source=as_of_source,
             )
         yield engine
     except Exception as exc:

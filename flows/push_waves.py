@@ -27,8 +27,8 @@ from flows.common import (
     current_run_id,
     genesys_secret,
     masking_errors,
-    parse_utc_instant,
     recorded_run,
+    run_instant,
     settings_with,
     utc_now,
 )
@@ -70,6 +70,7 @@ def run_push(
     recheck: bool = True,
     run_id: str,
     in_prefect: bool = False,
+    as_of_source: str | None = None,
 ) -> dict[str, Any]:
     """One push run against the configured Genesys org (see tasks.push)."""
     horizon = timedelta(minutes=horizon_minutes)
@@ -80,6 +81,7 @@ def run_push(
         as_of=now,
         dry_run=dry_run,
         parameters={"now": now.isoformat(), "horizon_minutes": horizon_minutes},
+        as_of_source=as_of_source,
     ) as engine:
         if dry_run:
             with engine.connect() as conn:
@@ -162,9 +164,11 @@ def push_waves(
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Mark the waves opening before ``now + horizon_minutes`` ready and add the contacts
-    whose slot has opened by ``now`` to Genesys."""
+    whose slot has opened by ``now`` to Genesys. An empty ``now`` is the flow run's scheduled
+    start time (a late run or a retry pushes for its quarter hour), or the clock outside
+    Prefect."""
     settings = settings_with(overrides, flow="push-waves", needs=() if dry_run else ("genesys",))
-    at = parse_utc_instant(now)
+    at, source = run_instant(now)
     summary = run_push(
         settings,
         now=at,
@@ -173,6 +177,7 @@ def push_waves(
         recheck=recheck,
         run_id=current_run_id("push"),
         in_prefect=FlowRunContext.get() is not None,
+        as_of_source=source,
     )
     create_table_artifact(
         key="pushed-waves",

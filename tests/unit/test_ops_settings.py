@@ -96,3 +96,15 @@ def test_each_deployment_declares_the_environment_its_flow_needs(deployment, mon
             monkeypatch.setenv(name, "us-east-1" if "{{" in str(value) else str(value))
     settings = Settings()
     assert missing_settings(settings, NEEDS.get(deployment["entrypoint"], ())) == []
+
+
+def test_run_instant_outside_prefect() -> None:
+    from datetime import datetime, timedelta
+
+    from flows.common import run_instant, utc_now
+
+    assert run_instant("2026-11-23T06:00:00Z") == (datetime(2026, 11, 23, 6), "parameter")
+    before = utc_now()
+    at, source = run_instant(None)
+    assert source == "clock"
+    assert before <= at <= utc_now() + timedelta(seconds=1)
