@@ -23,6 +23,7 @@ from data_quality.gates import (
     run_gates,
 )
 from flows.common import (
+    begin_run,
     current_run_id,
     error_text,
     masking_errors,
@@ -40,7 +41,7 @@ from tasks.errors import (
 )
 from tasks.extract import INPUTS, Extracted, extract_task
 from tasks.normalize import Normalized, normalize_task
-from tasks.outbox import finish_run, last_succeeded_rows, load_prior, save_plan, start_run
+from tasks.outbox import finish_run, last_succeeded_rows, load_prior, save_plan
 from tasks.plan import Plan, build_plan
 from tasks.render import load_templates
 from tasks.send_calendar import CALENDAR_SCHEMA, read_calendar_csv
@@ -231,7 +232,7 @@ def build_reminders(
     run_id = current_run_id("build")
     engine = open_warehouse(settings)
     with engine.begin() as conn:
-        start_run(
+        begin_run(
             conn,
             run_id=run_id,
             flow="build-reminders",

@@ -1,8 +1,9 @@
 """The ``reminders`` command: every flow as a plain local command, no Prefect server needed.
 
-Prefect starts an ephemeral in-process API when ``PREFECT_API_URL`` is unset. Its state lives
-under ``<data_dir>/prefect`` unless ``PREFECT_HOME`` says otherwise, so runs never touch the
-user's own Prefect profile.
+With ``PREFECT_API_URL`` unset, the command starts a temporary Prefect server as its own
+child, which the kernel stops when the command dies, even by SIGKILL (flows/local_server.py).
+Its state lives under ``<data_dir>/prefect`` unless ``PREFECT_HOME`` says otherwise, so runs
+never touch the user's own Prefect profile.
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ def _prefect_env(quiet: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if quiet:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from flows.local_server import start_temporary_server
     from flows.logs import use_project_logging
 
     use_project_logging()  # flows/logging.yml: masking on every handler, project loggers to API
+    # No PREFECT_API_URL: a temporary server that dies with this command (flows/local_server).
+    start_temporary_server()
     import prefect  # noqa: F401  (configures Prefect's log handlers from flows/logging.yml)
 
     from tasks.masking import install_masking

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -10,12 +11,14 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pendulum
+import sqlalchemy as sa
 from pydantic import SecretStr
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from tasks.errors import ConfigurationError
 from tasks.masking import install_masking, mask_exception, mask_text, register_secret
 from tasks.outbox import finish_run, start_run
+from tasks.runs import runner_token, sweep_abandoned
 from tasks.settings import (
     GenesysSettings,
     Settings,
@@ -29,7 +32,10 @@ from tasks.warehouse import make_engine, migrate
 # once Prefect has configured logging (flow modules are imported after that) masks.
 install_masking()
 
+log = logging.getLogger("reminders.runs")
+
 __all__ = [
+    "begin_run",
     "current_run_id",
     "error_text",
     "genesys_secret",
@@ -151,6 +157,44 @@ def genesys_secret(genesys: GenesysSettings) -> str:
     )
 
 
+def _prefect_run_over(run_id: str) -> bool | None:
+    """True when ``run_id`` is a Prefect flow run whose state is final (completed, failed,
+    crashed, cancelled); None when it is not one or the API cannot say."""
+    from prefect.context import FlowRunContext
+
+    try:
+        flow_run_id = uuid.UUID(run_id)
+    except ValueError:
+        return None
+    if FlowRunContext.get() is None:
+        return None
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(flow_run_id).state
+    except Exception:
+        return None
+    return bool(state and state.is_final())
+
+
+def begin_run(conn: Connection, **start: Any) -> list[str]:
+    """Sweep dead runs (:func:`tasks.runs.sweep_abandoned`), then insert this run's row
+    (:func:`tasks.outbox.start_run` with ``start``) stamped with its runner; returns the ids
+    of the runs found abandoned."""
+    abandoned = sweep_abandoned(
+        conn, now=start["now"], by_run_id=start["run_id"], is_over=_prefect_run_over
+    )
+    start_run(conn, **start)
+    conn.execute(
+        sa.text("update runs set runner = :t where run_id = :r"),
+        {"t": runner_token(), "r": start["run_id"]},
+    )
+    if abandoned:
+        log.warning("marked %d dead run(s) abandoned: %s", len(abandoned), ", ".join(abandoned))
+    return abandoned
+
+
 @contextmanager
 def recorded_run(
     settings: Settings,
@@ -168,7 +212,7 @@ def recorded_run(
     engine = open_warehouse(settings)
     try:
         with engine.begin() as conn:
-            start_run(
+            begin_run(
                 conn,
                 run_id=run_id,
                 flow=flow,
