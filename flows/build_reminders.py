@@ -22,10 +22,12 @@ from data_quality.gates import (
     messages_gate_frame,
     run_gates,
 )
+from flows.artifacts import publish_failure, publish_quarantine
 from flows.common import (
     begin_run,
     current_run_id,
     error_text,
+    flow_run_namer,
     masking_errors,
     open_warehouse,
     run_instant,
@@ -210,7 +212,11 @@ def _publish(plan: Plan, run_id: str, outbox: dict[str, int], dry_run: bool) -> 
     create_markdown_artifact(key="build-reminders-summary", markdown="\n".join(lines))
 
 
-@flow(name="build-reminders", log_prints=True)
+@flow(
+    name="build-reminders",
+    log_prints=True,
+    flow_run_name=flow_run_namer("build-reminders", "as_of"),
+)
 @masking_errors
 def build_reminders(
     as_of: str | None = None,
@@ -256,6 +262,7 @@ def build_reminders(
         counts = {f"{n}_in": c for n, c in extracted.counts.items()}
         normalized = normalize_task(extracted, as_of=as_of_utc, parsing=settings.parsing)
         counts |= {f"{n}_quarantined": normalized.quarantined_rows(n) for n in INPUTS}
+        publish_quarantine(normalized.quarantine, extracted.counts, run_id)  # even if we fail
         try:
             check_quarantine(extracted, normalized, settings.quality.max_quarantine_share)
         except QuarantineThresholdExceeded:
@@ -305,6 +312,7 @@ def build_reminders(
                 data_docs_path=str(gates.docs_index) if gates.docs_index else None,
             )
     except Exception as exc:
+        publish_failure("build-reminders", run_id, error_text(exc, 500), counts)
         with engine.begin() as conn:
             finish_run(
                 conn,

@@ -3,12 +3,17 @@ pushed contacts back into the outbox; attempted and expired contacts are made un
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy.engine import Engine
 
+from flows.artifacts import publish_collect
 from flows.common import (
     current_run_id,
+    flow_run_namer,
     genesys_secret,
     masking_errors,
     recorded_run,
@@ -19,11 +24,24 @@ from flows.common import (
 from tasks.genesys import client_from_settings
 from tasks.outbox import finish_run
 from tasks.outcomes import collect_outcomes_from_genesys
+from tasks.settings import Settings
 
 __all__ = ["collect_outcomes"]
 
 
-@flow(name="collect-outcomes")
+@task(
+    name="outcomes",
+    task_run_name="export and apply outcomes at {now:%Y-%m-%d %H:%M}",
+    cache_policy=NO_CACHE,
+)
+def collect_task(
+    engine: Engine, client: Any, settings: Settings, now: datetime, run_id: str
+) -> dict[str, int]:
+    """Export the contact lists, apply the wrap-up outcomes, finish and expire contacts."""
+    return collect_outcomes_from_genesys(engine, client, settings.genesys, now=now, run_id=run_id)
+
+
+@flow(name="collect-outcomes", flow_run_name=flow_run_namer("collect-outcomes", "now"))
 @masking_errors
 def collect_outcomes(
     now: str | None = None, overrides: dict[str, Any] | None = None
@@ -37,9 +55,10 @@ def collect_outcomes(
         settings, run_id=run_id, flow="collect-outcomes", as_of=at, as_of_source=source
     ) as engine:
         with client_from_settings(settings.genesys, genesys_secret(settings.genesys)) as client:
-            counts = collect_outcomes_from_genesys(
-                engine, client, settings.genesys, now=at, run_id=run_id
-            )
+            counts = collect_task(engine, client, settings, at, run_id)
+            stats = dict(client.stats)
         with engine.begin() as conn:
             finish_run(conn, run_id=run_id, now=utc_now(), status="succeeded")
-    return {"run_id": run_id, **counts}
+    result = {"run_id": run_id, **counts}
+    publish_collect(result, stats)
+    return result

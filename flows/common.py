@@ -38,6 +38,7 @@ __all__ = [
     "begin_run",
     "current_run_id",
     "error_text",
+    "flow_run_namer",
     "genesys_secret",
     "masked_errors",
     "masking_errors",
@@ -133,6 +134,29 @@ def run_instant(value: str | datetime | None) -> tuple[datetime, str]:
     if scheduled is not None:
         return scheduled, "scheduled"
     return utc_now(), "clock"
+
+
+def flow_run_namer(label: str, instant: str) -> Callable[[], str]:
+    """A ``flow_run_name`` callable: ``<label> <instant or 'scheduled HH:MM'> [dry-run]``, e.g.
+    ``push-waves 2026-11-23T13:15Z dry-run`` or ``build-reminders scheduled 2026-11-23T06:00Z``."""
+
+    def name() -> str:
+        from prefect.runtime import flow_run
+
+        params = flow_run.parameters or {}
+        value = params.get(instant)
+        if value:
+            when = f"{parse_utc_instant(value):%Y-%m-%dT%H:%MZ}"
+        else:
+            when = f"scheduled {parse_utc_instant(flow_run.scheduled_start_time):%Y-%m-%dT%H:%MZ}"
+        parts = [label, when]
+        if params.get("for_date"):
+            parts.append(f"for {params['for_date']}")
+        if params.get("dry_run"):
+            parts.append("dry-run")
+        return " ".join(parts)
+
+    return name
 
 
 def current_run_id(prefix: str) -> str:

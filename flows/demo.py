@@ -32,7 +32,7 @@ from prefect import flow
 
 from flows.build_reminders import build_reminders
 from flows.collect_outcomes import collect_outcomes
-from flows.common import masking_errors, parse_utc_instant, settings_with
+from flows.common import flow_run_namer, masking_errors, parse_utc_instant, settings_with
 from flows.push_waves import push_waves
 from tasks.sample_data import generate
 
@@ -116,7 +116,7 @@ def running_sandbox(*args: str) -> Iterator[str]:
             process.kill()
 
 
-@flow(name="demo")
+@flow(name="demo", flow_run_name=flow_run_namer("demo", "as_of"))
 @masking_errors
 def demo(
     customers: int = 1000,

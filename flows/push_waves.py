@@ -15,16 +15,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
-from prefect import flow
+from prefect import flow, task
 from prefect.artifacts import (
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
+from sqlalchemy.engine import Engine
 
+from flows.artifacts import publish_push, run_wave_counts
 from flows.common import (
     current_run_id,
+    flow_run_namer,
     genesys_secret,
     masking_errors,
     recorded_run,
@@ -32,10 +36,11 @@ from flows.common import (
     settings_with,
     utc_now,
 )
+from tasks.errors import retry_transient
 from tasks.extract import extract_sources
 from tasks.failpoints import failpoint
 from tasks.genesys import client_from_settings
-from tasks.normalize import normalize
+from tasks.normalize import Normalized, normalize
 from tasks.outbox import finish_run, mark_ready, wave_summary
 from tasks.push import PushResult, push_waves_to_genesys
 from tasks.settings import Settings
@@ -61,6 +66,63 @@ def _progress_reporter(in_prefect: bool) -> Any:
     return report
 
 
+@task(
+    name="re-check",
+    task_run_name="re-check sources at {now:%Y-%m-%d %H:%M}",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=retry_transient,
+)
+def recheck_task(settings: Settings, now: datetime) -> Normalized:
+    """Re-read the sources for payments and opt-outs since planning."""
+    return normalize(extract_sources(settings.sources), as_of=now, parsing=settings.parsing)
+
+
+@task(
+    name="dry-run",
+    task_run_name="dry run: waves ready by {now:%Y-%m-%d %H:%M} + {horizon_minutes} min",
+    cache_policy=NO_CACHE,
+)
+def dry_run_task(engine: Engine, now: datetime, horizon_minutes: int, run_id: str) -> pl.DataFrame:
+    """The waves that would be made ready; rolled back, changes nothing."""
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        waves = mark_ready(conn, now=now, horizon=timedelta(minutes=horizon_minutes), run_id=run_id)
+        transaction.rollback()
+    return waves
+
+
+@task(
+    name="push",
+    task_run_name="push waves open by {now:%Y-%m-%d %H:%M} (ready within {horizon_minutes} min)",
+    cache_policy=NO_CACHE,
+)
+def push_task(
+    engine: Engine,
+    client: Any,
+    settings: Settings,
+    now: datetime,
+    horizon_minutes: int,
+    run_id: str,
+    fresh: Normalized | None,
+    progress: Any,
+) -> PushResult:
+    """Capacity, re-check cancels, settling, and every wave's batches (tasks.push)."""
+    return push_waves_to_genesys(
+        engine,
+        client,
+        genesys=settings.genesys,
+        window=settings.window,
+        cadence=settings.cadence,
+        now=now,
+        horizon=timedelta(minutes=horizon_minutes),
+        run_id=run_id,
+        fresh=fresh,
+        progress=progress,
+    )
+
+
 def run_push(
     settings: Settings,
     *,
@@ -73,7 +135,6 @@ def run_push(
     as_of_source: str | None = None,
 ) -> dict[str, Any]:
     """One push run against the configured Genesys org (see tasks.push)."""
-    horizon = timedelta(minutes=horizon_minutes)
     with recorded_run(
         settings,
         run_id=run_id,
@@ -83,37 +144,33 @@ def run_push(
         parameters={"now": now.isoformat(), "horizon_minutes": horizon_minutes},
         as_of_source=as_of_source,
     ) as engine:
+        # Named Prefect tasks in a flow run; the same functions, plain, without Prefect.
+        def step(t: Any) -> Any:
+            return t if in_prefect else t.fn
+
         if dry_run:
-            with engine.connect() as conn:
-                transaction = conn.begin()
-                waves = mark_ready(conn, now=now, horizon=horizon, run_id=run_id)
-                transaction.rollback()
+            waves = step(dry_run_task)(engine, now, horizon_minutes, run_id)
             result = PushResult(ready_waves=waves.height)
         else:
-            fresh = (
-                normalize(extract_sources(settings.sources), as_of=now, parsing=settings.parsing)
-                if recheck
-                else None
-            )
+            fresh = step(recheck_task)(settings, now) if recheck else None
             secret = genesys_secret(settings.genesys)
             with client_from_settings(
                 settings.genesys, secret, on_request=lambda kind, _p: failpoint(f"http.{kind}")
             ) as client:
-                result = push_waves_to_genesys(
+                result = step(push_task)(
                     engine,
                     client,
-                    genesys=settings.genesys,
-                    window=settings.window,
-                    cadence=settings.cadence,
-                    now=now,
-                    horizon=horizon,
-                    run_id=run_id,
-                    fresh=fresh,
-                    progress=_progress_reporter(in_prefect),
+                    settings,
+                    now,
+                    horizon_minutes,
+                    run_id,
+                    fresh,
+                    _progress_reporter(in_prefect),
                 )
                 stats = dict(client.stats)
             with engine.begin() as conn:
                 waves = wave_summary(conn, state="pushed", since=(now - timedelta(days=1)).date())
+                this_run = run_wave_counts(conn, run_id)
         with engine.begin() as conn:
             finish_run(
                 conn,
@@ -138,6 +195,7 @@ def run_push(
         "batches": result.batches,
         "campaigns": result.campaigns,
         "genesys_requests": {} if dry_run else stats,
+        "this_run_waves": [] if dry_run else this_run,
         "waves": waves.with_columns(
             pl.col("local_send_date", "first_send_utc", "last_send_utc").cast(pl.String)
         ).to_dicts(),
@@ -154,7 +212,7 @@ def run_push(
     return summary
 
 
-@flow(name="push-waves")
+@flow(name="push-waves", flow_run_name=flow_run_namer("push-waves", "now"))
 @masking_errors
 def push_waves(
     now: str | None = None,
@@ -184,6 +242,7 @@ def push_waves(
         table=summary["waves"],
         description=f"Waves in Genesys after the push at {at:%Y-%m-%d %H:%M} UTC",
     )
+    publish_push(summary)
     return summary
 
 
