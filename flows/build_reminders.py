@@ -34,6 +34,7 @@ from flows.common import (
     scheduled_start,
     settings_with,
     utc_now,
+    writes_warehouse,
 )
 from tasks.errors import (
     AccountingError,
@@ -218,6 +219,7 @@ def _publish(plan: Plan, run_id: str, outbox: dict[str, int], dry_run: bool) -> 
     flow_run_name=flow_run_namer("build-reminders", "as_of"),
 )
 @masking_errors
+@writes_warehouse
 def build_reminders(
     as_of: str | None = None,
     dry_run: bool = False,

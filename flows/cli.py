@@ -106,12 +106,12 @@ def push(
     handler = logging.StreamHandler()
     handler.addFilter(MaskingFilter())
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    from flows.common import parse_utc_instant, settings_with
+    from flows.common import parse_utc_instant, settings_with, warehouse_writer
     from flows.push_waves import run_push
 
     settings = settings_with(None, flow="push-waves", needs=() if dry_run else ("genesys",))
-    _echo_json(
-        run_push(
+    with warehouse_writer(settings):
+        summary = run_push(
             settings,
             now=parse_utc_instant(now),
             as_of_source="parameter" if now else "clock",
@@ -120,7 +120,10 @@ def push(
             recheck=recheck,
             run_id=f"push-{uuid.uuid4()}",
         )
-    )
+        from tasks.snapshot import publish_analyst_snapshot
+
+        publish_analyst_snapshot(settings.warehouse.url.get_secret_value())
+    _echo_json(summary)
 
 
 @app.command("sample-data")

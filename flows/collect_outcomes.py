@@ -20,8 +20,10 @@ from flows.common import (
     run_instant,
     settings_with,
     utc_now,
+    writes_warehouse,
 )
 from tasks.genesys import client_from_settings
+from tasks.locks import share_rate_budget
 from tasks.outbox import finish_run
 from tasks.outcomes import collect_outcomes_from_genesys
 from tasks.settings import Settings
@@ -43,6 +45,7 @@ def collect_task(
 
 @flow(name="collect-outcomes", flow_run_name=flow_run_namer("collect-outcomes", "now"))
 @masking_errors
+@writes_warehouse
 def collect_outcomes(
     now: str | None = None, overrides: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -55,6 +58,12 @@ def collect_outcomes(
         settings, run_id=run_id, flow="collect-outcomes", as_of=at, as_of_source=source
     ) as engine:
         with client_from_settings(settings.genesys, genesys_secret(settings.genesys)) as client:
+            share_rate_budget(
+                client,
+                settings.data_dir,
+                settings.genesys.client_id or "",
+                settings.genesys.requests_per_minute,
+            )
             counts = collect_task(engine, client, settings, at, run_id)
             stats = dict(client.stats)
         with engine.begin() as conn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from pydantic import SecretStr
 from sqlalchemy.engine import Connection, Engine
 
 from tasks.errors import ConfigurationError
+from tasks.locks import host_lock, lock_path
 from tasks.masking import install_masking, mask_exception, mask_text, register_secret
 from tasks.outbox import finish_run, start_run
 from tasks.runs import runner_token, sweep_abandoned
@@ -26,6 +28,7 @@ from tasks.settings import (
     missing_settings,
     secret_override_paths,
 )
+from tasks.snapshot import publish_analyst_snapshot
 from tasks.warehouse import make_engine, migrate
 
 # The safety net under a worker started without flows/logging.yml: every handler that exists
@@ -49,6 +52,8 @@ __all__ = [
     "scheduled_start",
     "settings_with",
     "utc_now",
+    "warehouse_writer",
+    "writes_warehouse",
 ]
 
 
@@ -284,6 +289,60 @@ def masking_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         with masked_errors():
             return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+WAREHOUSE_LIMIT = "reminders-warehouse"
+"""The Prefect global concurrency limit that serialises warehouse writers; create it once:
+``prefect gcl create reminders-warehouse --limit 1`` (absent: runs go on unlimited)."""
+
+
+@contextmanager
+def warehouse_writer(settings: Settings) -> Iterator[None]:
+    """Hold the writer slot of ``settings``' warehouse for the block: the Prefect global
+    concurrency limit :data:`WAREHOUSE_LIMIT` (inside a flow run, when it exists; its lease
+    lapses 5 minutes after a killed run) and a host file lock per warehouse URL (always; the
+    kernel drops it when a process dies). Overlapping runs wait instead of failing."""
+    import sys
+    from contextlib import ExitStack
+
+    key = settings.warehouse.url.get_secret_value() + "|" + (settings.warehouse.db_schema or "")
+    in_flow_run = False
+    if "prefect" in sys.modules:  # never import Prefect for a plain (--no-prefect) run
+        from prefect.context import FlowRunContext
+
+        in_flow_run = FlowRunContext.get() is not None
+    with ExitStack() as stack:
+        if in_flow_run:
+            from prefect.concurrency.sync import concurrency
+
+            stack.enter_context(
+                concurrency(WAREHOUSE_LIMIT, occupy=1, timeout_seconds=3600, strict=False)
+            )
+        waited = stack.enter_context(host_lock(lock_path(settings.data_dir, "warehouse", key)))
+        if waited > 1:
+            log.info("waited %.0f s for another run writing the warehouse", waited)
+        yield
+
+
+def writes_warehouse(fn: F) -> F:
+    """Decorator of a flow function (under ``@flow``): the body holds
+    :func:`warehouse_writer` of the settings its ``overrides`` give, and then publishes the
+    analysts' read-only snapshot of a DuckDB warehouse (succeeded or failed run alike)."""
+
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        overrides = signature.bind(*args, **kwargs).arguments.get("overrides")
+        settings = load_settings(**(overrides or {}))
+        with warehouse_writer(settings):
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                # Analysts read this copy, never the file the flows write (tasks/snapshot.py).
+                publish_analyst_snapshot(settings.warehouse.url.get_secret_value())
 
     return wrapper  # type: ignore[return-value]
 

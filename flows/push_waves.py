@@ -35,11 +35,13 @@ from flows.common import (
     run_instant,
     settings_with,
     utc_now,
+    writes_warehouse,
 )
 from tasks.errors import retry_transient
 from tasks.extract import extract_sources
 from tasks.failpoints import failpoint
 from tasks.genesys import client_from_settings
+from tasks.locks import share_rate_budget
 from tasks.normalize import Normalized, normalize
 from tasks.outbox import finish_run, mark_ready, wave_summary
 from tasks.push import PushResult, push_waves_to_genesys
@@ -157,6 +159,13 @@ def run_push(
             with client_from_settings(
                 settings.genesys, secret, on_request=lambda kind, _p: failpoint(f"http.{kind}")
             ) as client:
+                # One budget per OAuth client for every push and collect on this host.
+                share_rate_budget(
+                    client,
+                    settings.data_dir,
+                    settings.genesys.client_id or "",
+                    settings.genesys.requests_per_minute,
+                )
                 result = step(push_task)(
                     engine,
                     client,
@@ -214,6 +223,7 @@ def run_push(
 
 @flow(name="push-waves", flow_run_name=flow_run_namer("push-waves", "now"))
 @masking_errors
+@writes_warehouse
 def push_waves(
     now: str | None = None,
     horizon_minutes: int = 15,
