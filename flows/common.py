@@ -32,7 +32,7 @@ from tasks.snapshot import publish_analyst_snapshot
 from tasks.warehouse import make_engine, migrate
 
 # The safety net under a worker started without flows/logging.yml: every handler that exists
-# once Prefect has configured logging (flow modules are imported after that) masks.
+# once Prefect has configured logging (the flow modules import prefect's flow first) masks.
 install_masking()
 
 log = logging.getLogger("reminders.runs")

@@ -52,16 +52,40 @@ __all__ = ["push_waves", "run_push"]
 log = logging.getLogger("reminders.push")
 
 
-def _progress_reporter(in_prefect: bool) -> Any:
+def _progress_reporter(in_prefect: bool, now: datetime | None = None) -> Any:
+    """Progress of one push: a Prefect progress artifact in a flow run, and on a terminal one
+    rich progress line updated in place (``push 14:05 UTC``, contacts done of total); not on
+    a terminal, one line at the end."""
     artifact_id = (
         create_progress_artifact(progress=0.0, key="push-progress", description="contacts pushed")
         if in_prefect
         else None
     )
+    label = f"push {now:%Y-%m-%d %H:%M} UTC" if now else "push"
+    bar: dict[str, Any] = {}
 
     def report(done: int, total: int) -> None:
         percent = 100.0 * done / total if total else 100.0
-        print(f"pushed {done}/{total} contacts ({percent:.0f}%)", file=sys.stderr, flush=True)
+        if sys.stderr.isatty():
+            if not bar:
+                from rich.console import Console
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+                progress = Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("contacts"),
+                    console=Console(stderr=True),
+                    transient=False,
+                )
+                progress.start()
+                bar["p"], bar["t"] = progress, progress.add_task(label, total=total)
+            bar["p"].update(bar["t"], completed=done, total=total)
+            if done >= total:
+                bar["p"].stop()
+        elif done >= total:
+            print(f"{label}: pushed {done}/{total} contacts", file=sys.stderr, flush=True)
         if artifact_id is not None:
             update_progress_artifact(artifact_id=artifact_id, progress=percent)
 
@@ -174,7 +198,7 @@ def run_push(
                     horizon_minutes,
                     run_id,
                     fresh,
-                    _progress_reporter(in_prefect),
+                    _progress_reporter(in_prefect, now),
                 )
                 stats = dict(client.stats)
             with engine.begin() as conn:
