@@ -22,7 +22,20 @@ from data_quality.gates import (
     messages_gate_frame,
     run_gates,
 )
-from flows.common import current_run_id, open_warehouse, parse_utc_instant, settings_with, utc_now
+from flows.artifacts import publish_failure, publish_quarantine
+from flows.common import (
+    begin_run,
+    current_run_id,
+    error_text,
+    flow_run_namer,
+    masking_errors,
+    open_warehouse,
+    run_instant,
+    scheduled_start,
+    settings_with,
+    utc_now,
+    writes_warehouse,
+)
 from tasks.errors import (
     AccountingError,
     ConfigurationError,
@@ -30,9 +43,8 @@ from tasks.errors import (
     QuarantineThresholdExceeded,
 )
 from tasks.extract import INPUTS, Extracted, extract_task
-from tasks.masking import mask_text
 from tasks.normalize import Normalized, normalize_task
-from tasks.outbox import finish_run, last_succeeded_rows, load_prior, save_plan, start_run
+from tasks.outbox import finish_run, last_succeeded_rows, load_prior, save_plan
 from tasks.plan import Plan, build_plan
 from tasks.render import load_templates
 from tasks.send_calendar import CALENDAR_SCHEMA, read_calendar_csv
@@ -201,14 +213,21 @@ def _publish(plan: Plan, run_id: str, outbox: dict[str, int], dry_run: bool) -> 
     create_markdown_artifact(key="build-reminders-summary", markdown="\n".join(lines))
 
 
-@flow(name="build-reminders", log_prints=True)
+@flow(
+    name="build-reminders",
+    log_prints=True,
+    flow_run_name=flow_run_namer("build-reminders", "as_of"),
+)
+@masking_errors
+@writes_warehouse
 def build_reminders(
     as_of: str | None = None,
     dry_run: bool = False,
     overrides: dict[str, Any] | None = None,
     for_date: str | None = None,
 ) -> dict[str, Any]:
-    """Plan the reminders due at ``as_of`` (ISO-8601, default now) and write them.
+    """Plan the reminders due at ``as_of`` (ISO-8601; empty: the flow run's scheduled start
+    time, or now outside Prefect) and write them.
 
     ``for_date`` (YYYY-MM-DD) plans every recipient's local date ``for_date`` whatever the run
     time (previews, backfills); zones whose window for that date has closed at ``as_of`` are
@@ -216,12 +235,12 @@ def build_reminders(
     """
     logger = get_run_logger()
     settings = settings_with(overrides)
-    as_of_utc = parse_utc_instant(as_of)
+    as_of_utc, as_of_source = run_instant(as_of)
     local_date = parse_for_date(for_date)
     run_id = current_run_id("build")
     engine = open_warehouse(settings)
     with engine.begin() as conn:
-        start_run(
+        begin_run(
             conn,
             run_id=run_id,
             flow="build-reminders",
@@ -233,6 +252,8 @@ def build_reminders(
                 "for_date": local_date.isoformat() if local_date else None,
                 "settings": settings.public_dict(),
             },
+            scheduled_start=scheduled_start(),
+            as_of_source=as_of_source,
         )
     counts: dict[str, int] = {}
     accounting_ok: bool | None = None
@@ -243,6 +264,7 @@ def build_reminders(
         counts = {f"{n}_in": c for n, c in extracted.counts.items()}
         normalized = normalize_task(extracted, as_of=as_of_utc, parsing=settings.parsing)
         counts |= {f"{n}_quarantined": normalized.quarantined_rows(n) for n in INPUTS}
+        publish_quarantine(normalized.quarantine, extracted.counts, run_id)  # even if we fail
         try:
             check_quarantine(extracted, normalized, settings.quality.max_quarantine_share)
         except QuarantineThresholdExceeded:
@@ -292,6 +314,7 @@ def build_reminders(
                 data_docs_path=str(gates.docs_index) if gates.docs_index else None,
             )
     except Exception as exc:
+        publish_failure("build-reminders", run_id, error_text(exc, 500), counts)
         with engine.begin() as conn:
             finish_run(
                 conn,
@@ -300,7 +323,7 @@ def build_reminders(
                 status="failed",
                 counts=counts,
                 accounting_ok=accounting_ok,
-                error=mask_text(f"{type(exc).__name__}: {exc}")[:2000],
+                error=error_text(exc),
                 data_docs_path=str(gates.docs_index) if gates.docs_index else None,
             )
         if gates.outcomes:

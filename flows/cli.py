@@ -1,8 +1,9 @@
 """The ``reminders`` command: every flow as a plain local command, no Prefect server needed.
 
-Prefect starts an ephemeral in-process API when ``PREFECT_API_URL`` is unset. Its state lives
-under ``<data_dir>/prefect`` unless ``PREFECT_HOME`` says otherwise, so runs never touch the
-user's own Prefect profile.
+With ``PREFECT_API_URL`` unset, the command starts a temporary Prefect server as its own
+child, which the kernel stops when the command dies, even by SIGKILL (flows/local_server.py).
+Its state lives under ``<data_dir>/prefect`` unless ``PREFECT_HOME`` says otherwise, so runs
+never touch the user's own Prefect profile.
 """
 
 from __future__ import annotations
@@ -15,7 +16,42 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+HELP = (
+    "Payment reminders: every flow as a local command. Without PREFECT_API_URL a temporary "
+    "Prefect server runs as a child of the command and dies with it. Errors print one line; "
+    "--debug prints the traceback."
+)
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help=HELP,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(no_args_is_help=True, help="Inspect the effective settings.")
+app.add_typer(config_app, name="config")
+
+_DEBUG = {"on": False}
+
+
+@app.callback()
+def main(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="Settings file (TOML); default REMINDERS_CONFIG or ./reminders.toml."
+        ),
+    ] = None,
+    debug: Annotated[bool, typer.Option(help="Print full tracebacks.")] = False,
+) -> None:
+    """Payment reminders (see --help of each command)."""
+    if config is not None:
+        if not config.is_file():
+            raise typer.BadParameter(f"{config} is not a file", param_hint="--config")
+        os.environ["REMINDERS_CONFIG"] = str(config.resolve())
+    _DEBUG["on"] = debug
+    os.environ["REMINDERS_CLI_DEBUG"] = "1" if debug else ""
 
 
 def _prefect_env(quiet: bool) -> None:
@@ -26,11 +62,40 @@ def _prefect_env(quiet: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if quiet:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    import prefect  # noqa: F401  (configures Prefect's log handlers before we filter them)
+    from flows.local_server import start_temporary_server
+    from flows.logs import use_project_logging
+
+    use_project_logging()  # flows/logging.yml: masking on every handler, project loggers to API
+    # No PREFECT_API_URL: a temporary server that dies with this command (flows/local_server).
+    start_temporary_server()
+    import prefect.main  # noqa: F401  (configures Prefect's log handlers from flows/logging.yml)
 
     from tasks.masking import install_masking
 
     install_masking()
+    if not _DEBUG["on"]:
+        _quiet_tracebacks()
+
+
+class _NoTraceback:
+    """A console-handler filter: the error line without its traceback (``--debug`` keeps it).
+    Runs after the API handler has sent the full (masked) record to Prefect."""
+
+    def filter(self, record: Any) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        record.stack_info = None
+        return True
+
+
+def _quiet_tracebacks() -> None:
+    import logging
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not any(
+            isinstance(f, _NoTraceback) for f in handler.filters
+        ):
+            handler.addFilter(_NoTraceback())
 
 
 def _echo_json(value: Any) -> None:
@@ -99,20 +164,24 @@ def push(
     handler = logging.StreamHandler()
     handler.addFilter(MaskingFilter())
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    from flows.common import parse_utc_instant, settings_with
+    from flows.common import parse_utc_instant, settings_with, warehouse_writer
     from flows.push_waves import run_push
 
-    settings = settings_with(None)
-    _echo_json(
-        run_push(
+    settings = settings_with(None, flow="push-waves", needs=() if dry_run else ("genesys",))
+    with warehouse_writer(settings):
+        summary = run_push(
             settings,
             now=parse_utc_instant(now),
+            as_of_source="parameter" if now else "clock",
             horizon_minutes=horizon_minutes,
             dry_run=dry_run,
             recheck=recheck,
             run_id=f"push-{uuid.uuid4()}",
         )
-    )
+        from tasks.snapshot import publish_analyst_snapshot
+
+        publish_analyst_snapshot(settings.warehouse.url.get_secret_value())
+    _echo_json(summary)
 
 
 @app.command("sample-data")
@@ -147,6 +216,55 @@ def migrate() -> None:
         settings.warehouse.url.get_secret_value(), schema=settings.warehouse.db_schema
     )
     _echo_json({"applied": run_migrations(engine)})
+
+
+@app.command("collect-outcomes")
+def collect_outcomes(
+    now: Annotated[str | None, typer.Option(help="ISO-8601 UTC; default now.")] = None,
+) -> None:
+    """Run collect-outcomes once: read Genesys outcomes of pushed contacts into the outbox."""
+    _prefect_env(quiet=False)
+    from flows.collect_outcomes import collect_outcomes as collect_flow
+
+    _echo_json(collect_flow(now=now))
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective settings, secrets masked, and where each value came from."""
+    from flows.config_view import settings_sources
+    from tasks.settings import load_settings
+
+    rows = settings_sources(load_settings())
+    width = max(len(k) for k, _, _ in rows)
+    for key, value, source in rows:
+        typer.echo(f"{key:<{width}}  {value}  [{source}]")
+
+
+def run() -> None:
+    """Entry point: expected errors print one or two lines (no traceback) unless --debug."""
+    import sys
+
+    try:
+        app(standalone_mode=False)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # the one place a command's error becomes its output
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if _DEBUG["on"]:
+            raise
+        from flows.common import error_text
+
+        typer.echo(f"error: {error_text(exc, 400)}", err=True)
+        typer.echo("(run again with --debug for the traceback)", err=True)
+        sys.exit(1)
 
 
 alerts_app = typer.Typer(no_args_is_help=True, help="Real-time payment alerts and inbound SMS.")
@@ -184,4 +302,4 @@ def alerts_consent_sync(
 
 
 if __name__ == "__main__":
-    app()
+    run()

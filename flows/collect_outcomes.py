@@ -1,56 +1,95 @@
 """collect-outcomes: read Genesys wrap-up outcomes (sent / failed / skipped / unknown) of
-pushed contacts back into the outbox; attempted and expired contacts are made uncontactable."""
+pushed contacts back into the outbox; attempted and expired contacts are made uncontactable.
+The attempt history is kept first (``attempts``, issue 9), before the attempted contacts are
+deleted from their lists."""
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy.engine import Engine
 
+from flows.artifacts import publish_collect
 from flows.common import (
     current_run_id,
+    flow_run_namer,
     genesys_secret,
-    parse_utc_instant,
+    masking_errors,
     recorded_run,
+    run_instant,
     settings_with,
     utc_now,
+    writes_warehouse,
 )
 from tasks.attempts import collect_attempts_from_genesys
 from tasks.genesys import client_from_settings
+from tasks.locks import share_rate_budget
 from tasks.outbox import finish_run
 from tasks.outcomes import collect_outcomes_from_genesys
+from tasks.settings import Settings
 
 __all__ = ["collect_outcomes"]
 
 log = logging.getLogger(__name__)
 
 
-@flow(name="collect-outcomes")
+@task(
+    name="attempts",
+    task_run_name="keep the attempt history at {now:%Y-%m-%d %H:%M}",
+    cache_policy=NO_CACHE,
+)
+def attempts_task(engine: Engine, client: Any, now: datetime, run_id: str) -> dict[str, int]:
+    """Keep Genesys's attempt history before outcomes deletes the attempted contacts. Never
+    fails the outcome collection (reconcile-daily reads the attempts again)."""
+    try:
+        return collect_attempts_from_genesys(engine, client, now=now, run_id=run_id)
+    except Exception:
+        log.exception("could not capture the attempts; reconcile-daily reads them again")
+        return {}
+
+
+@task(
+    name="outcomes",
+    task_run_name="export and apply outcomes at {now:%Y-%m-%d %H:%M}",
+    cache_policy=NO_CACHE,
+)
+def collect_task(
+    engine: Engine, client: Any, settings: Settings, now: datetime, run_id: str
+) -> dict[str, int]:
+    """Export the contact lists, apply the wrap-up outcomes, finish and expire contacts."""
+    return collect_outcomes_from_genesys(engine, client, settings.genesys, now=now, run_id=run_id)
+
+
+@flow(name="collect-outcomes", flow_run_name=flow_run_namer("collect-outcomes", "now"))
+@masking_errors
+@writes_warehouse
 def collect_outcomes(
     now: str | None = None, overrides: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Move attempted pushed messages to sent / failed / skipped / unknown and expire the
     never-attempted ones whose window ended; returns the counts."""
-    settings = settings_with(overrides)
-    at = parse_utc_instant(now)
+    settings = settings_with(overrides, flow="collect-outcomes", needs=("genesys",))
+    at, source = run_instant(now)
     run_id = current_run_id("outcomes")
-    with recorded_run(settings, run_id=run_id, flow="collect-outcomes", as_of=at) as engine:
+    with recorded_run(
+        settings, run_id=run_id, flow="collect-outcomes", as_of=at, as_of_source=source
+    ) as engine:
         with client_from_settings(settings.genesys, genesys_secret(settings.genesys)) as client:
-            attempts = _capture_attempts(engine, client, now=at, run_id=run_id)
-            counts = collect_outcomes_from_genesys(
-                engine, client, settings.genesys, now=at, run_id=run_id
+            share_rate_budget(
+                client,
+                settings.data_dir,
+                settings.genesys.client_id or "",
+                settings.genesys.requests_per_minute,
             )
+            attempts = attempts_task(engine, client, at, run_id)
+            counts = collect_task(engine, client, settings, at, run_id)
+            stats = dict(client.stats)
         with engine.begin() as conn:
             finish_run(conn, run_id=run_id, now=utc_now(), status="succeeded")
-    return {"run_id": run_id, **counts, "attempts": attempts}
-
-
-def _capture_attempts(engine: Any, client: Any, *, now: Any, run_id: str) -> dict[str, int]:
-    """Issue 9: keep Genesys's attempt history (``attempts``) before outcomes deletes the
-    attempted contacts. Never fails the outcome collection."""
-    try:
-        return collect_attempts_from_genesys(engine, client, now=now, run_id=run_id)
-    except Exception:  # the attempts are read again by reconcile-daily
-        log.exception("could not capture the attempts; reconcile-daily reads them again")
-        return {}
+    result = {"run_id": run_id, **counts, "attempts": attempts}
+    publish_collect(result, stats)
+    return result

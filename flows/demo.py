@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -35,12 +36,12 @@ from prefect import flow
 from flows.alerts_demo import DEMO_ALERTS, run_alert_demo
 from flows.build_reminders import build_reminders
 from flows.collect_outcomes import collect_outcomes
-from flows.common import parse_utc_instant, settings_with
+from flows.common import flow_run_namer, masking_errors, parse_utc_instant, settings_with
 from flows.push_waves import push_waves
 from flows.reconcile import FINALITY, demo_reconcile
 from tasks.sample_data import generate
 
-__all__ = ["demo", "demo_overrides", "running_sandbox"]
+__all__ = ["demo", "demo_overrides", "running_sandbox", "sandbox_secret"]
 
 SANDBOX_CLIENT = ("sandbox-client", "sandbox-secret")
 """The bundled sandbox's built-in demo credentials (a local fake, not a secret)."""
@@ -60,9 +61,24 @@ def demo_overrides(folder: Path, sandbox_url: str | None = None) -> dict[str, An
         overrides["genesys"] = {
             "base_url": sandbox_url,
             "client_id": SANDBOX_CLIENT[0],
-            "client_secret": SANDBOX_CLIENT[1],
         }
     return overrides
+
+
+@contextmanager
+def sandbox_secret() -> Iterator[None]:
+    """The sandbox's client secret in this process's environment for the block: flow
+    parameters never carry a secret, not even the sandbox's (overrides refuse it)."""
+    name = "REMINDERS_GENESYS__CLIENT_SECRET"
+    before = os.environ.get(name)
+    os.environ[name] = SANDBOX_CLIENT[1]
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 @contextmanager
@@ -105,7 +121,8 @@ def running_sandbox(*args: str) -> Iterator[str]:
             process.kill()
 
 
-@flow(name="demo")
+@flow(name="demo", flow_run_name=flow_run_namer("demo", "as_of"))
+@masking_errors
 def demo(
     customers: int = 1000,
     as_of: str = "2026-11-23T06:00:00Z",
@@ -120,7 +137,11 @@ def demo(
         shutil.rmtree(folder)
     at = parse_utc_instant(as_of)
     generate(customers, seed=seed, as_of=at.date()).write(folder / "sample", "csv")
-    with running_sandbox() as sandbox, httpx.Client(base_url=sandbox, timeout=300) as admin:
+    with (
+        running_sandbox() as sandbox,
+        httpx.Client(base_url=sandbox, timeout=300) as admin,
+        sandbox_secret(),
+    ):
         admin.post("/sandbox/reset").raise_for_status()
         overrides = demo_overrides(folder, sandbox)
         built = build_reminders(as_of=at.isoformat(), overrides=overrides)

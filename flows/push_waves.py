@@ -15,26 +15,34 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
-from prefect import flow
+from prefect import flow, task
 from prefect.artifacts import (
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
+from sqlalchemy.engine import Engine
 
+from flows.artifacts import publish_push, run_wave_counts
 from flows.common import (
     current_run_id,
+    flow_run_namer,
     genesys_secret,
-    parse_utc_instant,
+    masking_errors,
     recorded_run,
+    run_instant,
     settings_with,
     utc_now,
+    writes_warehouse,
 )
+from tasks.errors import retry_transient
 from tasks.extract import extract_sources
 from tasks.failpoints import failpoint
 from tasks.genesys import client_from_settings
-from tasks.normalize import normalize
+from tasks.locks import share_rate_budget
+from tasks.normalize import Normalized, normalize
 from tasks.outbox import finish_run, mark_ready, wave_summary
 from tasks.push import PushResult, push_waves_to_genesys
 from tasks.render import load_templates
@@ -45,20 +53,102 @@ __all__ = ["push_waves", "run_push"]
 log = logging.getLogger("reminders.push")
 
 
-def _progress_reporter(in_prefect: bool) -> Any:
+def _progress_reporter(in_prefect: bool, now: datetime | None = None) -> Any:
+    """Progress of one push: a Prefect progress artifact in a flow run, and on a terminal one
+    rich progress line updated in place (``push 14:05 UTC``, contacts done of total); not on
+    a terminal, one line at the end."""
     artifact_id = (
         create_progress_artifact(progress=0.0, key="push-progress", description="contacts pushed")
         if in_prefect
         else None
     )
+    label = f"push {now:%Y-%m-%d %H:%M} UTC" if now else "push"
+    bar: dict[str, Any] = {}
 
     def report(done: int, total: int) -> None:
         percent = 100.0 * done / total if total else 100.0
-        print(f"pushed {done}/{total} contacts ({percent:.0f}%)", file=sys.stderr, flush=True)
+        if sys.stderr.isatty():
+            if not bar:
+                from rich.console import Console
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+                progress = Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("contacts"),
+                    console=Console(stderr=True),
+                    transient=False,
+                )
+                progress.start()
+                bar["p"], bar["t"] = progress, progress.add_task(label, total=total)
+            bar["p"].update(bar["t"], completed=done, total=total)
+            if done >= total:
+                bar["p"].stop()
+        elif done >= total:
+            print(f"{label}: pushed {done}/{total} contacts", file=sys.stderr, flush=True)
         if artifact_id is not None:
             update_progress_artifact(artifact_id=artifact_id, progress=percent)
 
     return report
+
+
+@task(
+    name="re-check",
+    task_run_name="re-check sources at {now:%Y-%m-%d %H:%M}",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=retry_transient,
+)
+def recheck_task(settings: Settings, now: datetime) -> Normalized:
+    """Re-read the sources for payments and opt-outs since planning."""
+    return normalize(extract_sources(settings.sources), as_of=now, parsing=settings.parsing)
+
+
+@task(
+    name="dry-run",
+    task_run_name="dry run: waves ready by {now:%Y-%m-%d %H:%M} + {horizon_minutes} min",
+    cache_policy=NO_CACHE,
+)
+def dry_run_task(engine: Engine, now: datetime, horizon_minutes: int, run_id: str) -> pl.DataFrame:
+    """The waves that would be made ready; rolled back, changes nothing."""
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        waves = mark_ready(conn, now=now, horizon=timedelta(minutes=horizon_minutes), run_id=run_id)
+        transaction.rollback()
+    return waves
+
+
+@task(
+    name="push",
+    task_run_name="push waves open by {now:%Y-%m-%d %H:%M} (ready within {horizon_minutes} min)",
+    cache_policy=NO_CACHE,
+)
+def push_task(
+    engine: Engine,
+    client: Any,
+    settings: Settings,
+    now: datetime,
+    horizon_minutes: int,
+    run_id: str,
+    fresh: Normalized | None,
+    progress: Any,
+) -> PushResult:
+    """Capacity, re-check cancels, settling, and every wave's batches (tasks.push)."""
+    return push_waves_to_genesys(
+        engine,
+        client,
+        genesys=settings.genesys,
+        window=settings.window,
+        cadence=settings.cadence,
+        now=now,
+        horizon=timedelta(minutes=horizon_minutes),
+        run_id=run_id,
+        fresh=fresh,
+        progress=progress,
+        templates=load_templates(settings.render.templates_dir),
+    )
 
 
 def run_push(
@@ -70,9 +160,9 @@ def run_push(
     recheck: bool = True,
     run_id: str,
     in_prefect: bool = False,
+    as_of_source: str | None = None,
 ) -> dict[str, Any]:
     """One push run against the configured Genesys org (see tasks.push)."""
-    horizon = timedelta(minutes=horizon_minutes)
     with recorded_run(
         settings,
         run_id=run_id,
@@ -80,39 +170,42 @@ def run_push(
         as_of=now,
         dry_run=dry_run,
         parameters={"now": now.isoformat(), "horizon_minutes": horizon_minutes},
+        as_of_source=as_of_source,
     ) as engine:
+        # Named Prefect tasks in a flow run; the same functions, plain, without Prefect.
+        def step(t: Any) -> Any:
+            return t if in_prefect else t.fn
+
         if dry_run:
-            with engine.connect() as conn:
-                transaction = conn.begin()
-                waves = mark_ready(conn, now=now, horizon=horizon, run_id=run_id)
-                transaction.rollback()
+            waves = step(dry_run_task)(engine, now, horizon_minutes, run_id)
             result = PushResult(ready_waves=waves.height)
         else:
-            fresh = (
-                normalize(extract_sources(settings.sources), as_of=now, parsing=settings.parsing)
-                if recheck
-                else None
-            )
+            fresh = step(recheck_task)(settings, now) if recheck else None
             secret = genesys_secret(settings.genesys)
             with client_from_settings(
                 settings.genesys, secret, on_request=lambda kind, _p: failpoint(f"http.{kind}")
             ) as client:
-                result = push_waves_to_genesys(
+                # One budget per OAuth client for every push and collect on this host.
+                share_rate_budget(
+                    client,
+                    settings.data_dir,
+                    settings.genesys.client_id or "",
+                    settings.genesys.requests_per_minute,
+                )
+                result = step(push_task)(
                     engine,
                     client,
-                    genesys=settings.genesys,
-                    window=settings.window,
-                    cadence=settings.cadence,
-                    now=now,
-                    horizon=horizon,
-                    run_id=run_id,
-                    fresh=fresh,
-                    progress=_progress_reporter(in_prefect),
-                    templates=load_templates(settings.render.templates_dir),
+                    settings,
+                    now,
+                    horizon_minutes,
+                    run_id,
+                    fresh,
+                    _progress_reporter(in_prefect, now),
                 )
                 stats = dict(client.stats)
             with engine.begin() as conn:
                 waves = wave_summary(conn, state="pushed", since=(now - timedelta(days=1)).date())
+                this_run = run_wave_counts(conn, run_id)
         with engine.begin() as conn:
             finish_run(
                 conn,
@@ -137,6 +230,7 @@ def run_push(
         "batches": result.batches,
         "campaigns": result.campaigns,
         "genesys_requests": {} if dry_run else stats,
+        "this_run_waves": [] if dry_run else this_run,
         "waves": waves.with_columns(
             pl.col("local_send_date", "first_send_utc", "last_send_utc").cast(pl.String)
         ).to_dicts(),
@@ -153,7 +247,9 @@ def run_push(
     return summary
 
 
-@flow(name="push-waves")
+@flow(name="push-waves", flow_run_name=flow_run_namer("push-waves", "now"))
+@masking_errors
+@writes_warehouse
 def push_waves(
     now: str | None = None,
     horizon_minutes: int = 15,
@@ -162,9 +258,11 @@ def push_waves(
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Mark the waves opening before ``now + horizon_minutes`` ready and add the contacts
-    whose slot has opened by ``now`` to Genesys."""
-    settings = settings_with(overrides)
-    at = parse_utc_instant(now)
+    whose slot has opened by ``now`` to Genesys. An empty ``now`` is the flow run's scheduled
+    start time (a late run or a retry pushes for its quarter hour), or the clock outside
+    Prefect."""
+    settings = settings_with(overrides, flow="push-waves", needs=() if dry_run else ("genesys",))
+    at, source = run_instant(now)
     summary = run_push(
         settings,
         now=at,
@@ -173,12 +271,14 @@ def push_waves(
         recheck=recheck,
         run_id=current_run_id("push"),
         in_prefect=FlowRunContext.get() is not None,
+        as_of_source=source,
     )
     create_table_artifact(
         key="pushed-waves",
         table=summary["waves"],
         description=f"Waves in Genesys after the push at {at:%Y-%m-%d %H:%M} UTC",
     )
+    publish_push(summary)
     return summary
 
 

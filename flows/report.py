@@ -25,7 +25,7 @@ def _table(title: str, frame: pl.DataFrame) -> Table:
 
 def print_demo_report(result: dict[str, Any], console: Console | None = None) -> None:
     """Print inputs, decisions per reason and waves per zone of a demo run."""
-    console = console or Console(width=150)
+    console = console or Console()  # the terminal's width (80 when not a terminal)
     build = result["build"]
     inputs = pl.DataFrame(
         {
@@ -62,6 +62,19 @@ def print_demo_report(result: dict[str, Any], console: Console | None = None) ->
             " from messages group by time_zone, channel order by min(window_start_utc), 1, 2",
         )
     engine.dispose()
+    if console.width < 120:  # narrow terminal: drop all-zero outcome columns, short headers
+        zones = zones.select(
+            [c for c in zones.columns if not (zones[c].dtype.is_numeric() and zones[c].sum() == 0)]
+        ).rename(
+            {
+                "time_zone": "zone",
+                "first_local": "first",
+                "last_local": "last",
+                "not_sent_yet": "pending",
+                "messages": "msgs",
+            },
+            strict=False,
+        )
     console.print(_table("Messages per zone: local send times, waves, Genesys outcomes", zones))
     counts = build["counts"]
     console.print(

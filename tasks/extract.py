@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.errors import SourceError
+from tasks.errors import SourceError, TransientError, is_transient, retry_transient
 from tasks.settings import CANONICAL_COLUMNS, REQUIRED_COLUMNS, SourceSpec, SourcesSettings
 
 __all__ = [
@@ -200,7 +200,7 @@ def extract_sources(sources: SourcesSettings) -> Extracted:
                 decode_errors[name] = spec.encoding
                 log.warning("%s: undecodable bytes for encoding %s", name, spec.encoding)
     for url, names in by_url.items():
-        engine = sa.create_engine(url)
+        engine = sa.create_engine(url, hide_parameters=True)
         try:
             options = (
                 {"isolation_level": "REPEATABLE READ"}
@@ -212,6 +212,10 @@ def extract_sources(sources: SourcesSettings) -> Extracted:
                     try:
                         raw[name] = _read_sql(conn, specs[name])
                     except sa.exc.SQLAlchemyError as exc:
+                        if is_transient(exc):
+                            raise TransientError(
+                                f"{name}: SQL source unavailable: {type(exc).__name__}"
+                            ) from None
                         raise SourceError(
                             f"{name}: cannot read from the SQL source: {type(exc).__name__}"
                         ) from None
@@ -223,6 +227,12 @@ def extract_sources(sources: SourcesSettings) -> Extracted:
     return Extracted(frames, decode_errors)
 
 
-@task(name="extract", retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE)
+@task(
+    name="extract",
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=retry_transient,
+    cache_policy=NO_CACHE,
+)
 def extract_task(sources: SourcesSettings) -> Extracted:
     return extract_sources(sources)

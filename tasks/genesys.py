@@ -393,12 +393,15 @@ class GenesysClient:
         try:
             response = self._http.request(call.method, f"/api/v2{call.path}", **kwargs)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
+            self.stats["transport_errors"] = self.stats.get("transport_errors", 0) + 1
             if call.idempotent:
                 raise _RetryableTransport(exc) from exc
             raise OutcomeUnknown(call.method, call.path, type(exc).__name__) from None
         if self._on_request:
             self._on_request("response", call.path)
         correlation = response.headers.get("ININ-Correlation-Id")
+        by_status = f"http_{response.status_code}"  # answers by status, for the run artifact
+        self.stats[by_status] = self.stats.get(by_status, 0) + 1
         if response.status_code == 429:
             self.stats["rate_limited"] += 1
             raise RateLimited(_retry_after(response), correlation)

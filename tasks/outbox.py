@@ -155,15 +155,20 @@ def start_run(
     now: datetime,
     dry_run: bool,
     parameters: dict[str, Any],
+    scheduled_start: datetime | None = None,
+    as_of_source: str | None = None,
 ) -> None:
-    """Insert the run row (status ``running``); a re-used run id starts over."""
+    """Insert the run row (status ``running``); a re-used run id starts over.
+    ``scheduled_start`` is the Prefect flow run's scheduled start (null outside Prefect),
+    ``as_of_source`` where ``as_of`` came from (parameter, scheduled, clock)."""
     for table in ("decisions", "quarantine"):
         conn.execute(sa.text(f"delete from {table} where run_id = :r"), {"r": run_id})
     conn.execute(sa.text("delete from runs where run_id = :r"), {"r": run_id})
     conn.execute(
         sa.text(
             "insert into runs (run_id, flow, as_of_utc, started_at_utc, status, dry_run,"
-            " parameters) values (:r, :f, :a, :s, 'running', :d, :p)"
+            " parameters, scheduled_start_utc, as_of_source)"
+            " values (:r, :f, :a, :s, 'running', :d, :p, :ss, :src)"
         ),
         {
             "r": run_id,
@@ -172,6 +177,8 @@ def start_run(
             "s": now,
             "d": dry_run,
             "p": json.dumps(parameters, default=str, sort_keys=True),
+            "ss": scheduled_start,
+            "src": as_of_source,
         },
     )
 

@@ -55,6 +55,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tasks.consent import channel_allowed, consent_state
@@ -66,7 +67,7 @@ from tasks.outbox import exclude_decisions, mark_ready, messages_in, transition
 from tasks.outcomes import ALL_KNOWN_CODES, record_attempts, settle_uncontactable
 from tasks.render import VARIABLES, TemplateSet, load_templates, response_texts
 from tasks.settings import CadenceSettings, GenesysSettings, WindowSettings
-from tasks.warehouse import read_frame, write_frame
+from tasks.warehouse import read_frame
 
 __all__ = [
     "EMAIL_KINDS",
@@ -306,14 +307,16 @@ def _sync_dnc(
             dnc["id"], new.filter(pl.col("kind") == "email")["address"].to_list()
         )
         with engine.begin() as conn:
-            write_frame(
-                conn,
-                "dnc_entries",
-                new.with_columns(
-                    pl.lit(dnc["id"]).alias("dnc_list_id"),
-                    pl.lit(now).alias("added_at_utc"),
-                    pl.lit(run_id).alias("run_id"),
+            # An overlapping push may have recorded some of them since we read: keep its row.
+            conn.execute(
+                sa.text(
+                    "insert into dnc_entries (address, kind, dnc_list_id, added_at_utc, run_id)"
+                    " values (:address, :kind, :d, :now, :r) on conflict (address) do nothing"
                 ),
+                [
+                    {"address": a, "kind": k, "d": dnc["id"], "now": now, "r": run_id}
+                    for a, k in new.select("address", "kind").iter_rows()
+                ],
             )
     return dnc["id"], new.height
 

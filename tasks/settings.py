@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 from datetime import time
 from decimal import Decimal
 from pathlib import Path
@@ -43,7 +44,11 @@ __all__ = [
     "SourcesSettings",
     "WarehouseSettings",
     "WindowSettings",
+    "env_name",
     "load_settings",
+    "missing_settings",
+    "secret_override_paths",
+    "secret_values",
 ]
 
 Channel = Literal["sms", "email"]
@@ -148,6 +153,10 @@ class SourcesSettings(BaseModel):
 
 class WarehouseSettings(BaseModel):
     url: SecretStr = SecretStr("duckdb:///data/warehouse.duckdb")
+    url_block: str | None = Field(
+        default=None,
+        description="A Prefect Secret block holding the warehouse URL (wins over url).",
+    )
     db_schema: str | None = Field(
         default=None, description="Schema to create and use (PostgreSQL or DuckDB)."
     )
@@ -443,6 +452,87 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")
 
 
+def secret_values(model: BaseModel) -> list[str]:
+    """Every ``SecretStr`` value in ``model`` (nested), and the password of every URL secret."""
+    found: list[str] = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        items = value.values() if isinstance(value, dict) else [value]
+        for item in items:
+            if isinstance(item, SecretStr):
+                raw = item.get_secret_value()
+                found.append(raw)
+                if "://" in raw and "@" in raw:
+                    userinfo = raw.split("://", 1)[1].split("@", 1)[0]
+                    if ":" in userinfo:
+                        found.append(userinfo.split(":", 1)[1])
+            elif isinstance(item, BaseModel):
+                found += secret_values(item)
+    return [v for v in found if v]
+
+
+_SECRET_KEY_WORDS = ("secret", "password", "passwd", "token", "api_key", "apikey", "credential")
+_BLOCK_KEYS = frozenset({"client_secret_block", "url_block"})
+_URL_WITH_PASSWORD = re.compile(r"[A-Za-z][\w+.-]*://[^\s/@:]*:[^\s/@]+@")
+
+
+def secret_override_paths(overrides: Any, prefix: str = "") -> list[str]:
+    """Dotted paths in ``overrides`` (flow parameters) that carry a secret: a key named like a
+    secret (``client_secret``, ``*password*``, ``*token*`` ...; a ``*_block`` name is fine) or
+    any string holding a URL with a password."""
+    found: list[str] = []
+    if isinstance(overrides, dict):
+        for key, value in overrides.items():
+            path = f"{prefix}{key}"
+            name = str(key).lower()
+            secretish = name not in _BLOCK_KEYS and any(w in name for w in _SECRET_KEY_WORDS)
+            if secretish and value not in (None, ""):
+                found.append(path)
+                continue
+            found += secret_override_paths(value, f"{path}.")
+    elif isinstance(overrides, list | tuple):
+        for i, value in enumerate(overrides):
+            found += secret_override_paths(value, f"{prefix}{i}.")
+    elif isinstance(overrides, str | SecretStr):
+        text = overrides.get_secret_value() if isinstance(overrides, SecretStr) else overrides
+        if _URL_WITH_PASSWORD.search(text):
+            found.append(prefix.rstrip("."))
+    return found
+
+
+def env_name(path: str) -> str:
+    """The environment variable of a dotted setting: ``genesys.client_id`` ->
+    ``REMINDERS_GENESYS__CLIENT_ID``."""
+    return "REMINDERS_" + "__".join(part.upper() for part in path.split("."))
+
+
+def missing_settings(settings: Settings, needs: tuple[str, ...]) -> list[str]:
+    """The settings among ``needs`` that are not set, as environment variable names (an
+    alternative in parentheses). Known needs: ``genesys`` (client id, secret or secret block,
+    region or base URL)."""
+    missing: list[str] = []
+    if "genesys" in needs:
+        g = settings.genesys
+        if not g.client_id:
+            missing.append(env_name("genesys.client_id"))
+        if g.client_secret is None and not g.client_secret_block:
+            secret, block = (
+                env_name("genesys.client_secret"),
+                env_name("genesys.client_secret_block"),
+            )
+            missing.append(f"{secret} (or {block})")
+        if not g.region and not g.base_url:
+            missing.append(f"{env_name('genesys.region')} (or {env_name('genesys.base_url')})")
+    return missing
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Load settings from environment and TOML file; ``overrides`` win over both."""
-    return Settings(**overrides)
+    """Load settings from environment and TOML file; ``overrides`` win over both. Every
+    secret value is registered with :func:`tasks.masking.register_secret`."""
+    from tasks.masking import register_secret
+
+    settings = Settings(**overrides)
+    for value in secret_values(settings):
+        if "://" not in value:  # whole URLs are masked by their password
+            register_secret(value)
+    return settings

@@ -55,7 +55,8 @@ def make_engine(url: str, *, schema: str | None = None) -> Engine:
             parsed = parsed.set(drivername="postgresql+psycopg")
         if schema:
             kwargs["connect_args"] = {"options": f"-csearch_path={_checked_schema(schema)}"}
-    engine = sa.create_engine(parsed, **kwargs)
+    # hide_parameters: an error never prints bound values (addresses, names) into a log line.
+    engine = sa.create_engine(parsed, hide_parameters=True, **kwargs)
     if schema:
         with engine.begin() as conn:
             conn.exec_driver_sql(f"create schema if not exists {_checked_schema(schema)}")

@@ -15,6 +15,11 @@ PG_URL = os.environ.get("TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# The project's logging configuration (masking on every handler), as the CLI and prefect.yaml
+# use it; set before anything imports Prefect.
+os.environ.setdefault(
+    "PREFECT_LOGGING_SETTINGS_PATH", str(Path(__file__).resolve().parents[1] / "flows/logging.yml")
+)
 
 
 @pytest.fixture(autouse=True)

@@ -23,14 +23,15 @@ def sandbox_url():
 
 
 @pytest.fixture
-def overrides(tmp_path, pg_url, pg_schema, sandbox_url) -> dict:
+def overrides(tmp_path, pg_url, pg_schema, sandbox_url, monkeypatch) -> dict:
+    # The secret comes from the environment: overrides (a flow parameter) refuse secrets.
+    monkeypatch.setenv("REMINDERS_GENESYS__CLIENT_SECRET", "sandbox-secret")
     generate(300, seed=3, as_of=date(2026, 11, 23)).write(tmp_path, "csv")
     httpx.post(f"{sandbox_url}/sandbox/reset").raise_for_status()
     return {
         "genesys": {
             "base_url": sandbox_url,
             "client_id": "sandbox-client",
-            "client_secret": "sandbox-secret",
         },
         "warehouse": {"url": pg_url, "db_schema": pg_schema},
         "sources": {
