@@ -24,7 +24,7 @@ from tasks.alerts import alert_counts, sign, twilio_signature
 from tasks.settings import Settings
 from tasks.warehouse import read_frame
 
-__all__ = ["DEMO_ALERTS", "run_alert_demo"]
+__all__ = ["DEMO_ALERTS", "DEMO_ALERT_SECRETS", "run_alert_demo"]
 
 DEMO_ALERTS = {
     "signing_secret": "demo-signing-secret",
@@ -33,6 +33,9 @@ DEMO_ALERTS = {
     "poll_interval_seconds": 0.01,
 }
 """Demo-only secrets of a local fake (not credentials of anything real)."""
+
+DEMO_ALERT_SECRETS = frozenset({"signing_secret", "inbound_token", "twilio_auth_token"})
+"""The keys of DEMO_ALERTS that are secrets: passed through the environment, never parameters."""
 
 
 def _event(secret: str, at: datetime, body: dict[str, Any]) -> tuple[bytes, dict[str, str]]:

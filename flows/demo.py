@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 from prefect import flow
 
-from flows.alerts_demo import DEMO_ALERTS, run_alert_demo
+from flows.alerts_demo import DEMO_ALERT_SECRETS, DEMO_ALERTS, run_alert_demo
 from flows.build_reminders import build_reminders
 from flows.collect_outcomes import collect_outcomes
 from flows.common import flow_run_namer, masking_errors, parse_utc_instant, settings_with
@@ -67,18 +67,24 @@ def demo_overrides(folder: Path, sandbox_url: str | None = None) -> dict[str, An
 
 @contextmanager
 def sandbox_secret() -> Iterator[None]:
-    """The sandbox's client secret in this process's environment for the block: flow
-    parameters never carry a secret, not even the sandbox's (overrides refuse it)."""
-    name = "REMINDERS_GENESYS__CLIENT_SECRET"
-    before = os.environ.get(name)
-    os.environ[name] = SANDBOX_CLIENT[1]
+    """The demo's secrets (the sandbox's client secret, the demo alert service's signing
+    secrets) in this process's environment: flow parameters never carry a secret, not even a
+    local fake's (overrides refuse it)."""
+    values = {"REMINDERS_GENESYS__CLIENT_SECRET": SANDBOX_CLIENT[1]} | {
+        f"REMINDERS_ALERTS__{key.upper()}": value
+        for key, value in DEMO_ALERTS.items()
+        if key in DEMO_ALERT_SECRETS
+    }
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextmanager
@@ -147,7 +153,7 @@ def demo(
         built = build_reminders(as_of=at.isoformat(), overrides=overrides)
         pushes = []
         alerts: dict[str, Any] = {}
-        overrides["alerts"] = DEMO_ALERTS
+        overrides["alerts"] = {k: v for k, v in DEMO_ALERTS.items() if k not in DEMO_ALERT_SECRETS}
         for hour in range(hours):
             now = at + timedelta(hours=hour)
             pushes.append(push_waves(now=now.isoformat(), horizon_minutes=60, overrides=overrides))
