@@ -351,10 +351,20 @@ def load_attempts(conn: Connection, attempts: pl.DataFrame) -> int:
         "create temporary table stage_attempts as select * from attempts where 1 = 0"
     )
     write_frame(conn, "stage_attempts", frame)
-    conn.exec_driver_sql(
-        "delete from attempts where exists (select 1 from stage_attempts s"
-        " where s.message_key = attempts.message_key"
-        " and s.attempted_at_utc = attempts.attempted_at_utc and s.source = attempts.source)"
+    # attempted_at_utc is part of the key, so only rows inside the stage's time range can
+    # match: the range as constants lets the scan skip row groups (zone maps / the index)
+    bounds = frame.select(
+        pl.col("attempted_at_utc").min().alias("lo"), pl.col("attempted_at_utc").max().alias("hi")
+    ).row(0, named=True)
+    conn.execute(
+        sa.text(
+            "delete from attempts where attempts.attempted_at_utc >= :lo"
+            " and attempts.attempted_at_utc <= :hi"
+            " and exists (select 1 from stage_attempts s"
+            " where s.message_key = attempts.message_key"
+            " and s.attempted_at_utc = attempts.attempted_at_utc and s.source = attempts.source)"
+        ),
+        bounds,
     )
     conn.exec_driver_sql("insert into attempts select * from stage_attempts")
     return frame.height

@@ -266,6 +266,31 @@ def test_reloading_a_day_changes_nothing(loaded) -> None:
     assert _snapshot(loaded).equals(before)
 
 
+def test_a_reload_replaces_exactly_its_keys_at_the_range_edges(engine) -> None:
+    # load_attempts bounds its delete by the stage's attempted_at_utc range: rows on both
+    # edges are replaced, the same message at another time (outside the range) is kept
+    t0, t1, t2 = datetime(2026, 11, 2, 8), datetime(2026, 11, 2, 9), datetime(2026, 11, 3, 8)
+    base = fx.attempts_frame().head(1)
+    rows = pl.concat(
+        [
+            base.with_columns(
+                pl.lit(key).alias("message_key"),
+                pl.lit(at).alias("attempted_at_utc"),
+                pl.lit(at.date()).alias("attempt_day"),
+                pl.lit("first").alias("load_id"),
+            )
+            for key, at in (("mA", t0), ("mB", t1), ("mA", t2))
+        ]
+    )
+    with engine.begin() as conn:
+        load_attempts(conn, rows)
+        load_attempts(conn, rows.head(2).with_columns(pl.lit("second").alias("load_id")))
+    stored = _frame(
+        engine, "select message_key, attempted_at_utc, load_id from attempts order by 1, 2"
+    )
+    assert stored.rows() == [("mA", t0, "second"), ("mA", t2, "first"), ("mB", t1, "second")]
+
+
 def test_incremental_days_equal_a_full_rebuild(warehouse_settings, tmp_path) -> None:
     attempts = fx.attempts_frame()
     results = []
