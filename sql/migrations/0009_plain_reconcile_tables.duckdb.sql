@@ -1,7 +1,7 @@
 -- DuckDB only (issue 9 benchmark): attempts and carrier_records without ART indexes.
--- DuckDB rewrites every ART index of a table at each checkpoint (a commit that grows the WAL
--- past 16 MB checkpoints), so at 10M rows the primary key and secondary indexes cost seconds
--- per incremental day, and DuckDB never uses them for the models' joins or time ranges
+-- Measured: ART indexes make DuckDB's checkpoints dearer (0.29 s vs 0.04 s after adding 1,000
+-- rows at 1M; the 1M table load went from 45.6 s to 9.5 s without them), and DuckDB does not
+-- use them for the models' joins or time ranges
 -- (zone maps do that: loads arrive day by day, clustered by time). The natural keys stay
 -- those of 0005/0006 and are kept by the loaders (tasks/attempts.py load_attempts,
 -- tasks/carriers.py: deduplicate the stage by key, delete by key, insert, one transaction);
