@@ -50,7 +50,7 @@ from prefect.cache_policies import NO_CACHE
 from data_quality.rules import QUARANTINE_SCHEMA, Rule, empty_quarantine, raw_json, split_rows
 from tasks.consent import CHANNEL_KEYS, STATUS_KEYS, channel_key, naive_utc, status_key
 from tasks.extract import SENTINEL_PATTERN, Extracted, hex_escape_sentinels
-from tasks.phones import empty_phone_cache, lookup_phones, parse_phone
+from tasks.phones import empty_phone_cache, lookup_phones, parse_phone, split_zones
 from tasks.settings import CANONICAL_COLUMNS, ParsingSettings
 from tasks.zones import (
     ZONE_RULE,
@@ -357,18 +357,18 @@ def _contact_fields(
         postal: str | None,
         zkey: str | None,
         code: int | None,
-    ) -> tuple[list[str], str]:
+    ) -> tuple[str, str]:
         by_phone = tuple(zkey.split("|")) if zkey else ()
         zones, source = resolve_zones(preferred, country, postal, by_phone, code)
-        return list(zones), source
+        return "|".join(zones), source
 
     keys = ["preferred_timezone", "_country", "postal_code", "_zkey", "calling_code"]
     resolved = _per_distinct(
         frame,
         keys,
         resolve,
-        {"time_zones": pl.List(pl.String()), "zone_source": pl.String()},
-    )
+        {"time_zones": pl.String(), "zone_source": pl.String()},
+    ).with_columns(split_zones(pl.col("time_zones")).alias("time_zones"))
     frame = frame.join(resolved, on=keys, how="left", nulls_equal=True).sort("_i")
     issues = pl.concat(
         [

@@ -156,16 +156,22 @@ def parse_phone_values(
         results = _parse_chunk(rows)
     columns = list(zip(*results, strict=True)) if rows else [[] for _ in range(7)]
     names = ("e164", "rule", "reason", "zones", "calling_code", "line", "number_type")
-    return pl.DataFrame(
-        {
-            "raw": [r for r, _ in rows],
-            "region": [g for _, g in rows],
-            **{
-                name: [list(z) for z in col] if name == "zones" else list(col)
-                for name, col in zip(names, columns, strict=True)
-            },
-        },
-        schema=PHONE_CACHE_SCHEMA,
+    data: dict[str, list[object]] = {n: list(c) for n, c in zip(names, columns, strict=True)}
+    data["zones"] = ["|".join(z) for z in columns[3]]  # flat strings build 10x faster
+    frame = pl.DataFrame(
+        {"raw": [r for r, _ in rows], "region": [g for _, g in rows], **data},
+        schema=PHONE_CACHE_SCHEMA | {"zones": pl.String()},
+    )
+    return frame.with_columns(split_zones(pl.col("zones")))
+
+
+def split_zones(joined: pl.Expr) -> pl.Expr:
+    """'|'-joined zone names back to a list ('' or null: the empty list)."""
+    return (
+        pl.when(joined.is_null() | (joined == ""))
+        .then(pl.lit([], pl.List(pl.String())))
+        .otherwise(joined.str.split("|"))
+        .alias("zones")
     )
 
 
@@ -213,10 +219,7 @@ def load_phone_cache(conn: Connection) -> pl.DataFrame:
         frame.unique(["raw", "region"], keep="any")
         .with_columns(
             pl.col("reason").fill_null(""),
-            pl.when(pl.col("zones").is_null() | (pl.col("zones") == ""))
-            .then(pl.lit([], pl.List(pl.String())))
-            .otherwise(pl.col("zones").str.split("|"))
-            .alias("zones"),
+            split_zones(pl.col("zones")),
         )
         .select(*PHONE_CACHE_SCHEMA)
         .cast(PHONE_CACHE_SCHEMA)  # type: ignore[arg-type]
