@@ -44,7 +44,7 @@ from babel.numbers import (
 )
 
 from tasks.errors import ConfigurationError
-from tasks.pci import contains_pan
+from tasks.pci import contains_pan, fold_text
 from tasks.settings import RenderSettings
 from tasks.sms import GSM7_BASIC, GSM7_EXTENSION, segment
 
@@ -305,14 +305,26 @@ def format_money_column(amounts: pl.DataFrame, default_locale: str) -> pl.Series
 
 
 _PAN_CANDIDATE = r"[0-9](?:[^A-Za-z0-9]{0,2}[0-9]){12,}"
-"""On ASCII text, folding is the identity and ``tasks.pci``'s separators are exactly the
-non-alphanumerics: a text without this match holds no run of 13+ digits, so no PAN."""
+"""A run of 13+ ASCII digits with at most two non-alphanumerics between digits: a superset of
+``tasks.pci``'s runs (its separators ``[\\W_]`` are all non-ASCII-alphanumeric)."""
 
 
-def _may_hold_pan(text: pl.Expr) -> pl.Expr:
-    return text.is_not_null() & (
-        text.str.contains(r"[^\x00-\x7f]") | text.str.contains(_PAN_CANDIDATE)
+def _may_hold_pan(texts: pl.Series) -> pl.Series:
+    """The distinct ``texts`` that could hold a PAN: folded as ``tasks.pci.fold_text`` folds
+    them (its per-character table, applied with one ``replace_many`` over the distinct
+    non-ASCII characters), then matched against :data:`_PAN_CANDIDATE`."""
+    texts = texts.drop_nulls().unique()
+    odd = (
+        texts.str.extract_all(r"[^\x00-\x7f]")
+        .explode(empty_as_null=True)
+        .drop_nulls()
+        .unique()
+        .to_list()
     )
+    folded = texts
+    if odd:
+        folded = texts.str.replace_many(odd, [fold_text(c) for c in odd])
+    return texts.filter(folded.str.contains(_PAN_CANDIDATE))
 
 
 def _template_expr(text: str) -> pl.Expr:
@@ -519,13 +531,8 @@ def render_messages(
         pl.when(sms).then(pl.col("_units")).alias("units"),
     )
     # PCI guard: Python only on the texts that could hold a PAN, once per distinct text.
-    suspects = pl.concat(
-        [
-            frame.filter(_may_hold_pan(pl.col(c))).select(pl.col(c).alias("_text"))
-            for c in ("body", "subject")
-        ]
-    ).unique()
-    flagged = [t for t in suspects["_text"].to_list() if contains_pan(t)]
+    suspects = _may_hold_pan(pl.concat([frame["body"], frame["subject"]]))
+    flagged = [t for t in suspects.to_list() if contains_pan(t)]
     pan = pl.col("body").is_in(flagged) | pl.col("subject").is_in(flagged).fill_null(False)
     too_long_sms = sms & (
         (pl.col("_segs") > settings.sms_max_segments)
