@@ -142,7 +142,7 @@ def sha256_hex32(values: pl.Series) -> pl.Series:
     try:
         table = pa.table({"v": values.to_arrow()})
         con.register("_keys", table)
-        out = con.execute("select left(sha256(v), 32) as h from _keys").arrow()
+        out = con.execute("select left(sha256(v), 32) as h from _keys").to_arrow_table()
     finally:
         con.close()
     hashed = pl.from_arrow(out)

@@ -166,7 +166,7 @@ def read_arrow(conn: Connection, query: str, schema: dict[str, pl.DataType]) -> 
     if conn.dialect.name == "duckdb":
         raw = conn.connection.dbapi_connection
         assert raw is not None
-        table = raw.execute(query).arrow()  # type: ignore[attr-defined]
+        table = raw.execute(query).to_arrow_table()  # type: ignore[attr-defined]
         frame = pl.from_arrow(table)
         assert isinstance(frame, pl.DataFrame)
         if frame.width == 0:
