@@ -46,6 +46,7 @@ __all__ = [
     "REASONS",
     "decide",
     "message_key",
+    "phone_line_owners",
 ]
 
 REASONS: dict[str, str] = {
@@ -232,6 +233,17 @@ def _send_dates(
     )
 
 
+def phone_line_owners(customers: pl.DataFrame) -> pl.DataFrame:
+    """(phone_line, _phone_owners): how many distinct customers give each line."""
+    line = "phone_line" if "phone_line" in customers.columns else "phone_e164"
+    return (
+        customers.filter(pl.col(line).is_not_null())
+        .group_by(line)
+        .agg(pl.col("customer_id").n_unique().alias("_phone_owners"))
+        .rename({line: "phone_line"})
+    )
+
+
 def decide(
     invoices: pl.DataFrame,
     customers: pl.DataFrame,
@@ -246,6 +258,7 @@ def decide(
     for_date: date | None = None,
     calendar: pl.DataFrame | None = None,
     horizon_days: int = 14,
+    line_owners: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Decide every accepted invoice x channel. ``as_of`` is naive UTC.
 
@@ -271,14 +284,13 @@ def decide(
     cust = customers.join(dates, on=keys, how="left", nulls_equal=True)
     # A line (E.164 without extension, any type) given by several customers is shared: an
     # SMS to it could be read by someone else. Customers without the column (older callers)
-    # fall back to their SMS number.
-    line = "phone_line" if "phone_line" in customers.columns else "phone_e164"
+    # fall back to their SMS number. ``line_owners`` (see :func:`phone_line_owners`) counts
+    # owners over every partition of a partitioned run; by default, this run's customers.
     phone_owners = (
-        customers.filter(pl.col(line).is_not_null())
-        .group_by(line)
-        .agg(pl.col("customer_id").n_unique().alias("_phone_owners"))
-        .rename({line: "phone_e164"})
-    )
+        phone_line_owners(customers)
+        if line_owners is None
+        else line_owners.select("phone_line", "_phone_owners")
+    ).rename({"phone_line": "phone_e164"})
     cust = cust.join(phone_owners, on="phone_e164", how="left")
     issues = (
         field_issues

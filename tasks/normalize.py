@@ -67,6 +67,7 @@ __all__ = [
     "Normalized",
     "canonical_zone",
     "country_zones",
+    "invoice_owners",
     "normalize",
     "normalize_consent",
     "normalize_contact_history",
@@ -628,6 +629,23 @@ def parse_due_dates(values: pl.Series, formats: Sequence[str]) -> pl.Series:
     return values.replace_strict(mapping, default=None, return_dtype=pl.Date)
 
 
+def invoice_owners(invoices: pl.DataFrame) -> pl.DataFrame:
+    """(invoice_id, _owners, _owner_ids): the distinct customer_ids each invoice_id appears
+    under (trimmed ids). Computed over *all* partitions when a run is partitioned."""
+    frame = invoices.select(
+        pl.col("invoice_id").str.strip_chars().replace("", None),
+        pl.col("customer_id").str.strip_chars().replace("", None),
+    )
+    return (
+        frame.filter(pl.col("invoice_id").is_not_null() & pl.col("customer_id").is_not_null())
+        .group_by("invoice_id")
+        .agg(
+            pl.col("customer_id").n_unique().alias("_owners"),
+            pl.col("customer_id").unique().sort().head(5).str.join(", ").alias("_owner_ids"),
+        )
+    )
+
+
 def normalize_invoices(
     raw: pl.DataFrame,
     customers: pl.DataFrame,
@@ -635,6 +653,7 @@ def normalize_invoices(
     *,
     parsing: ParsingSettings | None = None,
     bad_encoding: str | None = None,
+    invoice_owner_table: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Validate invoices against the accepted customers: (accepted, quarantine rows).
 
@@ -665,14 +684,7 @@ def normalize_invoices(
         max_amount=parsing.max_amount,
     )
     frame = frame.hstack(amounts)
-    owners = (
-        frame.filter(pl.col("invoice_id").is_not_null() & pl.col("customer_id").is_not_null())
-        .group_by("invoice_id")
-        .agg(
-            pl.col("customer_id").n_unique().alias("_owners"),
-            pl.col("customer_id").unique().sort().head(5).str.join(", ").alias("_owner_ids"),
-        )
-    )
+    owners = invoice_owners(frame) if invoice_owner_table is None else invoice_owner_table
     frame = frame.join(owners, on="invoice_id", how="left", maintain_order="left")
     frame = _with_versions(
         frame,
@@ -908,9 +920,12 @@ def normalize(
     parsing: ParsingSettings | None = None,
     phone_cache: pl.DataFrame | None = None,
     workers: int | None = None,
+    invoice_owner_table: pl.DataFrame | None = None,
 ) -> Normalized:
     """Normalize every input of one run (``parsing``: the defaults when None).
 
+    ``invoice_owner_table`` (:func:`invoice_owners` of every partition's invoices) lets a
+    partition of a partitioned run see invoice_id conflicts across partitions.
     ``phone_cache`` holds phones parsed by earlier runs (the warehouse ``phone_cache``); the
     values it lacks are parsed (``workers`` processes) and returned in ``Normalized.new_phones``.
 
@@ -930,7 +945,12 @@ def normalize(
     )
     seen = frames["customers"]["customer_id"].str.strip_chars().drop_nulls().unique()
     invoices, q_invoices = normalize_invoices(
-        frames["invoices"], customers, seen, parsing=parsing, bad_encoding=bad.get("invoices")
+        frames["invoices"],
+        customers,
+        seen,
+        parsing=parsing,
+        bad_encoding=bad.get("invoices"),
+        invoice_owner_table=invoice_owner_table,
     )
     ids = customers["customer_id"]
     consent, q_consent = normalize_consent(
