@@ -36,6 +36,7 @@ from tasks.failpoints import failpoint
 from tasks.genesys import client_from_settings
 from tasks.normalize import normalize
 from tasks.outbox import finish_run, mark_ready, wave_summary
+from tasks.phones import load_phone_cache
 from tasks.push import PushResult, push_waves_to_genesys
 from tasks.settings import Settings
 
@@ -87,11 +88,16 @@ def run_push(
                 transaction.rollback()
             result = PushResult(ready_waves=waves.height)
         else:
-            fresh = (
-                normalize(extract_sources(settings.sources), as_of=now, parsing=settings.parsing)
-                if recheck
-                else None
-            )
+            fresh = None
+            if recheck:
+                with engine.begin() as conn:
+                    phone_cache = load_phone_cache(conn)  # parse only numbers never seen
+                fresh = normalize(
+                    extract_sources(settings.sources),
+                    as_of=now,
+                    parsing=settings.parsing,
+                    phone_cache=phone_cache,
+                )
             secret = genesys_secret(settings.genesys)
             with client_from_settings(
                 settings.genesys, secret, on_request=lambda kind, _p: failpoint(f"http.{kind}")
