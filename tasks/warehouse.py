@@ -190,7 +190,6 @@ def read_arrow(conn: Connection, query: str, schema: dict[str, pl.DataType]) -> 
             new_columns=list(schema),
             schema=text_schema,
             null_values="\\N",
-            missing_utf8_is_empty_string=True,
         )
         return frame.with_columns(
             pl.col(c).str.to_datetime(time_unit="us")
