@@ -45,6 +45,7 @@ from tasks.errors import (
 from tasks.extract import INPUTS, Extracted, extract_task
 from tasks.normalize import Normalized, normalize_task
 from tasks.outbox import finish_run, last_succeeded_rows, load_prior, save_plan
+from tasks.phones import load_phone_cache, save_phone_cache
 from tasks.plan import Plan, build_plan
 from tasks.render import load_templates
 from tasks.send_calendar import CALENDAR_SCHEMA, read_calendar_csv
@@ -262,7 +263,11 @@ def build_reminders(
     try:
         extracted = extract_task(settings.sources)
         counts = {f"{n}_in": c for n, c in extracted.counts.items()}
-        normalized = normalize_task(extracted, as_of=as_of_utc, parsing=settings.parsing)
+        with engine.begin() as conn:
+            phone_cache = load_phone_cache(conn)
+        normalized = normalize_task(
+            extracted, as_of=as_of_utc, parsing=settings.parsing, phone_cache=phone_cache
+        )
         counts |= {f"{n}_quarantined": normalized.quarantined_rows(n) for n in INPUTS}
         publish_quarantine(normalized.quarantine, extracted.counts, run_id)  # even if we fail
         try:
@@ -304,6 +309,7 @@ def build_reminders(
                 raise GateFailed("plan", found.failures, gates.docs_index)
         with engine.begin() as conn:
             outbox = save_plan(conn, plan, run_id=run_id, now=utc_now(), dry_run=dry_run)
+            save_phone_cache(conn, normalized.new_phones)
             finish_run(
                 conn,
                 run_id=run_id,

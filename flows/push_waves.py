@@ -44,6 +44,7 @@ from tasks.genesys import client_from_settings
 from tasks.locks import share_rate_budget
 from tasks.normalize import Normalized, normalize
 from tasks.outbox import finish_run, mark_ready, wave_summary
+from tasks.phones import load_phone_cache
 from tasks.push import PushResult, push_waves_to_genesys
 from tasks.render import load_templates
 from tasks.settings import Settings
@@ -101,9 +102,17 @@ def _progress_reporter(in_prefect: bool, now: datetime | None = None) -> Any:
     retry_delay_seconds=[5, 30],
     retry_condition_fn=retry_transient,
 )
-def recheck_task(settings: Settings, now: datetime) -> Normalized:
-    """Re-read the sources for payments and opt-outs since planning."""
-    return normalize(extract_sources(settings.sources), as_of=now, parsing=settings.parsing)
+def recheck_task(engine: Engine, settings: Settings, now: datetime) -> Normalized:
+    """Re-read the sources for payments and opt-outs since planning (phone numbers through the
+    warehouse cache: only numbers never seen are parsed)."""
+    with engine.begin() as conn:
+        phone_cache = load_phone_cache(conn)
+    return normalize(
+        extract_sources(settings.sources),
+        as_of=now,
+        parsing=settings.parsing,
+        phone_cache=phone_cache,
+    )
 
 
 @task(
@@ -180,7 +189,7 @@ def run_push(
             waves = step(dry_run_task)(engine, now, horizon_minutes, run_id)
             result = PushResult(ready_waves=waves.height)
         else:
-            fresh = step(recheck_task)(settings, now) if recheck else None
+            fresh = step(recheck_task)(engine, settings, now) if recheck else None
             secret = genesys_secret(settings.genesys)
             with client_from_settings(
                 settings.genesys, secret, on_request=lambda kind, _p: failpoint(f"http.{kind}")

@@ -31,7 +31,9 @@ from __future__ import annotations
 import hashlib
 from datetime import date, datetime, timedelta
 
+import duckdb
 import polars as pl
+import pyarrow as pa
 
 from tasks.consent import CONSENT_SCHEMA, channel_allowed
 from tasks.send_calendar import blocked_days, customer_subdivisions, days_for
@@ -44,6 +46,7 @@ __all__ = [
     "REASONS",
     "decide",
     "message_key",
+    "phone_line_owners",
 ]
 
 REASONS: dict[str, str] = {
@@ -127,11 +130,32 @@ def message_key(customer_id: str, channel: str, local_send_date: str) -> str:
     return hashlib.sha256(identity).hexdigest()[:32]
 
 
+def sha256_hex32(values: pl.Series) -> pl.Series:
+    """The first 32 hex digits of the SHA-256 of each UTF-8 value (null stays null).
+
+    Vectorised: DuckDB's ``sha256`` over the Arrow buffer (an in-memory connection), not a
+    Python call per row; identical to ``hashlib.sha256(v.encode()).hexdigest()[:32]``.
+    """
+    values = values.cast(pl.String)
+    if values.len() == 0:
+        return values
+    con = duckdb.connect(":memory:", config={"preserve_insertion_order": True, "threads": 1})
+    try:
+        table = pa.table({"v": values.to_arrow()})
+        con.register("_keys", table)
+        out = con.execute("select left(sha256(v), 32) as h from _keys").to_arrow_table()
+    finally:
+        con.close()
+    hashed = pl.from_arrow(out)
+    assert isinstance(hashed, pl.DataFrame)
+    return hashed.to_series().cast(pl.String).alias(values.name)
+
+
 def _message_key_expr() -> pl.Expr:
     return pl.concat_str(
         [pl.col("customer_id"), pl.col("channel"), pl.col("local_send_date").cast(pl.String)],
         separator="\x1f",
-    ).map_elements(lambda s: hashlib.sha256(s.encode()).hexdigest()[:32], return_dtype=pl.String)
+    ).map_batches(sha256_hex32, return_dtype=pl.String)
 
 
 NO_SEND_SCHEMA = pl.List(pl.Struct({"day": pl.Date, "name": pl.String, "kind": pl.String}))
@@ -209,6 +233,17 @@ def _send_dates(
     )
 
 
+def phone_line_owners(customers: pl.DataFrame) -> pl.DataFrame:
+    """(phone_line, _phone_owners): how many distinct customers give each line."""
+    line = "phone_line" if "phone_line" in customers.columns else "phone_e164"
+    return (
+        customers.filter(pl.col(line).is_not_null())
+        .group_by(line)
+        .agg(pl.col("customer_id").n_unique().alias("_phone_owners"))
+        .rename({line: "phone_line"})
+    )
+
+
 def decide(
     invoices: pl.DataFrame,
     customers: pl.DataFrame,
@@ -223,6 +258,7 @@ def decide(
     for_date: date | None = None,
     calendar: pl.DataFrame | None = None,
     horizon_days: int = 14,
+    line_owners: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Decide every accepted invoice x channel. ``as_of`` is naive UTC.
 
@@ -248,14 +284,13 @@ def decide(
     cust = customers.join(dates, on=keys, how="left", nulls_equal=True)
     # A line (E.164 without extension, any type) given by several customers is shared: an
     # SMS to it could be read by someone else. Customers without the column (older callers)
-    # fall back to their SMS number.
-    line = "phone_line" if "phone_line" in customers.columns else "phone_e164"
+    # fall back to their SMS number. ``line_owners`` (see :func:`phone_line_owners`) counts
+    # owners over every partition of a partitioned run; by default, this run's customers.
     phone_owners = (
-        customers.filter(pl.col(line).is_not_null())
-        .group_by(line)
-        .agg(pl.col("customer_id").n_unique().alias("_phone_owners"))
-        .rename({line: "phone_e164"})
-    )
+        phone_line_owners(customers)
+        if line_owners is None
+        else line_owners.select("phone_line", "_phone_owners")
+    ).rename({"phone_line": "phone_e164"})
     cust = cust.join(phone_owners, on="phone_e164", how="left")
     issues = (
         field_issues

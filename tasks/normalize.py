@@ -36,21 +36,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
-import phonenumbers as pn
 import polars as pl
 from babel.numbers import get_currency_precision, list_currencies
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
-from phonenumbers import timezone as pn_timezone
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from data_quality.rules import QUARANTINE_SCHEMA, Rule, empty_quarantine, raw_json, split_rows
 from tasks.consent import CHANNEL_KEYS, STATUS_KEYS, channel_key, naive_utc, status_key
 from tasks.extract import SENTINEL_PATTERN, Extracted, hex_escape_sentinels
+from tasks.phones import empty_phone_cache, lookup_phones, parse_phone, split_zones
 from tasks.settings import CANONICAL_COLUMNS, ParsingSettings
 from tasks.zones import (
     ZONE_RULE,
@@ -67,6 +67,7 @@ __all__ = [
     "Normalized",
     "canonical_zone",
     "country_zones",
+    "invoice_owners",
     "normalize",
     "normalize_consent",
     "normalize_contact_history",
@@ -87,23 +88,6 @@ CONSENT_UNCLEAR_RULES = ("channel_unknown", "consent_status_unknown", "occurred_
 """Row rules of consent_events that leave the customer's consent unclear: the customer is
 excluded ``consent_unclear`` on every channel until the row is fixed."""
 CHANNELS = ("sms", "email")
-_NOT_SMS_CAPABLE = frozenset(
-    {
-        pn.PhoneNumberType.FIXED_LINE,
-        pn.PhoneNumberType.PREMIUM_RATE,
-        pn.PhoneNumberType.SHARED_COST,
-        pn.PhoneNumberType.VOICEMAIL,
-        pn.PhoneNumberType.PAGER,
-        pn.PhoneNumberType.UAN,
-    }
-)
-_PARSE_ERRORS = {
-    pn.NumberParseException.INVALID_COUNTRY_CODE: "invalid or missing country code",
-    pn.NumberParseException.NOT_A_NUMBER: "not a phone number",
-    pn.NumberParseException.TOO_SHORT_AFTER_IDD: "too short after the international prefix",
-    pn.NumberParseException.TOO_SHORT_NSN: "too short",
-    pn.NumberParseException.TOO_LONG: "too long",
-}
 
 
 @dataclass(frozen=True)
@@ -113,6 +97,8 @@ class Normalized:
     consent_events: pl.DataFrame
     contact_history: pl.DataFrame
     quarantine: pl.DataFrame
+    new_phones: pl.DataFrame = field(default_factory=empty_phone_cache)
+    """Phone-cache rows parsed by this run (to add to the warehouse ``phone_cache``)."""
 
     def quarantined_rows(self, source: str) -> int:
         q = self.quarantine
@@ -134,47 +120,15 @@ class Normalized:
         )
 
 
-def _phone_info(
-    raw: str | None, region: str | None
-) -> tuple[str | None, str | None, str, tuple[str, ...], int | None, str | None]:
-    """normalize_phone plus phonenumbers' zones, the calling code and the line, from one parse.
-
-    The line is the E.164 form of any valid number, without its extension and whatever its
-    type: it tells a number shared by several customers (a household, an office switchboard)
-    even when this customer's number cannot take SMS. The zones of a valid number are a
-    location signal whether or not it can take SMS.
-    """
-    if raw is None or not raw.strip():
-        return None, None, "no phone number", (), None, None
-    try:
-        number = pn.parse(raw, region if region else None)
-    except pn.NumberParseException as exc:
-        reason = _PARSE_ERRORS.get(exc.error_type, "cannot be parsed")
-        return None, "phone_unparseable", reason, (), None, None
-    # number_type is UNKNOWN exactly when is_valid_number is False; computing it once halves
-    # the cost of the slowest step of the pipeline.
-    kind = pn.number_type(number)
-    if kind == pn.PhoneNumberType.UNKNOWN:
-        return None, "phone_invalid", "not a valid number for its region", (), None, None
-    zones = tuple(pn_timezone.time_zones_for_number(number))
-    line = pn.format_number(number, pn.PhoneNumberFormat.E164)  # never carries the extension
-    if number.extension:
-        reason = "has an extension, so it is not a mobile line"
-        return None, "phone_has_extension", reason, zones, number.country_code, line
-    if kind in _NOT_SMS_CAPABLE:
-        reason = "number type cannot receive SMS"
-        return None, "phone_not_mobile", reason, zones, number.country_code, line
-    return line, None, "", zones, number.country_code, line
-
-
 def normalize_phone(raw: str | None, region: str | None) -> tuple[str | None, str | None, str]:
     """Return (E.164 or None, rule or None, reason) for one raw phone string.
 
     Missing numbers are not errors (rule None, E.164 None). A number with an extension, or one
     that phonenumbers knows is not SMS-capable (fixed line, premium rate, ...), is rejected:
-    both would fail at the carrier and cost money.
+    both would fail at the carrier and cost money. +1 numbers are ``fixed_or_mobile`` and
+    pass (see :mod:`tasks.phones`).
     """
-    return _phone_info(raw, region)[:3]
+    return parse_phone(raw, region)[:3]
 
 
 _SIMPLE_EMAIL = re.compile(
@@ -325,15 +279,151 @@ def _escape_raw(quarantine: pl.DataFrame, bad_encoding: str | None) -> pl.DataFr
     )
 
 
+def _per_distinct(
+    frame: pl.DataFrame, keys: list[str], fn: Any, schema: dict[str, pl.DataType]
+) -> pl.DataFrame:
+    """``fn(*key values)`` once per distinct ``keys`` of ``frame``: keys + ``schema`` columns."""
+    distinct = frame.select(keys).unique()
+    answers = [fn(*row) for row in distinct.iter_rows()]
+    columns = list(zip(*answers, strict=True)) if answers else [[] for _ in schema]
+    return distinct.hstack(
+        pl.DataFrame(
+            {n: list(c) for n, c in zip(schema, columns, strict=True)},
+            schema=schema,
+        )
+    )
+
+
+_ISSUE_SCHEMA = {
+    "source_row": pl.Int32(),
+    "record_key": pl.String(),
+    "rule": pl.String(),
+    "reason": pl.String(),
+}
+
+
+def _contact_fields(
+    accepted: pl.DataFrame,
+    *,
+    phone_cache: pl.DataFrame | None,
+    workers: int | None,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(contact columns in ``accepted``'s order, field issues, new phone-cache rows).
+
+    Every Python call is made once per distinct value (phone: once per distinct (raw, region)
+    not already in ``phone_cache``, in parallel; e-mail, zone checks and zone resolution: once
+    per distinct input), then joined back: no per-row Python.
+    """
+    base = accepted.select(
+        "source_row",
+        "customer_id",
+        "phone",
+        "email",
+        "_country",
+        "postal_code",
+        "preferred_timezone",
+    ).with_row_index("_i")
+    parsed, new_phones = lookup_phones(
+        base.select(pl.col("phone").alias("raw"), pl.col("_country").alias("region")),
+        phone_cache,
+        workers=workers,
+    )
+    parsed = parsed.with_columns(
+        pl.col("zones").list.join("|").alias("_zkey"),
+    )
+    frame = base.join(
+        parsed.rename({"raw": "phone", "region": "_country"}),
+        on=["phone", "_country"],
+        how="left",
+        nulls_equal=True,
+    )
+    emails = _per_distinct(
+        frame,
+        ["email"],
+        normalize_email,
+        {"email_out": pl.String(), "email_rule": pl.String(), "email_reason": pl.String()},
+    )
+    frame = frame.join(emails, on="email", how="left", nulls_equal=True)
+    checks = _per_distinct(
+        frame,
+        ["preferred_timezone"],
+        check_zone,
+        {"_zone": pl.String(), "zone_reason": pl.String()},
+    )
+    frame = frame.join(checks, on="preferred_timezone", how="left", nulls_equal=True)
+
+    def resolve(
+        preferred: str | None,
+        country: str | None,
+        postal: str | None,
+        zkey: str | None,
+        code: int | None,
+    ) -> tuple[str, str]:
+        by_phone = tuple(zkey.split("|")) if zkey else ()
+        zones, source = resolve_zones(preferred, country, postal, by_phone, code)
+        return "|".join(zones), source
+
+    keys = ["preferred_timezone", "_country", "postal_code", "_zkey", "calling_code"]
+    resolved = _per_distinct(
+        frame,
+        keys,
+        resolve,
+        {"time_zones": pl.String(), "zone_source": pl.String()},
+    ).with_columns(split_zones(pl.col("time_zones")).alias("time_zones"))
+    frame = frame.join(resolved, on=keys, how="left", nulls_equal=True).sort("_i")
+    issues = pl.concat(
+        [
+            frame.filter(pl.col("rule").is_not_null()).select(
+                "_i",
+                pl.lit(0).alias("_k"),
+                "rule",
+                pl.format("phone: {}", pl.col("reason")).alias("reason"),
+            ),
+            frame.filter(pl.col("email_rule").is_not_null()).select(
+                "_i",
+                pl.lit(1).alias("_k"),
+                pl.col("email_rule").alias("rule"),
+                pl.format("email: {}", pl.col("email_reason")).alias("reason"),
+            ),
+            frame.filter(pl.col("zone_reason").is_not_null()).select(
+                "_i",
+                pl.lit(2).alias("_k"),
+                pl.lit(ZONE_RULE).alias("rule"),
+                pl.format("preferred_timezone: {}", pl.col("zone_reason")).alias("reason"),
+            ),
+        ]
+    ).sort("_i", "_k")
+    issues = issues.join(
+        frame.select("_i", "source_row", pl.col("customer_id").alias("record_key")),
+        on="_i",
+        how="left",
+    ).select(*_ISSUE_SCHEMA)
+    contacts = frame.select(
+        pl.col("e164").alias("phone_e164"),
+        pl.col("line").alias("phone_line"),
+        pl.col("number_type").alias("phone_type"),
+        pl.col("email_out").alias("email"),
+        "time_zones",
+        "zone_source",
+    )
+    return contacts, issues.cast(_ISSUE_SCHEMA), new_phones  # type: ignore[arg-type]
+
+
 def normalize_customers(
     raw: pl.DataFrame,
     *,
     parsing: ParsingSettings | None = None,
     bad_encoding: str | None = None,
+    phone_cache: pl.DataFrame | None = None,
+    workers: int | None = None,
+    return_new_phones: bool = False,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Validate customers: (accepted customers, quarantine rows of both scopes).
 
     ``bad_encoding`` is the source's encoding when extract found undecodable bytes in it.
+    ``phone_cache`` (:data:`tasks.phones.PHONE_CACHE_SCHEMA`) answers phones already parsed;
+    the rest are parsed once per distinct (raw, country), ``workers`` processes (default: the
+    cores). With ``return_new_phones`` a third item is returned: the newly parsed cache rows.
     """
     parsing = parsing or ParsingSettings()
     raw_cols = [c for c in CANONICAL_COLUMNS["customers"] if c in raw.columns]
@@ -373,43 +463,9 @@ def normalize_customers(
         frame, rules, source="customers", key="customer_id", raw_columns=raw_cols
     )
     quarantine = _escape_raw(quarantine, bad_encoding)
-    rows = accepted.select(
-        "source_row",
-        "customer_id",
-        "phone",
-        "email",
-        "_country",
-        "postal_code",
-        "preferred_timezone",
-    ).rows()
-    phone_cache: dict[
-        tuple[str | None, str],
-        tuple[str | None, str | None, str, tuple[str, ...], int | None, str | None],
-    ] = {}
-    out_phone, out_line, out_email, out_zones, out_zone_source = [], [], [], [], []
-    field_issues: list[tuple[int, str, str, str]] = []
-    for source_row, customer_id, phone, email, country, postal, preferred in rows:
-        key = (phone, country)
-        if key not in phone_cache:
-            phone_cache[key] = _phone_info(phone, country)
-        e164, rule, reason, phone_zones, calling_code, line = phone_cache[key]
-        if rule:
-            field_issues.append((source_row, customer_id, rule, f"phone: {reason}"))
-        address, email_rule, email_reason = normalize_email(email)
-        if email_rule:
-            field_issues.append((source_row, customer_id, email_rule, f"email: {email_reason}"))
-        _zone, zone_reason = check_zone(preferred)
-        if zone_reason:
-            field_issues.append(
-                (source_row, customer_id, ZONE_RULE, f"preferred_timezone: {zone_reason}")
-            )
-        # cached per distinct (preferred, country, postal code, phone zones, calling code)
-        zones, zone_source = resolve_zones(preferred, country, postal, phone_zones, calling_code)
-        out_phone.append(e164)
-        out_line.append(line)
-        out_email.append(address)
-        out_zones.append(list(zones))
-        out_zone_source.append(zone_source)
+    contacts, field_issues, new_phones = _contact_fields(
+        accepted, phone_cache=phone_cache, workers=workers
+    )
     name = pl.coalesce(
         pl.col("full_name").str.strip_chars().replace("", None),
         pl.concat_str(
@@ -426,28 +482,20 @@ def normalize_customers(
             pl.col("first_name").str.strip_chars().replace("", None),
             name.str.split(" ").list.first(),
         ).alias("first_name"),
-        pl.Series("phone_e164", out_phone, dtype=pl.String),
-        pl.Series("phone_line", out_line, dtype=pl.String),
-        pl.Series("email", out_email, dtype=pl.String),
+        contacts["phone_e164"],
+        contacts["phone_line"],
+        contacts["phone_type"],
+        contacts["email"],
         pl.col("_country").alias("country"),
         pl.col("postal_code"),
-        pl.Series("time_zones", out_zones, dtype=pl.List(pl.String)),
-        pl.Series("zone_source", out_zone_source, dtype=pl.String),
+        contacts["time_zones"],
+        contacts["zone_source"],
         pl.col("locale").str.strip_chars().replace("", None),
         pl.col("preferred_channel").str.strip_chars().str.to_lowercase().replace("", None),
         pl.col("_updated_at").alias("updated_at"),
     )
-    if field_issues:
-        issues = pl.DataFrame(
-            field_issues,
-            schema={
-                "source_row": pl.Int32,
-                "record_key": pl.String,
-                "rule": pl.String,
-                "reason": pl.String,
-            },
-            orient="row",
-        )
+    if field_issues.height:
+        issues = field_issues
         raw_by_row = raw.join(issues.select("source_row").unique(), on="source_row", how="semi")
         raw_by_row = raw_by_row.select("source_row", raw_json(raw_cols).alias("raw_values"))
         fields = issues.join(raw_by_row, on="source_row", how="left").select(
@@ -460,6 +508,8 @@ def normalize_customers(
             "raw_values",
         )
         quarantine = pl.concat([quarantine, _escape_raw(fields, bad_encoding)])
+    if return_new_phones:
+        return customers, quarantine, new_phones  # type: ignore[return-value]
     return customers, quarantine
 
 
@@ -579,6 +629,23 @@ def parse_due_dates(values: pl.Series, formats: Sequence[str]) -> pl.Series:
     return values.replace_strict(mapping, default=None, return_dtype=pl.Date)
 
 
+def invoice_owners(invoices: pl.DataFrame) -> pl.DataFrame:
+    """(invoice_id, _owners, _owner_ids): the distinct customer_ids each invoice_id appears
+    under (trimmed ids). Computed over *all* partitions when a run is partitioned."""
+    frame = invoices.select(
+        pl.col("invoice_id").str.strip_chars().replace("", None),
+        pl.col("customer_id").str.strip_chars().replace("", None),
+    )
+    return (
+        frame.filter(pl.col("invoice_id").is_not_null() & pl.col("customer_id").is_not_null())
+        .group_by("invoice_id")
+        .agg(
+            pl.col("customer_id").n_unique().alias("_owners"),
+            pl.col("customer_id").unique().sort().head(5).str.join(", ").alias("_owner_ids"),
+        )
+    )
+
+
 def normalize_invoices(
     raw: pl.DataFrame,
     customers: pl.DataFrame,
@@ -586,6 +653,7 @@ def normalize_invoices(
     *,
     parsing: ParsingSettings | None = None,
     bad_encoding: str | None = None,
+    invoice_owner_table: pl.DataFrame | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Validate invoices against the accepted customers: (accepted, quarantine rows).
 
@@ -616,14 +684,7 @@ def normalize_invoices(
         max_amount=parsing.max_amount,
     )
     frame = frame.hstack(amounts)
-    owners = (
-        frame.filter(pl.col("invoice_id").is_not_null() & pl.col("customer_id").is_not_null())
-        .group_by("invoice_id")
-        .agg(
-            pl.col("customer_id").n_unique().alias("_owners"),
-            pl.col("customer_id").unique().sort().head(5).str.join(", ").alias("_owner_ids"),
-        )
-    )
+    owners = invoice_owners(frame) if invoice_owner_table is None else invoice_owner_table
     frame = frame.join(owners, on="invoice_id", how="left", maintain_order="left")
     frame = _with_versions(
         frame,
@@ -857,8 +918,16 @@ def normalize(
     *,
     as_of: datetime | None = None,
     parsing: ParsingSettings | None = None,
+    phone_cache: pl.DataFrame | None = None,
+    workers: int | None = None,
+    invoice_owner_table: pl.DataFrame | None = None,
 ) -> Normalized:
     """Normalize every input of one run (``parsing``: the defaults when None).
+
+    ``invoice_owner_table`` (:func:`invoice_owners` of every partition's invoices) lets a
+    partition of a partitioned run see invoice_id conflicts across partitions.
+    ``phone_cache`` holds phones parsed by earlier runs (the warehouse ``phone_cache``); the
+    values it lacks are parsed (``workers`` processes) and returned in ``Normalized.new_phones``.
 
     ``as_of`` (naive UTC) is the run's time: consent dated after it is noted, and a future
     opt-in grants nothing (paid_at against the run time is decided in eligibility).
@@ -866,12 +935,22 @@ def normalize(
     parsing = parsing or ParsingSettings()
     frames = extracted.frames
     bad = extracted.decode_errors
-    customers, q_customers = normalize_customers(
-        frames["customers"], parsing=parsing, bad_encoding=bad.get("customers")
+    customers, q_customers, new_phones = normalize_customers(  # type: ignore[misc]
+        frames["customers"],
+        parsing=parsing,
+        bad_encoding=bad.get("customers"),
+        phone_cache=phone_cache,
+        workers=workers,
+        return_new_phones=True,
     )
     seen = frames["customers"]["customer_id"].str.strip_chars().drop_nulls().unique()
     invoices, q_invoices = normalize_invoices(
-        frames["invoices"], customers, seen, parsing=parsing, bad_encoding=bad.get("invoices")
+        frames["invoices"],
+        customers,
+        seen,
+        parsing=parsing,
+        bad_encoding=bad.get("invoices"),
+        invoice_owner_table=invoice_owner_table,
     )
     ids = customers["customer_id"]
     consent, q_consent = normalize_consent(
@@ -885,7 +964,7 @@ def normalize(
         frames["contact_history"], ids, parsing=parsing, bad_encoding=bad.get("contact_history")
     )
     quarantine = pl.concat([empty_quarantine(), q_customers, q_invoices, q_consent, q_history])
-    return Normalized(customers, invoices, consent, history, quarantine)
+    return Normalized(customers, invoices, consent, history, quarantine, new_phones)
 
 
 @task(name="normalize", cache_policy=NO_CACHE)
@@ -894,5 +973,6 @@ def normalize_task(
     *,
     as_of: datetime | None = None,
     parsing: ParsingSettings | None = None,
+    phone_cache: pl.DataFrame | None = None,
 ) -> Normalized:
-    return normalize(extracted, as_of=as_of, parsing=parsing)
+    return normalize(extracted, as_of=as_of, parsing=parsing, phone_cache=phone_cache)

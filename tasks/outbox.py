@@ -40,7 +40,7 @@ from sqlalchemy.engine import Connection
 
 from tasks.eligibility import PRIOR_SCHEMA
 from tasks.plan import Plan
-from tasks.warehouse import read_frame, write_frame
+from tasks.warehouse import read_arrow, read_frame, write_frame
 
 __all__ = [
     "MESSAGE_COLUMNS",
@@ -229,11 +229,11 @@ def last_succeeded_rows(conn: Connection, *, flow: str, run_id: str) -> dict[str
 def load_prior(conn: Connection, *, as_of: datetime) -> tuple[pl.DataFrame, dict[str, str]]:
     """Outbox rows that matter to eligibility, and the payment-link token per message key."""
     since = (as_of - timedelta(days=HISTORY_DAYS)).date()
-    frame = read_frame(
+    # Column-pruned and date-bounded, read through Arrow / COPY (no Python row objects).
+    frame = read_arrow(
         conn,
         "select message_key, customer_id, channel, local_send_date, send_at_utc, invoice_ids,"
-        " state, link_token from messages where local_send_date >= :since",
-        {"since": since},
+        f" state, link_token from messages where local_send_date >= date '{since.isoformat()}'",
         schema=PRIOR_SCHEMA | {"link_token": pl.String()},
     )
     tokens = dict(frame.select("message_key", "link_token").iter_rows())

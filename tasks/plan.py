@@ -181,11 +181,16 @@ def build_plan(
     new_token: Callable[[], str] = lambda: secrets.token_urlsafe(16),
     for_date: date | None = None,
     no_send_days: pl.DataFrame | None = None,
+    line_owners: pl.DataFrame | None = None,
 ) -> Plan:
     """Plan one run at ``as_of`` (naive UTC); ``for_date`` plans that local date for everyone.
 
     ``no_send_days`` are the user's calendar rows (``tasks.send_calendar.CALENDAR_SCHEMA``),
     merged with the package holidays and quiet weekdays of ``settings.calendar``.
+
+    ``line_owners`` (:func:`tasks.eligibility.phone_line_owners` over every partition) is
+    given by a partitioned run (:mod:`tasks.partition`), so a line shared across partitions
+    is still shared.
 
     The plan's :attr:`Plan.accounting` says whether every input row is accounted for; a caller
     must not write an outbox from a plan whose accounting is not ok.
@@ -220,6 +225,7 @@ def build_plan(
         for_date=for_date,
         calendar=calendar,
         horizon_days=settings.calendar.horizon_days,
+        line_owners=line_owners,
     )
     planned = decided.filter(pl.col("status") == "planned")
     messages = render_messages(

@@ -30,26 +30,30 @@ travels pre-rendered in one cell, so its body must fit too.
 from __future__ import annotations
 
 import functools
-import json
 import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal
 from enum import Enum
 from importlib import resources
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
-from babel.numbers import format_currency, get_currency_precision
+from babel.numbers import (
+    format_currency,
+    get_currency_precision,
+    get_decimal_symbol,
+    get_group_symbol,
+)
 
 from tasks.errors import ConfigurationError
-from tasks.pci import contains_pan
+from tasks.pci import contains_pan, fold_text
 from tasks.settings import RenderSettings
-from tasks.sms import segment
+from tasks.sms import GSM7_BASIC, GSM7_EXTENSION, segment
 
 __all__ = [
     "GENESYS_CELL_MAX_CHARS",
@@ -79,6 +83,8 @@ RENDER_REASONS = {
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9]*)\s*\}\}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NOT_BASIC_PATTERN = "[^" + "".join(sorted(re.escape(c) for c in GSM7_BASIC)) + "]"
+_EXTENSION_PATTERN = "[" + "".join(sorted(re.escape(c) for c in GSM7_EXTENSION)) + "]"
 
 
 class VarType(Enum):
@@ -246,100 +252,339 @@ def assemble_messages(planned: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _money_parts(currency: str, locale: Locale) -> tuple[str, str, str, str, int] | None:
+    """(prefix, suffix, group, decimal, digits) of babel's currency format, or None when the
+    format is not "prefix + 3-digit groups + decimal + suffix" (then babel formats each value)."""
+    digits = get_currency_precision(currency)
+    probe = 123456789 * 10**digits + (10**digits - 1 if digits else 0)
+    text = format_money(probe, currency, locale)
+    group, decimal = get_group_symbol(locale), get_decimal_symbol(locale)
+    number = group.join(("123", "456", "789"))
+    if digits:
+        number += decimal + "9" * digits
+    if text.count(number) != 1:
+        return None
+    prefix, _, suffix = text.partition(number)
+    return prefix, suffix, group, decimal, digits
+
+
+def _grouped(integer: pl.Expr, group: str) -> pl.Expr:
+    """The integer as text with ``group`` between groups of three digits (vectorised)."""
+    reversed_digits = integer.cast(pl.String).str.reverse()
+    marked = reversed_digits.str.replace_all(r"([0-9]{3})", "${1}\x00")
+    trimmed = marked.str.strip_suffix("\x00").str.reverse()
+    return trimmed.str.replace_all("\x00", group, literal=True)
+
+
+def format_money_column(amounts: pl.DataFrame, default_locale: str) -> pl.Series:
+    """``format_money`` for every row of ``amounts`` (columns minor, currency, locale tag),
+    vectorised per distinct (currency, locale): babel is asked for each pair's pattern once and
+    checked on probe values and the pair's extremes; a pair whose format does not fit the
+    pattern is formatted by babel per distinct amount."""
+    frame = amounts.select("minor", "currency", "tag").with_row_index("_m")
+    pairs = frame.select("currency", "tag").unique(maintain_order=True)
+    parts: list[pl.DataFrame] = []
+    for currency, tag in pairs.iter_rows():
+        locale = _locale(tag, default_locale)
+        rows = frame.filter(
+            (pl.col("currency") == currency)
+            & (pl.col("tag").is_null() if tag is None else pl.col("tag") == tag)
+        )
+        shape = _money_parts(currency, locale)
+        out: pl.Expr | None = None
+        if shape is not None:
+            prefix, suffix, group, decimal, digits = shape
+            scale = 10**digits
+            number = _grouped(pl.col("minor") // scale, group)
+            if digits:
+                fraction = (pl.col("minor") % scale).cast(pl.String).str.zfill(digits)
+                number = pl.concat_str([number, pl.lit(decimal), fraction])
+            out = pl.concat_str([pl.lit(prefix), number, pl.lit(suffix)])
+            checks = sorted(
+                {0, 5, 123, 1234 * scale, 12345678 * scale + 1}
+                | {int(v) for v in (rows["minor"].min(), rows["minor"].max()) if v is not None}
+            )
+            probe = pl.DataFrame({"minor": checks}, schema={"minor": pl.Int64}).select(out)
+            if probe.to_series().to_list() != [format_money(m, currency, locale) for m in checks]:
+                out = None
+        if out is not None:
+            parts.append(rows.select("_m", out.alias("text")))
+            continue
+        distinct = rows["minor"].unique().to_list()
+        mapping = {m: format_money(m, currency, locale) for m in distinct}
+        parts.append(
+            rows.select(
+                "_m",
+                pl.col("minor").replace_strict(mapping, return_dtype=pl.String).alias("text"),
+            )
+        )
+    if not parts:
+        return pl.Series("text", [], dtype=pl.String)
+    return pl.concat(parts).sort("_m")["text"]
+
+
+_PAN_CANDIDATE = r"[0-9](?:[^A-Za-z0-9]{0,2}[0-9]){12,}"
+"""A run of 13+ ASCII digits with at most two non-alphanumerics between digits: a superset of
+``tasks.pci``'s runs (its separators ``[\\W_]`` are all non-ASCII-alphanumeric)."""
+
+
+def _may_hold_pan(texts: pl.Series) -> pl.Series:
+    """The distinct ``texts`` that could hold a PAN: folded as ``tasks.pci.fold_text`` folds
+    them (its per-character table, applied with one ``replace_many`` over the distinct
+    non-ASCII characters), then matched against :data:`_PAN_CANDIDATE`."""
+    texts = texts.drop_nulls().unique()
+    odd = (
+        texts.str.extract_all(r"[^\x00-\x7f]")
+        .explode(empty_as_null=True)
+        .drop_nulls()
+        .unique()
+        .to_list()
+    )
+    folded = texts
+    if odd:
+        folded = texts.str.replace_many(odd, [fold_text(c) for c in odd])
+    return texts.filter(folded.str.contains(_PAN_CANDIDATE))
+
+
+def _template_expr(text: str) -> pl.Expr:
+    """A template's text as one concat_str of its literal pieces and variable columns."""
+    pieces: list[pl.Expr] = []
+    at = 0
+    for match in _PLACEHOLDER.finditer(text):
+        if match.start() > at:
+            pieces.append(pl.lit(text[at : match.start()]))
+        pieces.append(pl.col(f"_v_{match.group(1)}"))
+        at = match.end()
+    if at < len(text):
+        pieces.append(pl.lit(text[at:]))
+    return pl.concat_str(pieces) if pieces else pl.lit("")
+
+
+def _new_tokens(count: int, new_token: Callable[[], str]) -> pl.Series:
+    if count == 0:
+        return pl.Series("link_token", [], dtype=pl.String)
+    if new_token is not default_token:
+        return pl.Series("link_token", [new_token() for _ in range(count)], dtype=pl.String)
+    raw = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(16), count, [None, pa.py_buffer(secrets.token_bytes(16 * count))]
+    )
+    encoded = pl.Series("link_token", raw.cast(pa.binary())).bin.encode("base64")
+    # secrets.token_urlsafe(16): URL-safe base64 of 16 random bytes, without padding.
+    return (
+        encoded.str.replace_all("+", "-", literal=True)
+        .str.replace_all("/", "_", literal=True)
+        .str.strip_chars_end("=")
+    )
+
+
+def default_token() -> str:
+    """``secrets.token_urlsafe(16)``: the payment-link token of a new message key."""
+    return secrets.token_urlsafe(16)
+
+
+_RENDERED_SCHEMA = {
+    "template": pl.String,
+    "subject": pl.String,
+    "body": pl.String,
+    "encoding": pl.String,
+    "segments": pl.Int32,
+    "units": pl.Int32,
+    "link_token": pl.String,
+    "template_values": pl.String,
+    "render_status": pl.String,
+}
+
+
+def _sms_counts(body: pl.Expr) -> list[pl.Expr]:
+    """encoding, units and a segment count where it is exact without splitting (else null)."""
+    odd = body.str.count_matches(_NOT_BASIC_PATTERN)
+    ext = body.str.count_matches(_EXTENSION_PATTERN)
+    astral = body.str.count_matches(r"[\U00010000-\U0010ffff]")
+    length = body.str.len_chars()
+    gsm = odd == ext
+    units = pl.when(gsm).then(length + ext).otherwise(length + astral)
+    single = pl.when(gsm).then(160).otherwise(70)
+    multi = pl.when(gsm).then(153).otherwise(67)
+    wide = pl.when(gsm).then(ext).otherwise(astral)
+    count = (
+        pl.when(length == 0)
+        .then(0)
+        .when(units <= single)
+        .then(1)
+        .when(wide == 0)
+        .then((units + multi - 1) // multi)
+        .otherwise(None)  # a split that must not cut an ESC or surrogate pair: tasks.sms
+    )
+    return [
+        pl.when(gsm).then(pl.lit("GSM-7")).otherwise(pl.lit("UCS-2")).alias("_enc"),
+        units.cast(pl.Int32).alias("_units"),
+        count.cast(pl.Int32).alias("_segs"),
+    ]
+
+
 def render_messages(
     messages: pl.DataFrame,
     *,
     templates: TemplateSet,
     settings: RenderSettings,
-    existing_tokens: Mapping[str, str] | None = None,
-    new_token: Callable[[], str] = lambda: secrets.token_urlsafe(16),
+    existing_tokens: Mapping[str, str] | pl.DataFrame | None = None,
+    new_token: Callable[[], str] = default_token,
 ) -> pl.DataFrame:
     """Render every message; adds template, subject, body, encoding, segments, units,
-    link_token, template_values (JSON of the typed variables' formatted values),
-    render_status (``ok`` or a :data:`RENDER_REASONS` code)."""
-    existing = existing_tokens or {}
-    out: dict[str, list[object]] = {
-        k: []
-        for k in (
-            "template",
-            "subject",
-            "body",
-            "encoding",
-            "segments",
-            "units",
-            "link_token",
-            "template_values",
-            "render_status",
+    link_token, template_values (JSON of the typed variables' formatted values), render_status
+    (``ok`` or a :data:`RENDER_REASONS` code).
+
+    Vectorised: templates become one concat_str per template, amounts are formatted per
+    distinct (currency, locale) pattern, dates per distinct (date, locale); only the texts that
+    might hold a card number (a 13+ digit run, or non-ASCII text) and SMS whose split must
+    respect ESC / surrogate pairs are checked by Python. ``existing_tokens`` maps message key
+    to the token already in the outbox (a dict or a frame of message_key, link_token).
+    """
+    if messages.height == 0:
+        return messages.hstack(pl.DataFrame(schema=_RENDERED_SCHEMA))
+    frame = messages.with_row_index("_r")
+    if isinstance(existing_tokens, pl.DataFrame):
+        known = existing_tokens.select("message_key", pl.col("link_token").cast(pl.String))
+    else:
+        existing = existing_tokens or {}
+        known = pl.DataFrame(
+            {"message_key": list(existing), "link_token": list(existing.values())},
+            schema={"message_key": pl.String, "link_token": pl.String},
         )
-    }
-    columns = (
-        "message_key",
-        "channel",
-        "cadence_step",
-        "due_date",
-        "invoice_count",
-        "first_name",
-        "full_name",
-        "locale",
-        "currencies",
-        "amounts_minor",
+    frame = frame.join(
+        known.filter(pl.col("link_token").is_not_null() & (pl.col("link_token") != "")).unique(
+            "message_key", keep="last"
+        ),
+        on="message_key",
+        how="left",
+    ).sort("_r")
+    missing = frame["link_token"].is_null()
+    fresh = _new_tokens(int(missing.sum()), new_token)
+    if fresh.len():
+        frame = frame.with_columns(
+            pl.when(missing)
+            .then(
+                pl.lit(fresh).gather((missing.cast(pl.Int64).cum_sum() - 1).clip(0).cast(pl.UInt32))
+            )
+            .otherwise(pl.col("link_token"))
+            .alias("link_token")
+        )
+
+    # Locales: one babel parse per distinct tag.
+    tags = frame["locale"].unique().to_list()
+    locale_of = {t: str(_locale(t, settings.default_locale)) for t in tags}
+    frame = frame.with_columns(
+        pl.col("locale").replace_strict(locale_of, return_dtype=pl.String).alias("_loc")
     )
-    for key, channel, step, due, count, first, full, tag, currencies, amounts in messages.select(
-        columns
-    ).iter_rows():
-        locale = _locale(tag, settings.default_locale)
-        token = existing.get(key) or new_token()
-        values = {
-            "CustomerName": _clean_text(first or full) or "customer",
-            "CompanyName": settings.company_name,
-            "SupportPhone": settings.support_phone,
-            "Amount": " + ".join(
-                format_money(m, c, locale) for c, m in zip(currencies, amounts, strict=True)
-            ),
-            "DueDate": format_date(due, format=settings.date_format, locale=locale)
-            if isinstance(due, date)
-            else "",
-            "PaymentLink": settings.payment_link_base + token,
-            "InvoiceCount": str(count),
-        }
-        template = templates.for_message(channel, step)
-        subject, body = template.fill(values)
-        status = "ok"
-        encoding, segments, units = None, None, None
-        if channel == "sms":
-            parts = segment(body)
-            encoding, segments, units = parts.encoding, parts.count, parts.units
-            if parts.count > settings.sms_max_segments or len(body) > GENESYS_SMS_MAX_CHARS:
-                status = "sms_too_long"
-        in_cells = [body] if channel == "sms" else list(values.values())
-        if status == "ok" and max(len(v) for v in in_cells) > GENESYS_CELL_MAX_CHARS:
-            status = "too_long_for_genesys"
-        if status == "ok" and (contains_pan(body) or (subject and contains_pan(subject))):
-            status = "pci_pan"
-        for name, value in (
-            ("template", template.name),
-            ("subject", subject),
-            ("body", body),
-            ("encoding", encoding),
-            ("segments", segments),
-            ("units", units),
-            ("link_token", token),
-            ("template_values", json.dumps(values, ensure_ascii=False, sort_keys=True)),
-            ("render_status", status),
-        ):
-            out[name].append(value)
-    rendered = pl.DataFrame(
-        out,
-        schema={
-            "template": pl.String,
-            "subject": pl.String,
-            "body": pl.String,
-            "encoding": pl.String,
-            "segments": pl.Int32,
-            "units": pl.Int32,
-            "link_token": pl.String,
-            "template_values": pl.String,
-            "render_status": pl.String,
-        },
+    # Amount: every (message, currency) formatted, joined with " + " in currency order.
+    per_currency = (
+        frame.select("_r", "_loc", "currencies", "amounts_minor")
+        .explode(["currencies", "amounts_minor"], empty_as_null=True)
+        .rename({"currencies": "currency", "amounts_minor": "minor", "_loc": "tag"})
+        .with_row_index("_o")
+    )
+    per_currency = per_currency.with_columns(
+        format_money_column(per_currency, settings.default_locale).alias("_money")
+    )
+    amounts = (
+        per_currency.filter(pl.col("currency").is_not_null())
+        .sort("_o")
+        .group_by("_r", maintain_order=True)
+        .agg(pl.col("_money").str.join(" + ").alias("_v_Amount"))
+    )
+    frame = frame.join(amounts, on="_r", how="left").with_columns(pl.col("_v_Amount").fill_null(""))
+    # DueDate: babel per distinct (date, locale).
+    dates = frame.select("due_date", "_loc").unique().filter(pl.col("due_date").is_not_null())
+    date_text = [
+        format_date(d, format=settings.date_format, locale=Locale.parse(loc))
+        for d, loc in dates.iter_rows()
+    ]
+    dates = dates.with_columns(pl.Series("_v_DueDate", date_text, dtype=pl.String))
+    frame = frame.join(dates, on=["due_date", "_loc"], how="left", nulls_equal=True)
+    name = (
+        pl.when(pl.col("first_name").is_null() | (pl.col("first_name") == ""))
+        .then(pl.col("full_name"))
+        .otherwise(pl.col("first_name"))
+        .fill_null("")
+        .str.replace_all(r"[\x00-\x1f\x7f]", " ")
+        .str.strip_chars()
+    )
+    kind = (
+        pl.when(pl.col("cadence_step") < 0)
+        .then(pl.lit("upcoming"))
+        .when(pl.col("cadence_step") == 0)
+        .then(pl.lit("due_today"))
+        .otherwise(pl.lit("overdue"))
+    )
+    frame = frame.with_columns(
+        pl.when(name == "").then(pl.lit("customer")).otherwise(name).alias("_v_CustomerName"),
+        pl.lit(settings.company_name).alias("_v_CompanyName"),
+        pl.lit(settings.support_phone).alias("_v_SupportPhone"),
+        pl.col("_v_DueDate").fill_null(""),
+        (pl.lit(settings.payment_link_base) + pl.col("link_token")).alias("_v_PaymentLink"),
+        pl.col("invoice_count").cast(pl.String).fill_null("None").alias("_v_InvoiceCount"),
+        pl.concat_str([pl.col("channel"), pl.lit("_"), kind]).alias("_template"),
+    )
+    unknown = set(frame["_template"].unique().to_list()) - set(templates.templates)
+    if unknown:
+        raise KeyError(sorted(unknown)[0])
+    body: pl.Expr = pl.lit(None, pl.String)
+    subject: pl.Expr = pl.lit(None, pl.String)
+    for tname, template in templates.templates.items():
+        hit = pl.col("_template") == tname
+        body = pl.when(hit).then(_template_expr(template.body)).otherwise(body)
+        if template.subject is not None:
+            subject = pl.when(hit).then(_template_expr(template.subject)).otherwise(subject)
+    frame = frame.with_columns(
+        pl.col("_template").alias("template"), body.alias("body"), subject.alias("subject")
+    )
+    sms = pl.col("channel") == "sms"
+    frame = frame.with_columns(_sms_counts(pl.col("body")))
+    exact = frame.filter(sms & pl.col("_segs").is_null())
+    if exact.height:
+        counted = [segment(b).count for b in exact["body"].to_list()]
+        frame = frame.update(
+            exact.select("_r", pl.Series("_segs", counted, dtype=pl.Int32)), on="_r"
+        )
+    frame = frame.with_columns(
+        pl.when(sms).then(pl.col("_enc")).alias("encoding"),
+        pl.when(sms).then(pl.col("_segs")).alias("segments"),
+        pl.when(sms).then(pl.col("_units")).alias("units"),
+    )
+    # PCI guard: Python only on the texts that could hold a PAN, once per distinct text.
+    suspects = _may_hold_pan(pl.concat([frame["body"], frame["subject"]]))
+    flagged = [t for t in suspects.to_list() if contains_pan(t)]
+    pan = pl.col("body").is_in(flagged) | pl.col("subject").is_in(flagged).fill_null(False)
+    too_long_sms = sms & (
+        (pl.col("_segs") > settings.sms_max_segments)
+        | (pl.col("body").str.len_chars() > GENESYS_SMS_MAX_CHARS)
+    )
+    # What travels in a contact cell: the SMS body, or each e-mail template value (the e-mail
+    # body itself comes from the campaign's content template).
+    too_long_cell = (
+        pl.when(sms)
+        .then(pl.col("body").str.len_chars())
+        .otherwise(pl.max_horizontal(*[pl.col(f"_v_{v}").str.len_chars() for v in VARIABLES]))
+        > GENESYS_CELL_MAX_CHARS
+    )
+    frame = frame.with_columns(
+        pl.struct([pl.col(f"_v_{v}").alias(v) for v in sorted(VARIABLES)])
+        .struct.json_encode()
+        .alias("template_values")
+    )
+    status = (
+        pl.when(too_long_sms)
+        .then(pl.lit("sms_too_long"))
+        .when(too_long_cell)
+        .then(pl.lit("too_long_for_genesys"))
+        .when(pan)
+        .then(pl.lit("pci_pan"))
+        .otherwise(pl.lit("ok"))
+    )
+    rendered = frame.sort("_r").select(
+        *[
+            (status if c == "render_status" else pl.col(c)).cast(t).alias(c)
+            for c, t in _RENDERED_SCHEMA.items()
+        ]
     )
     return messages.hstack(rendered)

@@ -208,6 +208,52 @@ def write_frame(conn: Connection, table: str, frame: pl.DataFrame) -> int:
     return frame.height
 
 
+def read_arrow(conn: Connection, query: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Run ``query`` (no bound parameters: inline only trusted literals) into a polars frame
+    through Arrow (DuckDB) or ``COPY ... TO STDOUT`` (PostgreSQL): no Python row objects.
+
+    ``schema`` names the query's columns in order and their types (no list columns on
+    PostgreSQL, whose COPY is CSV).
+    """
+    if conn.dialect.name == "duckdb":
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        table = raw.execute(query).to_arrow_table()  # type: ignore[attr-defined]
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        if frame.width == 0:
+            return pl.DataFrame(schema=schema)
+        return frame.rename(dict(zip(frame.columns, schema, strict=True))).cast(schema)  # type: ignore[arg-type]
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        buffer = io.BytesIO()
+        sql = f"copy ({query}) to stdout with (format csv, null '\\N')"
+        with raw.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[attr-defined]
+            for block in copy:
+                buffer.write(block)
+        if buffer.tell() == 0:
+            return pl.DataFrame(schema=schema)
+        buffer.seek(0)
+        text_schema = {c: pl.String() for c in schema}
+        frame = pl.read_csv(
+            buffer,
+            has_header=False,
+            new_columns=list(schema),
+            schema=text_schema,
+            null_values="\\N",
+        )
+        return frame.with_columns(
+            pl.col(c).str.to_datetime(time_unit="us")
+            if t == pl.Datetime
+            else pl.col(c).str.to_date()
+            if t == pl.Date
+            else pl.col(c).cast(t)
+            for c, t in schema.items()
+        )
+    return read_frame(conn, query, schema=schema)
+
+
 def read_frame(
     conn: Connection,
     query: str,

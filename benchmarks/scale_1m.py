@@ -1,0 +1,289 @@
+"""Scale benchmark (issue 11 item 5): build-reminders at a million customers, cold and warm.
+
+    ./dev bench benchmarks/scale_1m.py [--customers 1000000] [--warehouse duckdb|postgres]
+
+Generates the sample inputs once (not timed) plus a next-day copy with 1 % of the customers'
+phone numbers changed, then runs the build three times in child processes (each its own
+peak RSS) against one warehouse: ``cold`` (empty phone cache, empty warehouse), ``warm`` (the
+same day again: every phone cached, the plan refreshed in place) and ``next day`` (as_of + 1
+day, 1 % new phones). In the same run it times a bare-polars bound (the same joins and filters,
+phones taken as given, no quarantine, no rendering) on the same files. Prints one table.
+Figures vary with the machine's load: compare ratios from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+AS_OF = datetime(2026, 11, 23, 6, 0)
+INPUTS = ("customers", "invoices", "consent_events", "contact_history")
+
+
+def child(folder: Path, url: str, schema: str | None, as_of: datetime, run_id: str) -> None:
+    import polars as pl
+
+    from tasks.extract import extract_sources
+    from tasks.normalize import normalize
+    from tasks.outbox import finish_run, load_prior, save_plan, start_run
+    from tasks.phones import load_phone_cache, save_phone_cache
+    from tasks.plan import build_plan
+    from tasks.render import load_templates
+    from tasks.settings import Settings
+    from tasks.warehouse import make_engine, migrate
+
+    settings = Settings.model_validate(
+        {
+            "sources": {n: {"kind": "csv", "path": str(folder / f"{n}.csv")} for n in INPUTS},
+            "warehouse": {"url": url, "db_schema": schema},
+        }
+    )
+    stages: dict[str, float] = {}
+    engine = make_engine(url, schema=schema)
+    migrate(engine)
+    t0 = time.perf_counter()
+    extracted = extract_sources(settings.sources)
+    stages["extract"] = time.perf_counter() - t0
+    t = time.perf_counter()
+    with engine.begin() as conn:
+        cache = load_phone_cache(conn)
+    stages["cache read"] = time.perf_counter() - t
+    t = time.perf_counter()
+    normalized = normalize(extracted, as_of=as_of, parsing=settings.parsing, phone_cache=cache)
+    stages["normalize"] = time.perf_counter() - t
+    t = time.perf_counter()
+    with engine.begin() as conn:
+        start_run(
+            conn, run_id=run_id, flow="bench", as_of=as_of, now=as_of, dry_run=False, parameters={}
+        )
+        prior, tokens = load_prior(conn, as_of=as_of)
+    stages["prior read"] = time.perf_counter() - t
+    t = time.perf_counter()
+    plan = build_plan(
+        extracted,
+        normalized,
+        prior,
+        as_of=as_of,
+        settings=settings,
+        templates=load_templates(),
+        existing_tokens=tokens,
+    )
+    stages["plan"] = time.perf_counter() - t
+    t = time.perf_counter()
+    with engine.begin() as conn:
+        outbox = save_plan(conn, plan, run_id=run_id, now=as_of, dry_run=False)
+        save_phone_cache(conn, normalized.new_phones)
+        finish_run(
+            conn,
+            run_id=run_id,
+            now=as_of,
+            status="succeeded",
+            counts=plan.counts,
+            accounting_ok=plan.accounting.ok,
+        )
+    stages["write"] = time.perf_counter() - t
+    stages["total"] = time.perf_counter() - t0
+    engine.dispose()
+    print(
+        json.dumps(
+            {
+                "stages_s": {k: round(v, 2) for k, v in stages.items()},
+                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "phones_parsed": normalized.new_phones.height,
+                "phones_cached": cache.height,
+                "messages": plan.messages.height,
+                "decisions": plan.decisions.height,
+                "accounting_ok": plan.accounting.ok,
+                "outbox": outbox,
+                "polars": pl.__version__,
+            }
+        )
+    )
+
+
+def bound(folder: Path, as_of: datetime) -> dict[str, float | int]:
+    """Bare polars: read, the same joins and filters, phones pre-normalised; no quarantine,
+    no zones, no rendering, no warehouse. A lower bound on what the build can cost."""
+    import polars as pl
+
+    t = time.perf_counter()
+    read = {
+        n: pl.read_csv(
+            folder / f"{n}.csv", infer_schema=False, encoding="utf8-lossy", quote_char='"'
+        )
+        for n in INPUTS
+    }
+    customers = (
+        read["customers"]
+        .select(
+            pl.col("customer_id").str.strip_chars(),
+            pl.col("phone").str.strip_chars().alias("phone_e164"),
+            pl.col("email").str.strip_chars().str.to_lowercase(),
+        )
+        .unique("customer_id", keep="last")
+    )
+    invoices = (
+        read["invoices"]
+        .select(
+            pl.col("invoice_id").str.strip_chars(),
+            pl.col("customer_id").str.strip_chars(),
+            pl.col("amount_due").str.strip_chars().cast(pl.Float64, strict=False).alias("amount"),
+            pl.col("due_date").str.strip_chars().str.to_date("%Y-%m-%d", strict=False),
+            pl.col("status").str.strip_chars().str.to_lowercase(),
+            pl.col("updated_at"),
+        )
+        .sort("updated_at")
+        .unique("invoice_id", keep="last")
+        .filter(pl.col("status").is_in(["open", "partially_paid"]) & (pl.col("amount") > 0))
+        .with_columns((pl.lit(as_of.date()) - pl.col("due_date")).dt.total_days().alias("days"))
+        .filter(pl.col("days").is_in([-7, -1, 3, 7]))
+    )
+    consent = (
+        read["consent_events"]
+        .select(
+            pl.col("customer_id").str.strip_chars(),
+            pl.col("channel").str.strip_chars().str.to_lowercase(),
+            pl.col("status").str.strip_chars().str.to_lowercase(),
+            pl.col("occurred_at"),
+        )
+        .sort("occurred_at")
+        .group_by("customer_id", "channel")
+        .agg(pl.col("status").last())
+        .filter(pl.col("status").str.contains("out"))
+    )
+    history = (
+        read["contact_history"]
+        .select(pl.col("customer_id").str.strip_chars(), pl.col("channel").str.to_lowercase())
+        .unique()
+    )
+    decisions = (
+        invoices.join(customers, on="customer_id", how="inner")
+        .join(pl.DataFrame({"channel": ["sms", "email"]}), how="cross")
+        .join(consent, on=["customer_id", "channel"], how="anti")
+        .join(history, on=["customer_id", "channel"], how="anti")
+        .filter(
+            pl.when(pl.col("channel") == "sms")
+            .then(pl.col("phone_e164").is_not_null())
+            .otherwise(pl.col("email").is_not_null())
+        )
+    )
+    messages = decisions.group_by("customer_id", "channel").agg(
+        pl.col("amount").sum(), pl.col("invoice_id").str.join(",")
+    )
+    return {"total": round(time.perf_counter() - t, 2), "messages": messages.height}
+
+
+def _run_child(folder: Path, url: str, schema: str, as_of: datetime, run_id: str) -> dict:
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            str(folder),
+            url,
+            schema,
+            as_of.isoformat(),
+            run_id,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _next_day_data(data, share: float, seed: int):  # type: ignore[no-untyped-def]
+    """A copy with ``share`` of the customers' phone numbers changed (last digit bumped)."""
+    import polars as pl
+
+    customers = data.customers.with_row_index("_i")
+    changed = (pl.col("_i").hash(seed) % 10_000) < int(share * 10_000)
+    phone = pl.col("phone")
+    last = phone.str.slice(-1)
+    digit = ((last.cast(pl.Int32, strict=False) + 1) % 10).cast(pl.String).fill_null("1")
+    bumped = pl.concat_str([phone.str.slice(0, phone.str.len_chars() - 1), digit])
+    customers = customers.with_columns(
+        pl.when(changed & phone.is_not_null() & (phone.str.len_chars() > 0))
+        .then(bumped)
+        .otherwise(phone)
+        .alias("phone")
+    ).drop("_i")
+    return dataclasses.replace(data, customers=customers)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--warehouse", choices=["duckdb", "postgres"], default="duckdb")
+    parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        folder, url, schema, as_of, run_id = args.child
+        child(Path(folder), url, schema or None, datetime.fromisoformat(as_of), run_id)
+        return
+
+    from tasks.sample_data import generate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        t = time.perf_counter()
+        data = generate(args.customers, seed=args.seed, as_of=AS_OF.date())
+        data.write(root / "day1", "csv")
+        _next_day_data(data, 0.01, args.seed).write(root / "day2", "csv")
+        del data
+        print(f"generated {args.customers:,} customers in {time.perf_counter() - t:.1f} s")
+        schema = ""
+        if args.warehouse == "duckdb":
+            url = f"duckdb:///{root / 'warehouse.duckdb'}"
+        else:
+            url, schema = args.pg_url, f"bench_{int(time.time())}"
+        runs = {}
+        try:
+            runs["cold"] = _run_child(root / "day1", url, schema, AS_OF, "cold")
+            runs["warm (same day)"] = _run_child(root / "day1", url, schema, AS_OF, "warm")
+            runs["next day (1 %)"] = _run_child(
+                root / "day2", url, schema, AS_OF + timedelta(days=1), "next"
+            )
+        finally:
+            if args.warehouse == "postgres":
+                import sqlalchemy as sa
+
+                engine = sa.create_engine(url)
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(f"drop schema if exists {schema} cascade")
+        found = bound(root / "day1", AS_OF)
+
+    stages = list(next(iter(runs.values()))["stages_s"])
+    width = max(len(k) for k in runs) + 2
+    print(
+        f"\nbuild-reminders at {args.customers:,} customers, warehouse {args.warehouse}, "
+        f"{date.today()}:"
+    )
+    print(f"{'stage':<12}" + "".join(f"{k:>{width}}" for k in runs))
+    for stage in stages:
+        print(
+            f"{stage:<12}" + "".join(f"{r['stages_s'][stage]:>{width}.2f}" for r in runs.values())
+        )
+    print(f"{'peak RSS MiB':<12}" + "".join(f"{r['peak_rss_mib']:>{width}}" for r in runs.values()))
+    for key in ("phones_parsed", "phones_cached", "messages", "decisions", "accounting_ok"):
+        print(f"{key:<12.12}" + "".join(f"{r[key]!s:>{width}}" for r in runs.values()))
+    cold = runs["cold"]["stages_s"]["total"]
+    print(
+        f"bare-polars bound: {found['total']:.2f} s ({found['messages']:,} messages, rules "
+        f"simplified); cold / bound = {cold / found['total']:.1f}x"
+    )
+    print("outbox:", {k: r["outbox"] for k, r in runs.items()})
+
+
+if __name__ == "__main__":
+    main()
