@@ -49,7 +49,7 @@ Contract
 
 Source of the rules: PCI DSS v4.0.1 Req. 4.2.2 (no PAN over end-user messaging) and Req. 3.4.1
 (masked display), the Luhn algorithm and the free-text detection recipe in
-``/work/shared/reference/carriers-and-compliance.md`` section 7.
+the team's reference notes ``shared/reference/carriers-and-compliance.md`` section 7.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ Contract
 Source of the rules: Twilio's reference calculator
 ``TwilioDevEd/message-segment-calculator`` (``SegmentedMessage.ts``, ``Segment.ts``,
 ``UnicodeToGSM.ts``), summarised with worked examples in
-``/work/shared/reference/carriers-and-compliance.md`` section 3 (3GPP TS 23.038 / 23.040).
+the team's reference notes ``shared/reference/carriers-and-compliance.md`` section 3
+(3GPP TS 23.038 / 23.040).
 Twilio's Smart Encoding (look-alike substitution) is not applied.
 """
 

@@ -112,7 +112,7 @@ def test_personal_data_and_secrets_are_masked_in_prefect_logs_and_state(
     # The console (what a worker prints) is masked too.
     console = capfd.readouterr()
     assert _leaks(console.out + console.err) == []
-    notes = Path(os.environ.get("REMINDERS_OPS_NOTES", "/work/notes/ops"))
+    notes = Path(os.environ.get("OPS_EVIDENCE_DIR") or "/nonexistent-ops-evidence")
     if notes.is_dir():
         (notes / "masking-logs-read-from-prefect-api.txt").write_text(
             f"personal data put in: {PHONE_E164}, {PHONE_NATIONAL}, {EMAIL}, secret {SECRET}\n"
