@@ -46,6 +46,12 @@ __all__ = ["demo", "demo_overrides", "running_sandbox", "sandbox_secret"]
 SANDBOX_CLIENT = ("sandbox-client", "sandbox-secret")
 """The bundled sandbox's built-in demo credentials (a local fake, not a secret)."""
 
+DEMO_REQUESTS_PER_MINUTE = 6_000
+"""The demo plays a whole day's hourly pushes in a few minutes, so it raises the request
+budget on both sides together (the sandbox's per-token limit and the client's
+``genesys.requests_per_minute``). A real org keeps Genesys' 300 per minute per token, the
+setting's default; at that rate the demo's ~700 requests would spend over a minute waiting."""
+
 
 def demo_overrides(folder: Path, sandbox_url: str | None = None) -> dict[str, Any]:
     """Settings overrides pointing the sources, the warehouse and Genesys into the demo."""
@@ -61,6 +67,7 @@ def demo_overrides(folder: Path, sandbox_url: str | None = None) -> dict[str, An
         overrides["genesys"] = {
             "base_url": sandbox_url,
             "client_id": SANDBOX_CLIENT[0],
+            "requests_per_minute": DEMO_REQUESTS_PER_MINUTE,
         }
     return overrides
 
@@ -144,7 +151,7 @@ def demo(
     at = parse_utc_instant(as_of)
     generate(customers, seed=seed, as_of=at.date()).write(folder / "sample", "csv")
     with (
-        running_sandbox() as sandbox,
+        running_sandbox("--rate-limit", str(DEMO_REQUESTS_PER_MINUTE)) as sandbox,
         httpx.Client(base_url=sandbox, timeout=300) as admin,
         sandbox_secret(),
     ):
