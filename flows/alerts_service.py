@@ -80,6 +80,7 @@ from tasks.alerts import (
     verify_signature,
     verify_twilio,
 )
+from tasks.failpoints import failpoint
 from tasks.genesys import GenesysClient
 from tasks.inbound import apply_inbound, handle_inbound
 from tasks.render import TemplateSet
@@ -242,6 +243,7 @@ class Dispatcher:
             if not isinstance(exc, Exception):
                 raise
             return
+        failpoint("alerts.after_call")  # Genesys has it; the answer is not recorded yet
         self._answers.put((row, answer))
 
     def _run(self) -> None:
@@ -357,6 +359,8 @@ class AlertService:
             cadence=s.cadence,
             render=s.render,
         )
+        if to_send:
+            failpoint("alerts.after_intent")  # intents committed, nothing sent yet
         self._get_dispatcher().submit(to_send)
 
     def _get_dispatcher(self) -> Dispatcher:
