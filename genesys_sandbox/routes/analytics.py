@@ -161,6 +161,8 @@ async def details_query(request: Request) -> Response:
     filters = body.get("segmentFilters") or []
     if not isinstance(filters, list):
         raise invalid_value("segmentFilters must be a list.", "segmentFilters")
+    for flt in filters:  # refuse what is not modelled even when no conversation is there
+        _filter_holds({"participants": []}, flt)
     sandbox = sandbox_of(request)
     with sandbox.lock:
         store = sandbox.store
