@@ -30,10 +30,21 @@ Started by one command, ``reminders alerts serve`` (uvicorn). Endpoints:
 ``GET /health``
     Alert counts per state.
 
-The worker thread (every ``alerts.worker_interval_seconds``): events -> alert rows (decided,
-held or ready), payment_received -> cancel the invoice's pending reminders, held -> ready when
-the window opens, ready -> sent through the agentless API, accepted -> polled, recorded inbound
-consent -> Genesys DNC list. At start-up alerts left ``sending`` by a kill become ``unknown``.
+The hot path (``alerts.send_on_accept``, default on): the request hands its event to the
+writer thread, which group-commits whatever events have queued (one transaction, then every
+waiting request gets its 202); the stored events go straight to the decider thread, which
+decides their alerts with the planning rules (consent directory cached per process, folded
+again when ``consent_events`` changes: checked by version) and commits the send intents in one
+transaction; the dispatcher sends them at once on a pool sharing the client's persistent
+connections, and one recorder thread records the answers in groups. Nothing on that path
+polls. Failpoints ``alerts.after_intent`` and ``alerts.after_call`` (``REMINDERS_FAILPOINT``)
+kill the process there, for tests/e2e/test_alerts_kill.py.
+
+The worker thread (every ``alerts.worker_interval_seconds``, or when woken): events -> alert
+rows for what the hot path left (and payment_received -> cancel the invoice's pending
+reminders), held -> ready when the window opens, unknown -> settled by lookup, ready -> sent
+through the agentless API (retries), accepted -> polled, recorded inbound consent -> Genesys
+DNC list. At start-up alerts left ``sending`` by a kill become ``unknown`` (then looked up).
 """
 
 from __future__ import annotations

@@ -32,15 +32,20 @@ Alert states (``alerts`` table, every change in ``alert_log``)::
       (window)  │        │          │           (polled, 60 s timeout)
                 │        │          ├─► ready   (failed, transient: retried, attempts < max)
                 │        │          └─► failed + e-mail alert (permanent SMS failure)
-                │        ├─► unknown (connection lost after the request, or killed in flight:
-                │        │            never resent blind)
+                │        ├─► unknown (connection lost after the request, or killed in flight)
+                │        │      └─ settled by lookup (:func:`settle_unknown`): found ─►
+                │        │         accepted; not found after the consistency delay ─► ready
+                │        │         (once); ambiguous, or not found after that resend ─► review
                 │        ├─► ready   (503 / 429 after the client's budget: not processed)
                 │        └─► failed  (4xx; SMS falls back to e-mail)
                 └─► excluded (decided not to send, reason kept)
 
-``sending`` is committed (the intent) before the call; a row found ``sending`` at start-up was
-killed in flight and becomes ``unknown`` (the call may or may not have reached Genesys, and the
-agentless API has no idempotency key): it is never sent again automatically.
+``sending`` is committed (the intent) before the call. The service decides a fresh event and
+commits its intent right after the event's group commit (:func:`intend_events`) and sends at
+once; the worker (:func:`process_events` + :func:`send_due`) takes what that path left. A row
+found ``sending`` at start-up was killed in flight and becomes ``unknown``: the call may or
+may not have reached Genesys, and the agentless API has no idempotency key, so it is looked
+up, never sent again blind. ``review`` rows wait for a person (:func:`unsettled_report`).
 """
 
 from __future__ import annotations

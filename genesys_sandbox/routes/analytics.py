@@ -15,7 +15,7 @@ Contract
 * The data are the org's agentless SMS conversations: participant ``api`` (the sender, the
   Genesys name of agentless API messages) and ``customer``, each with one ``message`` session
   (``messageType`` sms, ``direction`` outbound, ``addressFrom``, ``addressTo``). Switches
-  (BEHAVIOUR.md row 54): ``analytics_address_format`` ``e164`` (default) / ``tel_uri``: how a
+  (BEHAVIOUR.md rows 64-66): ``analytics_address_format`` ``e164`` (default) / ``tel_uri``: how a
   session's addresses read; ``analytics_lag_seconds`` (default 0): a message is in the
   details data only this many (virtual) seconds after it was sent.
 * ``GET /api/v2/conversations/messages/{conversationId}`` (SDK ``MessageConversation``): the
