@@ -49,6 +49,7 @@ DNC list. At start-up alerts left ``sending`` by a kill become ``unknown`` (then
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import logging
@@ -484,11 +485,16 @@ class AlertService:
 
     def store(self, event: AlertEvent, payload: bytes) -> bool:
         """Durably store one event (group-committed with concurrent ones); False = replay."""
+        return self.submit(event, payload).result(timeout=30)
+
+    def submit(self, event: AlertEvent, payload: bytes) -> Future[bool]:
+        """Hand one event to the writer; the future is True once it is committed (False: a
+        replay). The request awaits it on the event loop: no thread per waiting request."""
         with self._lock:
             if self._writer is None:
                 self._writer = EventWriter(self._commit_batch)
             writer = self._writer
-        return writer.submit(event, payload).result(timeout=30)
+        return writer.submit(event, payload)
 
     def wake(self) -> None:
         self._wake.set()
@@ -555,7 +561,9 @@ def create_alerts_app(service: AlertService, *, run_worker: bool = True) -> Star
             )
             event = parse_event(body)
             try:
-                stored = await run_in_threadpool(service.store, event, body)
+                stored = await asyncio.wait_for(
+                    asyncio.wrap_future(service.submit(event, body)), timeout=30
+                )
             except Exception:
                 log.exception("event not stored")
                 raise WebhookRejected(503, "store_unavailable", "try again later") from None
@@ -701,6 +709,7 @@ def service_from_settings(
         settings.warehouse.url.get_secret_value(), schema=settings.warehouse.db_schema
     )
     migrate(engine)
+    limit_duckdb_threads(engine, settings.alerts.duckdb_threads)
     now = now or utc_now()
     fresh = normalize(extract_sources(settings.sources), as_of=now, parsing=settings.parsing)
     directory = directory_from_frames(
@@ -714,6 +723,15 @@ def service_from_settings(
     return AlertService(
         engine, directory, load_templates(settings.render.templates_dir), settings, client
     )
+
+
+def limit_duckdb_threads(engine: Engine, threads: int | None) -> None:
+    """Cap DuckDB's worker threads for this process's warehouse (the service runs many tiny
+    transactions: more threads only spin and take CPU from the requests). No-op elsewhere."""
+    if threads is None or engine.dialect.name != "duckdb":
+        return
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"set threads = {int(threads)}")
 
 
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8780) -> None:

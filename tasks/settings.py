@@ -392,6 +392,12 @@ class AlertSettings(BaseModel):
         description="An unknown send not found by lookup counts as not sent only this long "
         "after its intent (analytics detail data is not immediate); then it is resent once.",
     )
+    duckdb_threads: int | None = Field(
+        default=1,
+        ge=1,
+        description="DuckDB threads in the alerts service process (None: DuckDB's default, "
+        "every core); its transactions are tiny, extra threads only burn CPU.",
+    )
     lookup_margin_seconds: float = Field(
         default=120.0, ge=0, description="Clock margin around the lookup's interval."
     )
