@@ -54,7 +54,7 @@ from flows.alerts_service import (  # noqa: E402
 )
 from flows.demo import running_sandbox  # noqa: E402
 from tasks.alerts import directory_from_frames, sign  # noqa: E402
-from tasks.genesys import GenesysClient  # noqa: E402
+from tasks.genesys import GenesysClient, pool_limits  # noqa: E402
 from tasks.render import load_templates  # noqa: E402
 from tasks.settings import load_settings  # noqa: E402
 from tasks.warehouse import make_engine, migrate, read_frame  # noqa: E402
@@ -137,6 +137,8 @@ def run_service(args: argparse.Namespace) -> None:
         requests_per_minute=args.sandbox_rpm,
         max_attempts=2,
         max_backoff_seconds=0.05,
+        # the new design's pool (service_from_settings): one kept-alive connection per thread
+        limits=pool_limits(2 * settings.alerts.send_concurrency) if args.mode == "accept" else None,
     )
     started: dict[str, float] = {}
     real_send = client.send_agentless_sms

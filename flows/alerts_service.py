@@ -716,7 +716,12 @@ def service_from_settings(
         fresh.customers, fresh.consent_events, unclear=fresh.consent_unclear, as_of=now
     ).refreshed(engine, now=now)
     client = (
-        client_from_settings(settings.genesys, genesys_secret(settings.genesys))
+        client_from_settings(
+            settings.genesys,
+            genesys_secret(settings.genesys),
+            # one kept-alive connection per sending thread (hot path + retries)
+            connections=2 * settings.alerts.send_concurrency,
+        )
         if with_client
         else None
     )

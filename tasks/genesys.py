@@ -382,6 +382,7 @@ class GenesysClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         on_request: Callable[[str, str], None] | None = None,
+        limits: httpx.Limits | None = None,
     ) -> None:
         self.auth = ClientCredentialsAuth(login_base, client_id, client_secret, api_base=api_base)
         self._api_root = httpx.URL(api_base.rstrip("/") + "/api/v2/")
@@ -389,7 +390,7 @@ class GenesysClient:
             base_url=api_base.rstrip("/"),
             auth=self.auth,
             timeout=timeout,
-            limits=DEFAULT_LIMITS,
+            limits=limits or DEFAULT_LIMITS,
             transport=transport,
             follow_redirects=False,
             headers={"Accept": "application/json", "User-Agent": "payment-reminders"},
@@ -1305,8 +1306,11 @@ def client_from_settings(
     *,
     transport: httpx.BaseTransport | None = None,
     on_request: Callable[[str, str], None] | None = None,
+    connections: int | None = None,
 ) -> GenesysClient:
-    """The one wiring spot: a client for the configured region or base URL."""
+    """The one wiring spot: a client for the configured region or base URL. ``connections``:
+    the persistent connection pool's size (kept alive), for a caller that sends from that
+    many threads at once (default 10, 5 kept alive)."""
     if not settings.client_id:
         raise ConfigurationError("genesys.client_id is not set (REMINDERS_GENESYS__CLIENT_ID)")
     if not settings.region and not settings.base_url:
@@ -1322,7 +1326,14 @@ def client_from_settings(
         timeout=httpx.Timeout(settings.timeout_seconds, connect=10.0),
         transport=transport,
         on_request=on_request,
+        limits=pool_limits(connections) if connections else None,
     )
+
+
+def pool_limits(connections: int) -> httpx.Limits:
+    """A connection pool of ``connections``, all kept alive (one per sending thread, so no
+    thread waits for a connection and none is reopened per request)."""
+    return httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
 
 
 def _retry_after(response: httpx.Response) -> float:
