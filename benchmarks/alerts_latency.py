@@ -148,7 +148,7 @@ def run_service(args: argparse.Namespace) -> None:
         return real_send(from_address, to_address, text)
 
     client.send_agentless_sms = timed_send  # type: ignore[method-assign]
-    if args.mode == "accept":  # what service_from_settings does (the new design's setting)
+    if args.mode == "accept":  # what `reminders alerts serve` does (the new design's setting)
         limit_duckdb_threads(engine, settings.alerts.duckdb_threads)
     service = AlertService(
         engine,

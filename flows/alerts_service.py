@@ -709,7 +709,6 @@ def service_from_settings(
         settings.warehouse.url.get_secret_value(), schema=settings.warehouse.db_schema
     )
     migrate(engine)
-    limit_duckdb_threads(engine, settings.alerts.duckdb_threads)
     now = now or utc_now()
     fresh = normalize(extract_sources(settings.sources), as_of=now, parsing=settings.parsing)
     directory = directory_from_frames(
@@ -744,4 +743,6 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8780) -> N
     import uvicorn
 
     service = service_from_settings(settings)
+    # its own process: cap DuckDB's threads there (not in a shared process such as the demo)
+    limit_duckdb_threads(service.engine, settings.alerts.duckdb_threads)
     uvicorn.run(create_alerts_app(service), host=host, port=port, log_level="warning")
