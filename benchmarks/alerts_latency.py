@@ -1,6 +1,7 @@
 """Benchmark the alerts service: webhook to agentless request, on loopback.
 
     ./dev bench benchmarks/alerts_latency.py --rate 200 --seconds 10 [--burst-seconds 2]
+        [--mode accept|worker|both]
 
 Starts the Genesys sandbox as its own process (its per-token limit raised to --sandbox-rpm so
 that only the injected burst pushes back; a real org allows 300 requests per minute per
@@ -10,10 +11,17 @@ payment_received events open-loop at --rate per second for --seconds. In the mid
 sandbox answers every request 503 for --burst-seconds. Every 202 is given only after the
 event is committed.
 
-Prints: the webhook answer latency (POST -> 202), the webhook-to-agentless latency (POST sent
--> the worker's ``sending`` intent, committed just before the agentless request), p50 / p95 /
-p99 of both, the achieved rate, and after the burst has cleared, lost events (a 202 with no
-sandbox ledger entry) and duplicates (an event with more than one).
+``--mode accept`` (the default design): the request's group commit stores the event, decides
+its alert and commits the send intent, and the dispatcher sends at once. ``--mode worker``:
+the earlier design, kept behind ``alerts.send_on_accept = false``: the worker thread picks
+the stored event up, decides, commits the intent and sends. ``--mode both`` runs the two one
+after the other in one invocation (the same load on the machine, for a ratio).
+
+Prints per mode: the webhook answer latency (POST -> 202), the webhook-to-agentless latency
+(POST sent -> the service starting the agentless HTTP request for that alert, timed inside the
+service by wrapping the client's send), p50 / p95 / p99 of both, the achieved rate, and after
+the burst has cleared, lost events (a 202 with no sandbox ledger entry) and duplicates (an
+event with more than one). ``uptime`` is printed before and after.
 """
 
 from __future__ import annotations
@@ -38,10 +46,15 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flows.alerts_service import AlertService, create_alerts_app, utc_now  # noqa: E402
+from flows.alerts_service import (  # noqa: E402
+    AlertService,
+    create_alerts_app,
+    limit_duckdb_threads,
+    utc_now,
+)
 from flows.demo import running_sandbox  # noqa: E402
 from tasks.alerts import directory_from_frames, sign  # noqa: E402
-from tasks.genesys import GenesysClient  # noqa: E402
+from tasks.genesys import GenesysClient, pool_limits  # noqa: E402
 from tasks.render import load_templates  # noqa: E402
 from tasks.settings import load_settings  # noqa: E402
 from tasks.warehouse import make_engine, migrate, read_frame  # noqa: E402
@@ -98,7 +111,8 @@ def _people(n: int, zone: str) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def run_service(args: argparse.Namespace) -> None:
-    """The child process: the alerts service (uvicorn + worker) on --port."""
+    """The child process: the alerts service (uvicorn + worker) on --port; ``GET
+    /bench/timings`` answers when each agentless request started (by body)."""
     import uvicorn
 
     people, consent = _people(args.customers, args.zone)
@@ -109,7 +123,10 @@ def run_service(args: argparse.Namespace) -> None:
             "signing_secret": SECRET,
             "poll_interval_seconds": 3600,  # delivery polling is not what this measures
             "retry_after_seconds": 0.2,
-            "worker_interval_seconds": 0.02,
+            "send_on_accept": args.mode == "accept",
+            # the sandbox's details data have no lag (switch analytics_lag_seconds = 0): an
+            # unknown send (a 5xx other than 503 in the burst) is looked up and settled fast
+            "lookup_delay_seconds": 1.0,
         }
     )
     client = GenesysClient(
@@ -120,7 +137,19 @@ def run_service(args: argparse.Namespace) -> None:
         requests_per_minute=args.sandbox_rpm,
         max_attempts=2,
         max_backoff_seconds=0.05,
+        # the new design's pool (service_from_settings): one kept-alive connection per thread
+        limits=pool_limits(2 * settings.alerts.send_concurrency) if args.mode == "accept" else None,
     )
+    started: dict[str, float] = {}
+    real_send = client.send_agentless_sms
+
+    def timed_send(from_address: str, to_address: str, text: str) -> dict:
+        started.setdefault(text, time.time())
+        return real_send(from_address, to_address, text)
+
+    client.send_agentless_sms = timed_send  # type: ignore[method-assign]
+    if args.mode == "accept":  # what `reminders alerts serve` does (the new design's setting)
+        limit_duckdb_threads(engine, settings.alerts.duckdb_threads)
     service = AlertService(
         engine,
         directory_from_frames(people, consent),
@@ -129,7 +158,18 @@ def run_service(args: argparse.Namespace) -> None:
         client,
         clock=utc_now,
     )
-    uvicorn.run(create_alerts_app(service), host="127.0.0.1", port=args.port, log_level="warning")
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    app = create_alerts_app(service)
+    app.router.routes.append(  # the bench reads the timings before it stops the service
+        Route(
+            "/bench/timings",
+            lambda _r: JSONResponse({"started": dict(started), "cpu": time.process_time()}),
+            methods=["GET"],
+        )
+    )
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
 def main() -> None:
@@ -144,17 +184,31 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=500)
     parser.add_argument("--sandbox-rpm", type=int, default=1_000_000)
     parser.add_argument("--warehouse", default=None, help="SQLAlchemy URL (default temp DuckDB)")
+    parser.add_argument("--mode", choices=["accept", "worker", "both"], default="accept")
     args = parser.parse_args()
     if args.role == "service":
         run_service(args)
         return
+    print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    modes = ["worker", "accept"] if args.mode == "both" else [args.mode]
+    for mode in modes:
+        print(f"--- mode {mode} (alerts.send_on_accept = {mode == 'accept'})")
+        bench_once(args, mode)
+        print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
 
+
+def bench_once(args: argparse.Namespace, mode: str) -> None:
     zone = daytime_zone()
     n = args.customers
     with (
         tempfile.TemporaryDirectory() as tmp,
         running_sandbox(
-            "--rate-limit", str(args.sandbox_rpm), "--log-level", "warning"
+            "--rate-limit",
+            str(args.sandbox_rpm),
+            "--log-level",
+            "warning",
+            "--clock-start",  # its message times near ours, so a lookup's interval holds them
+            "now",
         ) as sandbox_url,
         httpx.Client(base_url=sandbox_url, timeout=60) as admin,
     ):
@@ -173,16 +227,20 @@ def main() -> None:
                 f"--customers={n}",
                 f"--sandbox-rpm={args.sandbox_rpm}",
                 f"--warehouse={warehouse}",
+                f"--mode={mode}",
             ]
         )
         url = f"http://127.0.0.1:{port}"
         try:
             result = _drive(args, url, admin, zone, n)
+            timings = httpx.get(f"{url}/bench/timings", timeout=30).json()
+            started, cpu = timings["started"], timings["cpu"]
         finally:
             child.terminate()
             child.wait(timeout=30)
         engine = make_engine(warehouse)
         with engine.begin() as conn:
+            bodies = read_frame(conn, "select event_id, body from alerts where channel = 'sms'")
             intents = read_frame(
                 conn,
                 "select a.event_id, min(l.at_utc) as sending_at from alert_log l"
@@ -191,9 +249,18 @@ def main() -> None:
             )
         engine.dispose()
         ledger = admin.get("/sandbox/ledger").json()["messages"]
-    sent_at, answer_ms, statuses, states, offered_seconds, drained_seconds, total = result
-    first_intent = dict(intents.iter_rows())
+    sent_at, answer_ms, statuses, states, offered_seconds, drained_seconds, total, cpu0 = result
+    cpu -= cpu0  # the service's CPU while driven (start-up and migrations left out)
+    request_at = {
+        e: datetime.fromtimestamp(started[b], UTC).replace(tzinfo=None)
+        for e, b in bodies.iter_rows()
+        if b in started
+    }
     to_agentless = [
+        (request_at[e] - sent_at[e]).total_seconds() * 1000 for e in sent_at if e in request_at
+    ]
+    first_intent = dict(intents.iter_rows())
+    to_intent = [
         (first_intent[e] - sent_at[e]).total_seconds() * 1000 for e in sent_at if e in first_intent
     ]
     bodies_sent = Counter(m["body"] for m in ledger)  # each event's body is unique (its amount)
@@ -206,7 +273,12 @@ def main() -> None:
         f"  p99 {pct(answers, 99):6.1f} ms"
     )
     print(
-        f"webhook -> agentless:  p50 {pct(to_agentless, 50):6.1f} ms  p95"
+        f"webhook -> intent stamped: p50 {pct(to_intent, 50):6.1f} ms  p95"
+        f" {pct(to_intent, 95):6.1f} ms  (the decision's clock reading, just before its commit)"
+    )
+    print(
+        f"webhook -> agentless request ({len(to_agentless)}):  p50 {pct(to_agentless, 50):6.1f} ms"
+        " p95"
         f" {pct(to_agentless, 95):6.1f} ms  p99 {pct(to_agentless, 99):6.1f} ms"
     )
     print(
@@ -215,6 +287,9 @@ def main() -> None:
     )
     lost = accepted - len(bodies_sent)
     duplicates = sum(k - 1 for k in bodies_sent.values() if k > 1)
+    print(
+        f"service CPU: {cpu:.1f} s while driven, {1000 * cpu / max(accepted, 1):.2f} ms per event"
+    )
     print(f"lost {max(lost, 0)}, duplicates {duplicates} (burst {args.burst_seconds:.1f} s of 503)")
 
 
@@ -228,6 +303,7 @@ def _drive(args: argparse.Namespace, url: str, admin: httpx.Client, zone: str, n
             if time.monotonic() > deadline:
                 raise RuntimeError("the alerts service did not start") from None
             time.sleep(0.2)
+    cpu_before = httpx.get(f"{url}/bench/timings", timeout=30).json()["cpu"]
     sent_at: dict[str, datetime] = {}
     answer_ms: dict[str, float] = {}
     statuses: Counter[int] = Counter()
@@ -291,12 +367,12 @@ def _drive(args: argparse.Namespace, url: str, admin: httpx.Client, zone: str, n
     while time.monotonic() < deadline:
         health = httpx.get(f"{url}/health", timeout=10).json()
         states = health["alerts"]
-        open_ = sum(states.get(k, 0) for k in ("ready", "sending", "held"))
+        open_ = sum(states.get(k, 0) for k in ("ready", "sending", "held", "unknown"))
         if not open_ and not health["events"].get("received"):
             break
         time.sleep(0.2)
     drained_seconds = time.perf_counter() - began
-    return sent_at, answer_ms, statuses, states, offered_seconds, drained_seconds, total
+    return sent_at, answer_ms, statuses, states, offered_seconds, drained_seconds, total, cpu_before
 
 
 if __name__ == "__main__":

@@ -30,14 +30,26 @@ Started by one command, ``reminders alerts serve`` (uvicorn). Endpoints:
 ``GET /health``
     Alert counts per state.
 
-The worker thread (every ``alerts.worker_interval_seconds``): events -> alert rows (decided,
-held or ready), payment_received -> cancel the invoice's pending reminders, held -> ready when
-the window opens, ready -> sent through the agentless API, accepted -> polled, recorded inbound
-consent -> Genesys DNC list. At start-up alerts left ``sending`` by a kill become ``unknown``.
+The hot path (``alerts.send_on_accept``, default on): the request hands its event to the
+writer thread, which group-commits whatever events have queued (one transaction, then every
+waiting request gets its 202); the stored events go straight to the decider thread, which
+decides their alerts with the planning rules (consent directory cached per process, folded
+again when ``consent_events`` changes: checked by version) and commits the send intents in one
+transaction; the dispatcher sends them at once on a pool sharing the client's persistent
+connections, and one recorder thread records the answers in groups. Nothing on that path
+polls. Failpoints ``alerts.after_intent`` and ``alerts.after_call`` (``REMINDERS_FAILPOINT``)
+kill the process there, for tests/e2e/test_alerts_kill.py.
+
+The worker thread (every ``alerts.worker_interval_seconds``, or when woken): events -> alert
+rows for what the hot path left (and payment_received -> cancel the invoice's pending
+reminders), held -> ready when the window opens, unknown -> settled by lookup, ready -> sent
+through the agentless API (retries), accepted -> polled, recorded inbound consent -> Genesys
+DNC list. At start-up alerts left ``sending`` by a kill become ``unknown`` (then looked up).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import logging
@@ -65,16 +77,22 @@ from tasks.alerts import (
     WebhookRejected,
     alert_counts,
     cancel_for_payments,
+    intend_events,
     parse_event,
     poll_accepted,
     process_events,
+    record_answers,
     recover_in_flight,
     release_held,
+    send_context,
     send_due,
+    send_one,
+    settle_unknown,
     store_events,
     verify_signature,
     verify_twilio,
 )
+from tasks.failpoints import failpoint
 from tasks.genesys import GenesysClient
 from tasks.inbound import apply_inbound, handle_inbound
 from tasks.render import TemplateSet
@@ -85,17 +103,25 @@ __all__ = ["AlertService", "create_alerts_app", "serve"]
 log = logging.getLogger("reminders.alerts")
 
 
+DECIDER_GRACE_SECONDS = 5.0
+"""With send on accept, the worker decides an event only this long after it was stored."""
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
 class EventWriter:
     """Group commit: requests hand their event to one writer thread, which commits whatever
-    has queued up in one transaction and then releases every waiting request (so each 202 is
-    still given only after its event is durable)."""
+    has queued up in one transaction (``commit(batch) -> stored flags``) and then releases
+    every waiting request (so each 202 is still given only after its event is durable)."""
 
-    def __init__(self, engine: Engine, clock: Callable[[], datetime], max_batch: int = 500):
-        self._engine, self._clock, self._max = engine, clock, max_batch
+    def __init__(
+        self,
+        commit: Callable[[list[tuple[AlertEvent, bytes]]], list[bool]],
+        max_batch: int = 500,
+    ) -> None:
+        self._commit, self._max = commit, max_batch
         self._queue: queue.Queue[tuple[AlertEvent, bytes, Future[bool]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="alerts-writer", daemon=True)
         self._thread.start()
@@ -108,13 +134,6 @@ class EventWriter:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)
-
-    def _send_pool(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                self.settings.alerts.send_concurrency, thread_name_prefix="alerts-send"
-            )
-        return self._pool
 
     def _run(self) -> None:
         while True:
@@ -132,15 +151,146 @@ class EventWriter:
                     break
                 batch.append(item)
             try:
-                stored = store_events(
-                    self._engine, [(e, p) for e, p, _ in batch], now=self._clock()
-                )
+                stored = self._commit([(e, p) for e, p, _ in batch])
             except Exception as exc:  # the requests answer 503; the billing system retries
                 for _e, _p, future in batch:
                     future.set_exception(exc)
                 continue
             for (_e, _p, future), ok in zip(batch, stored, strict=True):
                 future.set_result(ok)
+
+
+class Batcher:
+    """One thread that hands whatever items have queued up to ``handle`` in one call;
+    :meth:`flush` waits until every submitted item has been handled."""
+
+    def __init__(self, handle: Callable[[list[Any]], None], name: str, max_batch: int = 500):
+        self._handle, self._max = handle, max_batch
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._pending = 0
+        self._idle = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, items: list[Any]) -> None:
+        if not items:
+            return
+        with self._idle:
+            self._pending += len(items)
+        for item in items:
+            self._queue.put(item)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _CLOSE:
+                return
+            batch = [first]
+            while len(batch) < self._max:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _CLOSE:
+                    self._queue.put(_CLOSE)
+                    break
+                batch.append(item)
+            try:
+                self._handle(batch)
+            except Exception:  # the rows stay for the worker (it catches what is left)
+                log.exception("alerts batch of %d failed", len(batch))
+            with self._idle:
+                self._pending -= len(batch)
+                self._idle.notify_all()
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def close(self) -> None:
+        self.flush()
+        self._queue.put(_CLOSE)
+        self._thread.join(timeout=30)
+
+
+_CLOSE = object()
+
+
+class Dispatcher:
+    """Sends alerts whose intent is committed, at once, and records the answers in groups.
+
+    ``submit(row)`` runs the agentless call on a pool of ``concurrency`` threads (the client's
+    persistent connection pool and rate limit are shared); each answer goes to one recorder
+    thread, which records whatever answers have arrived in one transaction
+    (``record(rows, answers)``). :meth:`flush` waits until every submitted row is recorded."""
+
+    def __init__(
+        self,
+        call: Callable[[dict[str, Any]], Any],
+        record: Callable[[list[dict[str, Any]], list[Any]], None],
+        concurrency: int,
+        max_batch: int = 500,
+    ) -> None:
+        self._call, self._record, self._max = call, record, max_batch
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="alerts-send")
+        self._answers: queue.Queue[tuple[dict[str, Any], Any] | None] = queue.Queue()
+        self._pending = 0
+        self._idle = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="alerts-recorder", daemon=True)
+        self._thread.start()
+
+    def submit(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        with self._idle:
+            self._pending += len(rows)
+        for row in rows:
+            self._pool.submit(self._send, row)
+
+    def _send(self, row: dict[str, Any]) -> None:
+        try:
+            answer = self._call(row)
+        except BaseException as exc:  # recorded as unknown: the request may have left
+            self._answers.put((row, exc))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        failpoint("alerts.after_call")  # Genesys has it; the answer is not recorded yet
+        self._answers.put((row, answer))
+
+    def _run(self) -> None:
+        while True:
+            first = self._answers.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._max:
+                try:
+                    item = self._answers.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._answers.put(None)
+                    break
+                batch.append(item)
+            try:
+                self._record([r for r, _ in batch], [a for _, a in batch])
+            except Exception:  # rows stay `sending`: the next start settles them by lookup
+                log.exception("recording %d agentless answers failed", len(batch))
+            with self._idle:
+                self._pending -= len(batch)
+                self._idle.notify_all()
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        """Wait until every submitted row has been recorded; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    def close(self) -> None:
+        self.flush()
+        self._pool.shutdown(wait=True)
+        self._answers.put(None)
+        self._thread.join(timeout=30)
 
 
 @dataclass
@@ -161,22 +311,111 @@ class AlertService:
     _last_poll: float = 0.0
     _writer: EventWriter | None = None
     _pool: ThreadPoolExecutor | None = None
+    _dispatcher: Dispatcher | None = None
+    _decider: Batcher | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def current_directory(self) -> Directory:
+        """The directory, folded again if captured consent changed (an inbound keyword in
+        this process, or any writer of ``consent_events``: checked by version)."""
+        if self._consent_changed.is_set():
+            self._consent_changed.clear()
+            self.directory = self.directory.refreshed(self.engine, now=self.clock())
+        else:
+            self.directory = self.directory.current(self.engine, now=self.clock())
+        return self.directory
+
+    def _ctx(self, now: datetime) -> dict[str, Any]:
+        s = self.settings
+        return send_context(
+            self.directory,
+            self.templates,
+            alerts=s.alerts,
+            cadence=s.cadence,
+            render=s.render,
+            now=now,
+        )
+
+    def _commit_batch(self, batch: list[tuple[AlertEvent, bytes]]) -> list[bool]:
+        """The writer's commit (events only: the 202 waits for nothing else). With a client
+        and ``alerts.send_on_accept`` the stored events go straight to the decider thread,
+        which decides their alerts and commits the send intents in its own transaction,
+        then hands them to the dispatcher: no polling anywhere on the path."""
+        stored = store_events(self.engine, batch, now=self.clock())
+        fresh = [e for (e, _p), ok in zip(batch, stored, strict=True) if ok]
+        if fresh:
+            if self._on_accept():
+                self._get_decider().submit(fresh)
+            else:
+                self.wake()
+        return stored
+
+    def _on_accept(self) -> bool:
+        return self.client is not None and self.settings.alerts.send_on_accept
+
+    def _get_decider(self) -> Batcher:
+        with self._lock:
+            if self._decider is None:
+                self._decider = Batcher(self._decide, "alerts-decider")
+            return self._decider
+
+    def _decide(self, events: list[AlertEvent]) -> None:
+        s = self.settings
+        to_send = intend_events(
+            self.engine,
+            events,
+            now=self.clock(),
+            directory=self.current_directory(),
+            templates=self.templates,
+            alerts=s.alerts,
+            cadence=s.cadence,
+            render=s.render,
+        )
+        if to_send:
+            failpoint("alerts.after_intent")  # intents committed, nothing sent yet
+        self._get_dispatcher().submit(to_send)
+
+    def _get_dispatcher(self) -> Dispatcher:
+        with self._lock:
+            if self._dispatcher is None:
+                client = self.client
+                assert client is not None
+                genesys = self.settings.genesys
+                self._dispatcher = Dispatcher(
+                    lambda row: send_one(client, genesys, row),
+                    lambda rows, answers: self._record(rows, answers),
+                    self.settings.alerts.send_concurrency,
+                )
+            return self._dispatcher
+
+    def _record(self, rows: list[dict[str, Any]], answers: list[Any]) -> None:
+        now = self.clock()
+        result = record_answers(self.engine, rows, answers, ctx=self._ctx(now), now=now)
+        if result.retried or result.unknown:
+            self.wake()  # a row to retry or to settle by lookup
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        """Wait until every accepted event is decided and every alert sent on accept has
+        its answer recorded."""
+        ok = self._decider.flush(timeout) if self._decider is not None else True
+        return ok and (self._dispatcher.flush(timeout) if self._dispatcher is not None else True)
 
     def tick(self) -> dict[str, Any]:
         """One pass of the worker (also called directly by tests)."""
+        self.flush()
         now = self.clock()
         a, s = self.settings.alerts, self.settings
-        if self._consent_changed.is_set():
-            self._consent_changed.clear()
-            self.directory = self.directory.refreshed(self.engine, now=now)
+        directory = self.current_directory()
         processed = process_events(
             self.engine,
-            self.directory,
+            directory,
             self.templates,
             alerts=a,
             cadence=s.cadence,
             render=s.render,
             now=now,
+            # fresh events are the decider's; the worker takes what a crash or an error left
+            min_age_seconds=DECIDER_GRACE_SECONDS if self._on_accept() else 0.0,
         )
         cancelled = cancel_for_payments(self.engine, self.client, processed.paid_events, now=now)
         released = release_held(self.engine, now=now)
@@ -187,10 +426,13 @@ class AlertService:
             "reminders_cancelled": cancelled,
         }
         if self.client is not None:
+            out["settled"] = settle_unknown(
+                self.engine, self.client, alerts=a, genesys=s.genesys, now=now
+            ).__dict__
             sent = send_due(
                 self.engine,
                 self.client,
-                self.directory,
+                directory,
                 self.templates,
                 alerts=a,
                 cadence=s.cadence,
@@ -205,7 +447,7 @@ class AlertService:
                 out["poll"] = poll_accepted(
                     self.engine,
                     self.client,
-                    self.directory,
+                    directory,
                     self.templates,
                     alerts=a,
                     cadence=s.cadence,
@@ -213,14 +455,14 @@ class AlertService:
                     now=now,
                 ).__dict__
             out["inbound_applied"] = apply_inbound(
-                self.engine, self.client, self.directory, genesys=s.genesys, now=now
+                self.engine, self.client, directory, genesys=s.genesys, now=now
             )
         return out
 
     def _send_pool(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(
-                self.settings.alerts.send_concurrency, thread_name_prefix="alerts-send"
+                self.settings.alerts.send_concurrency, thread_name_prefix="alerts-retry"
             )
         return self._pool
 
@@ -231,7 +473,8 @@ class AlertService:
                 self.tick()
             except Exception:  # the worker must outlive one bad tick; the row stays to retry
                 log.exception("alerts worker tick failed")
-            # an accepted event wakes the worker at once; otherwise it looks every interval
+            # the work on the hot path is done by the writer and the dispatcher; the worker
+            # (cancels, holds, retries, lookups, polls) runs every interval or when woken
             self._wake.wait(self.settings.alerts.worker_interval_seconds)
 
     def start(self) -> None:
@@ -242,9 +485,16 @@ class AlertService:
 
     def store(self, event: AlertEvent, payload: bytes) -> bool:
         """Durably store one event (group-committed with concurrent ones); False = replay."""
-        if self._writer is None:
-            self._writer = EventWriter(self.engine, self.clock)
-        return self._writer.submit(event, payload).result(timeout=30)
+        return self.submit(event, payload).result(timeout=30)
+
+    def submit(self, event: AlertEvent, payload: bytes) -> Future[bool]:
+        """Hand one event to the writer; the future is True once it is committed (False: a
+        replay). The request awaits it on the event loop: no thread per waiting request."""
+        with self._lock:
+            if self._writer is None:
+                self._writer = EventWriter(self._commit_batch)
+            writer = self._writer
+        return writer.submit(event, payload)
 
     def wake(self) -> None:
         self._wake.set()
@@ -255,6 +505,15 @@ class AlertService:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._decider is not None:
+            self._decider.close()
+            self._decider = None
+        if self._dispatcher is not None:
+            self._dispatcher.close()
+            self._dispatcher = None
 
 
 def _error(exc: WebhookRejected) -> JSONResponse:
@@ -302,7 +561,9 @@ def create_alerts_app(service: AlertService, *, run_worker: bool = True) -> Star
             )
             event = parse_event(body)
             try:
-                stored = await run_in_threadpool(service.store, event, body)
+                stored = await asyncio.wait_for(
+                    asyncio.wrap_future(service.submit(event, body)), timeout=30
+                )
             except Exception:
                 log.exception("event not stored")
                 raise WebhookRejected(503, "store_unavailable", "try again later") from None
@@ -310,7 +571,6 @@ def create_alerts_app(service: AlertService, *, run_worker: bool = True) -> Star
                 raise WebhookRejected(409, "event_replayed", "this event id was already accepted")
         except WebhookRejected as exc:
             return _error(exc)
-        service.wake()
         return JSONResponse({"event_id": event.event_id, "status": "accepted"}, status_code=202)
 
     async def inbound_genesys(request: Request) -> Response:
@@ -455,7 +715,12 @@ def service_from_settings(
         fresh.customers, fresh.consent_events, unclear=fresh.consent_unclear, as_of=now
     ).refreshed(engine, now=now)
     client = (
-        client_from_settings(settings.genesys, genesys_secret(settings.genesys))
+        client_from_settings(
+            settings.genesys,
+            genesys_secret(settings.genesys),
+            # one kept-alive connection per sending thread (hot path + retries)
+            connections=2 * settings.alerts.send_concurrency,
+        )
         if with_client
         else None
     )
@@ -464,9 +729,20 @@ def service_from_settings(
     )
 
 
+def limit_duckdb_threads(engine: Engine, threads: int | None) -> None:
+    """Cap DuckDB's worker threads for this process's warehouse (the service runs many tiny
+    transactions: more threads only spin and take CPU from the requests). No-op elsewhere."""
+    if threads is None or engine.dialect.name != "duckdb":
+        return
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"set threads = {int(threads)}")
+
+
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8780) -> None:
     """Run the service with uvicorn until interrupted."""
     import uvicorn
 
     service = service_from_settings(settings)
+    # its own process: cap DuckDB's threads there (not in a shared process such as the demo)
+    limit_duckdb_threads(service.engine, settings.alerts.duckdb_threads)
     uvicorn.run(create_alerts_app(service), host=host, port=port, log_level="warning")

@@ -36,6 +36,7 @@ from flows.common import (
     utc_now,
     writes_warehouse,
 )
+from tasks.consent import load_captured_consent
 from tasks.errors import (
     AccountingError,
     ConfigurationError,
@@ -43,7 +44,7 @@ from tasks.errors import (
     QuarantineThresholdExceeded,
 )
 from tasks.extract import INPUTS, Extracted, extract_task
-from tasks.normalize import Normalized, normalize_task
+from tasks.normalize import Normalized, normalize_task, with_captured_consent
 from tasks.outbox import finish_run, last_succeeded_rows, load_prior, save_plan
 from tasks.phones import load_phone_cache, save_phone_cache
 from tasks.plan import Plan, build_plan
@@ -265,9 +266,12 @@ def build_reminders(
         counts = {f"{n}_in": c for n, c in extracted.counts.items()}
         with engine.begin() as conn:
             phone_cache = load_phone_cache(conn)
+            captured = load_captured_consent(conn)
         normalized = normalize_task(
             extracted, as_of=as_of_utc, parsing=settings.parsing, phone_cache=phone_cache
         )
+        # keyword opt-outs and CRM imports the warehouse captured count like source consent
+        normalized = with_captured_consent(normalized, captured, as_of=as_of_utc)
         counts |= {f"{n}_quarantined": normalized.quarantined_rows(n) for n in INPUTS}
         publish_quarantine(normalized.quarantine, extracted.counts, run_id)  # even if we fail
         try:

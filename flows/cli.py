@@ -279,7 +279,10 @@ def alerts_serve(
     """Serve POST /events, /inbound/genesys, /inbound/twilio and run the alert worker."""
     import logging
 
+    from tasks.failpoints import arm
     from tasks.masking import MaskingFilter
+
+    arm(os.environ.get("REMINDERS_FAILPOINT"))
 
     handler = logging.StreamHandler()
     handler.addFilter(MaskingFilter())

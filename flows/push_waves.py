@@ -37,12 +37,13 @@ from flows.common import (
     utc_now,
     writes_warehouse,
 )
+from tasks.consent import load_captured_consent
 from tasks.errors import retry_transient
 from tasks.extract import extract_sources
 from tasks.failpoints import failpoint
 from tasks.genesys import client_from_settings
 from tasks.locks import share_rate_budget
-from tasks.normalize import Normalized, normalize
+from tasks.normalize import Normalized, normalize, with_captured_consent
 from tasks.outbox import finish_run, mark_ready, wave_summary
 from tasks.phones import load_phone_cache
 from tasks.push import PushResult, push_waves_to_genesys
@@ -107,12 +108,14 @@ def recheck_task(engine: Engine, settings: Settings, now: datetime) -> Normalize
     warehouse cache: only numbers never seen are parsed)."""
     with engine.begin() as conn:
         phone_cache = load_phone_cache(conn)
-    return normalize(
+        captured = load_captured_consent(conn)
+    fresh = normalize(
         extract_sources(settings.sources),
         as_of=now,
         parsing=settings.parsing,
         phone_cache=phone_cache,
     )
+    return with_captured_consent(fresh, captured, as_of=now)  # keyword opt-outs count too
 
 
 @task(

@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
 
 from genesys_sandbox.app import create_app
+from genesys_sandbox.clock import parse_instant
 from genesys_sandbox.config import SWITCHES, Faults, SandboxConfig
 
 __all__ = ["main", "parse_args", "parse_switches"]
@@ -36,6 +38,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--record-requests",
         action="store_true",
         help="record every /api/v2 and /oauth request (GET /sandbox/requests)",
+    )
+    parser.add_argument(
+        "--clock-start",
+        default=None,
+        help="the virtual clock's start, ISO-8601 UTC or 'now' (default 2026-11-23T06:00)",
     )
     parser.add_argument("--log-level", default="info")
     parser.add_argument(
@@ -78,7 +85,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         expire_tokens_after_requests=args.expire_tokens_after,
         seed=args.seed,
     )
+    extra: dict[str, Any] = {}
+    if args.clock_start:
+        extra["clock_start"] = (
+            datetime.now(UTC).replace(tzinfo=None)
+            if args.clock_start == "now"
+            else parse_instant(args.clock_start)
+        )
     config = SandboxConfig(
+        **extra,
         rate_limit_per_minute=args.rate_limit,
         faults=faults,
         record_requests=args.record_requests,

@@ -124,6 +124,8 @@ SWITCHES: dict[str, tuple[str, ...] | None] = {
     "carrier_price_change_rate": None,
     "carrier_segment_mismatch_rate": None,
     "carrier_pending_rate": None,
+    "analytics_address_format": ("e164", "tel_uri"),
+    "analytics_lag_seconds": None,
 }
 # Numeric switches that are shares in [0, 1] (set as floats).
 SHARE_SWITCHES = frozenset(
@@ -179,6 +181,8 @@ class SandboxConfig:
     carrier_price_change_rate: float = 0.0
     carrier_segment_mismatch_rate: float = 0.0
     carrier_pending_rate: float = 0.0
+    analytics_address_format: str = "e164"
+    analytics_lag_seconds: int = 0
 
     def switches(self) -> dict[str, Any]:
         """The behaviour switches as JSON (what ``GET /sandbox/config`` answers)."""
@@ -219,6 +223,10 @@ def _check_switch(name: str, value: Any) -> None:
         _share(name, float(value))
         return
     if name == "campaign_sms_max_length" and value is None:
+        return
+    if name == "analytics_lag_seconds":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an integer >= 0")
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(

@@ -32,15 +32,20 @@ Alert states (``alerts`` table, every change in ``alert_log``)::
       (window)  │        │          │           (polled, 60 s timeout)
                 │        │          ├─► ready   (failed, transient: retried, attempts < max)
                 │        │          └─► failed + e-mail alert (permanent SMS failure)
-                │        ├─► unknown (connection lost after the request, or killed in flight:
-                │        │            never resent blind)
+                │        ├─► unknown (connection lost after the request, or killed in flight)
+                │        │      └─ settled by lookup (:func:`settle_unknown`): found ─►
+                │        │         accepted; not found after the consistency delay ─► ready
+                │        │         (once); ambiguous, or not found after that resend ─► review
                 │        ├─► ready   (503 / 429 after the client's budget: not processed)
                 │        └─► failed  (4xx; SMS falls back to e-mail)
                 └─► excluded (decided not to send, reason kept)
 
-``sending`` is committed (the intent) before the call; a row found ``sending`` at start-up was
-killed in flight and becomes ``unknown`` (the call may or may not have reached Genesys, and the
-agentless API has no idempotency key): it is never sent again automatically.
+``sending`` is committed (the intent) before the call. The service decides a fresh event and
+commits its intent right after the event's group commit (:func:`intend_events`) and sends at
+once; the worker (:func:`process_events` + :func:`send_due`) takes what that path left. A row
+found ``sending`` at start-up was killed in flight and becomes ``unknown``: the call may or
+may not have reached Genesys, and the agentless API has no idempotency key, so it is looked
+up, never sent again blind. ``review`` rows wait for a person (:func:`unsettled_report`).
 """
 
 from __future__ import annotations
@@ -87,17 +92,23 @@ __all__ = [
     "AlertEvent",
     "Directory",
     "WebhookRejected",
+    "accept_events",
     "decide_alerts",
     "directory_from_frames",
+    "intend_events",
     "parse_event",
     "poll_accepted",
     "process_events",
+    "record_answers",
     "recover_in_flight",
     "render_alerts",
     "send_due",
+    "send_one",
+    "settle_unknown",
     "sign",
     "store_event",
     "twilio_signature",
+    "unsettled_report",
     "verify_signature",
     "verify_twilio",
 ]
@@ -320,62 +331,208 @@ def store_events(
     id is already stored or earlier in the batch (a replay)."""
     if not batch:
         return []
-    ids = [e.event_id for e, _ in batch]
     with engine.begin() as conn:
-        known = {
-            r[0]
-            for r in conn.execute(
-                sa.text("select event_id from alert_events where event_id in :ids").bindparams(
-                    sa.bindparam("ids", expanding=True)
-                ),
-                {"ids": ids},
-            )
-        }
-        fresh: list[bool] = []
-        rows: list[dict[str, Any]] = []
-        for event, payload in batch:
-            if event.event_id in known:
-                fresh.append(False)
-                continue
-            known.add(event.event_id)
-            fresh.append(True)
-            rows.append(
-                {
-                    "event_id": event.event_id,
-                    "kind": event.kind,
-                    "customer_id": event.customer_id,
-                    "invoice_id": event.invoice_id,
-                    "amount_minor": event.amount_minor,
-                    "currency": event.currency,
-                    "occurred_at_utc": event.occurred_at,
-                    "received_at_utc": _naive(now),
-                    "payload": payload.decode("utf-8"),
-                    "state": "received",
-                    "updated_at_utc": _naive(now),
-                }
-            )
-        if rows:
-            write_frame(
-                conn,
-                "alert_events",
-                pl.DataFrame(
-                    rows,
-                    schema={
-                        "event_id": pl.String,
-                        "kind": pl.String,
-                        "customer_id": pl.String,
-                        "invoice_id": pl.String,
-                        "amount_minor": pl.Int64,
-                        "currency": pl.String,
-                        "occurred_at_utc": pl.Datetime("us"),
-                        "received_at_utc": pl.Datetime("us"),
-                        "payload": pl.String,
-                        "state": pl.String,
-                        "updated_at_utc": pl.Datetime("us"),
-                    },
-                ),
-            )
+        return _insert_events(conn, batch, now=now)
+
+
+def _insert_events(
+    conn: sa.Connection, batch: list[tuple[AlertEvent, bytes]], *, now: datetime
+) -> list[bool]:
+    ids = [e.event_id for e, _ in batch]
+    known = {
+        r[0]
+        for r in conn.execute(
+            sa.text("select event_id from alert_events where event_id in :ids").bindparams(
+                sa.bindparam("ids", expanding=True)
+            ),
+            {"ids": ids},
+        )
+    }
+    fresh: list[bool] = []
+    rows: list[dict[str, Any]] = []
+    for event, payload in batch:
+        if event.event_id in known:
+            fresh.append(False)
+            continue
+        known.add(event.event_id)
+        fresh.append(True)
+        rows.append(
+            {
+                "event_id": event.event_id,
+                "kind": event.kind,
+                "customer_id": event.customer_id,
+                "invoice_id": event.invoice_id,
+                "amount_minor": event.amount_minor,
+                "currency": event.currency,
+                "occurred_at_utc": event.occurred_at,
+                "received_at_utc": _naive(now),
+                "payload": payload.decode("utf-8"),
+                "state": "received",
+                "updated_at_utc": _naive(now),
+            }
+        )
+    if rows:
+        write_frame(conn, "alert_events", pl.DataFrame(rows, schema=STORED_EVENT_SCHEMA))
     return fresh
+
+
+STORED_EVENT_SCHEMA = {
+    "event_id": pl.String,
+    "kind": pl.String,
+    "customer_id": pl.String,
+    "invoice_id": pl.String,
+    "amount_minor": pl.Int64,
+    "currency": pl.String,
+    "occurred_at_utc": pl.Datetime("us"),
+    "received_at_utc": pl.Datetime("us"),
+    "payload": pl.String,
+    "state": pl.String,
+    "updated_at_utc": pl.Datetime("us"),
+}
+
+
+@dataclass
+class Accepted:
+    """What :func:`accept_events` committed: per event, stored (False = a replay); and the
+    alerts whose send intent is committed with them, to be sent now (``sending``, attempt 1)."""
+
+    stored: list[bool]
+    to_send: list[dict[str, Any]] = field(default_factory=list)
+
+
+def accept_events(
+    engine: Engine,
+    batch: list[tuple[AlertEvent, bytes]],
+    *,
+    now: datetime,
+    directory: Directory,
+    templates: TemplateSet,
+    alerts: AlertSettings,
+    cadence: CadenceSettings,
+    render: RenderSettings,
+) -> Accepted:
+    """Store a batch of webhook events AND decide their alerts in the same transaction (one
+    commit: the events durable, each decision recorded, the send intent of each alert due
+    now committed as ``sending`` attempt 1). The service uses the two halves apart
+    (:func:`store_events` before the 202, then :func:`intend_events`); this is both at once."""
+    now = _naive(now)
+    if not batch:
+        return Accepted([])
+    with engine.begin() as conn:
+        stored = _insert_events(conn, batch, now=now)
+        fresh = [e for (e, _p), ok in zip(batch, stored, strict=True) if ok]
+        to_send = _intend(
+            conn,
+            fresh,
+            now=now,
+            directory=directory,
+            templates=templates,
+            alerts=alerts,
+            cadence=cadence,
+            render=render,
+        )
+    return Accepted(stored, to_send)
+
+
+def intend_events(
+    engine: Engine,
+    events: list[AlertEvent],
+    *,
+    now: datetime,
+    directory: Directory,
+    templates: TemplateSet,
+    alerts: AlertSettings,
+    cadence: CadenceSettings,
+    render: RenderSettings,
+) -> list[dict[str, Any]]:
+    """Decide the alerts of stored events (skipping any already decided) and commit, in one
+    transaction, each decision (held / excluded with its reason, as :func:`process_events`
+    would) and for an alert due now its send intent: ``sending`` with attempt 1. Returns the
+    rows to send at once. A kill after this commit leaves them ``sending``, which the next
+    start settles by lookup (:func:`settle_unknown`), never by a blind resend. The events stay
+    ``received``: the worker still marks them ``alerted`` and cancels a paid invoice's
+    reminders (:func:`process_events` skips the decisions it finds made)."""
+    now = _naive(now)
+    if not events:
+        return []
+    with engine.begin() as conn:
+        return _intend(
+            conn,
+            events,
+            now=now,
+            directory=directory,
+            templates=templates,
+            alerts=alerts,
+            cadence=cadence,
+            render=render,
+        )
+
+
+def _intend(
+    conn: sa.Connection,
+    fresh: list[AlertEvent],
+    *,
+    now: datetime,
+    directory: Directory,
+    templates: TemplateSet,
+    alerts: AlertSettings,
+    cadence: CadenceSettings,
+    render: RenderSettings,
+) -> list[dict[str, Any]]:
+    if not fresh:
+        return []
+    events = pl.DataFrame(
+        [
+            {
+                "event_id": e.event_id,
+                "kind": e.kind,
+                "customer_id": e.customer_id,
+                "invoice_id": e.invoice_id,
+                "amount_minor": e.amount_minor,
+                "currency": e.currency,
+            }
+            for e in fresh
+        ],
+        schema=EVENT_SCHEMA,
+    )
+    events = events.join(
+        _known_alert_events(conn, events["event_id"].to_list()), on="event_id", how="anti"
+    )
+    if events.height == 0:
+        return []
+    rows = _alert_rows(
+        events, directory, templates, alerts=alerts, cadence=cadence, render=render, now=now
+    )
+    due = (pl.col("state") == "ready") & (pl.col("release_at_utc") <= now)
+    rows = rows.with_columns(
+        pl.when(due).then(pl.lit("sending")).otherwise(pl.col("state")).alias("state"),
+        pl.when(due)
+        .then(pl.lit("attempt 1"))
+        .otherwise(pl.col("state_reason"))
+        .alias("state_reason"),
+        pl.when(due).then(pl.lit(1)).otherwise(pl.col("attempts")).alias("attempts"),
+    ).cast(ALERT_SCHEMA)  # type: ignore[arg-type]
+    write_frame(conn, "alerts", rows)
+    sending = rows.filter(pl.col("state") == "sending")
+    log = _decided_log(rows, now).with_columns(
+        pl.when(pl.col("to_state") == "sending")
+        .then(pl.lit("ready"))
+        .otherwise(pl.col("to_state"))
+        .alias("to_state"),
+        pl.when(pl.col("to_state") == "sending")
+        .then(pl.lit("decided"))
+        .otherwise(pl.col("detail"))
+        .alias("detail"),
+    )
+    intents = sending.select(
+        "alert_key",
+        pl.lit(now).alias("at_utc"),
+        pl.lit("ready").alias("from_state"),
+        pl.lit("sending").alias("to_state"),
+        pl.lit("attempt 1").alias("detail"),
+    )
+    write_frame(conn, "alert_log", pl.concat([log, intents]))
+    return sending.to_dicts()
 
 
 # --- the directory: who the customers are and what they consented to -----------------------
@@ -391,6 +548,8 @@ class Directory:
     shared_phones: frozenset[str] = field(default_factory=frozenset)
     source_events: pl.DataFrame | None = None
     unclear: pl.DataFrame | None = None
+    version: tuple[Any, ...] | None = None
+    """:func:`consent_version` of the captured events folded in (None: not read yet)."""
 
     def customers_by_phone(self, phone: str) -> list[str]:
         return self.customers.filter(pl.col("phone_e164") == phone)["customer_id"].sort().to_list()
@@ -406,6 +565,7 @@ class Directory:
         base = self.source_events
         if base is None:
             base = pl.DataFrame(schema=STORED_CONSENT_SCHEMA)
+        version = consent_version(engine)
         events = pl.concat(
             [
                 base.select(list(STORED_CONSENT_SCHEMA)).cast(STORED_CONSENT_SCHEMA),  # type: ignore[arg-type]
@@ -418,7 +578,25 @@ class Directory:
             self.shared_phones,
             self.source_events,
             self.unclear,
+            version,
         )
+
+    def current(self, engine: Engine, *, now: datetime | None = None) -> Directory:
+        """This directory, or a refreshed one when captured consent changed since it was
+        folded (one cheap read: the count and latest record time of ``consent_events``)."""
+        if self.version is not None and consent_version(engine) == self.version:
+            return self
+        return self.refreshed(engine, now=now)
+
+
+def consent_version(engine: Engine) -> tuple[Any, ...]:
+    """A version of the captured consent: rows and the latest record time (rows are only
+    ever appended, so any new event changes it)."""
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.text("select count(*), max(recorded_at_utc) from consent_events")
+        ).one()
+    return (int(row[0]), row[1])
 
 
 CUSTOMER_COLUMNS = (
@@ -489,7 +667,10 @@ def decide_alerts(
     ``events`` has event_id, customer_id (at least); ``window`` is a WindowSettings.
     """
     now = _naive(now)
-    allowed = directory.consent.select(
+    wanted = events["customer_id"].unique()
+    consent = directory.consent.filter(pl.col("customer_id").is_in(wanted))
+    people = directory.customers.filter(pl.col("customer_id").is_in(wanted))
+    allowed = consent.select(
         "customer_id",
         "global_opt_out",
         "consent_unclear",
@@ -504,7 +685,7 @@ def decide_alerts(
     frame = (
         events.select("event_id", "customer_id")
         .join(
-            directory.customers.with_columns(pl.lit(True).alias("_known")),
+            people.with_columns(pl.lit(True).alias("_known")),
             on="customer_id",
             how="left",
         )
@@ -713,7 +894,7 @@ def recover_in_flight(engine: Engine, *, now: datetime) -> int:
                 old="sending",
                 new="unknown",
                 now=now,
-                why="killed in flight: outcome unknown, not resent",
+                why="killed in flight: outcome unknown, settled by lookup",
             )
     return len(keys)
 
@@ -727,6 +908,52 @@ class Processed:
     paid_events: list[tuple[str, str]] = field(default_factory=list)
 
 
+def _alert_rows(
+    events: pl.DataFrame,
+    directory: Directory,
+    templates: TemplateSet,
+    *,
+    alerts: AlertSettings,
+    cadence: CadenceSettings,
+    render: RenderSettings,
+    now: datetime,
+) -> pl.DataFrame:
+    """Alert rows (ready / held / excluded) for ``events`` (pure: decide, then render)."""
+    decided = decide_alerts(events, directory, now=now, window=alerts.window, cadence=cadence)
+    rendered = render_alerts(decided, events, templates, render)
+    return rendered.select(
+        pl.col("event_id").alias("alert_key"),
+        "event_id",
+        "customer_id",
+        "channel",
+        "to_address",
+        "subject",
+        "body",
+        pl.when(pl.col("reason").is_not_null())
+        .then(pl.lit("excluded"))
+        .when(pl.col("release_at_utc") > now)
+        .then(pl.lit("held"))
+        .otherwise(pl.lit("ready"))
+        .alias("state"),
+        pl.col("reason").alias("state_reason"),
+        "release_at_utc",
+        pl.lit(0, pl.Int32).alias("attempts"),
+        pl.col("release_at_utc").alias("next_attempt_at_utc"),
+        pl.lit(now).alias("created_at_utc"),
+        pl.lit(now).alias("updated_at_utc"),
+    ).cast(ALERT_SCHEMA)  # type: ignore[arg-type]
+
+
+def _decided_log(rows: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    return rows.select(
+        "alert_key",
+        pl.lit(now).alias("at_utc"),
+        pl.lit(None, pl.String).alias("from_state"),
+        pl.col("state").alias("to_state"),
+        pl.col("state_reason").fill_null("decided").alias("detail"),
+    )
+
+
 def process_events(
     engine: Engine,
     directory: Directory,
@@ -737,71 +964,48 @@ def process_events(
     render: RenderSettings,
     now: datetime,
     limit: int = 500,
+    min_age_seconds: float = 0.0,
 ) -> Processed:
-    """Turn received events into alert rows (ready / held / excluded), in one transaction."""
+    """Turn received events into alert rows (ready / held / excluded), in one transaction.
+
+    ``min_age_seconds``: an event not decided yet is taken only this long after it was
+    received (the service decides fresh events itself, :func:`intend_events`; the worker
+    catches what a crash left); a decided one at once (its payment cancels reminders).
+
+    Events whose alert the accepting request already decided (:func:`accept_events`) are
+    only marked ``alerted`` here (and their payments handed on for cancelling)."""
     now = _naive(now)
     out = Processed()
     with engine.begin() as conn:
         events = read_frame(
             conn,
             "select event_id, kind, customer_id, invoice_id, amount_minor, currency"
-            " from alert_events where state = 'received' order by received_at_utc"
-            f" limit {int(limit)}",
+            " from alert_events e where state = 'received' and (received_at_utc <= :cut"
+            " or exists (select 1 from alerts a where a.event_id = e.event_id))"
+            f" order by received_at_utc limit {int(limit)}",
+            {"cut": now - timedelta(seconds=min_age_seconds)},
             schema=EVENT_SCHEMA,
         )
         if events.height == 0:
             return out
-        decided = decide_alerts(events, directory, now=now, window=alerts.window, cadence=cadence)
-        rendered = render_alerts(decided, events, templates, render)
-        rows = rendered.select(
-            pl.col("event_id").alias("alert_key"),
-            "event_id",
-            "customer_id",
-            "channel",
-            "to_address",
-            "subject",
-            "body",
-            pl.when(pl.col("reason").is_not_null())
-            .then(pl.lit("excluded"))
-            .when(pl.col("release_at_utc") > now)
-            .then(pl.lit("held"))
-            .otherwise(pl.lit("ready"))
-            .alias("state"),
-            pl.col("reason").alias("state_reason"),
-            "release_at_utc",
-            pl.lit(0, pl.Int32).alias("attempts"),
-            pl.col("release_at_utc").alias("next_attempt_at_utc"),
-            pl.lit(now).alias("created_at_utc"),
-            pl.lit(now).alias("updated_at_utc"),
-        ).cast(ALERT_SCHEMA)  # type: ignore[arg-type]
-        known = read_frame(
-            conn,
-            "select alert_key from alerts where event_id in ("
-            + ", ".join(f"'{e}'" for e in events["event_id"].to_list())
-            + ")",
-            schema={"alert_key": pl.String()},
+        ids = events["event_id"].to_list()
+        known = _known_alert_events(conn, ids)
+        todo = events.join(known, on="event_id", how="anti")
+        rows = (
+            _alert_rows(
+                todo, directory, templates, alerts=alerts, cadence=cadence, render=render, now=now
+            )
+            if todo.height
+            else pl.DataFrame(schema=ALERT_SCHEMA)
         )
-        rows = rows.join(known, on="alert_key", how="anti")
         write_frame(conn, "alerts", rows)
-        write_frame(
-            conn,
-            "alert_log",
-            rows.select(
-                "alert_key",
-                pl.lit(now).alias("at_utc"),
-                pl.lit(None, pl.String).alias("from_state"),
-                pl.col("state").alias("to_state"),
-                pl.col("state_reason").fill_null("decided").alias("detail"),
-            ),
-        )
+        write_frame(conn, "alert_log", _decided_log(rows, now))
         conn.execute(
             sa.text(
                 "update alert_events set state = 'alerted', updated_at_utc = :now"
-                " where state = 'received' and event_id in ("
-                + ", ".join(f"'{e}'" for e in events["event_id"].to_list())
-                + ")"
-            ),
-            {"now": now},
+                " where state = 'received' and event_id in :ids"
+            ).bindparams(sa.bindparam("ids", expanding=True)),
+            {"now": now, "ids": ids},
         )
     out.events = events.height
     out.alerts = rows.filter(pl.col("state") != "excluded").height
@@ -814,6 +1018,17 @@ def process_events(
         if k == "payment_received"
     ]
     return out
+
+
+def _known_alert_events(conn: sa.Connection, ids: list[str]) -> pl.DataFrame:
+    """The event ids among ``ids`` that already have an alert row."""
+    found = conn.execute(
+        sa.text("select distinct event_id from alerts where event_id in :ids").bindparams(
+            sa.bindparam("ids", expanding=True)
+        ),
+        {"ids": ids},
+    )
+    return pl.DataFrame({"event_id": [r[0] for r in found]}, schema={"event_id": pl.String})
 
 
 def release_held(engine: Engine, *, now: datetime) -> int:
@@ -983,6 +1198,11 @@ def _record_accepted(conn: sa.Connection, accepted: list[dict[str, Any]], *, now
     )
 
 
+def send_one(client: GenesysClient, genesys: GenesysSettings, alert: dict[str, Any]) -> Any:
+    """One agentless request for an alert row; returns the answer or the exception raised."""
+    return _call(client, genesys, alert)
+
+
 def _call(client: GenesysClient, genesys: GenesysSettings, alert: dict[str, Any]) -> Any:
     """One agentless request; returns the answer or the exception it raised."""
     try:
@@ -995,7 +1215,7 @@ def _call(client: GenesysClient, genesys: GenesysSettings, alert: dict[str, Any]
             alert["subject"] or "",
             alert["body"],
         )
-    except GenesysError as exc:
+    except Exception as exc:  # recorded by record_answers: GenesysError kinds, else unknown
         return exc
 
 
@@ -1063,6 +1283,46 @@ def send_due(
         answers = [_call(client, genesys, a) for a in rows]
     else:
         answers = list(pool.map(lambda a: _call(client, genesys, a), rows))
+    return record_answers(engine, rows, answers, ctx=ctx, now=now, result=result)
+
+
+def send_context(
+    directory: Directory,
+    templates: TemplateSet,
+    *,
+    alerts: AlertSettings,
+    cadence: CadenceSettings,
+    render: RenderSettings,
+    now: datetime,
+) -> dict[str, Any]:
+    """What recording an answer needs (retry rule, e-mail fallback rendering)."""
+    return {
+        "now": _naive(now),
+        "alerts": alerts,
+        "cadence": cadence,
+        "render": render,
+        "directory": directory,
+        "templates": templates,
+    }
+
+
+def record_answers(
+    engine: Engine,
+    rows: list[dict[str, Any]],
+    answers: list[Any],
+    *,
+    ctx: dict[str, Any],
+    now: datetime,
+    result: SendResult | None = None,
+) -> SendResult:
+    """Record the agentless answers of ``rows`` (alerts in ``sending``, ``attempts`` already
+    counting this call) in one transaction: accepted (SMS) / sent (e-mail) with the Genesys
+    ids; ``unknown`` when the outcome is unknown (settled later by lookup, never resent
+    blind); ``ready`` again for a 503 / 429 (not processed); rejected ones failed (SMS then
+    falls back to e-mail)."""
+    now = _naive(now)
+    result = result or SendResult()
+    alerts: AlertSettings = ctx["alerts"]
     failures: list[tuple[dict[str, Any], Exception]] = []
     accepted: list[dict[str, Any]] = []
     with engine.begin() as conn:
@@ -1075,7 +1335,7 @@ def send_due(
                     old="sending",
                     new="unknown",
                     now=now,
-                    why="outcome unknown (connection lost after the request): not resent",
+                    why="outcome unknown (connection lost after the request): settled by lookup",
                 )
                 result.unknown += 1
             elif isinstance(answer, TransientServerError | RateLimited):
@@ -1094,7 +1354,8 @@ def send_due(
                 result.retried += 1
             elif isinstance(answer, RequestRejected):
                 failures.append((alert, answer))
-            elif isinstance(answer, GenesysError):
+            elif isinstance(answer, BaseException):
+                # any other failure after the request may have left: never guessed
                 _move(conn, key, old="sending", new="unknown", now=now, why=str(answer)[:200])
                 result.unknown += 1
             else:
@@ -1121,10 +1382,167 @@ def send_due(
             f"rejected {exc.status} {exc.code}",
             old="sending",
             permanent=True,
-            ctx=ctx,
+            ctx=ctx | {"now": now},
             result=result,
         )
     return result
+
+
+@dataclass
+class Settled:
+    found: int = 0
+    resent: int = 0
+    waiting: int = 0
+    review: int = 0
+    errors: int = 0
+
+
+RESEND_MARK = "not found by lookup"
+
+
+def settle_unknown(
+    engine: Engine,
+    client: GenesysClient,
+    *,
+    alerts: AlertSettings,
+    genesys: GenesysSettings,
+    now: datetime,
+    limit: int = 50,
+) -> Settled:
+    """Settle alerts whose send outcome is unknown by looking the message up in Genesys.
+
+    Only ``unknown`` rows without a Genesys message id (the request may or may not have
+    reached Genesys: a lost connection, a kill in flight) whose next look is due. For an SMS,
+    :meth:`GenesysClient.find_agentless_sms` over the interval from the last intent (minus
+    ``alerts.lookup_margin_seconds``) to now (plus the margin):
+
+    * exactly one message with this body -> ``accepted`` with its conversation and message
+      ids (then polled like any other);
+    * none, and every candidate was read -> before ``alerts.lookup_delay_seconds`` have
+      passed since the intent: wait (analytics may not have it yet); after: ``ready`` again,
+      once (``not found by lookup`` in the log); a second time: ``review``;
+    * several with this body, or none while a candidate could not be read -> ``review``
+      (held for a person, reported in ``/health`` and :func:`unsettled_report`; never a
+      guess);
+    * the lookup itself failing -> stays ``unknown`` and is looked up again later.
+
+    An e-mail alert has no lookup here: ``review``."""
+    now = _naive(now)
+    out = Settled()
+    with engine.begin() as conn:
+        rows = read_frame(
+            conn,
+            "select a.*, (select max(l.at_utc) from alert_log l where l.alert_key = a.alert_key"
+            " and l.to_state = 'sending') as intent_at_utc, (select count(*) from alert_log l"
+            " where l.alert_key = a.alert_key and l.detail like :mark) as resends"
+            " from alerts a where a.state = 'unknown' and a.genesys_message_id is null"
+            " and (a.next_attempt_at_utc is null or a.next_attempt_at_utc <= :n)"
+            f" order by a.updated_at_utc limit {int(limit)}",
+            {"n": now, "mark": RESEND_MARK + "%"},
+        )
+    margin = timedelta(seconds=alerts.lookup_margin_seconds)
+    delay = timedelta(seconds=alerts.lookup_delay_seconds)
+    for alert in rows.iter_rows(named=True):
+        key = alert["alert_key"]
+        intent = alert["intent_at_utc"] or alert["updated_at_utc"]
+        if alert["channel"] != "sms":
+            with engine.begin() as conn:
+                _move(
+                    conn,
+                    key,
+                    old="unknown",
+                    new="review",
+                    now=now,
+                    why="e-mail outcome unknown and no e-mail lookup: a person checks",
+                )
+            out.review += 1
+            continue
+        try:
+            found = client.find_agentless_sms(
+                genesys.sms_sender,
+                alert["to_address"],
+                alert["body"],
+                start=intent - margin,
+                end=now + margin,
+            )
+        except GenesysError as exc:
+            log.warning("lookup of an unknown alert failed, tried again later: %s", exc)
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.text(
+                        "update alerts set next_attempt_at_utc = :t where alert_key = :k"
+                        " and state = 'unknown'"
+                    ),
+                    {"t": now + timedelta(seconds=max(alerts.retry_after_seconds, 1)), "k": key},
+                )
+            out.errors += 1
+            continue
+        with engine.begin() as conn:
+            if len(found.matches) == 1:
+                match = found.matches[0]
+                _move(
+                    conn,
+                    key,
+                    old="unknown",
+                    new="accepted",
+                    now=now,
+                    why=f"settled by lookup: found message {match['id']}",
+                    accepted_at_utc=now,
+                    genesys_conversation_id=match["conversationId"],
+                    genesys_message_id=match["id"],
+                )
+                out.found += 1
+            elif len(found.matches) > 1 or found.unreadable:
+                why = (
+                    f"lookup found {len(found.matches)} messages with this body"
+                    if found.matches
+                    else f"lookup could not read {found.unreadable} candidate message(s)"
+                )
+                _move(conn, key, old="unknown", new="review", now=now, why=why + ": not guessed")
+                out.review += 1
+            elif now - intent < delay:
+                conn.execute(
+                    sa.text(
+                        "update alerts set next_attempt_at_utc = :t where alert_key = :k"
+                        " and state = 'unknown'"
+                    ),
+                    {"t": intent + delay, "k": key},
+                )
+                out.waiting += 1
+            elif int(alert["resends"] or 0) == 0:
+                _move(
+                    conn,
+                    key,
+                    old="unknown",
+                    new="ready",
+                    now=now,
+                    why=f"{RESEND_MARK} {delay.total_seconds():.0f} s after the intent:"
+                    " resent once",
+                    next_attempt_at_utc=now,
+                )
+                out.resent += 1
+            else:
+                _move(
+                    conn,
+                    key,
+                    old="unknown",
+                    new="review",
+                    now=now,
+                    why="not found by lookup after its one resend: not sent again",
+                )
+                out.review += 1
+    return out
+
+
+def unsettled_report(engine: Engine) -> pl.DataFrame:
+    """Alerts held for a person (``review``) or still ``unknown``, with the reason (no
+    address: the key leads to the row)."""
+    with engine.begin() as conn:
+        return read_frame(
+            conn,
+            "select alert_key, event_id, channel, state, state_reason, attempts, updated_at_utc"
+            " from alerts where state in ('review', 'unknown') order by updated_at_utc",
+        )
 
 
 @dataclass

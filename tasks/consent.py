@@ -28,6 +28,7 @@ row: ``sms_status``, ``email_status`` (``opt_in`` / ``opt_out`` / null), ``globa
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import polars as pl
 
@@ -219,3 +220,28 @@ def channel_allowed(channel: str, *, email_requires_opt_in: bool) -> pl.Expr:
     if channel == "email" and not email_requires_opt_in:
         return not_out
     return not_out & (status == "opt_in").fill_null(False)
+
+
+def load_captured_consent(conn: Any) -> pl.DataFrame:
+    """The consent events this project captured (warehouse ``consent_events``: inbound
+    keywords with source ``keyword:<twilio|genesys>``, CRM imports), those naming a customer
+    and a status, as (customer_id, channel, status, source, occurred_at)."""
+    import sqlalchemy as sa
+
+    rows = conn.execute(
+        sa.text(
+            "select customer_id, channel, status, source, occurred_at_utc from consent_events"
+            " where customer_id is not null and status is not null"
+        )
+    ).all()
+    return pl.DataFrame(
+        rows,
+        schema={
+            "customer_id": pl.String,
+            "channel": pl.String,
+            "status": pl.String,
+            "source": pl.String,
+            "occurred_at": pl.Datetime("us"),
+        },
+        orient="row",
+    )

@@ -30,6 +30,8 @@ POINTS = (
     "push.after_remote_delete",
     "push.after_rollover_list",
     "push.after_rollover_switch",
+    "alerts.after_intent",
+    "alerts.after_call",
     "http.request",
     "http.response",
 )

@@ -42,7 +42,8 @@ import random
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -327,6 +328,43 @@ class _RetryableTransport(Exception):
         super().__init__(type(cause).__name__)
 
 
+LOOKUP_PAGE_SIZE = 100
+"""Page size of the conversation details query of a lookup (PagingSpec; 100 is the usual
+maximum of Genesys query pages)."""
+
+
+@dataclass
+class SmsLookup:
+    """What :meth:`GenesysClient.find_agentless_sms` saw: the messages whose body matches
+    (``{"conversationId", "id", "message"}``), how many conversations were candidates and
+    how many messages (or conversations) could not be read."""
+
+    matches: list[dict[str, Any]] = field(default_factory=list)
+    candidates: int = 0
+    unreadable: int = 0
+
+
+def _iso_z(moment: datetime) -> str:
+    moment = moment if moment.tzinfo is None else moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _has_sms_session(conversation: dict[str, Any], from_address: str, to_address: str) -> bool:
+    """Does an analytics conversation hold an outbound SMS session from -> to (either form of
+    the address)?"""
+    for participant in conversation.get("participants") or []:
+        for session in participant.get("sessions") or []:
+            if str(session.get("direction") or "").lower() != "outbound":
+                continue
+            if str(session.get("messageType") or "").lower() != "sms":
+                continue
+            to = str(session.get("addressTo") or "").removeprefix("tel:")
+            sender = str(session.get("addressFrom") or "").removeprefix("tel:")
+            if to == to_address and sender in ("", from_address.removeprefix("tel:")):
+                return True
+    return False
+
+
 class GenesysClient:
     """The Genesys Cloud operations the pipeline needs. One instance per OAuth client."""
 
@@ -344,6 +382,7 @@ class GenesysClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         on_request: Callable[[str, str], None] | None = None,
+        limits: httpx.Limits | None = None,
     ) -> None:
         self.auth = ClientCredentialsAuth(login_base, client_id, client_secret, api_base=api_base)
         self._api_root = httpx.URL(api_base.rstrip("/") + "/api/v2/")
@@ -351,7 +390,7 @@ class GenesysClient:
             base_url=api_base.rstrip("/"),
             auth=self.auth,
             timeout=timeout,
-            limits=DEFAULT_LIMITS,
+            limits=limits or DEFAULT_LIMITS,
             transport=transport,
             follow_redirects=False,
             headers={"Accept": "application/json", "User-Agent": "payment-reminders"},
@@ -901,6 +940,130 @@ class GenesysClient:
             idempotent=True,
         )
 
+    # --- settling an agentless send whose outcome is unknown, by lookup (issue 12) ---------
+
+    def query_conversation_details(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /api/v2/analytics/conversations/details/query`` (a ConversationQuery); a
+        query, so safe to retry."""
+        return self._json(
+            "POST", "/analytics/conversations/details/query", idempotent=True, json=body
+        )
+
+    def get_message_conversation(self, conversation_id: str) -> dict[str, Any]:
+        """``GET /api/v2/conversations/messages/{conversationId}`` (a MessageConversation)."""
+        return self._json("GET", f"/conversations/messages/{conversation_id}", idempotent=True)
+
+    def find_agentless_sms(
+        self, from_address: str, to_address: str, text: str, *, start: datetime, end: datetime
+    ) -> SmsLookup:
+        """Look for an agentless SMS ``from_address`` -> ``to_address`` with body ``text``
+        sent in [start, end) (naive UTC), without sending anything.
+
+        1. ``POST /analytics/conversations/details/query``: conversations in the interval with
+           a session ``mediaType`` message, ``messageType`` sms, ``direction`` outbound and
+           ``addressTo`` the number (as E.164 or as a ``tel:`` URI: analytics' form of the
+           address is not documented, so both are asked for and compared without ``tel:``),
+           every page.
+        2. For each: ``GET /conversations/messages/{conversationId}`` lists its message ids;
+           ``GET .../messages/{messageId}`` gives the MessageData, whose
+           ``normalizedMessage.text`` (SDK 269; ``textBody`` in older shapes) is compared
+           with ``text``.
+
+        The caller decides: one match = found; none with every candidate read = not found
+        (only meaningful once analytics has caught up); several, or none while a candidate
+        could not be read = ambiguous."""
+        interval = f"{_iso_z(start)}/{_iso_z(end)}"
+        plain = to_address.removeprefix("tel:")
+        body: dict[str, Any] = {
+            "interval": interval,
+            "order": "asc",
+            "orderBy": "conversationStart",
+            "segmentFilters": [
+                {
+                    "type": "and",
+                    "predicates": [
+                        {
+                            "type": "dimension",
+                            "dimension": "mediaType",
+                            "operator": "matches",
+                            "value": "message",
+                        },
+                        {
+                            "type": "dimension",
+                            "dimension": "messageType",
+                            "operator": "matches",
+                            "value": "sms",
+                        },
+                        {
+                            "type": "dimension",
+                            "dimension": "direction",
+                            "operator": "matches",
+                            "value": "outbound",
+                        },
+                    ],
+                },
+                {
+                    "type": "or",
+                    "predicates": [
+                        {
+                            "type": "dimension",
+                            "dimension": "addressTo",
+                            "operator": "matches",
+                            "value": v,
+                        }
+                        for v in (plain, f"tel:{plain}")
+                    ],
+                },
+            ],
+        }
+        conversations: list[str] = []
+        page = 1
+        while True:
+            answer = self.query_conversation_details(
+                body | {"paging": {"pageSize": LOOKUP_PAGE_SIZE, "pageNumber": page}}
+            )
+            found = (answer or {}).get("conversations") or []
+            for conv in found:
+                if _has_sms_session(conv, from_address, plain):
+                    conversations.append(str(conv.get("conversationId")))
+            total = int((answer or {}).get("totalHits") or 0)
+            if len(found) < LOOKUP_PAGE_SIZE or page * LOOKUP_PAGE_SIZE >= total:
+                break
+            page += 1
+        result = SmsLookup(candidates=len(conversations))
+        for conversation_id in conversations:
+            try:
+                conv = self.get_message_conversation(conversation_id)
+            except RequestRejected:
+                result.unreadable += 1
+                continue
+            ids = [
+                str(m.get("messageId"))
+                for p in conv.get("participants") or []
+                for m in p.get("messages") or []
+                if m.get("messageId")
+            ]
+            if not ids:
+                result.unreadable += 1
+            for message_id in dict.fromkeys(ids):
+                try:
+                    data = self.get_message(conversation_id, message_id)
+                except RequestRejected:
+                    result.unreadable += 1
+                    continue
+                if str(data.get("direction") or "outbound").lower() != "outbound":
+                    continue
+                seen = (data.get("normalizedMessage") or {}).get("text")
+                if seen is None:
+                    seen = data.get("textBody")
+                if seen is None:
+                    result.unreadable += 1
+                elif seen == text:
+                    result.matches.append(
+                        {"conversationId": conversation_id, "id": message_id, "message": data}
+                    )
+        return result
+
     def export_contact_list(
         self, contact_list_id: str, *, poll_seconds: float = 2.0, timeout_seconds: float = 300.0
     ) -> list[dict[str, str]]:
@@ -1143,8 +1306,11 @@ def client_from_settings(
     *,
     transport: httpx.BaseTransport | None = None,
     on_request: Callable[[str, str], None] | None = None,
+    connections: int | None = None,
 ) -> GenesysClient:
-    """The one wiring spot: a client for the configured region or base URL."""
+    """The one wiring spot: a client for the configured region or base URL. ``connections``:
+    the persistent connection pool's size (kept alive), for a caller that sends from that
+    many threads at once (default 10, 5 kept alive)."""
     if not settings.client_id:
         raise ConfigurationError("genesys.client_id is not set (REMINDERS_GENESYS__CLIENT_ID)")
     if not settings.region and not settings.base_url:
@@ -1160,7 +1326,14 @@ def client_from_settings(
         timeout=httpx.Timeout(settings.timeout_seconds, connect=10.0),
         transport=transport,
         on_request=on_request,
+        limits=pool_limits(connections) if connections else None,
     )
+
+
+def pool_limits(connections: int) -> httpx.Limits:
+    """A connection pool of ``connections``, all kept alive (one per sending thread, so no
+    thread waits for a connection and none is reopened per request)."""
+    return httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
 
 
 def _retry_after(response: httpx.Response) -> float:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -99,6 +99,19 @@ class Normalized:
     quarantine: pl.DataFrame
     new_phones: pl.DataFrame = field(default_factory=empty_phone_cache)
     """Phone-cache rows parsed by this run (to add to the warehouse ``phone_cache``)."""
+    captured_consent: pl.DataFrame | None = None
+    """Consent events this project captured (inbound keywords, CRM imports: the warehouse
+    ``consent_events``, :func:`with_captured_consent`); not source rows, so kept apart from
+    ``consent_events`` (the run's accounting counts source rows only)."""
+
+    @property
+    def consent_for_planning(self) -> pl.DataFrame:
+        """Every consent event the consent rules fold: the sources' plus the captured ones
+        (what planning and the push's re-check use; ``tasks.consent.consent_state`` applies
+        the rules: latest wins, opt-out wins ties, an opt-out on any channel is global)."""
+        if self.captured_consent is None or self.captured_consent.height == 0:
+            return self.consent_events
+        return pl.concat([self.consent_events, self.captured_consent], how="diagonal_relaxed")
 
     def quarantined_rows(self, source: str) -> int:
         q = self.quarantine
@@ -965,6 +978,31 @@ def normalize(
     )
     quarantine = pl.concat([empty_quarantine(), q_customers, q_invoices, q_consent, q_history])
     return Normalized(customers, invoices, consent, history, quarantine, new_phones)
+
+
+def with_captured_consent(
+    normalized: Normalized, captured: pl.DataFrame, *, as_of: datetime | None = None
+) -> Normalized:
+    """``normalized`` with the warehouse's captured consent events attached
+    (:func:`tasks.consent.load_captured_consent`): those of customers this run accepted, in
+    the normalized shape (``source`` kept, e.g. ``keyword:twilio``; dated after ``as_of``
+    flagged ``after_as_of`` as for source rows)."""
+    known = normalized.customers["customer_id"]
+    future = (
+        pl.col("occurred_at") > naive_utc(as_of) if as_of is not None else pl.lit(False)
+    ).fill_null(False)
+    rows = captured.filter(
+        pl.col("customer_id").is_not_null() & pl.col("customer_id").is_in(known.implode())
+    ).select(
+        pl.lit(None, pl.Int64).alias("source_row"),
+        "customer_id",
+        "channel",
+        "status",
+        "source",
+        "occurred_at",
+        future.alias("after_as_of"),
+    )
+    return replace(normalized, captured_consent=rows)
 
 
 @task(name="normalize", cache_policy=NO_CACHE)

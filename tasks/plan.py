@@ -196,7 +196,7 @@ def build_plan(
     must not write an outbox from a plan whose accounting is not ok.
     """
     consent = consent_state(
-        normalized.consent_events, as_of=as_of, unclear=normalized.consent_unclear
+        normalized.consent_for_planning, as_of=as_of, unclear=normalized.consent_unclear
     )
     field_issues = normalized.quarantine.filter(
         (pl.col("source") == "customers") & (pl.col("scope") == "field")

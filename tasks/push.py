@@ -230,7 +230,7 @@ def recheck(
         .group_by("message_key")
         .agg(pl.col("_payable").fill_null(False).all().alias("_still_payable"))
     )
-    consent = consent_state(fresh.consent_events, unclear=fresh.consent_unclear)
+    consent = consent_state(fresh.consent_for_planning, unclear=fresh.consent_unclear)
     allowed = consent.select(
         "customer_id",
         channel_allowed("sms", email_requires_opt_in=cadence.email_requires_opt_in).alias("sms"),
@@ -263,7 +263,7 @@ def opted_out_addresses(fresh: Normalized) -> pl.DataFrame:
     """(address, kind) of every customer whose consent is a global opt-out: their phone numbers
     and e-mail addresses belong on the Genesys DNC list, a guard that holds inside Genesys even
     between two pushes."""
-    consent = consent_state(fresh.consent_events).filter(pl.col("global_opt_out"))
+    consent = consent_state(fresh.consent_for_planning).filter(pl.col("global_opt_out"))
     customers = fresh.customers.join(consent.select("customer_id"), on="customer_id")
     return (
         pl.concat(

@@ -379,8 +379,28 @@ class AlertSettings(BaseModel):
     poll_interval_seconds: float = Field(default=2.0, gt=0)
     max_send_attempts: int = Field(default=3, ge=1, le=10)
     retry_after_seconds: float = Field(default=30.0, ge=0)
-    worker_interval_seconds: float = Field(default=0.05, gt=0)
+    worker_interval_seconds: float = Field(default=0.25, gt=0)
     send_concurrency: int = Field(default=16, ge=1, le=64)
+    send_on_accept: bool = Field(
+        default=True,
+        description="Decide an event's alert and commit its send intent in the transaction "
+        "that stores the event, and send it at once (else the worker picks it up).",
+    )
+    lookup_delay_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        description="An unknown send not found by lookup counts as not sent only this long "
+        "after its intent (analytics detail data is not immediate); then it is resent once.",
+    )
+    duckdb_threads: int | None = Field(
+        default=1,
+        ge=1,
+        description="DuckDB threads in the alerts service process (None: DuckDB's default, "
+        "every core); its transactions are tiny, extra threads only burn CPU.",
+    )
+    lookup_margin_seconds: float = Field(
+        default=120.0, ge=0, description="Clock margin around the lookup's interval."
+    )
     custom_keywords: dict[str, str] = Field(
         default_factory=lambda: {"PAID": "payment_link", "CALL": "callback_request"},
         description="Inbound keyword -> action (payment_link | callback_request).",

@@ -6,6 +6,7 @@ from starlette.routing import BaseRoute
 
 from genesys_sandbox.routes import (
     admin,
+    analytics,
     campaigns,
     contactlists,
     conversations,
@@ -31,6 +32,7 @@ def all_routes() -> list[BaseRoute]:
         *rulesets.routes,
         *campaigns.routes,
         *conversations.routes,
+        *analytics.routes,
         *responses.routes,
         *datatables.routes,
         *admin.routes,

@@ -13,12 +13,13 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tasks.alerts import twilio_signature
+from tasks.alerts import recover_in_flight, twilio_signature
 from tests.alerts_support import (
     INBOUND_TOKEN,
     PUBLIC,
     SECRET,
     TWILIO_TOKEN,
+    alert_settings,
     consent,
     customers,
     event_body,
@@ -211,8 +212,11 @@ class _Killed(BaseException):
 
 
 def test_exactly_once_under_kill_and_retry(tmp_path: Path) -> None:
+    """In process, through the worker path (``send_on_accept`` off); the SIGKILL variant of
+    the send-on-accept path is tests/e2e/test_alerts_kill.py."""
     people, events = _people()
-    with rig(tmp_path, people, events, at=DAYTIME) as r:
+    settings = alert_settings(send_on_accept=False)
+    with rig(tmp_path, people, events, at=DAYTIME, settings=settings) as r:
         client = r.service.client
         assert client is not None
         real = client.send_agentless_sms
@@ -227,30 +231,36 @@ def test_exactly_once_under_kill_and_retry(tmp_path: Path) -> None:
             r.settle(1)
         client.send_agentless_sms = real  # type: ignore[method-assign]
         assert r.alerts()["state"].to_list() == ["sending"]
-        # restart: the in-flight alert is settled unknown, never sent blind again
-        r.service.start()
-        r.service.stop()
-        r.settle()
+        # restart: the in-flight alert is unknown, then settled by a lookup: found in Genesys,
+        # so it is recorded with its message id and never sent again
+        assert recover_in_flight(r.engine, now=r.clock()) == 1  # what start() does first
         assert r.alerts()["state"].to_list() == ["unknown"]
-        assert len(_sms_to(r.ledger(), GOOD)) == 1
+        r.settle()
+        killed = r.alerts().row(0, named=True)
+        assert killed["state"] == "accepted"
+        sent = _sms_to(r.ledger(), GOOD)
+        assert len(sent) == 1
+        assert killed["genesys_message_id"] == sent[0]["message_id"]
         # a 5xx burst: 503 after the client's budget is "not processed": retried, sent once
         r.sandbox.put("/sandbox/faults", json={"rate_5xx": 1.0}).raise_for_status()
         r.post_event(event_body("evt-burst", invoice_id="I2", amount="3.00"))
-        r.settle()
+        r.settle(1)
         burst = r.alerts().filter(r.alerts()["alert_key"] == "evt-burst")
         assert burst["state"].to_list() == ["ready"]
         r.sandbox.put("/sandbox/faults", json={"rate_5xx": 0.0}).raise_for_status()
         r.settle()
         bodies = [m["body"] for m in _sms_to(r.ledger(), GOOD)]
         assert sum("$3.00" in b for b in bodies) == 1
-        # a dropped connection after Genesys committed: unknown, not resent
+        # a dropped connection after Genesys committed: unknown, found by lookup, not resent
         r.sandbox.put("/sandbox/faults", json={"drop_after_commit_rate": 1.0}).raise_for_status()
         r.post_event(event_body("evt-drop", invoice_id="I3", amount="4.00"))
-        r.settle()
+        r.settle(1)
         r.sandbox.put("/sandbox/faults", json={"drop_after_commit_rate": 0.0}).raise_for_status()
-        r.settle()
         drop = r.alerts().filter(r.alerts()["alert_key"] == "evt-drop")
         assert drop["state"].to_list() == ["unknown"]
+        r.settle()
+        drop = r.alerts().filter(r.alerts()["alert_key"] == "evt-drop")
+        assert drop["state"].to_list() == ["accepted"]
         bodies = [m["body"] for m in _sms_to(r.ledger(), GOOD)]
         assert sum("$4.00" in b for b in bodies) == 1
 

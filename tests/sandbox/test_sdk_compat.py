@@ -461,3 +461,61 @@ def test_sdk_drives_architect_data_tables(sdk: Sdk) -> None:
     sdk.expect_error(404, "not.found", architect.get_flows_datatable, table.id)
     assert sum(sdk.walker.bodies.values()) - before >= 8
     assert sdk.walker.problems == []
+
+
+def test_sdk_drives_the_agentless_lookup(sdk: Sdk) -> None:
+    """Issue 12: the lookup that settles an unknown agentless send, through the SDK's
+    AnalyticsApi (ConversationQuery -> AnalyticsConversationQueryResponse) and
+    ConversationsApi (MessageConversation, MessageData); every answer walked strictly."""
+    gc = sdk.gc
+    sdk.api.get_client_credentials_token("sandbox-client", "sandbox-secret")
+    conversations, analytics = gc.ConversationsApi(sdk.api), gc.AnalyticsApi(sdk.api)
+    to = "+13175554321"
+    sent = conversations.post_conversations_messages_agentless(
+        _model(
+            gc,
+            "SendAgentlessOutboundMessageRequest",
+            from_address=SENDER,
+            to_address=to,
+            to_address_messenger_type="sms",
+            text_body="Lookup me",
+        )
+    )
+    now = httpx.get(f"{sdk.url}/sandbox/clock").json()["now"]
+    start, end = f"{now[:10]}T00:00:00.000Z", f"{now[:10]}T23:59:59.000Z"
+
+    def predicate(dimension: str, value: str) -> Any:
+        return _model(
+            gc,
+            "SegmentDetailQueryPredicate",
+            type="dimension",
+            dimension=dimension,
+            operator="matches",
+            value=value,
+        )
+
+    query = _model(
+        gc,
+        "ConversationQuery",
+        interval=f"{start}/{end}",
+        segment_filters=[
+            _model(
+                gc,
+                "SegmentDetailQueryFilter",
+                type="and",
+                predicates=[predicate("mediaType", "message"), predicate("addressTo", to)],
+            )
+        ],
+        paging=_model(gc, "PagingSpec", page_size=100, page_number=1),
+    )
+    found = analytics.post_analytics_conversations_details_query(query)
+    assert found.total_hits == 1
+    assert [c.conversation_id for c in found.conversations] == [sent.conversation_id]
+    conversation = conversations.get_conversations_message(sent.conversation_id)
+    ids = [m.message_id for p in conversation.participants for m in (p.messages or [])]
+    assert ids == [sent.id]
+    message = conversations.get_conversations_message_message(sent.conversation_id, sent.id)
+    assert message.normalized_message.text == "Lookup me"
+    sdk.steps.append(
+        "POST /analytics/conversations/details/query, GET /conversations/messages/{id}"
+    )
