@@ -826,7 +826,9 @@ def _add_bisecting(
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """Add a batch; on a permanent refusal split it to isolate the refused contacts."""
     try:
-        client.add_contacts(contact_list_id, contact_rows(batch, channel), priority=True)
+        client.add_contacts(
+            contact_list_id, contact_rows(batch, channel), priority=True, read_back=False
+        )
         return batch["message_key"].to_list(), []
     except RequestRejected as exc:
         if exc.status >= 500 or exc.status in (401, 429):
