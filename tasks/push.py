@@ -35,9 +35,10 @@ for SMS and e-mail), so no recycle can message a contact twice. Each push run (e
 6. adds contacts wave by wave in batches of up to 1,000 with the message key as contact id,
    ``priority=true`` and ``doNotQueue=false`` (new contacts are queued under both readings),
    ``push_concurrency`` batches in flight under the shared rate limit (``pushing`` is
-   committed before each call, ``pushed`` after). An add whose outcome is unknown is never
-   replayed: the batch is looked up and only the missing contacts are added. A batch Genesys
-   refuses (4xx) is bisected so only the bad contacts are ``rejected``;
+   committed for a group of batches before any of them is sent, ``pushed`` for every returned
+   batch in one transaction after: see :func:`_push_batches`). An add whose outcome is
+   unknown is never replayed: the batch is looked up and only the missing contacts are
+   added. A batch Genesys refuses (4xx) is bisected so only the bad contacts are ``rejected``;
 7. turns the campaign on.
 
 Crash safety: the contact id is the message key, existing contacts are never re-added, and
