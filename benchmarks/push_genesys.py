@@ -6,17 +6,23 @@ Starts the sandbox as its own process with its per-token limit raised far above 
 ceiling (so only the injected faults push back), fills a DuckDB outbox with N ready messages
 over 24 zone waves, runs the push (``tasks.push``) with the client's rate limit at
 ``--ceiling`` requests per minute, then lets the sandbox run the campaigns and reads its
-ledger. Prints achieved requests per second against the ceiling, retries, and lost and
-duplicate contacts.
+ledger. Prints achieved requests per second against the ceiling (the share of the ceiling),
+retries, lost and duplicate contacts, the CPU seconds the push process and the sandbox process
+spent during the push, and, measured in the same run before the push, the add rate a bare
+client reaches against this sandbox on this machine (no warehouse: the most any push can reach
+here), so a short share can be told apart from a sandbox or machine limit.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
+import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -27,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from flows.demo import running_sandbox  # noqa: E402
-from tasks.genesys import client_from_settings  # noqa: E402
+from tasks.genesys import GenesysClient, client_from_settings  # noqa: E402
 from tasks.outbox import MESSAGE_COLUMNS  # noqa: E402
-from tasks.push import push_waves_to_genesys  # noqa: E402
+from tasks.push import SMS_COLUMNS, contact_rows, push_waves_to_genesys  # noqa: E402
 from tasks.settings import CadenceSettings, GenesysSettings, WindowSettings  # noqa: E402
 from tasks.warehouse import make_engine, migrate, read_frame, write_frame  # noqa: E402
 
@@ -37,8 +43,49 @@ NOW = datetime(2026, 11, 23, 18, 0)  # every zone below has its window open
 ZONES = ["America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles"]
 
 
-def outbox(n: int) -> pl.DataFrame:
-    keys = [hashlib.sha256(f"bench-{i}".encode()).hexdigest()[:32] for i in range(n)]
+def children_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's child processes (the sandbox), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for children in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
+        for pid in Path(children).read_text().split():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def bare_add_rate(url: str, args: argparse.Namespace) -> float:
+    """Adds per second a bare client (no warehouse, no push machinery) reaches against the
+    sandbox: ``--calibrate`` adds of ``--batch`` contacts, ``--concurrency`` in flight, into a
+    list no campaign uses (its contacts are never sent)."""
+    frame = outbox(args.calibrate * args.batch, prefix="calibrate")
+    client = GenesysClient(
+        api_base=url,
+        login_base=url,
+        client_id="sandbox-client",
+        client_secret="sandbox-secret",
+        requests_per_minute=args.ceiling * 100,
+    )
+    created = client.create_contact_list(
+        "bench-calibrate", SMS_COLUMNS, phone_columns=[("Phone", "TimeZone")]
+    )
+    parts = [
+        contact_rows(frame.slice(i * args.batch, args.batch), "sms") for i in range(args.calibrate)
+    ]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(args.concurrency) as pool:
+        list(pool.map(lambda part: client.add_contacts(created["id"], part), parts))
+    elapsed = time.perf_counter() - start
+    client.delete_contact_list(created["id"])
+    client.close()
+    return args.calibrate / elapsed
+
+
+def outbox(n: int, prefix: str = "bench") -> pl.DataFrame:
+    keys = [hashlib.sha256(f"{prefix}-{i}".encode()).hexdigest()[:32] for i in range(n)]
     slot = [i % 6 for i in range(n)]
     zone = [ZONES[i % len(ZONES)] for i in range(n)]
     frame = pl.DataFrame({"message_key": keys, "slot": slot, "time_zone": zone})
@@ -90,10 +137,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--ceiling", type=int, default=600, help="client requests per minute")
-    parser.add_argument("--batch", type=int, default=250, help="contacts per add request")
+    parser.add_argument("--batch", type=int, default=1000, help="contacts per add request")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rate-429", type=float, default=0.05)
     parser.add_argument("--rate-5xx", type=float, default=0.01)
+    parser.add_argument(
+        "--calibrate",
+        type=int,
+        default=40,
+        help="bare-client adds timed before the push (0: skip)",
+    )
     args = parser.parse_args()
 
     with (
@@ -116,6 +169,7 @@ def main() -> None:
         httpx.post(
             f"{url}/sandbox/run", json={"until": f"{NOW:%Y-%m-%dT%H:%M:%S}Z"}, timeout=60
         ).raise_for_status()
+        bare = bare_add_rate(url, args) if args.calibrate else None
         engine = make_engine(f"duckdb:///{Path(tmp) / 'bench.duckdb'}")
         migrate(engine)
         with engine.begin() as conn:
@@ -137,7 +191,11 @@ def main() -> None:
                 stamps.append(time.perf_counter()) if kind == "request" else None
             ),
         )
-        start = time.perf_counter()
+        start, cpu_start, sandbox_start = (
+            time.perf_counter(),
+            time.process_time(),
+            children_cpu_seconds(),
+        )
         push_waves_to_genesys(
             engine,
             client,
@@ -149,6 +207,8 @@ def main() -> None:
             run_id="bench",
         )
         elapsed = time.perf_counter() - start
+        client_cpu = time.process_time() - cpu_start
+        sandbox_cpu = children_cpu_seconds() - sandbox_start
         stats = dict(client.stats)
         client.close()
         with engine.connect() as conn:
@@ -174,6 +234,18 @@ def main() -> None:
         f"  (retries {stats['retries']}, 429s {stats['rate_limited']})",
         f"  achieved             {achieved:8.2f} req/s"
         f" against a ceiling of {ceiling_rps:.2f} req/s = {ratio:.1%}",
+        f"  share of the ceiling {ratio:8.1%}",
+        f"  cpu during the push  {client_cpu:8.1f} s push process (all threads),"
+        f" {sandbox_cpu:.1f} s sandbox; load average {os.getloadavg()[0]:.1f}"
+        f" on {os.cpu_count()} cores",
+    ]
+    if bare is not None:
+        lines += [
+            f"  bare client          {bare:8.2f} adds/s of {args.batch} contacts against this"
+            f" sandbox ({bare / ceiling_rps:.1%} of the ceiling); the push reached"
+            f" {achieved / bare:.0%} of it",
+        ]
+    lines += [
         f"  sandbox saw          {sandbox_stats['requests']} requests,"
         f" by status {sandbox_stats['by_status']}",
         f"  outbox states        {states}",

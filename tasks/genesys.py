@@ -642,8 +642,11 @@ class GenesysClient:
         *,
         priority: bool = True,
         do_not_queue: bool = False,
+        read_back: bool = True,
     ) -> list[dict[str, Any]]:
-        """Add up to 1,000 contacts (``{"id": ..., "data": {...}}``) to a list.
+        """Add up to 1,000 contacts (``{"id": ..., "data": {...}}``) to a list; returns the
+        contacts as Genesys wrote them, or ``[]`` with ``read_back=False`` (the answer is not
+        decoded: a push that only needs the 2xx saves the client a large JSON parse).
 
         New contacts go in with ``doNotQueue=false``: queued under both readings of the
         parameter for new contacts (no effect / wait for a recycle). Re-adding a contact that
@@ -658,13 +661,12 @@ class GenesysClient:
             {"id": c["id"], "contactListId": contact_list_id, "data": c["data"], "callable": True}
             for c in contacts
         ]
-        return self._json(
-            "POST",
-            f"/outbound/contactlists/{contact_list_id}/contacts",
-            idempotent=False,
-            params={"priority": str(priority).lower(), "doNotQueue": str(do_not_queue).lower()},
-            json=body,
-        )
+        path = f"/outbound/contactlists/{contact_list_id}/contacts"
+        params = {"priority": str(priority).lower(), "doNotQueue": str(do_not_queue).lower()}
+        if not read_back:
+            self._request("POST", path, idempotent=False, params=params, json=body)
+            return []
+        return self._json("POST", path, idempotent=False, params=params, json=body)
 
     def mark_uncontactable(
         self, contact_list_id: str, contacts: Sequence[dict[str, Any]]

@@ -449,7 +449,8 @@ def transition(
     )
     write_frame(conn, "stage_transition", staged)
     states = ", ".join(f"'{s}'" for s in from_states)
-    moved = read_frame(
+    # through Arrow / COPY: a group of batches moves thousands of rows, no Python row objects
+    moved = read_arrow(
         conn,
         "select m.message_key, m.state as from_state, t.detail"
         " from messages m join stage_transition t on t.message_key = m.message_key"

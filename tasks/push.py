@@ -35,9 +35,10 @@ for SMS and e-mail), so no recycle can message a contact twice. Each push run (e
 6. adds contacts wave by wave in batches of up to 1,000 with the message key as contact id,
    ``priority=true`` and ``doNotQueue=false`` (new contacts are queued under both readings),
    ``push_concurrency`` batches in flight under the shared rate limit (``pushing`` is
-   committed before each call, ``pushed`` after). An add whose outcome is unknown is never
-   replayed: the batch is looked up and only the missing contacts are added. A batch Genesys
-   refuses (4xx) is bisected so only the bad contacts are ``rejected``;
+   committed for a group of batches before any of them is sent, ``pushed`` for every returned
+   batch in one transaction after: see :func:`_push_batches`). An add whose outcome is
+   unknown is never replayed: the batch is looked up and only the missing contacts are
+   added. A batch Genesys refuses (4xx) is bisected so only the bad contacts are ``rejected``;
 7. turns the campaign on.
 
 Crash safety: the contact id is the message key, existing contacts are never re-added, and
@@ -48,8 +49,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -569,23 +571,20 @@ def _room(
     return new["id"], max(0, min(incoming, limit - new_size))
 
 
-def _push_batch(
+def _mark_pushing(
     engine: Engine,
-    client: GenesysClient,
-    batch: pl.DataFrame,
-    channel: str,
+    batches: Sequence[pl.DataFrame],
     *,
     contact_list_id: str,
-    campaign_id: str,
     run_id: str,
     now: datetime,
-    result: PushResult,
-    db_lock: threading.Lock,
-) -> int:
-    keys = batch.select("message_key").with_columns(
+) -> None:
+    """Record the intent for a group of batches in one transaction: their messages move
+    ``ready`` -> ``pushing`` (with the list they go to) before any of them is sent."""
+    keys = pl.concat([b.select("message_key") for b in batches]).with_columns(
         pl.lit(contact_list_id).alias("genesys_contact_list_id")
     )
-    with db_lock, engine.begin() as conn:
+    with engine.begin() as conn:
         transition(
             conn,
             keys,
@@ -595,14 +594,29 @@ def _push_batch(
             now=now,
             detail="adding to the Genesys contact list",
         )
-    failpoint("push.after_mark_pushing")
-    accepted, refused = _add_settled(client, contact_list_id, batch, channel)
-    failpoint("push.after_batch_sent")
-    with db_lock, engine.begin() as conn:
+
+
+def _record_results(
+    engine: Engine,
+    outcomes: Sequence[tuple[list[str], list[tuple[str, str]]]],
+    *,
+    contact_list_id: str,
+    campaign_id: str,
+    run_id: str,
+    now: datetime,
+    result: PushResult,
+) -> None:
+    """Record the outcome of one or more sent batches in one transaction: accepted contacts
+    ``pushing`` -> ``pushed``, refused ones ``pushing`` -> ``rejected`` (code kept)."""
+    accepted = [key for done, _ in outcomes for key in done]
+    refused = [pair for _, bad in outcomes for pair in bad]
+    with engine.begin() as conn:
         if accepted:
             transition(
                 conn,
-                pl.DataFrame({"message_key": accepted}).with_columns(
+                pl.DataFrame(
+                    {"message_key": accepted}, schema={"message_key": pl.String}
+                ).with_columns(
                     pl.lit(contact_list_id).alias("genesys_contact_list_id"),
                     pl.lit(campaign_id).alias("genesys_campaign_id"),
                 ),
@@ -629,11 +643,165 @@ def _push_batch(
             exclude_decisions(
                 conn, frame, reason="genesys_rejected", detail="Genesys refused the contact"
             )
-        result.pushed += len(accepted)
-        result.rejected += len(refused)
-        result.batches += 1
+    result.pushed += len(accepted)
+    result.rejected += len(refused)
+    result.batches += len(outcomes)
+
+
+def _send_batch(
+    client: GenesysClient, contact_list_id: str, batch: pl.DataFrame, channel: str
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """The call of one batch (its intent is already committed): HTTP only, no warehouse."""
+    outcome = _add_settled(client, contact_list_id, batch, channel)
+    failpoint("push.after_batch_sent")
+    return outcome
+
+
+def _push_batch(
+    engine: Engine,
+    client: GenesysClient,
+    batch: pl.DataFrame,
+    channel: str,
+    *,
+    contact_list_id: str,
+    campaign_id: str,
+    run_id: str,
+    now: datetime,
+    result: PushResult,
+    db_lock: threading.Lock,
+) -> int:
+    """One batch on its own: intent, call, result, two transactions (see
+    :func:`_push_batches`, which groups the state changes of many batches)."""
+    with db_lock:
+        _mark_pushing(engine, [batch], contact_list_id=contact_list_id, run_id=run_id, now=now)
+    failpoint("push.after_mark_pushing")
+    outcome = _send_batch(client, contact_list_id, batch, channel)
+    with db_lock:
+        _record_results(
+            engine,
+            [outcome],
+            contact_list_id=contact_list_id,
+            campaign_id=campaign_id,
+            run_id=run_id,
+            now=now,
+            result=result,
+        )
     failpoint("push.after_batch_recorded")
     return batch.height
+
+
+def _push_batches(
+    engine: Engine,
+    client: GenesysClient,
+    batches: Sequence[tuple[str, pl.DataFrame]],
+    channel: str,
+    *,
+    contact_list_id: str,
+    campaign_id: str,
+    run_id: str,
+    now: datetime,
+    result: PushResult,
+    concurrency: int,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Push (wave id, batch) pairs, in order, ``concurrency`` calls in flight; returns how
+    many messages were handled.
+
+    The state changes are grouped, so the warehouse is never what the calls wait for: the
+    intent (``pushing``) of a group of up to ``2 x concurrency`` batches is committed in one
+    transaction before any of them is queued, and the results of all the batches whose call
+    has returned are recorded in one transaction while the next calls are in flight. Only the
+    calling thread touches the warehouse; the workers only make the calls.
+
+    Exactly once: a batch is sent only after its intent is committed; a crash between intent
+    and result leaves its messages ``pushing``, which :func:`_settle_pushing` resolves by
+    looking them up in Genesys. The failpoints keep their meaning per batch:
+    ``push.after_mark_pushing`` once per batch after its group's intent is committed,
+    ``push.after_batch_sent`` in the worker after its call, ``push.after_batch_recorded``
+    once per batch after the commit that recorded it, ``push.between_waves`` when a wave's
+    last batch is recorded. On an error, no new group is started, the calls in flight are
+    finished and recorded, the queued batches that never started go back to ``ready`` (never
+    sent), and the first error is raised.
+    """
+    todo = deque(batches)
+    left_in_wave: dict[str, int] = {}
+    for wave_id, _batch in batches:
+        left_in_wave[wave_id] = left_in_wave.get(wave_id, 0) + 1
+    low, high = 2 * concurrency, 3 * concurrency  # batches queued or in flight
+    queued: dict[Future[tuple[list[str], list[tuple[str, str]]]], tuple[str, pl.DataFrame]] = {}
+    handled = 0
+    error: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        try:
+            while queued or (todo and error is None):
+                if todo and error is None and len(queued) < low:
+                    group = [todo.popleft() for _ in range(min(len(todo), high - len(queued)))]
+                    _mark_pushing(
+                        engine,
+                        [batch for _, batch in group],
+                        contact_list_id=contact_list_id,
+                        run_id=run_id,
+                        now=now,
+                    )
+                    for wave_id, batch in group:
+                        failpoint("push.after_mark_pushing")
+                        future = pool.submit(_send_batch, client, contact_list_id, batch, channel)
+                        queued[future] = (wave_id, batch)
+                finished, _ = wait(queued, return_when=FIRST_COMPLETED)
+                recorded: list[tuple[str, pl.DataFrame]] = []
+                outcomes = []
+                for future in finished:
+                    wave_id, batch = queued.pop(future)
+                    if future.cancelled():
+                        continue
+                    exc = future.exception()
+                    if exc is not None:
+                        error = error or exc
+                        continue
+                    outcomes.append(future.result())
+                    recorded.append((wave_id, batch))
+                if error is not None:
+                    never_sent = [(f, queued[f][1]) for f in list(queued) if f.cancel()]
+                    for future, _batch in never_sent:
+                        queued.pop(future)
+                    if never_sent:
+                        with engine.begin() as conn:
+                            transition(
+                                conn,
+                                pl.concat([batch.select("message_key") for _, batch in never_sent]),
+                                from_states=("pushing",),
+                                to_state="ready",
+                                run_id=run_id,
+                                now=now,
+                                detail="not sent: the push stopped on an error",
+                            )
+                if outcomes:
+                    _record_results(
+                        engine,
+                        outcomes,
+                        contact_list_id=contact_list_id,
+                        campaign_id=campaign_id,
+                        run_id=run_id,
+                        now=now,
+                        result=result,
+                    )
+                for wave_id, batch in recorded:
+                    failpoint("push.after_batch_recorded")
+                    handled += batch.height
+                    if progress:
+                        progress(batch.height)
+                    left_in_wave[wave_id] -= 1
+                    if left_in_wave[wave_id] == 0:
+                        failpoint("push.between_waves")
+        except BaseException:
+            # the warehouse failed (or an interrupt): nothing queued is started any more; its
+            # messages stay pushing and are settled by lookup on the next run
+            for future in queued:
+                future.cancel()
+            raise
+    if error is not None:
+        raise error
+    return handled
 
 
 def _add_settled(
@@ -659,7 +827,9 @@ def _add_bisecting(
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """Add a batch; on a permanent refusal split it to isolate the refused contacts."""
     try:
-        client.add_contacts(contact_list_id, contact_rows(batch, channel), priority=True)
+        client.add_contacts(
+            contact_list_id, contact_rows(batch, channel), priority=True, read_back=False
+        )
         return batch["message_key"].to_list(), []
     except RequestRejected as exc:
         if exc.status >= 500 or exc.status in (401, 429):
@@ -914,42 +1084,33 @@ def push_waves_to_genesys(
                 ready = ready.sort("window_end_utc", "wave_start_utc", "message_key").head(room)
         result.contact_lists[channel] = list_id
         result.campaigns[channel] = campaign_id
-        db_lock = threading.Lock()
         batches = [
             (str(wave_id), wave.slice(start, genesys.push_batch_size))
             for (wave_id,), wave in ready.group_by(["wave_id"], maintain_order=True)
             for start in range(0, wave.height, genesys.push_batch_size)
         ]
-        # All batches are queued at once, earliest wave first, so a batch waiting out a
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress:
+                progress(done, todo_total)
+
+        # All batches are queued in order, earliest wave first, so a batch waiting out a
         # Retry-After never leaves the other workers idle at a wave boundary.
-        left_in_wave: dict[str, int] = {}
-        for wave_id, _batch in batches:
-            left_in_wave[wave_id] = left_in_wave.get(wave_id, 0) + 1
-        with ThreadPoolExecutor(max_workers=genesys.push_concurrency) as pool:
-            futures = {
-                pool.submit(
-                    _push_batch,
-                    engine,
-                    client,
-                    batch,
-                    channel,
-                    contact_list_id=list_id,
-                    campaign_id=campaign_id,
-                    run_id=run_id,
-                    now=now,
-                    result=result,
-                    db_lock=db_lock,
-                ): wave_id
-                for wave_id, batch in batches
-            }
-            for future in as_completed(futures):
-                done += future.result()
-                if progress:
-                    progress(done, todo_total)
-                wave_id = futures[future]
-                left_in_wave[wave_id] -= 1
-                if left_in_wave[wave_id] == 0:
-                    failpoint("push.between_waves")
+        _push_batches(
+            engine,
+            client,
+            batches,
+            channel,
+            contact_list_id=list_id,
+            campaign_id=campaign_id,
+            run_id=run_id,
+            now=now,
+            result=result,
+            concurrency=genesys.push_concurrency,
+            progress=advance,
+        )
         failpoint("push.before_campaign_start")
         client.set_campaign_status(campaign_id, "on")
         failpoint("push.after_campaign_start")

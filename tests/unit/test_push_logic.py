@@ -225,7 +225,7 @@ class _FlakyList:
         self.adds: list[list[str]] = []
         self.dropped = False
 
-    def add_contacts(self, list_id, contacts, *, priority=True, do_not_queue=False):
+    def add_contacts(self, list_id, contacts, *, priority=True, do_not_queue=False, read_back=True):
         self.adds.append([c["id"] for c in contacts])
         for c in contacts:
             self.contacts[c["id"]] = c

@@ -1,0 +1,171 @@
+"""The batch machinery of the push: grouped state changes, intent before every call, and a
+failed call that stops the push without stranding or sending the batches not yet started."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, datetime, timedelta
+
+import polars as pl
+import pytest
+
+import tasks.push as push
+from tasks.errors import GenesysError
+from tasks.outbox import MESSAGE_COLUMNS
+from tasks.push import PushResult, _push_batches
+from tasks.warehouse import make_engine, migrate, read_frame, write_frame
+
+NOW = datetime(2026, 11, 23, 18, 0)
+
+
+def _messages(n: int) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "message_key": [f"k{i:03d}" for i in range(n)],
+            "customer_id": "C",
+            "channel": "sms",
+            "local_send_date": date(2026, 11, 23),
+            "time_zone": "America/New_York",
+            "candidate_zones": "America/New_York",
+            "send_at_local": NOW,
+            "send_at_local_by_zone": "America/New_York 2026-11-23 18:00",
+            "send_at_utc": NOW,
+            "window_start_utc": NOW - timedelta(hours=1),
+            "window_end_utc": NOW + timedelta(hours=2),
+            "wave_id": [f"w{i // 4}" for i in range(n)],
+            "slot": 1,
+            "wave_start_utc": NOW - timedelta(minutes=5),
+            "to_address": [f"+1317555{i:04d}" for i in range(n)],
+            "template": "sms_upcoming",
+            "subject": None,
+            "body": "Reminder",
+            "encoding": "GSM-7",
+            "segments": 1,
+            "units": 8,
+            "invoice_ids": [f"I{i}" for i in range(n)],
+            "invoice_count": 1,
+            "cadence_step": -1,
+            "amount_total_minor": 100,
+            "currency": "USD",
+            "link_token": "t",
+            "template_values": None,
+            "state": "ready",
+            "state_reason": None,
+            "first_run_id": "b",
+            "last_run_id": "b",
+            "created_at_utc": NOW,
+            "updated_at_utc": NOW,
+        },
+        schema_overrides={"subject": pl.String, "template_values": pl.String},
+    ).select(MESSAGE_COLUMNS)
+
+
+def _states(engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        return dict(read_frame(conn, "select message_key, state from messages").rows())
+
+
+class _Genesys:
+    """A contact list that checks, at every add, that the warehouse already says ``pushing``
+    (committed, read on its own connection) for each contact; optionally fails one add."""
+
+    def __init__(self, engine, fail_on_call: int | None = None) -> None:
+        self.engine = engine
+        self.fail_on_call = fail_on_call
+        self.calls = 0
+        self.added: list[str] = []
+        self.not_pushing_at_call: list[str] = []
+        self.lock = threading.Lock()
+
+    def add_contacts(self, list_id, contacts, **_kwargs):
+        with self.lock:
+            self.calls += 1
+            call = self.calls
+        states = _states(self.engine)
+        ids = [c["id"] for c in contacts]
+        with self.lock:
+            self.not_pushing_at_call += [i for i in ids if states[i] != "pushing"]
+        if call == self.fail_on_call:
+            raise GenesysError("Genesys kept answering 503")
+        with self.lock:
+            self.added += ids
+        return []
+
+
+def _setup(tmp_path, n: int):
+    engine = make_engine(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    migrate(engine)
+    frame = _messages(n)
+    with engine.begin() as conn:
+        write_frame(conn, "messages", frame)
+    batches = [
+        (str(frame["wave_id"][start]), frame.slice(start, 2)) for start in range(0, frame.height, 2)
+    ]
+    return engine, frame, batches
+
+
+def test_intent_is_committed_before_every_call_and_grouped(tmp_path, monkeypatch) -> None:
+    engine, frame, batches = _setup(tmp_path, 12)  # 6 batches of 2
+    groups: list[int] = []
+    mark = push._mark_pushing
+
+    def counted(engine, group, **kwargs):
+        groups.append(len(group))
+        return mark(engine, group, **kwargs)
+
+    monkeypatch.setattr(push, "_mark_pushing", counted)
+    genesys = _Genesys(engine)
+    result = PushResult()
+    done: list[int] = []
+    handled = _push_batches(
+        engine,
+        genesys,
+        batches,
+        "sms",
+        contact_list_id="l1",
+        campaign_id="c1",
+        run_id="p",
+        now=NOW,
+        result=result,
+        concurrency=1,
+        progress=done.append,
+    )
+    assert genesys.not_pushing_at_call == []
+    assert sorted(genesys.added) == sorted(frame["message_key"])
+    assert set(_states(engine).values()) == {"pushed"}
+    assert handled == sum(done) == frame.height
+    assert result.pushed == frame.height
+    assert result.batches == len(batches)
+    assert sum(groups) == len(batches)
+    assert len(groups) < len(batches)  # intents are grouped, not one transaction per batch
+
+
+def test_a_failed_call_stops_the_push_and_unstarted_batches_go_back_to_ready(
+    tmp_path,
+) -> None:
+    engine, _frame, batches = _setup(tmp_path, 12)  # 6 batches of 2
+    genesys = _Genesys(engine, fail_on_call=3)
+    with pytest.raises(GenesysError):
+        _push_batches(
+            engine,
+            genesys,
+            batches,
+            "sms",
+            contact_list_id="l1",
+            campaign_id="c1",
+            run_id="p",
+            now=NOW,
+            result=PushResult(),
+            concurrency=1,
+        )
+    states = _states(engine)
+    added = set(genesys.added)
+    assert genesys.not_pushing_at_call == []
+    # sent -> pushed; the failed call -> pushing (settled by lookup next run); never sent ->
+    # ready, and nothing ready was ever added
+    assert {k for k, s in states.items() if s == "pushed"} == added
+    assert sorted(k for k, s in states.items() if s == "pushing") == ["k004", "k005"]
+    ready = {k for k, s in states.items() if s == "ready"}
+    assert not ready & added
+    assert {"k008", "k009", "k010", "k011"} <= ready
+    assert genesys.calls < len(batches)
