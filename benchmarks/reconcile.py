@@ -10,11 +10,17 @@ process (so its peak RSS is its own) then, on a DuckDB file migrated like the wa
 
 1. **full, from the files**: ``reconcile_message`` over ``read_parquet`` views of the two
    files (the same model SQL), materialized with ``create table ... as``; goal <= 30 s.
-2. loads the files into the ``attempts`` / ``carrier_records`` tables (timed, not a goal);
-3. **one incremental day**: merges the new day's files by natural key (stage, delete, insert)
-   and materializes that day with :func:`tasks.reconcile.reconcile_days`; goal <= 5 s.
+2. loads the files into the ``attempts`` / ``carrier_records`` tables (timed, not a goal) on
+   one thread, so the tables have full row groups as day-by-day loads leave them (a parallel
+   bulk insert leaves part-filled row groups, and DuckDB's next checkpoint of a changed table
+   merges them, rewriting the table: at 2M rows the day's checkpoint took 23-33 s after a
+   parallel load and 4 s after a one-thread one; the 75 s seen at 10M was that merge);
+3. **one incremental day**: merges the new day's files by natural key (stage, delete, insert),
+   materializes that day with :func:`tasks.reconcile.reconcile_days` and checkpoints (a day
+   is not done until it is durable); goal <= 5 s for the three together (``day_total_s``).
 
-Prints wall times, status counts and peak RSS as JSON. Figures vary with the machine's load.
+Prints wall times, the child's CPU seconds per phase (``*_cpu_s``: steadier than wall time on a
+shared machine), status counts and peak RSS as JSON. Figures vary with the machine's load.
 """
 
 from __future__ import annotations
@@ -141,6 +147,11 @@ def generate(folder: Path, n: int, days: int, seed: int, *, first_day: int = 0) 
     return {"attempts": attempts.height, "carrier_records": records.height}
 
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child(folder: Path, new_day: date, memory_limit: str = "12GB") -> None:
     import duckdb
 
@@ -170,9 +181,10 @@ def child(folder: Path, new_day: date, memory_limit: str = "12GB") -> None:
         [(n, models[n]) for n in ("reconcile_clock", "reconcile_message")]
     ):
         con.execute(text)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _cpu()
     con.execute("create table result as select * from reconcile_message")
     out["full_from_files_s"] = round(time.perf_counter() - t, 2)
+    out["full_from_files_cpu_s"] = round(_cpu() - c, 2)
     out["full_statuses"] = dict(
         con.execute("select status, count(*) from result group by 1 order by 1").fetchall()
     )
@@ -183,6 +195,7 @@ def child(folder: Path, new_day: date, memory_limit: str = "12GB") -> None:
     engine = make_engine(f"duckdb:///{folder / 'warehouse.duckdb'}")
     migrate(engine)
     raw = engine.raw_connection()
+    raw.execute("set threads = 1")
     t = time.perf_counter()
     raw.execute(
         f"insert into attempts select * from read_parquet('{full_dir / 'attempts.parquet'}')"
@@ -201,16 +214,16 @@ def child(folder: Path, new_day: date, memory_limit: str = "12GB") -> None:
     t = time.perf_counter()
     raw.execute("checkpoint")
     out["load_checkpoint_s"] = round(time.perf_counter() - t, 2)
+    raw.execute("reset threads")
     raw.close()
 
-    # 3. one incremental day: merge the day's files by natural key, reconcile that day.
-    # Each commit is durable in the WAL; DuckDB's automatic checkpoint (when the WAL passes
-    # checkpoint_threshold, 16 MB by default: one day of 200,000 rows does) rewrites the
-    # touched row groups and took 4-11 s at 10M rows, so the day defers it and times it
-    # separately (day_checkpoint_s, not part of the goal; a daily flow checkpoints at close).
+    # 3. one incremental day: merge the day's files by natural key, reconcile that day,
+    # checkpoint. The automatic checkpoint (when the WAL passes checkpoint_threshold, 16 MB by
+    # default) would fire inside a statement; the day defers it to one explicit checkpoint at
+    # its end, timed and counted in day_total_s.
     with engine.connect() as conn:
         conn.exec_driver_sql(f"set checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _cpu()
     with engine.begin() as conn:
         driver = conn.connection.dbapi_connection
         driver.execute(
@@ -245,11 +258,14 @@ def child(folder: Path, new_day: date, memory_limit: str = "12GB") -> None:
     with engine.begin() as conn:
         out["day_rows"] = reconcile_days(conn, [new_day])
     out["day_reconcile_s"] = round(time.perf_counter() - t, 2)
-    out["day_total_s"] = round(out["day_load_s"] + out["day_reconcile_s"], 2)
     t = time.perf_counter()
     with engine.connect() as conn:
         conn.exec_driver_sql("checkpoint")
     out["day_checkpoint_s"] = round(time.perf_counter() - t, 2)
+    out["day_total_s"] = round(
+        out["day_load_s"] + out["day_reconcile_s"] + out["day_checkpoint_s"], 2
+    )
+    out["day_total_cpu_s"] = round(_cpu() - c, 2)
     with engine.connect() as conn:
         out["day_statuses"] = dict(
             conn.exec_driver_sql(
@@ -300,7 +316,8 @@ def main() -> None:
                     **result,
                     "goals": {
                         "full_from_files_s <= 30": result["full_from_files_s"] <= 30,
-                        "day_total_s <= 5": result["day_total_s"] <= 5,
+                        "day_total_s (load + reconcile + checkpoint) <= 5": result["day_total_s"]
+                        <= 5,
                     },
                 },
                 indent=2,

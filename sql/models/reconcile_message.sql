@@ -39,7 +39,29 @@ clock as (
     select as_of_utc from reconcile_clock
 ),
 
-sms_attempts as (
+-- attempts rows whose key (message_key x attempted_at_utc, both not null) occurs more than
+-- once: only those are aggregated; every other row is its own group and passes as it is
+sms_repeats as (
+    select message_key, attempted_at_utc
+    from attempts_source
+    where channel = 'sms' and outcome_class in ('sent', 'unknown', 'failed')
+    group by message_key, attempted_at_utc
+    having count(*) > 1
+),
+
+sms_deduplicated as (
+    select
+        message_key, attempted_at_utc, customer_id, invoice_ids, genesys_contact_list_id,
+        genesys_campaign_id, wrapup_code, outcome_class, to_address, body_sha256, segments,
+        carrier_message_id, attempt_day
+    from attempts_source as a
+    where
+        channel = 'sms' and outcome_class in ('sent', 'unknown', 'failed')
+        and not exists (
+            select 1 from sms_repeats as r
+            where r.message_key = a.message_key and r.attempted_at_utc = a.attempted_at_utc
+        )
+    union all
     select
         message_key,
         attempted_at_utc,
@@ -58,9 +80,19 @@ sms_attempts as (
         max(segments) as segments,
         max(carrier_message_id) as carrier_message_id,
         min(attempt_day) as attempt_day
-    from attempts_source
-    where channel = 'sms' and outcome_class in ('sent', 'unknown', 'failed')
+    from attempts_source as a
+    where
+        channel = 'sms' and outcome_class in ('sent', 'unknown', 'failed')
+        and exists (
+            select 1 from sms_repeats as r
+            where r.message_key = a.message_key and r.attempted_at_utc = a.attempted_at_utc
+        )
     group by message_key, attempted_at_utc
+),
+
+sms_attempts as materialized (
+    select row_number() over () as attempt_id, d.*
+    from sms_deduplicated as d
 ),
 
 outbound_records as (
@@ -111,7 +143,42 @@ carrier_grouped as (
     from referenced_sessions
 ),
 
-carrier_messages as (
+-- carrier groups of more than one row: only those are aggregated (carrier and group_key are
+-- never null); a one-row group passes with the aggregates' one-row values
+carrier_repeats as (
+    select carrier, group_key
+    from carrier_grouped
+    group by carrier, group_key
+    having count(*) > 1
+),
+
+carrier_deduplicated as (
+    select
+        carrier,
+        group_key,
+        carrier_message_id,
+        sender_reference,
+        to_address,
+        sent_at_utc,
+        case
+            when status_class in ('delivered', 'accepted', 'pending', 'undelivered')
+                then status_class
+            else 'failed'
+        end as status_class,
+        error_code,
+        cast(1 as bigint) as parts,
+        greatest(cast(1 as bigint), coalesce(parts_total, 0), coalesce(num_segments, 0))
+            as segments,
+        cast(price_micros as bigint) as price_micros,
+        price_currency,
+        price_micros is not null and coalesce(price_final, false) as price_final,
+        body_sha256
+    from carrier_grouped as g
+    where not exists (
+        select 1 from carrier_repeats as r
+        where r.carrier = g.carrier and r.group_key = g.group_key
+    )
+    union all
     select
         carrier,
         group_key,
@@ -139,19 +206,34 @@ carrier_messages as (
         max(price_currency) as price_currency,
         count(price_micros) = count(*) and bool_and(coalesce(price_final, false)) as price_final,
         max(body_sha256) as body_sha256
-    from carrier_grouped
+    from carrier_grouped as g
+    where exists (
+        select 1 from carrier_repeats as r
+        where r.carrier = g.carrier and r.group_key = g.group_key
+    )
     group by carrier, group_key
 ),
 
-id_candidates as (
-    select distinct a.message_key, a.attempted_at_utc, g.carrier, g.group_key
+carrier_messages as materialized (
+    select row_number() over () as carrier_id, d.*
+    from carrier_deduplicated as d
+),
+
+id_parts as (
+    select distinct a.attempt_id, g.carrier, g.group_key
     from sms_attempts as a
     inner join carrier_grouped as g on a.carrier_message_id = g.carrier_message_id
 ),
 
+id_candidates as (
+    select p.attempt_id, c.carrier_id
+    from id_parts as p
+    inner join carrier_messages as c on p.carrier = c.carrier and p.group_key = c.group_key
+),
+
 window_candidates as (
     select
-        a.message_key, a.attempted_at_utc, c.carrier, c.group_key,
+        a.attempt_id, c.carrier_id,
         c.sender_reference is not null as sender_reference_matched
     from sms_attempts as a
     inner join carrier_messages as c
@@ -164,138 +246,135 @@ window_candidates as (
     where a.carrier_message_id is null
 ),
 
-candidates as (
-    select
-        message_key, attempted_at_utc, carrier, group_key, 'carrier_message_id' as match_method
+candidates as materialized (
+    select attempt_id, carrier_id, 'carrier_message_id' as match_method
     from id_candidates
     union all
     select
-        w.message_key, w.attempted_at_utc, w.carrier, w.group_key,
+        w.attempt_id, w.carrier_id,
         case
             when w.sender_reference_matched then 'sender_reference' else 'recipient_window'
         end as match_method
     from window_candidates as w
     where not exists (
-        select 1 from id_candidates as t
-        where t.carrier = w.carrier and t.group_key = w.group_key
+        select 1 from id_candidates as t where t.carrier_id = w.carrier_id
     )
 ),
 
-attempt_summary as (
-    select
-        message_key,
-        attempted_at_utc,
-        count(*) as candidates,
-        min(carrier) as carrier,
-        min(group_key) as group_key,
-        min(match_method) as match_method
+attempt_counts as (
+    select attempt_id, count(*) as candidates
     from candidates
-    group by message_key, attempted_at_utc
+    group by attempt_id
 ),
 
-carrier_summary as (
-    select
-        carrier,
-        group_key,
-        count(*) as candidates,
-        min(message_key) as message_key,
-        min(attempted_at_utc) as attempted_at_utc
+carrier_counts as (
+    select carrier_id, count(*) as candidates
     from candidates
-    group by carrier, group_key
+    group by carrier_id
 ),
 
-ambiguous_ids as (
+-- every candidate pair with the candidate counts of its two sides: a pair is a match when
+-- both are 1; every other pair makes both of its rows ambiguous
+counted as materialized (
     select
-        c.message_key,
-        c.attempted_at_utc,
-        c.carrier,
-        c.group_key,
+        c.attempt_id,
+        c.carrier_id,
+        c.match_method,
         a.candidates as attempt_candidates,
         s.candidates as carrier_candidates
     from candidates as c
-    inner join attempt_summary as a
-        on c.message_key = a.message_key and c.attempted_at_utc = a.attempted_at_utc
-    inner join carrier_summary as s on c.carrier = s.carrier and c.group_key = s.group_key
-    where a.candidates > 1 or s.candidates > 1
+    inner join attempt_counts as a on c.attempt_id = a.attempt_id
+    inner join carrier_counts as s on c.carrier_id = s.carrier_id
+),
+
+attempt_pairing as (
+    select
+        attempt_id,
+        attempt_candidates as candidates,
+        case when carrier_candidates = 1 then carrier_id end as carrier_id,
+        case when carrier_candidates = 1 then match_method end as match_method,
+        carrier_candidates <> 1 as ambiguous
+    from counted
+    where attempt_candidates = 1
+    union all
+    select attempt_id, candidates, null as carrier_id, null as match_method, true as ambiguous
+    from attempt_counts
+    where candidates > 1
+),
+
+carrier_pairing as (
+    select carrier_id, carrier_candidates as candidates, attempt_candidates <> 1 as ambiguous
+    from counted
+    where carrier_candidates = 1
+    union all
+    select carrier_id, candidates, true as ambiguous
+    from carrier_counts
+    where candidates > 1
+),
+
+ambiguous_pairs as (
+    select attempt_id, carrier_id
+    from counted
+    where attempt_candidates > 1 or carrier_candidates > 1
 ),
 
 attempt_candidate_ids as (
     select
-        i.message_key,
-        i.attempted_at_utc,
+        i.attempt_id,
         string_agg(
-            i.carrier || ':' || m.carrier_message_id, ',' order by i.carrier, m.carrier_message_id
+            m.carrier || ':' || m.carrier_message_id, ',' order by m.carrier, m.carrier_message_id
         ) as candidate_ids
-    from ambiguous_ids as i
-    inner join carrier_messages as m on i.carrier = m.carrier and i.group_key = m.group_key
-    group by i.message_key, i.attempted_at_utc
+    from ambiguous_pairs as i
+    inner join carrier_messages as m on i.carrier_id = m.carrier_id
+    group by i.attempt_id
 ),
 
 carrier_candidate_ids as (
     select
-        carrier,
-        group_key,
-        string_agg(message_key, ',' order by message_key, attempted_at_utc) as candidate_ids
-    from ambiguous_ids
-    group by carrier, group_key
+        i.carrier_id,
+        string_agg(a.message_key, ',' order by a.message_key, a.attempted_at_utc) as candidate_ids
+    from ambiguous_pairs as i
+    inner join sms_attempts as a on i.attempt_id = a.attempt_id
+    group by i.carrier_id
 ),
 
 attempt_rows as (
     select
-        a.message_key,
-        a.attempted_at_utc,
-        case when paired.candidates = 1 and s.candidates = 1 then s.carrier end as carrier,
-        case when paired.candidates = 1 and s.candidates = 1 then s.group_key end as group_key,
-        case when paired.candidates = 1 and s.candidates = 1 then paired.match_method end
-            as match_method,
-        paired.candidates is not null
-        and not (paired.candidates = 1 and s.candidates = 1) as ambiguous,
-        coalesce(paired.candidates, 0) as candidates
+        a.*,
+        p.carrier_id as paired_carrier_id,
+        p.match_method,
+        coalesce(p.ambiguous, false) as ambiguous,
+        coalesce(p.candidates, 0) as candidates
     from sms_attempts as a
-    left join attempt_summary as paired
-        on a.message_key = paired.message_key and a.attempted_at_utc = paired.attempted_at_utc
-    left join carrier_summary as s
-        on paired.carrier = s.carrier and paired.group_key = s.group_key
-    where a.outcome_class in ('sent', 'unknown') or paired.candidates is not null
+    left join attempt_pairing as p on a.attempt_id = p.attempt_id
+    where a.outcome_class in ('sent', 'unknown') or p.candidates is not null
 ),
 
 carrier_rows as (
     select
-        cast(null as varchar) as message_key,
-        cast(null as timestamp) as attempted_at_utc,
-        c.carrier,
-        c.group_key,
-        cast(null as varchar) as match_method,
-        s.candidates is not null as ambiguous,
-        coalesce(s.candidates, 0) as candidates
+        c.*,
+        coalesce(p.ambiguous, false) as ambiguous,
+        coalesce(p.candidates, 0) as candidates
     from carrier_messages as c
-    left join carrier_summary as s on c.carrier = s.carrier and c.group_key = s.group_key
-    left join attempt_summary as a
-        on s.message_key = a.message_key and s.attempted_at_utc = a.attempted_at_utc
-    where s.candidates is null or not (s.candidates = 1 and a.candidates = 1)
-),
-
-joined as (
-    select * from attempt_rows
-    union all
-    select * from carrier_rows
+    left join carrier_pairing as p on c.carrier_id = p.carrier_id
+    where p.carrier_id is null or p.ambiguous
 ),
 
 sides as (
     select
-        j.message_key,
+        a.message_key,
         a.customer_id,
         a.invoice_ids,
         a.genesys_campaign_id,
         a.genesys_contact_list_id,
-        j.attempted_at_utc,
+        a.attempted_at_utc,
         a.attempt_day,
         a.wrapup_code,
         a.outcome_class,
         a.to_address as attempt_to_address,
         a.segments as attempt_segments,
         a.carrier_message_id as attempt_carrier_message_id,
-        j.carrier,
+        c.carrier,
         c.carrier_message_id,
         c.sender_reference as carrier_sender_reference,
         c.to_address as carrier_to_address,
@@ -307,47 +386,89 @@ sides as (
         c.price_micros,
         c.price_currency,
         c.price_final,
-        j.match_method,
-        j.ambiguous,
-        j.candidates,
-        coalesce(ai.candidate_ids, ci.candidate_ids) as candidate_ids,
-        coalesce(j.attempted_at_utc, c.sent_at_utc) as send_at_utc
-    from joined as j
-    left join sms_attempts as a
-        on j.message_key = a.message_key and j.attempted_at_utc = a.attempted_at_utc
-    left join carrier_messages as c
-        on j.carrier = c.carrier and j.group_key = c.group_key
-    left join attempt_candidate_ids as ai
-        on
-            j.ambiguous and j.message_key = ai.message_key
-            and j.attempted_at_utc = ai.attempted_at_utc
-    left join carrier_candidate_ids as ci
-        on j.ambiguous and j.carrier = ci.carrier and j.group_key = ci.group_key
+        a.match_method,
+        a.ambiguous,
+        a.candidates,
+        i.candidate_ids,
+        a.attempted_at_utc as send_at_utc
+    from attempt_rows as a
+    left join carrier_messages as c on a.paired_carrier_id = c.carrier_id
+    left join attempt_candidate_ids as i on a.ambiguous and a.attempt_id = i.attempt_id
+    union all
+    select
+        cast(null as varchar) as message_key,
+        cast(null as varchar) as customer_id,
+        cast(null as varchar) as invoice_ids,
+        cast(null as varchar) as genesys_campaign_id,
+        cast(null as varchar) as genesys_contact_list_id,
+        cast(null as timestamp) as attempted_at_utc,
+        cast(null as date) as attempt_day,
+        cast(null as varchar) as wrapup_code,
+        cast(null as varchar) as outcome_class,
+        cast(null as varchar) as attempt_to_address,
+        cast(null as integer) as attempt_segments,
+        cast(null as varchar) as attempt_carrier_message_id,
+        c.carrier,
+        c.carrier_message_id,
+        c.sender_reference as carrier_sender_reference,
+        c.to_address as carrier_to_address,
+        c.sent_at_utc as carrier_sent_at_utc,
+        c.status_class as carrier_status_class,
+        c.error_code as carrier_error_code,
+        c.parts as carrier_parts,
+        c.segments as carrier_segments,
+        c.price_micros,
+        c.price_currency,
+        c.price_final,
+        cast(null as varchar) as match_method,
+        c.ambiguous,
+        c.candidates,
+        i.candidate_ids,
+        c.sent_at_utc as send_at_utc
+    from carrier_rows as c
+    left join carrier_candidate_ids as i on c.ambiguous and c.carrier_id = i.carrier_id
+),
+
+-- the rate of a carrier message depends only on its carrier, its send date and its address's
+-- first rate_span characters (every rate prefix is a prefix of those), so the longest-prefix,
+-- latest-valid_from choice is made once per distinct (carrier, day, address prefix)
+rate_span as (
+    select max(length(destination_prefix)) as prefix_length from rates_source
 ),
 
 rate_lengths as (
     select distinct length(destination_prefix) as prefix_length from rates_source
 ),
 
+rate_keys as (
+    select distinct
+        s.carrier,
+        cast(s.carrier_sent_at_utc as date) as sent_day,
+        substr(s.carrier_to_address, 1, span.prefix_length) as address_prefix
+    from sides as s
+    cross join rate_span as span
+    where s.carrier is not null
+),
+
 rated as (
     select
-        s.carrier,
-        s.carrier_message_id,
+        k.carrier,
+        k.sent_day,
+        k.address_prefix,
         r.price_micros_per_segment,
         r.currency as rate_currency,
         row_number() over (
-            partition by s.carrier, s.carrier_message_id
+            partition by k.carrier, k.sent_day, k.address_prefix
             order by length(r.destination_prefix) desc, r.valid_from desc
         ) as rate_rank
-    from sides as s
+    from rate_keys as k
     cross join rate_lengths as l
     inner join rates_source as r
         on
-            s.carrier = r.carrier
-            and substr(s.carrier_to_address, 1, l.prefix_length) = r.destination_prefix
-            and cast(s.carrier_sent_at_utc as date) >= r.valid_from
-            and (r.valid_to is null or cast(s.carrier_sent_at_utc as date) < r.valid_to)
-    where s.carrier is not null
+            k.carrier = r.carrier
+            and substr(k.address_prefix, 1, l.prefix_length) = r.destination_prefix
+            and k.sent_day >= r.valid_from
+            and (r.valid_to is null or k.sent_day < r.valid_to)
 ),
 
 checked as (
@@ -362,10 +483,12 @@ checked as (
         s.send_at_utc > clock.as_of_utc - interval '72 hours' as inside_finality_window
     from sides as s
     cross join clock
+    cross join rate_span as span
     left join rated as r
         on
             s.carrier = r.carrier
-            and s.carrier_message_id = r.carrier_message_id
+            and cast(s.carrier_sent_at_utc as date) = r.sent_day
+            and substr(s.carrier_to_address, 1, span.prefix_length) = r.address_prefix
             and r.rate_rank = 1
 ),
 
