@@ -34,16 +34,21 @@ def test_two_buckets_on_one_file_share_one_budget(tmp_path) -> None:
     other.acquire()  # another OAuth client has its own budget
 
 
-def _hold(path, seconds) -> None:
+def _hold(path, seconds, held) -> None:
     with host_lock(path):
+        held.set()
         time.sleep(seconds)
 
 
 def test_host_lock_waits_for_another_process_and_is_freed_when_it_dies(tmp_path) -> None:
     path = lock_path(tmp_path, "warehouse", "duckdb:///x")
-    holder = multiprocessing.get_context("spawn").Process(target=_hold, args=(path, 60))
+    context = multiprocessing.get_context("spawn")
+    held = context.Event()
+    holder = context.Process(target=_hold, args=(path, 60, held))
     holder.start()
-    time.sleep(1.5)
+    # wait for the holder to have the lock (a spawned interpreter can take seconds to start
+    # on a loaded machine), not a fixed sleep
+    assert held.wait(timeout=120), "the holder process never took the lock"
     with pytest.raises(TimeoutError), host_lock(path, timeout=0.5):
         pass
     holder.kill()  # SIGKILL: the kernel drops the lock
