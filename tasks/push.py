@@ -886,7 +886,7 @@ class WavePush:
             slot = f"{start:%H:%M} UTC"
         return (
             f"{first['local_send_date']} {zone} {slot} {self.route}"
-            f" ({self.messages.height:,} contacts)"
+            f" ({self.messages.height:,} contact{'' if self.messages.height == 1 else 's'})"
         )
 
 
@@ -1054,6 +1054,13 @@ def push_wave(
         if on_batch:
             on_batch(n)
     failpoint("push.between_waves")
+    log.info(
+        "wave %s: %d pushed, %d rejected in %d batches",
+        wave.wave_id,
+        result.pushed,
+        result.rejected,
+        result.batches,
+    )
     return result
 
 
