@@ -89,19 +89,22 @@ async def _run_view(flow_run_id) -> dict:
     }
 
 
-def _dump(name: str, view: dict) -> None:
-    if NOTES.is_dir():
-        (NOTES / name).write_text(json.dumps(view, indent=2, default=str))
+def _dump(name: str, view: dict, tmp_path: Path) -> None:
+    if NOTES.is_dir():  # no machine path in evidence that gets committed
+        text = json.dumps(view, indent=2, default=str).replace(str(tmp_path), "<tmp>")
+        (NOTES / name).write_text(text)
 
 
-def test_failed_build_still_publishes_quarantine_by_rule(prefect_harness, overrides) -> None:
+def test_failed_build_still_publishes_quarantine_by_rule(
+    prefect_harness, overrides, tmp_path
+) -> None:
     from flows.build_reminders import build_reminders
 
     overrides["quality"] = {"max_quarantine_share": 0.001}
     state = build_reminders(as_of="2026-11-23T06:00:00Z", overrides=overrides, return_state=True)
     assert state.is_failed()
     view = asyncio.run(_run_view(state.state_details.flow_run_id))
-    _dump("failed-build-run.json", view)
+    _dump("failed-build-run.json", view, tmp_path)
     table = view["artifacts"]["quarantine-by-rule"]
     expected = {
         (r.source, r.scope, r.rule): r.n
@@ -115,7 +118,7 @@ def test_failed_build_still_publishes_quarantine_by_rule(prefect_harness, overri
 
 
 def test_push_and_collect_runs_show_tasks_logs_and_per_run_artifacts(
-    prefect_harness, overrides
+    prefect_harness, overrides, tmp_path
 ) -> None:
     from flows.build_reminders import build_reminders
     from flows.collect_outcomes import collect_outcomes
@@ -129,7 +132,7 @@ def test_push_and_collect_runs_show_tasks_logs_and_per_run_artifacts(
     summary = state.result()
     flow_run_id = state.state_details.flow_run_id
     view = asyncio.run(_run_view(flow_run_id))
-    _dump("push-waves-run.json", view)
+    _dump("push-waves-run.json", view, tmp_path)
     assert view["name"] == "push-waves 2026-11-23T14:05Z"
     assert any(t.startswith("re-check sources at 2026-11-23 14:05") for t in view["tasks"])
     # One task run per step: ready/settle, cancels, capacity per route, a push per wave.
@@ -188,7 +191,7 @@ def test_push_and_collect_runs_show_tasks_logs_and_per_run_artifacts(
     assert state.is_completed(), state.message
     result = state.result()
     view = asyncio.run(_run_view(state.state_details.flow_run_id))
-    _dump("collect-outcomes-run.json", view)
+    _dump("collect-outcomes-run.json", view, tmp_path)
     assert view["name"] == "collect-outcomes 2026-11-24T06:00Z"
     assert any(t.startswith("export outcomes at 2026-11-24 06:00") for t in view["tasks"])
     assert any(t.startswith("apply outcomes at 2026-11-24 06:00") for t in view["tasks"])
