@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.prefect
 
 # Evidence for a closing note, written only when asked for (OPS_EVIDENCE_DIR=<folder>).
 NOTES = Path(os.environ.get("OPS_EVIDENCE_DIR") or "/nonexistent-ops-evidence")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +94,7 @@ async def _run_view(flow_run_id) -> dict:
 def _dump(name: str, view: dict, tmp_path: Path) -> None:
     if NOTES.is_dir():  # no machine path in evidence that gets committed
         text = json.dumps(view, indent=2, default=str).replace(str(tmp_path), "<tmp>")
+        text = text.replace(str(ROOT), "<repo>").replace(sys.base_prefix, "<python>")
         (NOTES / name).write_text(text)
 
 

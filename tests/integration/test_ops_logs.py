@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,5 +121,7 @@ def test_personal_data_and_secrets_are_masked_in_prefect_logs_and_state(
             + "\n".join(logs)
         )
         (notes / "masking-logs-read-from-prefect-api.txt").write_text(
-            text.replace(str(tmp_path), "<tmp>").replace(str(Path.cwd()), "<cwd>")
+            text.replace(str(tmp_path), "<tmp>")
+            .replace(str(Path(__file__).resolve().parents[2]), "<repo>")
+            .replace(sys.base_prefix, "<python>")
         )
