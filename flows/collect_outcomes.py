@@ -29,8 +29,7 @@ from tasks.attempts import collect_attempts_from_genesys
 from tasks.genesys import client_from_settings
 from tasks.locks import share_rate_budget
 from tasks.outbox import finish_run
-from tasks.outcomes import collect_outcomes_from_genesys
-from tasks.settings import Settings
+from tasks.outcomes import ListExport, apply_outcomes, export_outcomes
 
 __all__ = ["collect_outcomes"]
 
@@ -53,15 +52,33 @@ def attempts_task(engine: Engine, client: Any, now: datetime, run_id: str) -> di
 
 
 @task(
-    name="outcomes",
-    task_run_name="export and apply outcomes at {now:%Y-%m-%d %H:%M}",
+    name="export outcomes",
+    task_run_name="export outcomes at {now:%Y-%m-%d %H:%M}",
     cache_policy=NO_CACHE,
 )
-def collect_task(
-    engine: Engine, client: Any, settings: Settings, now: datetime, run_id: str
+def export_task(engine: Engine, client: Any, now: datetime) -> list[ListExport]:
+    """Read the attempts of every pushed message from Genesys, per contact list (no writes)."""
+    exports = export_outcomes(engine, client)
+    log.info(
+        "exported %d contact lists: %d pushed messages, %d attempts",
+        len(exports),
+        sum(e.messages.height for e in exports),
+        sum(e.attempts.height for e in exports if e.attempts is not None),
+    )
+    return exports
+
+
+@task(
+    name="apply outcomes",
+    task_run_name="apply outcomes at {now:%Y-%m-%d %H:%M}",
+    cache_policy=NO_CACHE,
+)
+def apply_task(
+    engine: Engine, client: Any, exports: list[ListExport], now: datetime, run_id: str
 ) -> dict[str, int]:
-    """Export the contact lists, apply the wrap-up outcomes, finish and expire contacts."""
-    return collect_outcomes_from_genesys(engine, client, settings.genesys, now=now, run_id=run_id)
+    """Apply the wrap-up outcomes, finish attempted contacts and expire the ones whose window
+    ended (verified uncontactable)."""
+    return apply_outcomes(engine, client, exports, now=now, run_id=run_id)
 
 
 @flow(name="collect-outcomes", flow_run_name=flow_run_namer("collect-outcomes", "now"))
@@ -86,7 +103,8 @@ def collect_outcomes(
                 settings.genesys.requests_per_minute,
             )
             attempts = attempts_task(engine, client, at, run_id)
-            counts = collect_task(engine, client, settings, at, run_id)
+            exports = export_task(engine, client, at)
+            counts = apply_task(engine, client, exports, at, run_id)
             stats = dict(client.stats)
         with engine.begin() as conn:
             finish_run(conn, run_id=run_id, now=utc_now(), status="succeeded")

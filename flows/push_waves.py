@@ -23,6 +23,7 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
+from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy.engine import Engine
 
 from flows.artifacts import publish_push, run_wave_counts
@@ -46,7 +47,16 @@ from tasks.locks import share_rate_budget
 from tasks.normalize import Normalized, normalize, with_captured_consent
 from tasks.outbox import finish_run, mark_ready, wave_summary
 from tasks.phones import load_phone_cache
-from tasks.push import PushResult, push_waves_to_genesys
+from tasks.push import (
+    PushResult,
+    Steps,
+    cancel_stale,
+    plan_route,
+    push_wave,
+    push_waves_to_genesys,
+    ready_and_settle,
+    start_campaign,
+)
 from tasks.render import load_templates
 from tasks.settings import Settings
 
@@ -132,35 +142,34 @@ def dry_run_task(engine: Engine, now: datetime, horizon_minutes: int, run_id: st
     return waves
 
 
-@task(
-    name="push",
-    task_run_name="push waves open by {now:%Y-%m-%d %H:%M} (ready within {horizon_minutes} min)",
-    cache_policy=NO_CACHE,
-)
-def push_task(
-    engine: Engine,
-    client: Any,
-    settings: Settings,
-    now: datetime,
-    horizon_minutes: int,
-    run_id: str,
-    fresh: Normalized | None,
-    progress: Any,
-) -> PushResult:
-    """Capacity, re-check cancels, settling, and every wave's batches (tasks.push)."""
-    return push_waves_to_genesys(
-        engine,
-        client,
-        genesys=settings.genesys,
-        window=settings.window,
-        cadence=settings.cadence,
-        now=now,
-        horizon=timedelta(minutes=horizon_minutes),
-        run_id=run_id,
-        fresh=fresh,
-        progress=progress,
-        templates=load_templates(settings.render.templates_dir),
+# The push's steps (tasks.push) as named Prefect tasks; outside a flow run the same functions
+# run plainly (tasks.push.Steps). Retries stay inside the Genesys client (429 / 5xx / timeouts);
+# a step is never retried as a whole: every one is re-entrant from the outbox on the next run.
+_STEP_TASKS = {
+    name: task(fn, name=name, cache_policy=NO_CACHE)
+    for name, fn in (
+        ("ready", ready_and_settle),
+        ("cancel", cancel_stale),
+        ("capacity", plan_route),
+        ("push wave", push_wave),
+        ("start campaign", start_campaign),
     )
+}
+
+
+def _named(step: str, label: str) -> Any:
+    """The step's task with its run name (a literal: Prefect formats names with parameters)."""
+    literal = label.replace("{", "{{").replace("}", "}}")
+    return _STEP_TASKS[step].with_options(task_run_name=literal)
+
+
+class PrefectSteps(Steps):
+    """Each step of the push as a Prefect task run named by its label (``capacity sms at
+    2026-11-23 14:00 UTC: ...``, ``push wave 2026-11-23 America/Chicago 09:00 sms (1,234
+    contacts)``)."""
+
+    def run(self, step: str, label: str, fn: Any, /, *args: Any, **kw: Any) -> Any:
+        return _named(step, label)(*args, **kw)
 
 
 def run_push(
@@ -204,15 +213,19 @@ def run_push(
                     settings.genesys.client_id or "",
                     settings.genesys.requests_per_minute,
                 )
-                result = step(push_task)(
+                result = push_waves_to_genesys(
                     engine,
                     client,
-                    settings,
-                    now,
-                    horizon_minutes,
-                    run_id,
-                    fresh,
-                    _progress_reporter(in_prefect, now),
+                    genesys=settings.genesys,
+                    window=settings.window,
+                    cadence=settings.cadence,
+                    now=now,
+                    horizon=timedelta(minutes=horizon_minutes),
+                    run_id=run_id,
+                    fresh=fresh,
+                    progress=_progress_reporter(in_prefect, now),
+                    templates=load_templates(settings.render.templates_dir),
+                    steps=PrefectSteps() if in_prefect else None,
                 )
                 stats = dict(client.stats)
             with engine.begin() as conn:
@@ -259,7 +272,12 @@ def run_push(
     return summary
 
 
-@flow(name="push-waves", flow_run_name=flow_run_namer("push-waves", "now"))
+@flow(
+    name="push-waves",
+    flow_run_name=flow_run_namer("push-waves", "now"),
+    # one thread per wave task of a route; the waves share the route's batch pool
+    task_runner=ThreadPoolTaskRunner(max_workers=64),
+)
 @masking_errors
 @writes_warehouse
 def push_waves(

@@ -29,6 +29,7 @@ read-back shows an attempt, that outcome is recorded instead. Re-running is harm
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -43,7 +44,10 @@ __all__ = [
     "FAILED_CODES",
     "SENT_CODES",
     "SKIPPED_CODES",
+    "ListExport",
+    "apply_outcomes",
     "collect_outcomes_from_genesys",
+    "export_outcomes",
     "outcome_of",
     "outcomes_from_contacts",
     "outcomes_from_export",
@@ -249,28 +253,37 @@ def _finish_attempted(client: GenesysClient, contact_list_id: str, messages: pl.
         log.warning("could not finish %d attempted contacts: %s", messages.height, exc)
 
 
-def collect_outcomes_from_genesys(
-    engine: Engine,
-    client: GenesysClient,
-    genesys: Any = None,
-    *,
-    now: datetime,
-    run_id: str,
-) -> dict[str, int]:
-    """Move attempted ``pushed`` messages to sent / failed / skipped / unknown, finish their
-    contacts in Genesys, and expire never-attempted ones whose window has ended (verified).
-    Returns counts per state plus ``not_attempted`` and ``unverified``."""
+@dataclass
+class ListExport:
+    """The outcomes read from one contact list: the pushed messages recorded in it and the
+    attempts Genesys shows for them (None when the list could not be read)."""
+
+    channel: str
+    contact_list_id: str
+    messages: pl.DataFrame
+    attempts: pl.DataFrame | None
+
+
+def _empty_counts() -> dict[str, int]:
+    counts = {"sent": 0, "failed": 0, "skipped": 0, "unknown": 0, "expired": 0}
+    return counts | {"not_attempted": 0, "unverified": 0}
+
+
+def export_outcomes(engine: Engine, client: GenesysClient) -> list[ListExport]:
+    """Read the attempts of every ``pushed`` message from Genesys, per contact list: an SMS
+    list's export (wrap-up columns), an e-mail list's contacts. Writes nothing; a list that
+    cannot be read is kept with ``attempts`` None (its messages count as not attempted)."""
     with engine.begin() as conn:
         pushed = messages_in(conn, ("pushed",))
-    counts = {"sent": 0, "failed": 0, "skipped": 0, "unknown": 0, "expired": 0}
-    counts |= {"not_attempted": 0, "unverified": 0}
     if pushed.height == 0:
-        return counts
+        return []
     pushed = pushed.filter(pl.col("genesys_contact_list_id").is_not_null())
+    exports = []
     for (channel, list_id), part in pushed.group_by(
         ["channel", "genesys_contact_list_id"], maintain_order=True
     ):
         list_id = str(list_id)
+        attempts: pl.DataFrame | None
         try:
             if channel == "sms":
                 attempts = outcomes_from_export(client.export_contact_list(list_id)).join(
@@ -282,6 +295,27 @@ def collect_outcomes_from_genesys(
                 )
         except GenesysError as exc:
             log.warning("could not read outcomes of list %s: %s", list_id, exc)
+            attempts = None
+        exports.append(ListExport(str(channel), list_id, part, attempts))
+    return exports
+
+
+def apply_outcomes(
+    engine: Engine,
+    client: GenesysClient,
+    exports: list[ListExport],
+    *,
+    now: datetime,
+    run_id: str,
+) -> dict[str, int]:
+    """Record the exported attempts (``pushed`` -> sent / failed / skipped / unknown), finish
+    the attempted contacts in Genesys, and expire never-attempted ones whose window has ended
+    once Genesys confirms them uncontactable (read back: an attempt found then is recorded
+    instead). Returns counts per state plus ``not_attempted`` and ``unverified``."""
+    counts = _empty_counts()
+    for export in exports:
+        list_id, part, attempts = export.contact_list_id, export.messages, export.attempts
+        if attempts is None:
             counts["not_attempted"] += part.height
             continue
         for state, n in record_attempts(
@@ -319,3 +353,18 @@ def collect_outcomes_from_genesys(
                 except GenesysError as exc:
                     log.warning("could not delete %d expired contacts: %s", verified.height, exc)
     return counts
+
+
+def collect_outcomes_from_genesys(
+    engine: Engine,
+    client: GenesysClient,
+    genesys: Any = None,
+    *,
+    now: datetime,
+    run_id: str,
+) -> dict[str, int]:
+    """Move attempted ``pushed`` messages to sent / failed / skipped / unknown, finish their
+    contacts in Genesys, and expire never-attempted ones whose window has ended (verified):
+    :func:`export_outcomes` then :func:`apply_outcomes`. Returns counts per state plus
+    ``not_attempted`` and ``unverified``."""
+    return apply_outcomes(engine, client, export_outcomes(engine, client), now=now, run_id=run_id)

@@ -53,8 +53,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 import sqlalchemy as sa
@@ -74,16 +75,26 @@ from tasks.warehouse import read_frame
 __all__ = [
     "EMAIL_KINDS",
     "PushResult",
+    "RoutePlan",
+    "Steps",
+    "WavePush",
     "addable",
     "campaign_body",
+    "cancel_stale",
     "capacity_plan",
     "contact_rows",
+    "merge",
     "names_for",
     "opted_out_addresses",
+    "outstanding_routes",
+    "plan_route",
+    "push_wave",
     "push_waves_to_genesys",
+    "ready_and_settle",
     "recheck",
     "response_body",
     "route_of",
+    "start_campaign",
 ]
 
 log = logging.getLogger(__name__)
@@ -657,39 +668,6 @@ def _send_batch(
     return outcome
 
 
-def _push_batch(
-    engine: Engine,
-    client: GenesysClient,
-    batch: pl.DataFrame,
-    channel: str,
-    *,
-    contact_list_id: str,
-    campaign_id: str,
-    run_id: str,
-    now: datetime,
-    result: PushResult,
-    db_lock: threading.Lock,
-) -> int:
-    """One batch on its own: intent, call, result, two transactions (see
-    :func:`_push_batches`, which groups the state changes of many batches)."""
-    with db_lock:
-        _mark_pushing(engine, [batch], contact_list_id=contact_list_id, run_id=run_id, now=now)
-    failpoint("push.after_mark_pushing")
-    outcome = _send_batch(client, contact_list_id, batch, channel)
-    with db_lock:
-        _record_results(
-            engine,
-            [outcome],
-            contact_list_id=contact_list_id,
-            campaign_id=campaign_id,
-            run_id=run_id,
-            now=now,
-            result=result,
-        )
-    failpoint("push.after_batch_recorded")
-    return batch.height
-
-
 def _push_batches(
     engine: Engine,
     client: GenesysClient,
@@ -955,6 +933,297 @@ def _cancel(
             result.cancelled[key] = result.cancelled.get(key, 0) + n
 
 
+# -- The steps of one push ---------------------------------------------------------------------
+#
+# ``push_waves_to_genesys`` runs them in order through a :class:`Steps` runner: plainly here
+# (``Steps()``), as named Prefect tasks in flows.push_waves (the same functions, ``task.fn``).
+# Every step returns its own counts (a :class:`PushResult` fragment) instead of mutating a
+# shared one, so a step is a function of its inputs and the outbox.
+
+
+def ready_and_settle(
+    engine: Engine,
+    client: GenesysClient,
+    genesys: GenesysSettings,
+    *,
+    now: datetime,
+    horizon: timedelta,
+    run_id: str,
+) -> PushResult:
+    """Steps 1-2: mark the waves opening within the horizon ``ready`` (expire those whose
+    window is over), then settle messages left ``pushing`` by a crash."""
+    result = PushResult()
+    with engine.begin() as conn:
+        ready_waves = mark_ready(conn, now=now, horizon=horizon, run_id=run_id)
+    result.ready_waves = ready_waves.height
+    failpoint("push.after_ready")
+    failpoint("push.before_token")
+    result.settled = _settle_pushing(engine, client, genesys, run_id=run_id, now=now)
+    failpoint("push.after_settle")
+    return result
+
+
+def cancel_stale(
+    engine: Engine,
+    client: GenesysClient,
+    genesys: GenesysSettings,
+    cadence: CadenceSettings,
+    fresh: Normalized,
+    *,
+    now: datetime,
+    run_id: str,
+) -> tuple[PushResult, list[str]]:
+    """Step 3: cancel the live messages the re-check on ``fresh`` finds paid or opted out
+    since planning, and put global opt-outs on the Genesys DNC list. Returns the counts and
+    the DNC list ids every campaign must reference."""
+    result = PushResult()
+    with engine.begin() as conn:
+        live = messages_in(conn, ("ready", "pushed"), window_end_after=now)
+    if live.height:
+        stale = recheck(live, fresh, cadence, now=now)
+        _cancel(engine, client, stale, live, run_id=run_id, now=now, result=result)
+    dnc_id, result.dnc_added = _sync_dnc(engine, client, genesys, fresh, run_id=run_id, now=now)
+    return result, [dnc_id]
+
+
+def outstanding_routes(engine: Engine, *, now: datetime) -> list[tuple[str, pl.DataFrame]]:
+    """The live (ready or pushed) messages whose window has not ended, per route (sms,
+    email-<kind>), in outbox order."""
+    with engine.begin() as conn:
+        live = messages_in(conn, ("ready", "pushed"), window_end_after=now)
+    if live.height == 0:
+        return []
+    return [
+        (str(route), part)
+        for (route,), part in live.with_columns(route_of()).group_by(["route"], maintain_order=True)
+    ]
+
+
+@dataclass
+class WavePush:
+    """The ready contacts of one wave a push adds to one route's current contact list."""
+
+    route: str
+    wave_id: str
+    messages: pl.DataFrame
+    contact_list_id: str
+    campaign_id: str
+
+    @property
+    def label(self) -> str:
+        """``2026-11-23 America/Chicago 09:00 sms (1,234 contacts)``: the wave's local date,
+        zone and slot start (local wall time in its first zone), route and size."""
+        first = self.messages.row(0, named=True)
+        zone = str(first["time_zone"]).split("|")[0]
+        start = first["wave_start_utc"]
+        try:
+            local = start.replace(tzinfo=UTC).astimezone(ZoneInfo(zone))
+            slot = f"{local:%H:%M}"
+        except (ZoneInfoNotFoundError, ValueError):
+            slot = f"{start:%H:%M} UTC"
+        return (
+            f"{first['local_send_date']} {zone} {slot} {self.route}"
+            f" ({self.messages.height:,} contact{'' if self.messages.height == 1 else 's'})"
+        )
+
+
+@dataclass
+class RoutePlan:
+    """What the capacity step decided for one route: its Genesys contact list and campaign,
+    the waves to add now (earliest first) and the counts of what it deferred. No campaign
+    (None) when the route has nothing pushed and nothing whose slot has started."""
+
+    route: str
+    contact_list_id: str | None
+    campaign_id: str | None
+    waves: list[WavePush]
+    result: PushResult
+
+
+def plan_route(
+    engine: Engine,
+    client: GenesysClient,
+    route: str,
+    outstanding: pl.DataFrame,
+    *,
+    genesys: GenesysSettings,
+    window: WindowSettings,
+    now: datetime,
+    run_id: str,
+    dnc_ids: Sequence[str] = (),
+    templates: TemplateSet | None = None,
+) -> RoutePlan:
+    """Steps 4-5 for one route: the ready messages whose slot has started (never before),
+    e-mails without template values deferred (fail closed), capacity (earliest deadline
+    first; the rest ``deferred``), the campaign and its list ensured, the list rolled over
+    when full. No campaign when the route has nothing pushed and nothing whose slot has
+    started."""
+    result = PushResult()
+    # Never before the window opens: a contact is added only once its slot has started
+    # (push-waves runs every 15 minutes and every slot starts on a UTC quarter hour).
+    outstanding = pl.concat(
+        [
+            outstanding.filter(pl.col("state") == "pushed"),
+            addable(outstanding.filter(pl.col("state") == "ready"), now=now),
+        ]
+    )
+    if route.startswith("email"):
+        # fail closed: without its variables Genesys would render blanks into the mail
+        blank = outstanding.filter(
+            (pl.col("state") == "ready") & pl.col("template_values").is_null()
+        ).select("message_key")
+        if blank.height:
+            with engine.begin() as conn:
+                result.no_template_values += transition(
+                    conn,
+                    blank,
+                    from_states=("ready",),
+                    to_state="deferred",
+                    run_id=run_id,
+                    now=now,
+                    detail="missing_template_values",
+                )
+                exclude_decisions(
+                    conn,
+                    blank,
+                    reason="missing_template_values",
+                    detail="planned without template values (before content templates)",
+                )
+            outstanding = outstanding.join(blank, on="message_key", how="anti")
+    if outstanding.height == 0:
+        # nothing pushed into this route and nothing whose slot has started: no campaign
+        # to ensure or start yet (its time set would have no zone)
+        return RoutePlan(route, None, None, [], result)
+    fits = capacity_plan(outstanding, now=now, messages_per_minute=genesys.messages_per_minute)
+    over = fits.filter(~pl.col("fits")).join(
+        outstanding.filter(pl.col("state") == "ready").select("message_key"), on="message_key"
+    )
+    if over.height:
+        with engine.begin() as conn:
+            result.deferred += transition(
+                conn,
+                over.select("message_key"),
+                from_states=("ready",),
+                to_state="deferred",
+                run_id=run_id,
+                now=now,
+                detail="deferred_capacity",
+            )
+            exclude_decisions(
+                conn,
+                over,
+                reason="deferred_capacity",
+                detail="over messagesPerMinute x minutes left in the window",
+            )
+    ready = outstanding.filter(pl.col("state") == "ready").join(
+        over.select("message_key"), on="message_key", how="anti"
+    )
+    zones = sorted({label.split("|")[0] for label in outstanding["time_zone"].unique().to_list()})
+    # Also when nothing is ready: contacts pushed by a run that died before turning the
+    # campaign on must still go out, so the campaign is ensured and started every time.
+    list_id, campaign_id = _ensure_objects(
+        client, route, genesys, window, zones, dnc_ids, templates
+    )
+    if ready.height:
+        list_id, room = _room(
+            engine,
+            client,
+            route,
+            genesys,
+            list_id=list_id,
+            campaign_id=campaign_id,
+            incoming=ready.height,
+        )
+        if room < ready.height:
+            # earliest window end first; the rest stays ready for a later push
+            result.waiting_for_list += ready.height - room
+            ready = ready.sort("window_end_utc", "wave_start_utc", "message_key").head(room)
+    result.contact_lists[route] = list_id
+    result.campaigns[route] = campaign_id
+    waves = [
+        WavePush(route, str(wave_id), wave, list_id, campaign_id)
+        for (wave_id,), wave in ready.group_by(["wave_id"], maintain_order=True)
+    ]
+    return RoutePlan(route, list_id, campaign_id, waves, result)
+
+
+def push_wave(
+    engine: Engine,
+    client: GenesysClient,
+    wave: WavePush,
+    *,
+    genesys: GenesysSettings,
+    run_id: str,
+    now: datetime,
+    on_batch: Callable[[int], None] | None = None,
+) -> PushResult:
+    """Step 6 for one wave: its contacts in batches of ``push_batch_size``,
+    ``push_concurrency`` calls in flight, the state changes of many batches grouped in one
+    transaction (:func:`_push_batches`, which also fires ``push.between_waves`` once the
+    wave's last batch is recorded). Returns this wave's counts."""
+    result = PushResult()
+    batches = [
+        (str(wave.wave_id), wave.messages.slice(start, genesys.push_batch_size))
+        for start in range(0, wave.messages.height, genesys.push_batch_size)
+    ]
+    _push_batches(
+        engine,
+        client,
+        batches,
+        wave.route,
+        contact_list_id=wave.contact_list_id,
+        campaign_id=wave.campaign_id,
+        run_id=run_id,
+        now=now,
+        result=result,
+        concurrency=genesys.push_concurrency,
+        progress=on_batch,
+    )
+    log.info(
+        "wave %s: %d pushed, %d rejected in %d batches",
+        wave.wave_id,
+        result.pushed,
+        result.rejected,
+        result.batches,
+    )
+    return result
+
+
+def start_campaign(client: GenesysClient, campaign_id: str) -> None:
+    """Step 7: turn the route's campaign on (also when nothing new was added: contacts
+    pushed by a run that died before this must still go out)."""
+    failpoint("push.before_campaign_start")
+    client.set_campaign_status(campaign_id, "on")
+    failpoint("push.after_campaign_start")
+
+
+def merge(into: PushResult, part: PushResult) -> PushResult:
+    """Add a step's counts to the run's."""
+    for name in ("ready_waves", "deferred", "pushed", "rejected", "batches", "dnc_added"):
+        setattr(into, name, getattr(into, name) + getattr(part, name))
+    for name in ("waiting_for_list", "cancel_pending", "no_template_values"):
+        setattr(into, name, getattr(into, name) + getattr(part, name))
+    for name in ("settled", "cancelled"):
+        total = getattr(into, name)
+        for key, n in getattr(part, name).items():
+            total[key] = total.get(key, 0) + n
+    into.campaigns |= part.campaigns
+    into.contact_lists |= part.contact_lists
+    return into
+
+
+class Steps:
+    """How :func:`push_waves_to_genesys` runs its steps: ``run`` calls one and returns its
+    result. flows.push_waves subclasses it to run each step as a named Prefect task
+    (``label`` is its run name)."""
+
+    def run(self, step: str, label: str, fn: Callable[..., Any], /, *args: Any, **kw: Any) -> Any:
+        return fn(*args, **kw)
+
+    def close(self) -> None:
+        """Nothing to release (a subclass may hold resources)."""
+
+
 def push_waves_to_genesys(
     engine: Engine,
     client: GenesysClient,
@@ -968,150 +1237,128 @@ def push_waves_to_genesys(
     fresh: Normalized | None = None,
     progress: Callable[[int, int], None] | None = None,
     templates: TemplateSet | None = None,
+    steps: Steps | None = None,
 ) -> PushResult:
     """Run one push (see the module docstring). ``fresh`` is a new extract for the re-check;
-    ``templates`` the e-mail content templates (default: the bundled ones)."""
-    result = PushResult()
-    templates = templates or load_templates()
-    with engine.begin() as conn:
-        ready_waves = mark_ready(conn, now=now, horizon=horizon, run_id=run_id)
-    result.ready_waves = ready_waves.height
-    failpoint("push.after_ready")
-    failpoint("push.before_token")
-    result.settled = _settle_pushing(engine, client, genesys, run_id=run_id, now=now)
-    failpoint("push.after_settle")
-
-    with engine.begin() as conn:
-        live = messages_in(conn, ("ready", "pushed"), window_end_after=now)
-    if fresh is not None and live.height:
-        stale = recheck(live, fresh, cadence, now=now)
-        _cancel(engine, client, stale, live, run_id=run_id, now=now, result=result)
-        with engine.begin() as conn:
-            live = messages_in(conn, ("ready", "pushed"), window_end_after=now)
-
-    dnc_ids: list[str] = []
-    if fresh is not None:
-        dnc_id, result.dnc_added = _sync_dnc(engine, client, genesys, fresh, run_id=run_id, now=now)
-        dnc_ids.append(dnc_id)
-
-    todo_total = live.filter(pl.col("state") == "ready").height if live.height else 0
-    done = 0
-    routes = live.with_columns(route_of()) if live.height else live
-    for (channel,), outstanding in (
-        routes.group_by(["route"], maintain_order=True) if live.height else []
-    ):
-        channel = str(channel)  # the route: sms, or email-<kind>
-        # Never before the window opens: a contact is added only once its slot has started
-        # (push-waves runs every 15 minutes and every slot starts on a UTC quarter hour).
-        outstanding = pl.concat(
-            [
-                outstanding.filter(pl.col("state") == "pushed"),
-                addable(outstanding.filter(pl.col("state") == "ready"), now=now),
-            ]
-        )
-        if channel.startswith("email"):
-            # fail closed: without its variables Genesys would render blanks into the mail
-            blank = outstanding.filter(
-                (pl.col("state") == "ready") & pl.col("template_values").is_null()
-            ).select("message_key")
-            if blank.height:
-                with engine.begin() as conn:
-                    result.no_template_values += transition(
-                        conn,
-                        blank,
-                        from_states=("ready",),
-                        to_state="deferred",
-                        run_id=run_id,
-                        now=now,
-                        detail="missing_template_values",
-                    )
-                    exclude_decisions(
-                        conn,
-                        blank,
-                        reason="missing_template_values",
-                        detail="planned without template values (before content templates)",
-                    )
-                outstanding = outstanding.join(blank, on="message_key", how="anti")
-        if outstanding.height == 0:
-            # nothing pushed into this route and nothing whose slot has started: no campaign
-            # to ensure or start yet (its time set would have no zone)
-            continue
-        fits = capacity_plan(outstanding, now=now, messages_per_minute=genesys.messages_per_minute)
-        over = fits.filter(~pl.col("fits")).join(
-            outstanding.filter(pl.col("state") == "ready").select("message_key"), on="message_key"
-        )
-        if over.height:
-            with engine.begin() as conn:
-                result.deferred += transition(
-                    conn,
-                    over.select("message_key"),
-                    from_states=("ready",),
-                    to_state="deferred",
-                    run_id=run_id,
-                    now=now,
-                    detail="deferred_capacity",
-                )
-                exclude_decisions(
-                    conn,
-                    over,
-                    reason="deferred_capacity",
-                    detail="over messagesPerMinute x minutes left in the window",
-                )
-        ready = outstanding.filter(pl.col("state") == "ready").join(
-            over.select("message_key"), on="message_key", how="anti"
-        )
-        zones = sorted(
-            {label.split("|")[0] for label in outstanding["time_zone"].unique().to_list()}
-        )
-        # Also when nothing is ready: contacts pushed by a run that died before turning the
-        # campaign on must still go out, so the campaign is ensured and started every time.
-        list_id, campaign_id = _ensure_objects(
-            client, channel, genesys, window, zones, dnc_ids, templates
-        )
-        if ready.height:
-            list_id, room = _room(
-                engine,
-                client,
-                channel,
-                genesys,
-                list_id=list_id,
-                campaign_id=campaign_id,
-                incoming=ready.height,
-            )
-            if room < ready.height:
-                # earliest window end first; the rest stays ready for a later push
-                result.waiting_for_list += ready.height - room
-                ready = ready.sort("window_end_utc", "wave_start_utc", "message_key").head(room)
-        result.contact_lists[channel] = list_id
-        result.campaigns[channel] = campaign_id
-        batches = [
-            (str(wave_id), wave.slice(start, genesys.push_batch_size))
-            for (wave_id,), wave in ready.group_by(["wave_id"], maintain_order=True)
-            for start in range(0, wave.height, genesys.push_batch_size)
-        ]
-
-        def advance(n: int) -> None:
-            nonlocal done
-            done += n
-            if progress:
-                progress(done, todo_total)
-
-        # All batches are queued in order, earliest wave first, so a batch waiting out a
-        # Retry-After never leaves the other workers idle at a wave boundary.
-        _push_batches(
+    ``templates`` the e-mail content templates (default: the bundled ones); ``steps`` how
+    each step runs (default: plain calls; flows.push_waves: named Prefect tasks)."""
+    runner = steps or Steps()
+    try:
+        return _push(
             engine,
             client,
-            batches,
-            channel,
-            contact_list_id=list_id,
-            campaign_id=campaign_id,
-            run_id=run_id,
+            runner,
+            genesys=genesys,
+            window=window,
+            cadence=cadence,
             now=now,
-            result=result,
-            concurrency=genesys.push_concurrency,
-            progress=advance,
+            horizon=horizon,
+            run_id=run_id,
+            fresh=fresh,
+            progress=progress,
+            templates=templates or load_templates(),
         )
-        failpoint("push.before_campaign_start")
-        client.set_campaign_status(campaign_id, "on")
-        failpoint("push.after_campaign_start")
+    finally:
+        if steps is None:
+            runner.close()
+
+
+def _push(
+    engine: Engine,
+    client: GenesysClient,
+    runner: Steps,
+    *,
+    genesys: GenesysSettings,
+    window: WindowSettings,
+    cadence: CadenceSettings,
+    now: datetime,
+    horizon: timedelta,
+    run_id: str,
+    fresh: Normalized | None,
+    progress: Callable[[int, int], None] | None,
+    templates: TemplateSet,
+) -> PushResult:
+    at = f"{now:%Y-%m-%d %H:%M} UTC"
+    minutes = int(horizon.total_seconds() // 60)
+    result = runner.run(
+        "ready",
+        f"ready waves opening by {at} + {minutes} min, settle interrupted adds",
+        ready_and_settle,
+        engine,
+        client,
+        genesys,
+        now=now,
+        horizon=horizon,
+        run_id=run_id,
+    )
+    dnc_ids: list[str] = []
+    if fresh is not None:
+        cancelled, dnc_ids = runner.run(
+            "cancel",
+            f"cancel messages paid or opted out since planning, at {at}",
+            cancel_stale,
+            engine,
+            client,
+            genesys,
+            cadence,
+            fresh,
+            now=now,
+            run_id=run_id,
+        )
+        merge(result, cancelled)
+
+    routes = outstanding_routes(engine, now=now)
+    todo_total = sum(part.filter(pl.col("state") == "ready").height for _, part in routes)
+    counter = {"done": 0}
+    counter_lock = threading.Lock()
+
+    def on_batch(n: int) -> None:
+        with counter_lock:
+            counter["done"] += n
+            done = counter["done"]
+        if progress:
+            progress(done, todo_total)
+
+    for route, outstanding in routes:
+        plan = runner.run(
+            "capacity",
+            f"capacity {route} at {at}: {outstanding.height:,} live,"
+            f" budget {genesys.messages_per_minute:,}/min",
+            plan_route,
+            engine,
+            client,
+            route,
+            outstanding,
+            genesys=genesys,
+            window=window,
+            now=now,
+            run_id=run_id,
+            dnc_ids=dnc_ids,
+            templates=templates,
+        )
+        merge(result, plan.result)
+        if plan.campaign_id is None:
+            continue
+        # One task run per wave, earliest first; each groups its batches' state changes
+        # (_push_batches) with push_concurrency calls in flight. A failing wave stops the
+        # route: the campaign is not turned on, and the next push settles and starts it.
+        for wave in plan.waves:
+            merge(
+                result,
+                runner.run(
+                    "push wave",
+                    f"push wave {wave.label}",
+                    push_wave,
+                    engine,
+                    client,
+                    wave,
+                    genesys=genesys,
+                    run_id=run_id,
+                    now=now,
+                    on_batch=on_batch,
+                ),
+            )
+        runner.run(
+            "start campaign", f"start campaign {route}", start_campaign, client, plan.campaign_id
+        )
     return result

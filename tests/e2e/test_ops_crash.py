@@ -103,7 +103,7 @@ def test_killed_push_leaves_no_server_and_is_marked_abandoned(tmp_path) -> None:
     assert finder.status == "succeeded"
     if NOTES.is_dir():
         lines = [" | ".join(str(v) for v in r) for r in rows]
-        (NOTES / "killed-run-abandoned.txt").write_text(
+        text = (
             "runs after a push killed by SIGKILL at push.after_ready and a later build:\n"
             + "\n".join(lines)
             + f"\n\ntemporary server of the killed command: {urls[0]} "
@@ -111,3 +111,5 @@ def test_killed_push_leaves_no_server_and_is_marked_abandoned(tmp_path) -> None:
             + "\n--- stderr tail of the killed command ---\n"
             + killed.stderr[-2500:]
         )
+        text = text.replace(str(tmp_path), "<tmp>").replace(str(ROOT), "<repo>")
+        (NOTES / "killed-run-abandoned.txt").write_text(text)

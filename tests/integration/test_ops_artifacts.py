@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.prefect
 
 # Evidence for a closing note, written only when asked for (OPS_EVIDENCE_DIR=<folder>).
 NOTES = Path(os.environ.get("OPS_EVIDENCE_DIR") or "/nonexistent-ops-evidence")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -89,19 +91,23 @@ async def _run_view(flow_run_id) -> dict:
     }
 
 
-def _dump(name: str, view: dict) -> None:
-    if NOTES.is_dir():
-        (NOTES / name).write_text(json.dumps(view, indent=2, default=str))
+def _dump(name: str, view: dict, tmp_path: Path) -> None:
+    if NOTES.is_dir():  # no machine path in evidence that gets committed
+        text = json.dumps(view, indent=2, default=str).replace(str(tmp_path), "<tmp>")
+        text = text.replace(str(ROOT), "<repo>").replace(sys.base_prefix, "<python>")
+        (NOTES / name).write_text(text)
 
 
-def test_failed_build_still_publishes_quarantine_by_rule(prefect_harness, overrides) -> None:
+def test_failed_build_still_publishes_quarantine_by_rule(
+    prefect_harness, overrides, tmp_path
+) -> None:
     from flows.build_reminders import build_reminders
 
     overrides["quality"] = {"max_quarantine_share": 0.001}
     state = build_reminders(as_of="2026-11-23T06:00:00Z", overrides=overrides, return_state=True)
     assert state.is_failed()
     view = asyncio.run(_run_view(state.state_details.flow_run_id))
-    _dump("failed-build-run.json", view)
+    _dump("failed-build-run.json", view, tmp_path)
     table = view["artifacts"]["quarantine-by-rule"]
     expected = {
         (r.source, r.scope, r.rule): r.n
@@ -115,7 +121,7 @@ def test_failed_build_still_publishes_quarantine_by_rule(prefect_harness, overri
 
 
 def test_push_and_collect_runs_show_tasks_logs_and_per_run_artifacts(
-    prefect_harness, overrides
+    prefect_harness, overrides, tmp_path
 ) -> None:
     from flows.build_reminders import build_reminders
     from flows.collect_outcomes import collect_outcomes
@@ -129,10 +135,15 @@ def test_push_and_collect_runs_show_tasks_logs_and_per_run_artifacts(
     summary = state.result()
     flow_run_id = state.state_details.flow_run_id
     view = asyncio.run(_run_view(flow_run_id))
-    _dump("push-waves-run.json", view)
+    _dump("push-waves-run.json", view, tmp_path)
     assert view["name"] == "push-waves 2026-11-23T14:05Z"
     assert any(t.startswith("re-check sources at 2026-11-23 14:05") for t in view["tasks"])
-    assert any(t.startswith("push waves open by 2026-11-23 14:05") for t in view["tasks"])
+    # One task run per step: ready/settle, cancels, capacity per route, a push per wave.
+    assert any(t.startswith("ready waves opening by 2026-11-23 14:05") for t in view["tasks"])
+    assert any(t.startswith("cancel messages paid or opted out") for t in view["tasks"])
+    assert any(t.startswith("capacity sms at 2026-11-23 14:05 UTC") for t in view["tasks"])
+    wave_tasks = [t for t in view["tasks"] if t.startswith("push wave ")]
+    assert any(t.startswith("start campaign sms") for t in view["tasks"])
     # The project's own log lines reach the API (tasks.push, reminders.push).
     assert any(" reminders.push: push " in line for line in view["logs"]), view["logs"]
     # Waves of this run only, counted from the warehouse events of this run.
@@ -144,6 +155,20 @@ def test_push_and_collect_runs_show_tasks_logs_and_per_run_artifacts(
     assert pushed > 0, "the premise: this push pushes"
     waves = view["artifacts"]["push-run-waves"]
     assert sum(w["pushed"] for w in waves) == pushed
+    # a task run per wave pushed in this run, named with its size as the warehouse counts it
+    pushed_per_wave = {
+        (wave_id, n)
+        for wave_id, n in _rows(
+            overrides,
+            "select m.wave_id, count(*) from message_events e join messages m"
+            " using (message_key) where e.run_id = :r and e.to_state = 'pushed' group by 1",
+            r=str(flow_run_id),
+        )
+    }
+    assert len(wave_tasks) == len(pushed_per_wave) > 0
+    assert sorted(int(t.rsplit("(", 1)[1].split()[0].replace(",", "")) for t in wave_tasks) == (
+        sorted(n for _, n in pushed_per_wave)
+    )
     assert all(w["pushed"] + w["rejected"] + w["deferred"] + w["cancelled"] > 0 for w in waves)
     requests = {r["counter"]: r["count"] for r in view["artifacts"]["push-genesys-requests"]}
     assert requests["requests"] == summary["genesys_requests"]["requests"] > 0
@@ -169,9 +194,10 @@ def test_push_and_collect_runs_show_tasks_logs_and_per_run_artifacts(
     assert state.is_completed(), state.message
     result = state.result()
     view = asyncio.run(_run_view(state.state_details.flow_run_id))
-    _dump("collect-outcomes-run.json", view)
+    _dump("collect-outcomes-run.json", view, tmp_path)
     assert view["name"] == "collect-outcomes 2026-11-24T06:00Z"
-    assert any(t.startswith("export and apply outcomes at 2026-11-24 06:00") for t in view["tasks"])
+    assert any(t.startswith("export outcomes at 2026-11-24 06:00") for t in view["tasks"])
+    assert any(t.startswith("apply outcomes at 2026-11-24 06:00") for t in view["tasks"])
     outcomes = {r["outcome"]: r["messages"] for r in view["artifacts"]["collect-outcomes"]}
     assert outcomes == {k: v for k, v in result.items() if k != "run_id"}
     assert "collect-genesys-requests" in view["artifacts"]

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,8 +115,13 @@ def test_personal_data_and_secrets_are_masked_in_prefect_logs_and_state(
     assert _leaks(console.out + console.err) == []
     notes = Path(os.environ.get("OPS_EVIDENCE_DIR") or "/nonexistent-ops-evidence")
     if notes.is_dir():
-        (notes / "masking-logs-read-from-prefect-api.txt").write_text(
+        text = (
             f"personal data put in: {PHONE_E164}, {PHONE_NATIONAL}, {EMAIL}, secret {SECRET}\n"
             f"flow run state message: {message}\n\nlogs read back via the Prefect API:\n"
             + "\n".join(logs)
+        )
+        (notes / "masking-logs-read-from-prefect-api.txt").write_text(
+            text.replace(str(tmp_path), "<tmp>")
+            .replace(str(Path(__file__).resolve().parents[2]), "<repo>")
+            .replace(sys.base_prefix, "<python>")
         )

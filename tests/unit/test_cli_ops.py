@@ -34,6 +34,14 @@ def test_expected_error_is_two_lines_and_debug_shows_the_traceback(tmp_path) -> 
     debug = _cli(tmp_path, "--debug", "push", "--no-prefect", "--now", "2026-11-23T14:05:00Z")
     assert debug.returncode == 1
     assert "Traceback (most recent call last)" in debug.stderr
+    notes = Path(os.environ.get("OPS_EVIDENCE_DIR") or "/nonexistent-ops-evidence")
+    if notes.is_dir():  # evidence for a closing note, only when asked for
+        (notes / "failing-cli-command.txt").write_text(
+            "$ reminders push --no-prefect --now 2026-11-23T14:05:00Z   (no Genesys settings)\n"
+            f"exit code {short.returncode}; the whole output, stdout then stderr:\n"
+            f"--- stdout ({len(short.stdout.splitlines())} lines) ---\n{short.stdout}"
+            f"--- stderr ({len(short.stderr.splitlines())} lines) ---\n{short.stderr}"
+        )
 
 
 def test_config_show_masks_secrets_and_names_sources(tmp_path) -> None:
