@@ -50,15 +50,18 @@ from prefect.cache_policies import NO_CACHE
 from data_quality.rules import QUARANTINE_SCHEMA, Rule, empty_quarantine, raw_json, split_rows
 from tasks.consent import CHANNEL_KEYS, STATUS_KEYS, channel_key, naive_utc, status_key
 from tasks.extract import SENTINEL_PATTERN, Extracted, hex_escape_sentinels
-from tasks.phones import empty_phone_cache, lookup_phones, parse_phone, split_zones
+from tasks.phones import empty_phone_cache, lookup_phones, parse_phone
 from tasks.settings import CANONICAL_COLUMNS, ParsingSettings
 from tasks.zones import (
+    POSTAL_COUNTRIES,
     ZONE_RULE,
+    _valid_set,
     _zone_tab,
     canonical_zone,
     check_zone,
     country_zones,
-    resolve_zones,
+    phone_zones,
+    postal_zones,
 )
 
 __all__ = [
@@ -294,6 +297,99 @@ def _per_distinct(
     )
 
 
+def _emails_fast(raw: pl.Expr) -> pl.Expr:
+    """:func:`normalize_email`'s fast path as one expression: the lower-cased address where the
+    strict pattern (and its length / IDNA / special-use checks) accepts it, else null (then
+    :func:`normalize_email` decides, once per distinct value). polars trims a subset of what
+    ``str.strip`` trims, and an address that matches has ASCII letters at both ends, so the
+    trimmed value is the one ``str.strip`` gives."""
+    address = raw.str.strip_chars().str.to_lowercase()
+    parts = address.str.split_exact("@", 1)
+    local, domain = parts.struct.field("field_0"), parts.struct.field("field_1")
+    tld = address.str.extract(r"\.([^.]*)$", 1)
+    fast = (
+        address.str.contains("^(?:" + _SIMPLE_EMAIL.pattern + ")$")
+        & (address.str.len_chars() <= 254)
+        & (local.str.len_chars() <= 64)
+        & ~domain.str.contains("--", literal=True)
+        & ~tld.is_in(sorted(SPECIAL_USE_DOMAIN_NAMES))
+    )
+    return pl.when(fast.fill_null(False)).then(address).alias("email_out")
+
+
+def _table(
+    frame: pl.DataFrame, keys: list[str], fn: Any, out: str, dtype: pl.DataType
+) -> pl.DataFrame:
+    """``fn(*key values)`` once per distinct ``keys`` of ``frame``: keys + column ``out``."""
+    distinct = frame.select(keys).unique()
+    values = [fn(*row) for row in distinct.iter_rows()]
+    return distinct.with_columns(pl.Series(out, values, dtype=dtype))
+
+
+def _resolved_zones(frame: pl.DataFrame) -> list[pl.Series]:
+    """``time_zones`` and ``zone_source`` for every row of ``frame`` (columns _zone,
+    _country, postal_code, zones, calling_code): :func:`tasks.zones.resolve_zones` taken apart
+    into its signals, each asked once per distinct value of its own inputs (postal codes only
+    where no preferred zone answered and the country has a postal table), then the first
+    signal that answers is picked per row, as ``resolve_zones`` does."""
+    zones = pl.List(pl.String())
+    need_postal = frame.filter(
+        pl.col("_zone").is_null()
+        & pl.col("postal_code").is_not_null()
+        & pl.col("_country").is_in(sorted(POSTAL_COUNTRIES))
+    )
+
+    def postal(country: str | None, code: str | None) -> list[str]:
+        return list(postal_zones(country, code) or ())
+
+    def by_phone(raw: list[str]) -> list[str]:
+        return list(phone_zones(tuple(raw)))
+
+    def by_country(country: str | None) -> list[str]:
+        return list(_valid_set(country_zones(country))) if country else []
+
+    keyed = frame.select(
+        "_zone",
+        "_country",
+        "postal_code",
+        pl.col("zones").list.join("|").alias("_zkey"),
+    )
+    postal_t = _table(need_postal, ["_country", "postal_code"], postal, "_pz", zones)
+    phones_t = _table(keyed, ["_zkey"], lambda k: by_phone(k.split("|") if k else []), "_hz", zones)
+    country_t = _table(keyed, ["_country"], by_country, "_cz", zones)
+    joined = (
+        keyed.with_row_index("_r")
+        .join(postal_t, on=["_country", "postal_code"], how="left", nulls_equal=True)
+        .join(phones_t, on="_zkey", how="left", nulls_equal=True)
+        .join(country_t, on="_country", how="left", nulls_equal=True)
+        .sort("_r")
+    )
+    has = {c: pl.col(c).list.len().fill_null(0) > 0 for c in ("_pz", "_hz", "_cz")}
+    picked = joined.select(
+        pl.when(pl.col("_zone").is_not_null())
+        .then(pl.concat_list(pl.col("_zone")))
+        .when(has["_pz"])
+        .then(pl.col("_pz"))
+        .when(has["_hz"])
+        .then(pl.col("_hz"))
+        .when(has["_cz"])
+        .then(pl.col("_cz"))
+        .otherwise(pl.lit([], zones))
+        .alias("time_zones"),
+        pl.when(pl.col("_zone").is_not_null())
+        .then(pl.lit("preferred"))
+        .when(has["_pz"])
+        .then(pl.lit("postal_code"))
+        .when(has["_hz"])
+        .then(pl.lit("phone"))
+        .when(has["_cz"])
+        .then(pl.lit("country"))
+        .otherwise(pl.lit("unknown"))
+        .alias("zone_source"),
+    )
+    return [picked["time_zones"], picked["zone_source"]]
+
+
 _ISSUE_SCHEMA = {
     "source_row": pl.Int32(),
     "record_key": pl.String(),
@@ -328,22 +424,23 @@ def _contact_fields(
         phone_cache,
         workers=workers,
     )
-    parsed = parsed.with_columns(
-        pl.col("zones").list.join("|").alias("_zkey"),
-    )
     frame = base.join(
         parsed.rename({"raw": "phone", "region": "_country"}),
         on=["phone", "_country"],
         how="left",
         nulls_equal=True,
     )
+    frame = frame.with_columns(_emails_fast(pl.col("email")))
+    slow = frame.filter(pl.col("email_out").is_null() & pl.col("email").is_not_null())
     emails = _per_distinct(
-        frame,
+        slow,
         ["email"],
         normalize_email,
-        {"email_out": pl.String(), "email_rule": pl.String(), "email_reason": pl.String()},
+        {"_e_out": pl.String(), "email_rule": pl.String(), "email_reason": pl.String()},
     )
-    frame = frame.join(emails, on="email", how="left", nulls_equal=True)
+    frame = frame.join(emails, on="email", how="left", nulls_equal=True).with_columns(
+        pl.coalesce("email_out", "_e_out").alias("email_out")
+    )
     checks = _per_distinct(
         frame,
         ["preferred_timezone"],
@@ -351,26 +448,7 @@ def _contact_fields(
         {"_zone": pl.String(), "zone_reason": pl.String()},
     )
     frame = frame.join(checks, on="preferred_timezone", how="left", nulls_equal=True)
-
-    def resolve(
-        preferred: str | None,
-        country: str | None,
-        postal: str | None,
-        zkey: str | None,
-        code: int | None,
-    ) -> tuple[str, str]:
-        by_phone = tuple(zkey.split("|")) if zkey else ()
-        zones, source = resolve_zones(preferred, country, postal, by_phone, code)
-        return "|".join(zones), source
-
-    keys = ["preferred_timezone", "_country", "postal_code", "_zkey", "calling_code"]
-    resolved = _per_distinct(
-        frame,
-        keys,
-        resolve,
-        {"time_zones": pl.String(), "zone_source": pl.String()},
-    ).with_columns(split_zones(pl.col("time_zones")).alias("time_zones"))
-    frame = frame.join(resolved, on=keys, how="left", nulls_equal=True).sort("_i")
+    frame = frame.with_columns(_resolved_zones(frame)).sort("_i")
     issues = pl.concat(
         [
             frame.filter(pl.col("rule").is_not_null()).select(
