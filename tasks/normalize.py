@@ -50,7 +50,7 @@ from prefect.cache_policies import NO_CACHE
 from data_quality.rules import QUARANTINE_SCHEMA, Rule, empty_quarantine, raw_json, split_rows
 from tasks.consent import CHANNEL_KEYS, STATUS_KEYS, channel_key, naive_utc, status_key
 from tasks.extract import SENTINEL_PATTERN, Extracted, hex_escape_sentinels
-from tasks.phones import empty_phone_cache, lookup_phones, parse_phone
+from tasks.phones import empty_phone_cache, lookup_phones, parse_phone, split_zones
 from tasks.settings import CANONICAL_COLUMNS, ParsingSettings
 from tasks.zones import (
     POSTAL_COUNTRIES,
@@ -344,13 +344,14 @@ def _emails_fast(raw: pl.Expr) -> pl.Expr:
     return pl.when(fast.fill_null(False)).then(address).alias("email_out")
 
 
-def _table(
-    frame: pl.DataFrame, keys: list[str], fn: Any, out: str, dtype: pl.DataType
-) -> pl.DataFrame:
-    """``fn(*key values)`` once per distinct ``keys`` of ``frame``: keys + column ``out``."""
+def _table(frame: pl.DataFrame, keys: list[str], fn: Any, out: str) -> pl.DataFrame:
+    """``fn(*key values)`` (a tuple of zones) once per distinct ``keys`` of ``frame``: keys +
+    column ``out``, the zones as a list (built from '|'-joined text: no Python list per row)."""
     distinct = frame.select(keys).unique()
-    values = [fn(*row) for row in distinct.iter_rows()]
-    return distinct.with_columns(pl.Series(out, values, dtype=dtype))
+    values = ["|".join(fn(*row)) for row in distinct.iter_rows()]
+    return distinct.with_columns(
+        split_zones(pl.lit(pl.Series(out, values, dtype=pl.String))).alias(out)
+    )
 
 
 def _resolved_zones(frame: pl.DataFrame) -> list[pl.Series]:
@@ -366,14 +367,14 @@ def _resolved_zones(frame: pl.DataFrame) -> list[pl.Series]:
         & pl.col("_country").is_in(sorted(POSTAL_COUNTRIES))
     )
 
-    def postal(country: str | None, code: str | None) -> list[str]:
-        return list(postal_zones(country, code) or ())
+    def postal(country: str | None, code: str | None) -> tuple[str, ...]:
+        return postal_zones(country, code) or ()
 
-    def by_phone(raw: list[str]) -> list[str]:
-        return list(phone_zones(tuple(raw)))
+    def by_phone(key: str | None) -> tuple[str, ...]:
+        return phone_zones(tuple(key.split("|")) if key else ())
 
-    def by_country(country: str | None) -> list[str]:
-        return list(_valid_set(country_zones(country))) if country else []
+    def by_country(country: str | None) -> tuple[str, ...]:
+        return _valid_set(country_zones(country)) if country else ()
 
     keyed = frame.select(
         "_zone",
@@ -381,9 +382,9 @@ def _resolved_zones(frame: pl.DataFrame) -> list[pl.Series]:
         "postal_code",
         pl.col("zones").list.join("|").alias("_zkey"),
     )
-    postal_t = _table(need_postal, ["_country", "postal_code"], postal, "_pz", zones)
-    phones_t = _table(keyed, ["_zkey"], lambda k: by_phone(k.split("|") if k else []), "_hz", zones)
-    country_t = _table(keyed, ["_country"], by_country, "_cz", zones)
+    postal_t = _table(need_postal, ["_country", "postal_code"], postal, "_pz")
+    phones_t = _table(keyed, ["_zkey"], by_phone, "_hz")
+    country_t = _table(keyed, ["_country"], by_country, "_cz")
     joined = (
         keyed.with_row_index("_r")
         .join(postal_t, on=["_country", "postal_code"], how="left", nulls_equal=True)
