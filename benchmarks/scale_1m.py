@@ -7,7 +7,11 @@ phone numbers changed, then runs the build three times in child processes (each 
 peak RSS) against one warehouse: ``cold`` (empty phone cache, empty warehouse), ``warm`` (the
 same day again: every phone cached, the plan refreshed in place) and ``next day`` (as_of + 1
 day, 1 % new phones). In the same run it times a bare-polars bound (the same joins and filters,
-phones taken as given, no quarantine, no rendering) on the same files. Prints one table.
+phones taken as given, no quarantine, no rendering) and the pandas peer
+(``benchmarks/pandas_peer.py``: the same row rules, eligibility, render guards and stagger in
+vectorised pandas, phones pre-parsed) on the same files, in their own processes, and asserts
+that the peer's planned set (customer, invoice, channel, send time) is the cold run's: the
+script exits non-zero after the table when they differ. Prints one table.
 Figures vary with the machine's load: compare ratios from one run.
 """
 
