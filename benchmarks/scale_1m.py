@@ -7,7 +7,11 @@ phone numbers changed, then runs the build three times in child processes (each 
 peak RSS) against one warehouse: ``cold`` (empty phone cache, empty warehouse), ``warm`` (the
 same day again: every phone cached, the plan refreshed in place) and ``next day`` (as_of + 1
 day, 1 % new phones). In the same run it times a bare-polars bound (the same joins and filters,
-phones taken as given, no quarantine, no rendering) on the same files. Prints one table.
+phones taken as given, no quarantine, no rendering) and the pandas peer
+(``benchmarks/pandas_peer.py``: the same row rules, eligibility, render guards and stagger in
+vectorised pandas, phones pre-parsed) on the same files, in their own processes, and asserts
+that the peer's planned set (customer, invoice, channel, send time) is the cold run's: the
+script exits non-zero after the table when they differ. Prints one table.
 Figures vary with the machine's load: compare ratios from one run.
 """
 
@@ -92,6 +96,15 @@ def child(folder: Path, url: str, schema: str | None, as_of: datetime, run_id: s
     stages["write"] = time.perf_counter() - t
     stages["total"] = time.perf_counter() - t0
     engine.dispose()
+    if run_id == "cold":  # for the pandas peer (not timed): the planned set and parsed phones
+        planned = plan.decisions.filter(pl.col("status") == "planned")
+        planned.select("customer_id", "invoice_id", "channel", "send_at_utc").write_parquet(
+            folder.parent / "planned_pipeline.parquet"
+        )
+        phones = pl.concat([cache, normalized.new_phones], how="diagonal_relaxed")
+        phones.select("raw", "region", "e164", "zones", "calling_code", "line").write_parquet(
+            folder.parent / "phones.parquet"
+        )
     print(
         json.dumps(
             {
@@ -200,6 +213,42 @@ def _run_child(folder: Path, url: str, schema: str, as_of: datetime, run_id: str
     return json.loads(out.strip().splitlines()[-1])
 
 
+def _run_peer(root: Path, as_of: datetime) -> dict:
+    """The pandas peer in its own process (own peak RSS), then the planned sets compared."""
+    import polars as pl
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("pandas_peer.py")),
+            str(root / "day1"),
+            as_of.isoformat(),
+            str(root / "phones.parquet"),
+            str(root / "planned_peer.parquet"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    found = json.loads(out.strip().splitlines()[-1])
+    keys = ["customer_id", "invoice_id", "channel", "send_at_utc"]
+    ours = pl.read_parquet(root / "planned_pipeline.parquet").select(keys)
+    peer = pl.read_parquet(root / "planned_peer.parquet").select(keys)
+    peer = peer.with_columns(pl.col("send_at_utc").cast(pl.Datetime("us")))
+    only_ours = ours.join(peer, on=keys, how="anti", nulls_equal=True)
+    only_peer = peer.join(ours, on=keys, how="anti", nulls_equal=True)
+    found |= {
+        "pipeline_planned": ours.height,
+        "only_pipeline": only_ours.height,
+        "only_peer": only_peer.height,
+        "examples": [
+            *only_ours.head(3).rows(),
+            *only_peer.head(3).rows(),
+        ],
+    }
+    return found
+
+
 def _next_day_data(data, share: float, seed: int):  # type: ignore[no-untyped-def]
     """A copy with ``share`` of the customers' phone numbers changed (last digit bumped)."""
     import polars as pl
@@ -262,6 +311,7 @@ def main() -> None:
                 with engine.begin() as conn:
                     conn.exec_driver_sql(f"drop schema if exists {schema} cascade")
         found = bound(root / "day1", AS_OF)
+        peer = _run_peer(root, AS_OF)
 
     stages = list(next(iter(runs.values()))["stages_s"])
     width = max(len(k) for k in runs) + 2
@@ -282,7 +332,21 @@ def main() -> None:
         f"bare-polars bound: {found['total']:.2f} s ({found['messages']:,} messages, rules "
         f"simplified); cold / bound = {cold / found['total']:.1f}x"
     )
+    print(
+        f"pandas peer (pandas {peer['pandas']}, phones pre-parsed): {peer['total']:.2f} s, "
+        f"peak RSS {peer['peak_rss_mib']} MiB; cold / peer = {cold / peer['total']:.2f}x, "
+        f"warm / peer = {runs['warm (same day)']['stages_s']['total'] / peer['total']:.2f}x, "
+        f"peer / cold = {peer['total'] / cold:.1f}x"
+    )
     print("outbox:", {k: r["outbox"] for k, r in runs.items()})
+    same = peer["only_pipeline"] == 0 and peer["only_peer"] == 0
+    print(
+        f"planned set: pipeline {peer['pipeline_planned']:,} rows, peer {peer['planned']:,}; "
+        f"only in pipeline {peer['only_pipeline']:,}, only in peer {peer['only_peer']:,}"
+        + ("" if same else f"; examples {peer['examples']}")
+    )
+    if not same:
+        raise SystemExit("the pandas peer's planned set differs from the pipeline's")
 
 
 if __name__ == "__main__":

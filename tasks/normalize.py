@@ -38,7 +38,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
 import polars as pl
@@ -53,12 +53,15 @@ from tasks.extract import SENTINEL_PATTERN, Extracted, hex_escape_sentinels
 from tasks.phones import empty_phone_cache, lookup_phones, parse_phone, split_zones
 from tasks.settings import CANONICAL_COLUMNS, ParsingSettings
 from tasks.zones import (
+    POSTAL_COUNTRIES,
     ZONE_RULE,
+    _valid_set,
     _zone_tab,
     canonical_zone,
     check_zone,
     country_zones,
-    resolve_zones,
+    phone_zones,
+    postal_zones,
 )
 
 __all__ = [
@@ -174,19 +177,46 @@ def normalize_email(raw: str | None) -> tuple[str | None, str | None, str]:
     return result.normalized.lower(), None, ""
 
 
+_UTC_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.fZ",
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d",
+)
+_PLAIN_UTC = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
+
+
+def _parse_utc_text(text: pl.Expr) -> pl.Expr:
+    """Every accepted form, the first that parses wins (an explicit offset first)."""
+    aware = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="us")
+    return pl.coalesce(
+        aware.dt.convert_time_zone("UTC").dt.replace_time_zone(None),
+        *[text.str.to_datetime(f, strict=False, time_unit="us") for f in _UTC_FORMATS],
+    )
+
+
+def _parse_utc_series(text: pl.Series) -> pl.Series:
+    """:func:`_parse_utc_text` on a column, the common ``YYYY-MM-DDTHH:MM:SSZ`` form parsed by
+    one format: such a text has no offset (the first form gives null) and the two ``Z`` forms
+    give the same instant. Only the other texts go through every form."""
+    fast = text.str.to_datetime("%Y-%m-%dT%H:%M:%SZ", strict=False, time_unit="us")
+    done = (text.str.contains(_PLAIN_UTC) & fast.is_not_null()).fill_null(False) | text.is_null()
+    rest = (~done).arg_true()
+    if rest.len() == 0:
+        return fast
+    parsed = pl.select(_parse_utc_text(pl.lit(text.gather(rest)))).to_series()
+    return fast.scatter(rest, parsed)
+
+
 def parse_utc(column: str) -> pl.Expr:
     """Parse ISO-8601-ish text to a naive UTC datetime (offsets converted, 'Z' accepted)."""
-    text = pl.col(column).str.strip_chars()
-    aware = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="us")
-    candidates = [
-        aware.dt.convert_time_zone("UTC").dt.replace_time_zone(None),
-        text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", strict=False, time_unit="us"),
-        text.str.to_datetime("%Y-%m-%dT%H:%M:%SZ", strict=False, time_unit="us"),
-        text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us"),
-        text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us"),
-        text.str.to_datetime("%Y-%m-%d", strict=False, time_unit="us"),
-    ]
-    return pl.coalesce(candidates)
+    return (
+        pl.col(column)
+        .str.strip_chars()
+        .map_batches(_parse_utc_series, return_dtype=pl.Datetime("us"))
+        .alias(column)
+    )
 
 
 def _content(columns: Sequence[str]) -> pl.Expr:
@@ -307,6 +337,100 @@ def _per_distinct(
     )
 
 
+def _emails_fast(raw: pl.Expr) -> pl.Expr:
+    """:func:`normalize_email`'s fast path as one expression: the lower-cased address where the
+    strict pattern (and its length / IDNA / special-use checks) accepts it, else null (then
+    :func:`normalize_email` decides, once per distinct value). polars trims a subset of what
+    ``str.strip`` trims, and an address that matches has ASCII letters at both ends, so the
+    trimmed value is the one ``str.strip`` gives."""
+    address = raw.str.strip_chars().str.to_lowercase()
+    parts = address.str.split_exact("@", 1)
+    local, domain = parts.struct.field("field_0"), parts.struct.field("field_1")
+    tld = address.str.extract(r"\.([^.]*)$", 1)
+    fast = (
+        address.str.contains("^(?:" + _SIMPLE_EMAIL.pattern + ")$")
+        & (address.str.len_chars() <= 254)
+        & (local.str.len_chars() <= 64)
+        & ~domain.str.contains("--", literal=True)
+        & ~tld.is_in(sorted(SPECIAL_USE_DOMAIN_NAMES))
+    )
+    return pl.when(fast.fill_null(False)).then(address).alias("email_out")
+
+
+def _table(frame: pl.DataFrame, keys: list[str], fn: Any, out: str) -> pl.DataFrame:
+    """``fn(*key values)`` (a tuple of zones) once per distinct ``keys`` of ``frame``: keys +
+    column ``out``, the zones as a list (built from '|'-joined text: no Python list per row)."""
+    distinct = frame.select(keys).unique()
+    values = ["|".join(fn(*row)) for row in distinct.iter_rows()]
+    return distinct.with_columns(
+        split_zones(pl.lit(pl.Series(out, values, dtype=pl.String))).alias(out)
+    )
+
+
+def _resolved_zones(frame: pl.DataFrame) -> list[pl.Series]:
+    """``time_zones`` and ``zone_source`` for every row of ``frame`` (columns _zone,
+    _country, postal_code, zones, calling_code): :func:`tasks.zones.resolve_zones` taken apart
+    into its signals, each asked once per distinct value of its own inputs (postal codes only
+    where no preferred zone answered and the country has a postal table), then the first
+    signal that answers is picked per row, as ``resolve_zones`` does."""
+    zones = pl.List(pl.String())
+    need_postal = frame.filter(
+        pl.col("_zone").is_null()
+        & pl.col("postal_code").is_not_null()
+        & pl.col("_country").is_in(sorted(POSTAL_COUNTRIES))
+    )
+
+    def postal(country: str | None, code: str | None) -> tuple[str, ...]:
+        return postal_zones(country, code) or ()
+
+    def by_phone(key: str | None) -> tuple[str, ...]:
+        return phone_zones(tuple(key.split("|")) if key else ())
+
+    def by_country(country: str | None) -> tuple[str, ...]:
+        return _valid_set(country_zones(country)) if country else ()
+
+    keyed = frame.select(
+        "_zone",
+        "_country",
+        "postal_code",
+        pl.col("zones").list.join("|").alias("_zkey"),
+    )
+    postal_t = _table(need_postal, ["_country", "postal_code"], postal, "_pz")
+    phones_t = _table(keyed, ["_zkey"], by_phone, "_hz")
+    country_t = _table(keyed, ["_country"], by_country, "_cz")
+    joined = (
+        keyed.with_row_index("_r")
+        .join(postal_t, on=["_country", "postal_code"], how="left", nulls_equal=True)
+        .join(phones_t, on="_zkey", how="left", nulls_equal=True)
+        .join(country_t, on="_country", how="left", nulls_equal=True)
+        .sort("_r")
+    )
+    has = {c: pl.col(c).list.len().fill_null(0) > 0 for c in ("_pz", "_hz", "_cz")}
+    picked = joined.select(
+        pl.when(pl.col("_zone").is_not_null())
+        .then(pl.concat_list(pl.col("_zone")))
+        .when(has["_pz"])
+        .then(pl.col("_pz"))
+        .when(has["_hz"])
+        .then(pl.col("_hz"))
+        .when(has["_cz"])
+        .then(pl.col("_cz"))
+        .otherwise(pl.lit([], zones))
+        .alias("time_zones"),
+        pl.when(pl.col("_zone").is_not_null())
+        .then(pl.lit("preferred"))
+        .when(has["_pz"])
+        .then(pl.lit("postal_code"))
+        .when(has["_hz"])
+        .then(pl.lit("phone"))
+        .when(has["_cz"])
+        .then(pl.lit("country"))
+        .otherwise(pl.lit("unknown"))
+        .alias("zone_source"),
+    )
+    return [picked["time_zones"], picked["zone_source"]]
+
+
 _ISSUE_SCHEMA = {
     "source_row": pl.Int32(),
     "record_key": pl.String(),
@@ -341,22 +465,23 @@ def _contact_fields(
         phone_cache,
         workers=workers,
     )
-    parsed = parsed.with_columns(
-        pl.col("zones").list.join("|").alias("_zkey"),
-    )
     frame = base.join(
         parsed.rename({"raw": "phone", "region": "_country"}),
         on=["phone", "_country"],
         how="left",
         nulls_equal=True,
     )
+    frame = frame.with_columns(_emails_fast(pl.col("email")))
+    slow = frame.filter(pl.col("email_out").is_null() & pl.col("email").is_not_null())
     emails = _per_distinct(
-        frame,
+        slow,
         ["email"],
         normalize_email,
-        {"email_out": pl.String(), "email_rule": pl.String(), "email_reason": pl.String()},
+        {"_e_out": pl.String(), "email_rule": pl.String(), "email_reason": pl.String()},
     )
-    frame = frame.join(emails, on="email", how="left", nulls_equal=True)
+    frame = frame.join(emails, on="email", how="left", nulls_equal=True).with_columns(
+        pl.coalesce("email_out", "_e_out").alias("email_out")
+    )
     checks = _per_distinct(
         frame,
         ["preferred_timezone"],
@@ -364,26 +489,7 @@ def _contact_fields(
         {"_zone": pl.String(), "zone_reason": pl.String()},
     )
     frame = frame.join(checks, on="preferred_timezone", how="left", nulls_equal=True)
-
-    def resolve(
-        preferred: str | None,
-        country: str | None,
-        postal: str | None,
-        zkey: str | None,
-        code: int | None,
-    ) -> tuple[str, str]:
-        by_phone = tuple(zkey.split("|")) if zkey else ()
-        zones, source = resolve_zones(preferred, country, postal, by_phone, code)
-        return "|".join(zones), source
-
-    keys = ["preferred_timezone", "_country", "postal_code", "_zkey", "calling_code"]
-    resolved = _per_distinct(
-        frame,
-        keys,
-        resolve,
-        {"time_zones": pl.String(), "zone_source": pl.String()},
-    ).with_columns(split_zones(pl.col("time_zones")).alias("time_zones"))
-    frame = frame.join(resolved, on=keys, how="left", nulls_equal=True).sort("_i")
+    frame = frame.with_columns(_resolved_zones(frame)).sort("_i")
     issues = pl.concat(
         [
             frame.filter(pl.col("rule").is_not_null()).select(
@@ -578,8 +684,10 @@ def parse_amounts(
 ) -> pl.DataFrame:
     """Columns ``_amount_minor`` (Int64), ``_amount_rule`` and ``_amount_reason`` for ``frame``.
 
-    The form is classified by regex in polars; Decimal runs once per distinct plain value and
-    currency. ``currency`` must be a valid ISO 4217 code or null (then 2 decimals are assumed).
+    The form is classified by regex in polars, and so are plain values (sign, precision, minor
+    units, the limit); Decimal runs only for plain values with more than 15 integer digits or a
+    currency with more than 3 decimals, once per distinct value and currency. ``currency`` must
+    be a valid ISO 4217 code or null (then 2 decimals are assumed).
     """
     text = amount.str.strip_chars(_ASCII_SPACE)
     form = pl.when(text.is_null() | (text == "")).then(pl.lit("amount_due is empty"))
@@ -591,34 +699,76 @@ def parse_amounts(
         currency.alias("_cur"),
         form.otherwise(pl.lit(_AMOUNT_OTHER)).alias("_form"),
     )
-    plain = tagged.filter(pl.col("_form").is_null()).select("_text", "_cur").unique()
-    precision: dict[str | None, int] = {}
-    minor_of: dict[str, int | None] = {}
-    rule_of: dict[str, str | None] = {}
-    for value, cur in plain.iter_rows():
-        if cur not in precision:
-            precision[cur] = get_currency_precision(cur) if cur else 2
-        minor, rule = _plain_amount(value, precision[cur], max_amount)
-        key = f"{value}\x1f{cur or ''}"
-        minor_of[key], rule_of[key] = minor, rule
-    key = pl.concat_str([pl.col("_text"), pl.col("_cur").fill_null("")], separator="\x1f")
+    currencies = [c for c in tagged["_cur"].unique().to_list() if c is not None]
+    precision = {c: get_currency_precision(c) for c in currencies}
+    digits = pl.col("_cur").replace_strict(precision, default=2, return_dtype=pl.Int32)
+    # Plain decimals in polars: sign, integer and fraction digits as text. Negative, precision
+    # and (for up to 15 integer digits and 3 decimals) the exact minor units and the limit are
+    # decided here; any other plain value (huge, or a currency with 4 decimals) goes through
+    # Decimal once per distinct (value, currency).
+    body = pl.col("_text").str.strip_chars_start("+-")
+    parts = body.str.split_exact(".", 1)
+    whole = parts.struct.field("field_0").str.strip_chars_start("0")
+    fraction = parts.struct.field("field_1").fill_null("").str.strip_chars_end("0")
+    negative = pl.col("_text").str.starts_with("-") & ((whole != "") | (fraction != ""))
+    short = fraction.str.len_chars() <= pl.col("_d")
+    fast = (whole.str.len_chars() <= 15) & (pl.col("_d") <= 3)
+    pad = pl.col("_d") - fraction.str.len_chars()
+    scale = pl.when(pl.col("_d") == 0).then(1).when(pl.col("_d") == 1).then(10)
+    scale = scale.when(pl.col("_d") == 2).then(100).otherwise(1000)
+    shift = pl.when(pad == 0).then(1).when(pad == 1).then(10).when(pad == 2).then(100)
+    shift = shift.otherwise(1000)
+    minor = whole.replace("", "0").cast(pl.Int64, strict=False) * scale.cast(pl.Int64) + (
+        fraction.replace("", "0").cast(pl.Int64, strict=False) * shift.cast(pl.Int64)
+    )
+    limits = {
+        d: min(int(max_amount.scaleb(d).to_integral_value(ROUND_FLOOR)), _INT64_MAX)
+        for d in (0, 1, 2, 3)
+    }
+    limit = pl.col("_d").replace_strict(limits, default=_INT64_MAX, return_dtype=pl.Int64)
+    plain = tagged.with_columns(digits.alias("_d")).with_columns(
+        pl.when(pl.col("_form").is_not_null())
+        .then(None)
+        .when(negative)
+        .then(pl.lit("amount_negative"))
+        .when(~short)
+        .then(pl.lit("amount_precision"))
+        .when(fast & (minor > limit))
+        .then(pl.lit("amount_too_large"))
+        .alias("_rule"),
+        pl.when(pl.col("_form").is_null() & ~negative & short & fast).then(minor).alias("_minor"),
+        (pl.col("_form").is_null() & ~negative & short & ~fast).alias("_slow"),
+    )
+    slow = plain.filter(pl.col("_slow")).select("_text", "_cur").unique()
+    if slow.height:
+        answers = [
+            _plain_amount(v, precision.get(c, 2) if c else 2, max_amount)
+            for v, c in slow.iter_rows()
+        ]
+        slow = slow.with_columns(
+            pl.Series("_m2", [a[0] for a in answers], dtype=pl.Int64),
+            pl.Series("_r2", [a[1] for a in answers], dtype=pl.String),
+        )
+        plain = plain.join(
+            slow, on=["_text", "_cur"], how="left", nulls_equal=True, maintain_order="left"
+        ).with_columns(
+            pl.coalesce("_minor", "_m2").alias("_minor"),
+            pl.coalesce("_rule", "_r2").alias("_rule"),
+        )
     reasons = {
         "amount_negative": "amount_due is negative",
         "amount_precision": "amount_due has more decimals than its currency allows",
         "amount_too_large": f"amount_due is above the largest accepted amount ({max_amount})",
     }
-    plain_rule = key.replace_strict(rule_of, default=None, return_dtype=pl.String)
-    return tagged.select(
-        pl.when(pl.col("_form").is_null())
-        .then(key.replace_strict(minor_of, default=None, return_dtype=pl.Int64))
-        .alias("_amount_minor"),
+    return plain.select(
+        pl.when(pl.col("_rule").is_null()).then(pl.col("_minor")).alias("_amount_minor"),
         pl.when(pl.col("_form").is_not_null())
         .then(pl.lit("amount_invalid"))
-        .otherwise(plain_rule)
+        .otherwise(pl.col("_rule"))
         .alias("_amount_rule"),
         pl.coalesce(
             pl.col("_form"),
-            plain_rule.replace_strict(reasons, default=None, return_dtype=pl.String),
+            pl.col("_rule").replace_strict(reasons, default=None, return_dtype=pl.String),
         ).alias("_amount_reason"),
     )
 
@@ -859,7 +1009,9 @@ def normalize_consent(
     )
     notes = events.filter(pl.col("after_as_of"))
     if notes.height:
-        raw_by_row = raw.select("source_row", raw_json(raw_cols).alias("raw_values"))
+        raw_by_row = raw.join(notes.select("source_row"), on="source_row", how="semi").select(
+            "source_row", raw_json(raw_cols).alias("raw_values")
+        )
         fields = notes.join(raw_by_row, on="source_row", how="left").select(
             pl.lit("consent_events").alias("source"),
             pl.col("source_row").cast(pl.Int32),

@@ -446,6 +446,8 @@ _POSTAL: dict[str, _Lookup] = {
     "NZ": _nz_zones,
     "AU": _au_zones,
 } | dict.fromkeys(_US_COUNTRIES, _us_zones)
+POSTAL_COUNTRIES = frozenset(_POSTAL)
+"""Countries whose postal codes are a zone signal (any other country's code is none)."""
 
 
 @functools.lru_cache(maxsize=65536)

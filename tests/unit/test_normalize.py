@@ -576,3 +576,29 @@ def test_hostile_mixture_accounts_for_every_row_per_source() -> None:
     assert n.invoices.height + rows.filter(pl.col("source") == "invoices").height == 7
     assert n.customers["customer_id"].sort().to_list() == ["C1", "C2"]
     assert n.invoices.height == 0
+
+
+@pytest.mark.parametrize("max_amount", [Decimal(1_000_000), Decimal("1234.565"), Decimal("1e30")])
+def test_plain_amounts_in_polars_agree_with_decimal(max_amount) -> None:
+    """The vectorised plain-decimal path gives Decimal's answer (_plain_amount) for every value:
+    signs, zeros, leading / trailing zeros, precision, the limit, 15 / 16 / 19 integer digits."""
+    from babel.numbers import get_currency_precision
+
+    from tasks.normalize import _plain_amount, parse_amounts
+
+    values = [
+        "0", "-0", "+0", "-0.000", "-0.001", "00012.50", "12.5000", "12.345", "12.3450",
+        "1234.56", "1234.565", "1234.5651", "1234.57", "999999.99", "1000000", "1000000.00",
+        "1000000.001", "1000000.01", "+7", "-7", "123456789012345", "1234567890123456",
+        "9223372036854775807", "92233720368547758.07", "000000000000000000001.5",
+    ]  # fmt: skip
+    currencies = ["USD", "JPY", "KWD", "CLF", None]
+    frame = pl.DataFrame(
+        [(v, c) for v in values for c in currencies], schema=["a", "c"], orient="row"
+    )
+    got = parse_amounts(pl.col("a"), pl.col("c"), frame, max_amount=max_amount)
+    for (value, cur), minor, rule in zip(
+        frame.iter_rows(), got["_amount_minor"], got["_amount_rule"], strict=True
+    ):
+        digits = get_currency_precision(cur) if cur else 2
+        assert (minor, rule) == _plain_amount(value, digits, max_amount), (value, cur)
