@@ -140,16 +140,7 @@ class EventWriter:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
-            while len(batch) < self._max:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)
-                    break
-                batch.append(item)
+            batch = _drain(self._queue, first, self._max, None)
             try:
                 stored = self._commit([(e, p) for e, p, _ in batch])
             except Exception as exc:  # the requests answer 503; the billing system retries
@@ -158,6 +149,22 @@ class EventWriter:
                 continue
             for (_e, _p, future), ok in zip(batch, stored, strict=True):
                 future.set_result(ok)
+
+
+def _drain(source: queue.Queue[Any], first: Any, most: int, close: Any) -> list[Any]:
+    """``first`` and whatever else has queued up, at most ``most`` items; a ``close`` marker
+    met on the way is put back for the thread's next ``get``."""
+    batch = [first]
+    while len(batch) < most:
+        try:
+            item = source.get_nowait()
+        except queue.Empty:
+            break
+        if item is close:
+            source.put(close)
+            break
+        batch.append(item)
+    return batch
 
 
 class Batcher:
@@ -185,16 +192,7 @@ class Batcher:
             first = self._queue.get()
             if first is _CLOSE:
                 return
-            batch = [first]
-            while len(batch) < self._max:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _CLOSE:
-                    self._queue.put(_CLOSE)
-                    break
-                batch.append(item)
+            batch = _drain(self._queue, first, self._max, _CLOSE)
             try:
                 self._handle(batch)
             except Exception:  # the rows stay for the worker (it catches what is left)
