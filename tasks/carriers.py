@@ -602,6 +602,28 @@ class CarrierParse:
         return self.rows_in == self.records.height + row_scope
 
 
+def _unreadable_rule() -> Rule:
+    """The row the reader could not parse (``unreadable`` holds why)."""
+    return Rule(
+        "record_unreadable",
+        pl.concat_str(pl.lit("record could not be read: "), pl.col("unreadable")),
+        pl.col("unreadable").is_not_null(),
+    )
+
+
+def _currency_rule(shown: str, checked: str, *, when: pl.Expr | None = None) -> Rule:
+    """``checked`` (the upper-cased code) must be three letters; the reason shows ``shown``
+    as the file had it. With ``when``, only rows where it holds are checked."""
+    bad = ~pl.col(checked).fill_null("").str.contains(r"^[A-Z]{3}$")
+    return Rule(
+        "currency_invalid",
+        pl.concat_str(
+            pl.lit("currency "), pl.col(shown).fill_null("(missing)"), pl.lit(" is not ISO 4217")
+        ),
+        bad if when is None else when & bad,
+    )
+
+
 def parse_carrier_records(
     raw: pl.DataFrame,
     layout: Layout,
@@ -673,11 +695,7 @@ def parse_carrier_records(
         return pl.col(raw_col).is_not_null() & pl.col(value).is_null()
 
     rules = [
-        Rule(
-            "record_unreadable",
-            pl.concat_str(pl.lit("record could not be read: "), pl.col("unreadable")),
-            pl.col("unreadable").is_not_null(),
-        ),
+        _unreadable_rule(),
         Rule("id_missing", "no carrier message id", pl.col("carrier_message_id").is_null()),
         Rule(
             "status_unknown",
@@ -723,16 +741,7 @@ def parse_carrier_records(
             ),
             price_bad,
         ),
-        Rule(
-            "currency_invalid",
-            pl.concat_str(
-                pl.lit("currency "),
-                pl.col("price_currency").fill_null("(missing)"),
-                pl.lit(" is not ISO 4217"),
-            ),
-            pl.col("_price_raw").is_not_null()
-            & ~pl.col("price_currency").fill_null("").str.contains(r"^[A-Z]{3}$"),
-        ),
+        _currency_rule("price_currency", "price_currency", when=pl.col("_price_raw").is_not_null()),
         Rule(
             "segments_invalid",
             pl.concat_str(
@@ -1050,11 +1059,7 @@ def _parse_invoice_raw(
         pl.col("currency").str.to_uppercase().alias("_currency"),
     )
     rules = [
-        Rule(
-            "record_unreadable",
-            pl.concat_str(pl.lit("record could not be read: "), pl.col("unreadable")),
-            pl.col("unreadable").is_not_null(),
-        ),
+        _unreadable_rule(),
         Rule(
             "period_invalid",
             "period start/end missing, not YYYY-MM-DD, or end before start",
@@ -1077,15 +1082,7 @@ def _parse_invoice_raw(
             ),
             pl.col("_amount").is_null(),
         ),
-        Rule(
-            "currency_invalid",
-            pl.concat_str(
-                pl.lit("currency "),
-                pl.col("currency").fill_null("(missing)"),
-                pl.lit(" is not ISO 4217"),
-            ),
-            ~pl.col("_currency").fill_null("").str.contains(r"^[A-Z]{3}$"),
-        ),
+        _currency_rule("currency", "_currency"),
     ]
     raw_cols = [c for c in raw.columns if c not in ("source_row", "unreadable")]
     accepted, quarantine = split_rows(
