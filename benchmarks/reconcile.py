@@ -207,6 +207,7 @@ def child(folder: Path, new_day: date, memory_limit: str = "12GB") -> None:
     engine = make_engine(f"duckdb:///{folder / 'warehouse.duckdb'}")
     migrate(engine)
     raw = engine.raw_connection()
+    raw.execute(f"set memory_limit = '{memory_limit}'")
     raw.execute("set threads = 1")
     t = time.perf_counter()
     raw.execute(
@@ -296,10 +297,13 @@ def main() -> None:
     parser.add_argument("--day-size", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--folder", default=None, help="keep the files here (default: temp)")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--memory-limit", default="12GB", help="DuckDB memory_limit (it spills beyond it)"
+    )
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(Path(args.child[0]), date.fromisoformat(args.child[1]))
+        child(Path(args.child[0]), date.fromisoformat(args.child[1]), args.child[2])
         return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.folder or tmp)
@@ -310,7 +314,14 @@ def main() -> None:
         new_day = (BASE + timedelta(days=args.days)).date()
         t = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", str(folder), new_day.isoformat()],
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(folder),
+                new_day.isoformat(),
+                args.memory_limit,
+            ],
             capture_output=True,
             text=True,
             check=False,

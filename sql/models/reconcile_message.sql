@@ -111,7 +111,7 @@ referenced_sessions as (
     where sender_reference is not null
 ),
 
-carrier_grouped as (
+carrier_grouped as not materialized (
     select
         row_id, carrier, carrier_message_id, part_index, parts_total, to_address,
         status_class, error_code, num_segments, price_micros, price_currency, price_final,
