@@ -5,7 +5,10 @@
 Generates (vectorised polars expressions, not timed against the goals) N Genesys attempts spread
 over ``--days`` UTC days and about N carrier records (1 % of attempts never billed, 1 % extra
 records nobody attempted, 0.5 % wrong prices, 0.5 % wrong segment counts, 2 % failed at the
-carrier) as parquet files, plus one further day of ``--day-size`` attempts and records. A child
+carrier) as parquet files, plus one further day of ``--day-size`` attempts and records. As in
+production, only agentless sends (``AGENTLESS_PERCENT`` = 10 % of attempts, source ``agentless``)
+carry the carrier's message id and match by it; the campaign SMS of the contact-list export
+(90 %) carry none and match by the fallback (recipient + time window + body hash). A child
 process (so its peak RSS is its own) then, on a DuckDB file migrated like the warehouse:
 
 1. **full, from the files**: ``reconcile_message`` over ``read_parquet`` views of the two
@@ -37,6 +40,7 @@ from pathlib import Path
 
 BASE = datetime(2026, 8, 1)
 US = 7_900
+AGENTLESS_PERCENT = 10
 CHECKPOINT_THRESHOLD = "1GB"
 
 
@@ -50,6 +54,7 @@ def generate(folder: Path, n: int, days: int, seed: int, *, first_day: int = 0) 
         return (pl.col("i").hash(seed * 1_000 + k) % modulo).cast(pl.Int64)
 
     base = pl.lit(BASE).cast(pl.Datetime("us"))
+    agentless = pl.when(pl.col("agentless"))
     loaded = BASE + timedelta(days=first_day + days + 5)
     frame = (
         pl.LazyFrame({"i": pl.int_range(n, eager=True, dtype=pl.Int64)})
@@ -58,6 +63,7 @@ def generate(folder: Path, n: int, days: int, seed: int, *, first_day: int = 0) 
             (first_day + pl.col("i") % days).alias("day"),
             pl.col("id").cast(pl.String).alias("k"),
             pl.when(draw(1, 100) < 10).then(2).otherwise(1).cast(pl.Int32).alias("segments"),
+            (draw(8, 100) < AGENTLESS_PERCENT).alias("agentless"),
         )
         .with_columns(
             (base + pl.duration(days=pl.col("day"), seconds=draw(2, 86_400))).alias("at"),
@@ -71,18 +77,24 @@ def generate(folder: Path, n: int, days: int, seed: int, *, first_day: int = 0) 
         ("C" + pl.col("k")).alias("customer_id"),
         pl.lit('["I"]').alias("invoice_ids"),
         pl.lit("sms").alias("channel"),
-        pl.lit("contact_list_export").alias("source"),
-        pl.lit("L1").alias("genesys_contact_list_id"),
-        ("CAMP" + (pl.col("id") % 20).cast(pl.String)).alias("genesys_campaign_id"),
-        pl.lit(None, pl.String).alias("genesys_conversation_id"),
-        pl.lit(None, pl.String).alias("genesys_message_id"),
+        agentless.then(pl.lit("agentless"))
+        .otherwise(pl.lit("contact_list_export"))
+        .alias("source"),
+        agentless.then(None).otherwise(pl.lit("L1")).alias("genesys_contact_list_id"),
+        agentless.then(None)
+        .otherwise("CAMP" + (pl.col("id") % 20).cast(pl.String))
+        .alias("genesys_campaign_id"),
+        agentless.then("conv" + pl.col("k")).alias("genesys_conversation_id"),
+        agentless.then("gm" + pl.col("k")).alias("genesys_message_id"),
         pl.col("at").alias("attempted_at_utc"),
-        pl.lit("OUTBOUND-MESSAGE-SENT").alias("wrapup_code"),
+        agentless.then(pl.lit("sent"))
+        .otherwise(pl.lit("OUTBOUND-MESSAGE-SENT"))
+        .alias("wrapup_code"),
         pl.lit("sent").alias("outcome_class"),
         pl.col("to").alias("to_address"),
         pl.col("body").alias("body_sha256"),
         pl.col("segments"),
-        pl.lit(None, pl.String).alias("carrier_message_id"),
+        agentless.then("SM" + pl.col("k")).alias("carrier_message_id"),
         pl.col("at").dt.date().alias("attempt_day"),
         pl.lit("bench").alias("load_id"),
         pl.lit(loaded).cast(pl.Datetime("us")).alias("loaded_at_utc"),
@@ -195,6 +207,7 @@ def child(folder: Path, new_day: date, memory_limit: str = "12GB") -> None:
     engine = make_engine(f"duckdb:///{folder / 'warehouse.duckdb'}")
     migrate(engine)
     raw = engine.raw_connection()
+    raw.execute(f"set memory_limit = '{memory_limit}'")
     raw.execute("set threads = 1")
     t = time.perf_counter()
     raw.execute(
@@ -284,10 +297,13 @@ def main() -> None:
     parser.add_argument("--day-size", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--folder", default=None, help="keep the files here (default: temp)")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--memory-limit", default="12GB", help="DuckDB memory_limit (it spills beyond it)"
+    )
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(Path(args.child[0]), date.fromisoformat(args.child[1]))
+        child(Path(args.child[0]), date.fromisoformat(args.child[1]), args.child[2])
         return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.folder or tmp)
@@ -298,7 +314,14 @@ def main() -> None:
         new_day = (BASE + timedelta(days=args.days)).date()
         t = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", str(folder), new_day.isoformat()],
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                str(folder),
+                new_day.isoformat(),
+                args.memory_limit,
+            ],
             capture_output=True,
             text=True,
             check=False,

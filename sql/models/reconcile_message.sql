@@ -39,64 +39,63 @@ clock as (
     select as_of_utc from reconcile_clock
 ),
 
--- attempts rows whose key (message_key x attempted_at_utc, both not null) occurs more than
--- once: only those are aggregated; every other row is its own group and passes as it is
-sms_repeats as (
-    select message_key, attempted_at_utc
+sms_rows as materialized (
+    select
+        row_number() over () as attempt_id,
+        message_key, attempted_at_utc, customer_id, invoice_ids, genesys_contact_list_id,
+        genesys_campaign_id, wrapup_code, outcome_class, to_address, body_sha256, segments,
+        carrier_message_id, attempt_day
     from attempts_source
     where channel = 'sms' and outcome_class in ('sent', 'unknown', 'failed')
+),
+
+-- attempts rows whose key (message_key x attempted_at_utc, both not null) occurs more than
+-- once: only those are aggregated; every other row is its own group and passes as it is.
+-- attempt_id numbers the rows as read (one scan, streamed); a group takes its least row's.
+sms_repeats as materialized (
+    select message_key, attempted_at_utc
+    from sms_rows
     group by message_key, attempted_at_utc
     having count(*) > 1
 ),
 
-sms_deduplicated as (
+sms_attempts as not materialized (
     select
-        message_key, attempted_at_utc, customer_id, invoice_ids, genesys_contact_list_id,
-        genesys_campaign_id, wrapup_code, outcome_class, to_address, body_sha256, segments,
-        carrier_message_id, attempt_day
-    from attempts_source as a
-    where
-        channel = 'sms' and outcome_class in ('sent', 'unknown', 'failed')
-        and not exists (
-            select 1 from sms_repeats as r
-            where r.message_key = a.message_key and r.attempted_at_utc = a.attempted_at_utc
-        )
+        a.attempt_id, a.message_key, a.attempted_at_utc, a.customer_id, a.invoice_ids,
+        a.genesys_contact_list_id, a.genesys_campaign_id, a.wrapup_code, a.outcome_class,
+        a.to_address, a.body_sha256, a.segments, a.carrier_message_id, a.attempt_day
+    from sms_rows as a
+    left join sms_repeats as r
+        on r.message_key = a.message_key and r.attempted_at_utc = a.attempted_at_utc
+    where r.message_key is null
     union all
     select
-        message_key,
-        attempted_at_utc,
-        max(customer_id) as customer_id,
-        max(invoice_ids) as invoice_ids,
-        max(genesys_contact_list_id) as genesys_contact_list_id,
-        max(genesys_campaign_id) as genesys_campaign_id,
-        max(wrapup_code) as wrapup_code,
+        min(a.attempt_id) as attempt_id,
+        a.message_key,
+        a.attempted_at_utc,
+        max(a.customer_id) as customer_id,
+        max(a.invoice_ids) as invoice_ids,
+        max(a.genesys_contact_list_id) as genesys_contact_list_id,
+        max(a.genesys_campaign_id) as genesys_campaign_id,
+        max(a.wrapup_code) as wrapup_code,
         case min(
-            case outcome_class when 'sent' then 1 when 'unknown' then 2 else 3 end
+            case a.outcome_class when 'sent' then 1 when 'unknown' then 2 else 3 end
         )
             when 1 then 'sent' when 2 then 'unknown' else 'failed'
         end as outcome_class,
-        max(to_address) as to_address,
-        max(body_sha256) as body_sha256,
-        max(segments) as segments,
-        max(carrier_message_id) as carrier_message_id,
-        min(attempt_day) as attempt_day
-    from attempts_source as a
-    where
-        channel = 'sms' and outcome_class in ('sent', 'unknown', 'failed')
-        and exists (
-            select 1 from sms_repeats as r
-            where r.message_key = a.message_key and r.attempted_at_utc = a.attempted_at_utc
-        )
-    group by message_key, attempted_at_utc
+        max(a.to_address) as to_address,
+        max(a.body_sha256) as body_sha256,
+        max(a.segments) as segments,
+        max(a.carrier_message_id) as carrier_message_id,
+        min(a.attempt_day) as attempt_day
+    from sms_rows as a
+    inner join sms_repeats as r
+        on r.message_key = a.message_key and r.attempted_at_utc = a.attempted_at_utc
+    group by a.message_key, a.attempted_at_utc
 ),
 
-sms_attempts as materialized (
-    select row_number() over () as attempt_id, d.*
-    from sms_deduplicated as d
-),
-
-outbound_records as (
-    select *
+outbound_records as materialized (
+    select row_number() over () as row_id, *
     from carrier_source
     where direction is null or direction like 'outbound%'
 ),
@@ -112,19 +111,19 @@ referenced_sessions as (
     where sender_reference is not null
 ),
 
-carrier_grouped as (
+carrier_grouped as not materialized (
     select
-        carrier, carrier_message_id, part_index, parts_total, to_address, status_class,
-        error_code, num_segments, price_micros, price_currency, price_final, sent_at_utc,
-        sender_reference, body_sha256,
+        row_id, carrier, carrier_message_id, part_index, parts_total, to_address,
+        status_class, error_code, num_segments, price_micros, price_currency, price_final,
+        sent_at_utc, sender_reference, body_sha256,
         carrier_message_id as group_key
     from outbound_records
     where sender_reference is null
     union all
     select
-        carrier, carrier_message_id, part_index, parts_total, to_address, status_class,
-        error_code, num_segments, price_micros, price_currency, price_final, sent_at_utc,
-        sender_reference, body_sha256,
+        row_id, carrier, carrier_message_id, part_index, parts_total, to_address,
+        status_class, error_code, num_segments, price_micros, price_currency, price_final,
+        sent_at_utc, sender_reference, body_sha256,
         'ref:' || sender_reference || ':' || to_address || ':' || cast(
             sum(
                 case
@@ -144,18 +143,20 @@ carrier_grouped as (
 ),
 
 -- carrier groups of more than one row: only those are aggregated (carrier and group_key are
--- never null); a one-row group passes with the aggregates' one-row values
-carrier_repeats as (
+-- never null); a one-row group passes with the aggregates' one-row values. carrier_id is
+-- the row's row_id, a group's its least row's
+carrier_repeats as materialized (
     select carrier, group_key
     from carrier_grouped
     group by carrier, group_key
     having count(*) > 1
 ),
 
-carrier_deduplicated as (
+carrier_messages as not materialized (
     select
-        carrier,
-        group_key,
+        g.row_id as carrier_id,
+        g.carrier,
+        g.group_key,
         carrier_message_id,
         sender_reference,
         to_address,
@@ -174,14 +175,13 @@ carrier_deduplicated as (
         price_micros is not null and coalesce(price_final, false) as price_final,
         body_sha256
     from carrier_grouped as g
-    where not exists (
-        select 1 from carrier_repeats as r
-        where r.carrier = g.carrier and r.group_key = g.group_key
-    )
+    left join carrier_repeats as r on r.carrier = g.carrier and r.group_key = g.group_key
+    where r.carrier is null
     union all
     select
-        carrier,
-        group_key,
+        min(g.row_id) as carrier_id,
+        g.carrier,
+        g.group_key,
         min(carrier_message_id) as carrier_message_id,
         max(sender_reference) as sender_reference,
         max(to_address) as to_address,
@@ -207,16 +207,8 @@ carrier_deduplicated as (
         count(price_micros) = count(*) and bool_and(coalesce(price_final, false)) as price_final,
         max(body_sha256) as body_sha256
     from carrier_grouped as g
-    where exists (
-        select 1 from carrier_repeats as r
-        where r.carrier = g.carrier and r.group_key = g.group_key
-    )
-    group by carrier, group_key
-),
-
-carrier_messages as materialized (
-    select row_number() over () as carrier_id, d.*
-    from carrier_deduplicated as d
+    inner join carrier_repeats as r on r.carrier = g.carrier and r.group_key = g.group_key
+    group by g.carrier, g.group_key
 ),
 
 id_parts as (
@@ -256,9 +248,8 @@ candidates as materialized (
             when w.sender_reference_matched then 'sender_reference' else 'recipient_window'
         end as match_method
     from window_candidates as w
-    where not exists (
-        select 1 from id_candidates as t where t.carrier_id = w.carrier_id
-    )
+    left join (select distinct carrier_id from id_candidates) as t on w.carrier_id = t.carrier_id
+    where t.carrier_id is null
 ),
 
 attempt_counts as (
@@ -431,7 +422,8 @@ sides as (
 
 -- the rate of a carrier message depends only on its carrier, its send date and its address's
 -- first rate_span characters (every rate prefix is a prefix of those), so the longest-prefix,
--- latest-valid_from choice is made once per distinct (carrier, day, address prefix)
+-- latest-valid_from choice is made once per distinct (carrier, day, address prefix) of the
+-- carrier messages (a superset of the keys of sides' carrier rows)
 rate_span as (
     select max(length(destination_prefix)) as prefix_length from rates_source
 ),
@@ -443,11 +435,10 @@ rate_lengths as (
 rate_keys as (
     select distinct
         s.carrier,
-        cast(s.carrier_sent_at_utc as date) as sent_day,
-        substr(s.carrier_to_address, 1, span.prefix_length) as address_prefix
-    from sides as s
+        cast(s.sent_at_utc as date) as sent_day,
+        substr(s.to_address, 1, span.prefix_length) as address_prefix
+    from carrier_messages as s
     cross join rate_span as span
-    where s.carrier is not null
 ),
 
 rated as (
