@@ -8,7 +8,6 @@ here: ``invoices in x channels = planned + excluded + quarantined`` decisions, a
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -20,7 +19,13 @@ from tasks.consent import consent_state
 from tasks.eligibility import DECISION_SCHEMA, REASONS, decide
 from tasks.extract import INPUTS, Extracted, hex_escape_sentinels
 from tasks.normalize import Normalized
-from tasks.render import RENDER_REASONS, TemplateSet, assemble_messages, render_messages
+from tasks.render import (
+    RENDER_REASONS,
+    TemplateSet,
+    assemble_messages,
+    default_token,
+    render_messages,
+)
 from tasks.send_calendar import build_calendar, customer_subdivisions
 from tasks.settings import CalendarSettings, Settings
 from tasks.stagger import stagger
@@ -177,8 +182,8 @@ def build_plan(
     as_of: datetime,
     settings: Settings,
     templates: TemplateSet,
-    existing_tokens: Mapping[str, str] | None = None,
-    new_token: Callable[[], str] = lambda: secrets.token_urlsafe(16),
+    existing_tokens: Mapping[str, str] | pl.DataFrame | None = None,
+    new_token: Callable[[], str] = default_token,
     for_date: date | None = None,
     no_send_days: pl.DataFrame | None = None,
     line_owners: pl.DataFrame | None = None,
