@@ -66,6 +66,10 @@ def empty_quarantine() -> pl.DataFrame:
     return pl.DataFrame(schema=QUARANTINE_SCHEMA)
 
 
+_PAN_MIN_DIGITS = 13
+"""Fewest digits of a PAN (``tasks.pci``): an ASCII text with fewer digits holds none."""
+
+
 def _cut(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
@@ -75,14 +79,25 @@ def _cut(text: str, limit: int) -> str:
 def _mask_and_cut(values: pl.Series, limit: int) -> pl.Series:
     """Text values with every PAN masked, then cut to ``limit``; other dtypes unchanged.
 
-    One Python call per distinct value. Masking comes first, so a cut cannot leave a PAN's
-    digits in clear.
+    Masking comes first, so a cut cannot leave a PAN's digits in clear. Python runs once per
+    distinct value that might change: an ASCII value folds to itself (``tasks.pci``), so one
+    with fewer than 13 ASCII digits holds no PAN, and one of at most ``limit`` characters is
+    not cut; such values are kept as they are without a Python call.
     """
     if values.dtype != pl.String:
         return values
-    items = values.to_list()
-    done = {v: _cut(mask_pans(v), limit) for v in set(items) if v is not None}
-    return pl.Series(values.name, [done.get(v) for v in items], dtype=pl.String)
+    kept = (
+        values.str.contains(r"^[\x00-\x7f]*$")
+        & (values.str.count_matches(r"[0-9]") < _PAN_MIN_DIGITS)
+        & (values.str.len_chars() <= limit)
+    ).fill_null(True)
+    if kept.all():
+        return values
+    rest = values.filter(~kept)
+    distinct = rest.unique().to_list()
+    done = [_cut(mask_pans(v), limit) for v in distinct]
+    fixed = rest.replace_strict(distinct, done, return_dtype=pl.String)
+    return values.clone().scatter((~kept).arg_true(), fixed)
 
 
 def raw_json(columns: Sequence[str], *, limit: int = RAW_VALUE_CHARS) -> pl.Expr:
