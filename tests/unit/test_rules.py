@@ -99,4 +99,6 @@ def test_raw_values_are_masked_and_cut_as_one_python_call_per_value_would() -> N
     got = [None if j is None else json.loads(j)["s"] for j in frame.select(raw_json(["s"]))["s"]]
     want = [None if v is None else _cut(mask_pans(v), 1000) for v in values * 3]
     assert got == want
-    assert got[5] != VISA and got[7] != values[7] and got[9].endswith("[cut, 1300 characters]")
+    assert got[5] != VISA
+    assert got[7] != values[7]
+    assert got[9].endswith("[cut, 1300 characters]")
