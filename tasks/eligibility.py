@@ -342,19 +342,16 @@ def decide(
     frame = add_columns(frame, consent, "customer_id")
     frame = add_columns(frame, bad_phone, "customer_id")
     frame = add_columns(frame, bad_email, "customer_id")
-    frame = (
-        frame.with_columns(
-            (pl.col("local_send_date") - pl.col("due_date"))
-            .dt.total_days()
-            .cast(pl.Int32)
-            .alias("_offset"),
-        )
-        .with_columns(
-            pl.when(pl.col("_offset").is_in(steps))
-            .then(pl.col("_offset"))
-            .otherwise(None)
-            .alias("cadence_step"),
-        )
+    frame = frame.with_columns(
+        (pl.col("local_send_date") - pl.col("due_date"))
+        .dt.total_days()
+        .cast(pl.Int32)
+        .alias("_offset"),
+    ).with_columns(
+        pl.when(pl.col("_offset").is_in(steps))
+        .then(pl.col("_offset"))
+        .otherwise(None)
+        .alias("cadence_step"),
     )
     frame = frame.with_columns(
         pl.when(pl.col("local_send_date").is_not_null())
@@ -430,14 +427,12 @@ def decide(
     )
     frame = add_columns(frame, per_invoice, ["customer_id", "invoice_id"])
     frame = add_columns(frame, per_customer, "customer_id")
-    frame = (
-        frame.with_columns(
-            (
-                pl.col("_attempts").fill_null(0).cast(pl.Int64)
-                + pl.col("_hist_invoice").fill_null(0)
-                + pl.col("_hist_customer").fill_null(0)
-            ).alias("_attempts")
-        )
+    frame = frame.with_columns(
+        (
+            pl.col("_attempts").fill_null(0).cast(pl.Int64)
+            + pl.col("_hist_invoice").fill_null(0)
+            + pl.col("_hist_customer").fill_null(0)
+        ).alias("_attempts")
     )
 
     history = pl.concat(
