@@ -67,7 +67,10 @@ def empty_quarantine() -> pl.DataFrame:
 
 
 _PAN_MIN_DIGITS = 13
-"""Fewest digits of a PAN (``tasks.pci``): an ASCII text with fewer digits holds none."""
+"""Fewest digits of a PAN (``tasks.pci``): a text that folds to fewer digits holds none."""
+_FOLDED_DIGITS_MAX = 3
+"""Most ASCII digits one non-ASCII character folds to in ``tasks.pci`` (U+2152 ⅒ -> 1⁄10);
+``tests/unit/test_rules.py`` checks it over every code point."""
 
 
 def _cut(text: str, limit: int) -> str:
@@ -80,17 +83,17 @@ def _mask_and_cut(values: pl.Series, limit: int) -> pl.Series:
     """Text values with every PAN masked, then cut to ``limit``; other dtypes unchanged.
 
     Masking comes first, so a cut cannot leave a PAN's digits in clear. Python runs once per
-    distinct value that might change: an ASCII value folds to itself (``tasks.pci``), so one
-    with fewer than 13 ASCII digits holds no PAN, and one of at most ``limit`` characters is
-    not cut; such values are kept as they are without a Python call.
+    distinct value that might change: ``tasks.pci`` folds an ASCII character to itself and
+    any other to at most :data:`_FOLDED_DIGITS_MAX` digits, so a value whose ASCII digits
+    plus three per non-ASCII character stay under 13 holds no PAN, and one of at most
+    ``limit`` characters is not cut; such values are kept as they are without a Python call.
     """
     if values.dtype != pl.String:
         return values
-    kept = (
-        values.str.contains(r"^[\x00-\x7f]*$")
-        & (values.str.count_matches(r"[0-9]") < _PAN_MIN_DIGITS)
-        & (values.str.len_chars() <= limit)
-    ).fill_null(True)
+    digits = values.str.count_matches(r"[0-9]") + _FOLDED_DIGITS_MAX * values.str.count_matches(
+        r"[^\x00-\x7f]"
+    )
+    kept = ((digits < _PAN_MIN_DIGITS) & (values.str.len_chars() <= limit)).fill_null(True)
     if kept.all():
         return values
     rest = values.filter(~kept)

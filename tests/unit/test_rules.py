@@ -91,6 +91,7 @@ def test_raw_values_are_masked_and_cut_as_one_python_call_per_value_would() -> N
         f"x{VISA}y",
         "\uff14\uff11\uff11\uff11" + "1111" * 3,  # full-width digits fold to a PAN
         "Müller \u0661\u0662",
+        "\u2152" * 5,  # each folds to 1/10: 15 digits from 5 characters
         "a" * 1300,
         VISA + "b" * 1300,
         "\x07ctl\x1f 4111-1111-1111-1111",
@@ -101,4 +102,16 @@ def test_raw_values_are_masked_and_cut_as_one_python_call_per_value_would() -> N
     assert got == want
     assert got[5] != VISA
     assert got[7] != values[7]
-    assert got[9].endswith("[cut, 1300 characters]")
+    assert got[10].endswith("[cut, 1300 characters]")
+
+
+def test_no_character_folds_to_more_digits_than_the_fast_path_assumes() -> None:
+    from data_quality.rules import _FOLDED_DIGITS_MAX
+    from tasks.pci import _fold_char
+
+    most = max(
+        sum("0" <= c <= "9" for c in _fold_char(chr(cp)))
+        for cp in range(0x80, 0x110000)
+        if not 0xD800 <= cp < 0xE000
+    )
+    assert most <= _FOLDED_DIGITS_MAX
