@@ -16,7 +16,7 @@ import polars as pl
 
 from data_quality.rules import RAW_VALUE_CHARS
 from tasks.consent import consent_state
-from tasks.eligibility import DECISION_SCHEMA, REASONS, decide
+from tasks.eligibility import DECISION_SCHEMA, REASONS, add_columns, decide
 from tasks.extract import INPUTS, Extracted, hex_escape_sentinels
 from tasks.normalize import Normalized
 from tasks.render import (
@@ -247,8 +247,9 @@ def build_plan(
     messages = stagger(messages, as_of=as_of, window=settings.window)
 
     decisions = (
-        decided.with_columns(pl.col("reason").alias("_decided_reason"))
-        .join(blocked, on="message_key", how="left")
+        add_columns(
+            decided.with_columns(pl.col("reason").alias("_decided_reason")), blocked, "message_key"
+        )
         .with_columns(
             pl.when(pl.col("_blocked").is_not_null() & (pl.col("status") == "planned"))
             .then(pl.lit("excluded"))
@@ -281,7 +282,7 @@ def build_plan(
     timed = ("send_at_utc", "send_at_local", "send_at_local_by_zone", "wave_id", "slot")
     timing = messages.select("message_key", *timed)
     decisions = (
-        decisions.join(timing, on="message_key", how="left")
+        add_columns(decisions, timing, "message_key")
         .with_columns(
             *[
                 pl.when(pl.col("status") == "planned").then(pl.col(c)).otherwise(None).alias(c)
