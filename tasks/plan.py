@@ -279,6 +279,7 @@ def build_plan(
             quarantined_decisions(extracted.frames["invoices"], normalized.quarantine),
         ]
     )
+    del decided, planned  # their customer columns (one row per invoice x channel) are done
     timed = ("send_at_utc", "send_at_local", "send_at_local_by_zone", "wave_id", "slot")
     timing = messages.select("message_key", *timed)
     decisions = (
