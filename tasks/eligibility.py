@@ -44,6 +44,7 @@ __all__ = [
     "ATTEMPTED_STATES",
     "PRIOR_SCHEMA",
     "REASONS",
+    "add_columns",
     "decide",
     "message_key",
     "phone_line_owners",
