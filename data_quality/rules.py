@@ -66,6 +66,13 @@ def empty_quarantine() -> pl.DataFrame:
     return pl.DataFrame(schema=QUARANTINE_SCHEMA)
 
 
+_PAN_MIN_DIGITS = 13
+"""Fewest digits of a PAN (``tasks.pci``): a text that folds to fewer digits holds none."""
+_FOLDED_DIGITS_MAX = 3
+"""Most ASCII digits one non-ASCII character folds to in ``tasks.pci`` (U+2152 ⅒ -> 1⁄10);
+``tests/unit/test_rules.py`` checks it over every code point."""
+
+
 def _cut(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
@@ -75,14 +82,25 @@ def _cut(text: str, limit: int) -> str:
 def _mask_and_cut(values: pl.Series, limit: int) -> pl.Series:
     """Text values with every PAN masked, then cut to ``limit``; other dtypes unchanged.
 
-    One Python call per distinct value. Masking comes first, so a cut cannot leave a PAN's
-    digits in clear.
+    Masking comes first, so a cut cannot leave a PAN's digits in clear. Python runs once per
+    distinct value that might change: ``tasks.pci`` folds an ASCII character to itself and
+    any other to at most :data:`_FOLDED_DIGITS_MAX` digits, so a value whose ASCII digits
+    plus three per non-ASCII character stay under 13 holds no PAN, and one of at most
+    ``limit`` characters is not cut; such values are kept as they are without a Python call.
     """
     if values.dtype != pl.String:
         return values
-    items = values.to_list()
-    done = {v: _cut(mask_pans(v), limit) for v in set(items) if v is not None}
-    return pl.Series(values.name, [done.get(v) for v in items], dtype=pl.String)
+    digits = values.str.count_matches(r"[0-9]") + _FOLDED_DIGITS_MAX * values.str.count_matches(
+        r"[^\x00-\x7f]"
+    )
+    kept = ((digits < _PAN_MIN_DIGITS) & (values.str.len_chars() <= limit)).fill_null(True)
+    if kept.all():
+        return values
+    rest = values.filter(~kept)
+    distinct = rest.unique().to_list()
+    done = [_cut(mask_pans(v), limit) for v in distinct]
+    fixed = rest.replace_strict(distinct, done, return_dtype=pl.String)
+    return values.clone().scatter((~kept).arg_true(), fixed)
 
 
 def raw_json(columns: Sequence[str], *, limit: int = RAW_VALUE_CHARS) -> pl.Expr:

@@ -146,7 +146,7 @@ def plan_task(
     extracted: Extracted,
     normalized: Normalized,
     prior: pl.DataFrame,
-    tokens: dict[str, str],
+    tokens: pl.DataFrame,
     settings: Settings,
     as_of: datetime,
     for_date: date | None = None,

@@ -226,8 +226,10 @@ def last_succeeded_rows(conn: Connection, *, flow: str, run_id: str) -> dict[str
     return {c[: -len("_in")]: int(v) for c, v in zip(columns, row, strict=True) if v is not None}
 
 
-def load_prior(conn: Connection, *, as_of: datetime) -> tuple[pl.DataFrame, dict[str, str]]:
-    """Outbox rows that matter to eligibility, and the payment-link token per message key."""
+def load_prior(conn: Connection, *, as_of: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Outbox rows that matter to eligibility, and the payment-link token per message key
+    (a frame of message_key, link_token: what ``render_messages`` takes as
+    ``existing_tokens``)."""
     since = (as_of - timedelta(days=HISTORY_DAYS)).date()
     # Column-pruned and date-bounded, read through Arrow / COPY (no Python row objects).
     frame = read_arrow(
@@ -236,8 +238,7 @@ def load_prior(conn: Connection, *, as_of: datetime) -> tuple[pl.DataFrame, dict
         f" state, link_token from messages where local_send_date >= date '{since.isoformat()}'",
         schema=PRIOR_SCHEMA | {"link_token": pl.String()},
     )
-    tokens = dict(frame.select("message_key", "link_token").iter_rows())
-    return frame.drop("link_token"), tokens
+    return frame.drop("link_token"), frame.select("message_key", "link_token")
 
 
 def _events(frame: pl.DataFrame, *, run_id: str, now: datetime) -> pl.DataFrame:
@@ -277,7 +278,7 @@ def save_plan(
         "create temporary table stage_messages as select * from messages where 1 = 0"
     )
     write_frame(conn, "stage_messages", staged)
-    existing = read_frame(
+    existing = read_arrow(
         conn,
         "select s.message_key, m.state from stage_messages s"
         " join messages m on m.message_key = s.message_key",
@@ -318,7 +319,7 @@ def save_plan(
             "create temporary table stage_cancel (message_key varchar, reason varchar)"
         )
         write_frame(conn, "stage_cancel", excluded)
-        to_cancel = read_frame(
+        to_cancel = read_arrow(
             conn,
             "select m.message_key, m.state as from_state, c.reason as detail"
             " from messages m join stage_cancel c on c.message_key = m.message_key"

@@ -8,7 +8,6 @@ here: ``invoices in x channels = planned + excluded + quarantined`` decisions, a
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -17,10 +16,16 @@ import polars as pl
 
 from data_quality.rules import RAW_VALUE_CHARS
 from tasks.consent import consent_state
-from tasks.eligibility import DECISION_SCHEMA, REASONS, decide
+from tasks.eligibility import DECISION_SCHEMA, REASONS, add_columns, decide
 from tasks.extract import INPUTS, Extracted, hex_escape_sentinels
 from tasks.normalize import Normalized
-from tasks.render import RENDER_REASONS, TemplateSet, assemble_messages, render_messages
+from tasks.render import (
+    RENDER_REASONS,
+    TemplateSet,
+    assemble_messages,
+    default_token,
+    render_messages,
+)
 from tasks.send_calendar import build_calendar, customer_subdivisions
 from tasks.settings import CalendarSettings, Settings
 from tasks.stagger import stagger
@@ -177,8 +182,8 @@ def build_plan(
     as_of: datetime,
     settings: Settings,
     templates: TemplateSet,
-    existing_tokens: Mapping[str, str] | None = None,
-    new_token: Callable[[], str] = lambda: secrets.token_urlsafe(16),
+    existing_tokens: Mapping[str, str] | pl.DataFrame | None = None,
+    new_token: Callable[[], str] = default_token,
     for_date: date | None = None,
     no_send_days: pl.DataFrame | None = None,
     line_owners: pl.DataFrame | None = None,
@@ -242,8 +247,9 @@ def build_plan(
     messages = stagger(messages, as_of=as_of, window=settings.window)
 
     decisions = (
-        decided.with_columns(pl.col("reason").alias("_decided_reason"))
-        .join(blocked, on="message_key", how="left")
+        add_columns(
+            decided.with_columns(pl.col("reason").alias("_decided_reason")), blocked, "message_key"
+        )
         .with_columns(
             pl.when(pl.col("_blocked").is_not_null() & (pl.col("status") == "planned"))
             .then(pl.lit("excluded"))
@@ -273,10 +279,11 @@ def build_plan(
             quarantined_decisions(extracted.frames["invoices"], normalized.quarantine),
         ]
     )
+    del decided, planned  # their customer columns (one row per invoice x channel) are done
     timed = ("send_at_utc", "send_at_local", "send_at_local_by_zone", "wave_id", "slot")
     timing = messages.select("message_key", *timed)
     decisions = (
-        decisions.join(timing, on="message_key", how="left")
+        add_columns(decisions, timing, "message_key")
         .with_columns(
             *[
                 pl.when(pl.col("status") == "planned").then(pl.col(c)).otherwise(None).alias(c)

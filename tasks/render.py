@@ -395,12 +395,21 @@ _RENDERED_SCHEMA = {
 }
 
 
-def _sms_counts(body: pl.Expr) -> list[pl.Expr]:
-    """encoding, units and a segment count where it is exact without splitting (else null)."""
-    odd = body.str.count_matches(_NOT_BASIC_PATTERN)
-    ext = body.str.count_matches(_EXTENSION_PATTERN)
-    astral = body.str.count_matches(r"[\U00010000-\U0010ffff]")
-    length = body.str.len_chars()
+def _sms_counts(frame: pl.DataFrame, body: str) -> pl.DataFrame:
+    """``frame`` with ``_enc``, ``_units`` and ``_segs``: encoding, units and a segment count
+    where it is exact without splitting (else null). The character counts are computed once
+    each, as columns, before the expressions that use them several times."""
+    counted = frame.with_columns(
+        pl.col(body).str.count_matches(_NOT_BASIC_PATTERN).alias("_odd"),
+        pl.col(body).str.count_matches(_EXTENSION_PATTERN).alias("_ext"),
+        pl.col(body).str.count_matches(r"[\U00010000-\U0010ffff]").alias("_astral"),
+        pl.col(body).str.len_chars().alias("_len"),
+    )
+    return counted.with_columns(_sms_count_exprs()).drop("_odd", "_ext", "_astral", "_len")
+
+
+def _sms_count_exprs() -> list[pl.Expr]:
+    odd, ext, astral, length = (pl.col(c) for c in ("_odd", "_ext", "_astral", "_len"))
     gsm = odd == ext
     units = pl.when(gsm).then(length + ext).otherwise(length + astral)
     single = pl.when(gsm).then(160).otherwise(70)
@@ -539,7 +548,7 @@ def render_messages(
         pl.col("_template").alias("template"), body.alias("body"), subject.alias("subject")
     )
     sms = pl.col("channel") == "sms"
-    frame = frame.with_columns(_sms_counts(pl.col("body")))
+    frame = _sms_counts(frame, "body")
     exact = frame.filter(sms & pl.col("_segs").is_null())
     if exact.height:
         counted = [segment(b).count for b in exact["body"].to_list()]

@@ -138,12 +138,28 @@ def _by_zone(frame: pl.DataFrame) -> pl.Series:
     zones = (
         pl.col("candidate_zones") if "candidate_zones" in frame.columns else pl.col("display_zone")
     )
-    long = (
-        frame.select(
-            pl.int_range(0, pl.len(), dtype=pl.Int64).alias("_row"),
-            "send_at_utc",
-            zones.str.split("|").alias("_zone"),
+    rows = frame.select(
+        pl.int_range(0, pl.len(), dtype=pl.Int64).alias("_row"),
+        "send_at_utc",
+        zones.alias("_zones"),
+        *[c for c in ("display_zone", "send_at_local") if c in frame.columns],
+    )
+    # One candidate zone, the display zone: its wall time is send_at_local already, so no
+    # explode and no zone conversion for those rows (most of them).
+    single: pl.Expr = pl.lit(False)
+    quick = pl.DataFrame(schema={"_row": pl.Int64, "_text": pl.String})
+    if {"candidate_zones", "display_zone", "send_at_local"} <= set(frame.columns):
+        single = (pl.col("_zones") == pl.col("display_zone")).fill_null(False)
+        quick = rows.filter(single).select(
+            "_row",
+            pl.concat_str(
+                [pl.col("display_zone"), pl.col("send_at_local").dt.strftime("%Y-%m-%d %H:%M")],
+                separator=" ",
+            ).alias("_text"),
         )
+    long = (
+        rows.filter(~single)
+        .select("_row", "send_at_utc", pl.col("_zones").str.split("|").alias("_zone"))
         .explode("_zone", empty_as_null=True)
         .with_columns(pl.int_range(0, pl.len()).over("_row").alias("_pos"))
     )
@@ -156,14 +172,17 @@ def _by_zone(frame: pl.DataFrame) -> pl.Series:
         )
         for (zone,), part in long.filter(pl.col("_zone").is_not_null()).group_by("_zone")
     ]
-    if not parts:
+    if not parts and quick.height == 0:
         return pl.Series("send_at_local_by_zone", [None] * frame.height, dtype=pl.String)
-    texts = (
-        pl.concat(parts)
-        .sort("_row", "_pos")
-        .group_by("_row", maintain_order=True)
-        .agg(pl.col("_text").str.join("; "))
-    )
+    texts = quick
+    if parts:
+        joined = (
+            pl.concat(parts)
+            .sort("_row", "_pos")
+            .group_by("_row", maintain_order=True)
+            .agg(pl.col("_text").str.join("; "))
+        )
+        texts = pl.concat([quick, joined])
     return (
         pl.DataFrame({"_row": pl.int_range(0, frame.height, dtype=pl.Int64, eager=True)})
         .join(texts, on="_row", how="left", maintain_order="left")["_text"]

@@ -179,6 +179,10 @@ def migrate(engine: Engine) -> list[str]:
     return applied
 
 
+_COPY_ROWS = 100_000
+"""Rows per slice of CSV text fed to one PostgreSQL COPY."""
+
+
 def write_frame(conn: Connection, table: str, frame: pl.DataFrame) -> int:
     """Append ``frame`` to ``table`` (columns by name) inside the connection's transaction."""
     if frame.height == 0:
@@ -194,14 +198,19 @@ def write_frame(conn: Connection, table: str, frame: pl.DataFrame) -> int:
         finally:
             raw.unregister(view)
     elif conn.dialect.name == "postgresql":
-        buffer = io.BytesIO()
-        frame.write_csv(buffer, include_header=False, null_value="\\N", datetime_format=None)
         raw = conn.connection.dbapi_connection
         assert raw is not None
         with raw.cursor() as cur:  # type: ignore[attr-defined]
             sql = f"copy {table} ({columns}) from stdin with (format csv, null '\\N')"
             with cur.copy(sql) as copy:
-                copy.write(buffer.getvalue())
+                # One COPY, fed in slices: the CSV text of a million rows is never in memory
+                # at once (nor copied out of its buffer).
+                for start in range(0, frame.height, _COPY_ROWS):
+                    buffer = io.BytesIO()
+                    frame.slice(start, _COPY_ROWS).write_csv(
+                        buffer, include_header=False, null_value="\\N", datetime_format=None
+                    )
+                    copy.write(buffer.getbuffer())
     else:
         rows = frame.to_dicts()
         conn.execute(sa.table(table, *(sa.column(c) for c in frame.columns)).insert(), rows)

@@ -181,6 +181,28 @@ def test_write_frame_round_trips_types(engine) -> None:
     )
 
 
+def test_write_frame_feeds_one_load_in_slices(engine, monkeypatch) -> None:
+    import tasks.warehouse as wh
+
+    monkeypatch.setattr(wh, "_COPY_ROWS", 2)  # PostgreSQL's COPY in slices of two rows
+    frame = pl.DataFrame(
+        {
+            "message_key": [f"k{i}" for i in range(5)],
+            "at_utc": [datetime(2026, 11, 23, 6, 0, i) for i in range(5)],
+            "run_id": ["r"] * 5,
+            "from_state": [None, "a", None, "b,c", None],
+            "to_state": ["planned"] * 5,
+            "detail": ["x", 'q "y"', None, "line\nbreak", ""],
+        },
+        schema_overrides={"from_state": pl.String},
+    )
+    with engine.begin() as conn:
+        assert wh.write_frame(conn, "message_events", frame) == 5
+    with engine.connect() as conn:
+        back = read_frame(conn, "select * from message_events order by message_key")
+    assert back.rows() == frame.rows()
+
+
 def test_analyst_views_answer(engine) -> None:
     customers, invoices, consent = _people(4)
     _run(engine, f.extracted(customers, invoices, consent), "r1")

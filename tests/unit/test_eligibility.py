@@ -630,3 +630,18 @@ def test_undecodable_bytes_in_an_invoice_id_are_hex_escaped_in_decisions() -> No
     assert plan.decisions["reason"].to_list() == ["encoding_invalid", "encoding_invalid"]
     assert plan.decisions["invoice_id"].to_list() == ["INV\\xe9", "INV\\xe9"]
     assert plan.quarantine["record_key"].to_list() == ["INV\\xe9"]
+
+
+def test_add_columns_is_the_left_join_it_replaces() -> None:
+    from polars.testing import assert_frame_equal
+
+    from tasks.eligibility import add_columns
+
+    left = pl.DataFrame({"k": ["a", None, "b", "a", "c"], "x": [1, 2, 3, 4, 5]})
+    unique = pl.DataFrame({"k": ["a", "b", None], "y": [10, 20, 30]})
+    doubled = pl.DataFrame({"k": ["a", "a", "b"], "y": [10, 11, 20]})
+    clash = pl.DataFrame({"k": ["a"], "x": [9]})
+    for right in (unique, doubled, clash):
+        want = left.join(right, on="k", how="left", maintain_order="left")
+        assert_frame_equal(add_columns(left, right, "k"), want)
+    assert add_columns(left, doubled, "k").height == 7  # not unique: a plain join's rows

@@ -73,3 +73,45 @@ def test_field_quarantine_of_a_customer_masks_a_pan_typed_into_the_phone() -> No
     raw = json.loads(field["raw_values"][0])
     assert raw["phone"] == "••••-••••-••••-1111"
     assert VISA not in digits_of(field["raw_values"][0])
+
+
+def test_raw_values_are_masked_and_cut_as_one_python_call_per_value_would() -> None:
+    """The vectorised pass keeps only values that cannot change (ASCII, < 13 digits, short);
+    every value gives what ``_cut(mask_pans(v))`` gives."""
+    from data_quality.rules import _cut
+    from tasks.pci import mask_pans
+
+    values = [
+        None,
+        "",
+        "plain ascii 123",
+        "123456789012",  # 12 digits: kept
+        "4111111111111112",  # 16 digits, not Luhn-valid: unchanged by mask_pans
+        VISA,
+        f"x{VISA}y",
+        "\uff14\uff11\uff11\uff11" + "1111" * 3,  # full-width digits fold to a PAN
+        "Müller \u0661\u0662",
+        "\u2152" * 5,  # each folds to 1/10: 15 digits from 5 characters
+        "a" * 1300,
+        VISA + "b" * 1300,
+        "\x07ctl\x1f 4111-1111-1111-1111",
+    ]
+    frame = pl.DataFrame({"s": values * 3}, schema={"s": pl.String})
+    got = [None if j is None else json.loads(j)["s"] for j in frame.select(raw_json(["s"]))["s"]]
+    want = [None if v is None else _cut(mask_pans(v), 1000) for v in values * 3]
+    assert got == want
+    assert got[5] != VISA
+    assert got[7] != values[7]
+    assert got[10].endswith("[cut, 1300 characters]")
+
+
+def test_no_character_folds_to_more_digits_than_the_fast_path_assumes() -> None:
+    from data_quality.rules import _FOLDED_DIGITS_MAX
+    from tasks.pci import _fold_char
+
+    most = max(
+        sum("0" <= c <= "9" for c in _fold_char(chr(cp)))
+        for cp in range(0x80, 0x110000)
+        if not 0xD800 <= cp < 0xE000
+    )
+    assert most <= _FOLDED_DIGITS_MAX
