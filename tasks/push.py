@@ -82,6 +82,7 @@ __all__ = [
     "campaign_body",
     "cancel_stale",
     "capacity_plan",
+    "contact_frame",
     "contact_rows",
     "merge",
     "names_for",
@@ -363,7 +364,13 @@ def capacity_plan(
 
 
 def contact_rows(messages: pl.DataFrame, channel: str) -> list[dict[str, Any]]:
-    """Genesys contacts (id = message key) for outbox rows of one channel (or route).
+    """:func:`contact_frame` as a list of ``{"id", "data"}`` dicts."""
+    return contact_frame(messages, channel).to_dicts()
+
+
+def contact_frame(messages: pl.DataFrame, channel: str) -> pl.DataFrame:
+    """Genesys contacts (id = message key) for outbox rows of one channel (or route): a
+    frame of ``id`` and a ``data`` struct, which the client encodes column-wise.
 
     SMS: the locally rendered body in ``Message``. E-mail: the typed variables' values as
     rendered (``template_values``) in columns named after them, for the content template."""
@@ -390,8 +397,7 @@ def contact_rows(messages: pl.DataFrame, channel: str) -> list[dict[str, Any]]:
         pl.col("wave_id").alias("WaveId"),
         pl.col("local_send_date").cast(pl.String).alias("LocalSendDate"),
     ]
-    rows = messages.select(pl.col("message_key").alias("id"), pl.struct(data).alias("data"))
-    return rows.to_dicts()
+    return messages.select(pl.col("message_key").alias("id"), pl.struct(data).alias("data"))
 
 
 def campaign_body(
@@ -806,7 +812,7 @@ def _add_bisecting(
     """Add a batch; on a permanent refusal split it to isolate the refused contacts."""
     try:
         client.add_contacts(
-            contact_list_id, contact_rows(batch, channel), priority=True, read_back=False
+            contact_list_id, contact_frame(batch, channel), priority=True, read_back=False
         )
         return batch["message_key"].to_list(), []
     except RequestRejected as exc:

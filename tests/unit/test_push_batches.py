@@ -82,7 +82,7 @@ class _Genesys:
             self.calls += 1
             call = self.calls
         states = _states(self.engine)
-        ids = [c["id"] for c in contacts]
+        ids = contacts["id"].to_list()  # the push hands the client a frame of contacts
         with self.lock:
             self.not_pushing_at_call += [i for i in ids if states[i] != "pushing"]
         if call == self.fail_on_call:
