@@ -51,7 +51,13 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    FIRST_EXCEPTION,
+    Future,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -692,10 +698,12 @@ def _push_batches(
     many messages were handled.
 
     The state changes are grouped, so the warehouse is never what the calls wait for: the
-    intent (``pushing``) of a group of up to ``2 x concurrency`` batches is committed in one
+    intent (``pushing``) of a group of up to ``3 x concurrency`` batches is committed in one
     transaction before any of them is queued, and the results of all the batches whose call
-    has returned are recorded in one transaction while the next calls are in flight. Only the
-    calling thread touches the warehouse; the workers only make the calls.
+    has returned are recorded in one transaction while the next calls are in flight; once
+    nothing is left to queue, the remaining calls are recorded together when they have all
+    returned (or one failed). Only the calling thread touches the warehouse; the workers only
+    make the calls.
 
     Exactly once: a batch is sent only after its intent is committed; a crash between intent
     and result leaves its messages ``pushing``, which :func:`_settle_pushing` resolves by
@@ -731,7 +739,10 @@ def _push_batches(
                         failpoint("push.after_mark_pushing")
                         future = pool.submit(_send_batch, client, contact_list_id, batch, channel)
                         queued[future] = (wave_id, batch)
-                finished, _ = wait(queued, return_when=FIRST_COMPLETED)
+                # with nothing left to queue, recording early starts no call: wait for the
+                # rest (or the first error) and record them in one transaction
+                more = bool(todo) and error is None
+                finished, _ = wait(queued, return_when=FIRST_COMPLETED if more else FIRST_EXCEPTION)
                 recorded: list[tuple[str, pl.DataFrame]] = []
                 outcomes = []
                 for future in finished:

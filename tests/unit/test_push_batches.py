@@ -140,6 +140,34 @@ def test_intent_is_committed_before_every_call_and_grouped(tmp_path, monkeypatch
     assert len(groups) < len(batches)  # intents are grouped, not one transaction per batch
 
 
+def test_the_last_calls_are_recorded_in_one_transaction(tmp_path, monkeypatch) -> None:
+    engine, frame, batches = _setup(tmp_path, 12)  # 6 batches of 2, all in the first group
+    recorded: list[int] = []
+    record = push._record_results
+
+    def counted(engine, outcomes, **kwargs):
+        recorded.append(len(outcomes))
+        return record(engine, outcomes, **kwargs)
+
+    monkeypatch.setattr(push, "_record_results", counted)
+    result = PushResult()
+    _push_batches(
+        engine,
+        _Genesys(engine),
+        batches,
+        "sms",
+        contact_list_id="l1",
+        campaign_id="c1",
+        run_id="p",
+        now=NOW,
+        result=result,
+        concurrency=3,
+    )
+    assert recorded == [len(batches)]
+    assert set(_states(engine).values()) == {"pushed"}
+    assert result.pushed == frame.height
+
+
 def test_a_failed_call_stops_the_push_and_unstarted_batches_go_back_to_ready(
     tmp_path,
 ) -> None:
