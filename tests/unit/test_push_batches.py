@@ -197,3 +197,32 @@ def test_a_failed_call_stops_the_push_and_unstarted_batches_go_back_to_ready(
     assert not ready & added
     assert {"k008", "k009", "k010", "k011"} <= ready
     assert genesys.calls < len(batches)
+
+
+def test_messages_in_reads_through_arrow_what_python_rows_gave(tmp_path) -> None:
+    from polars.testing import assert_frame_equal
+
+    from tasks.outbox import messages_in
+
+    engine, frame, _batches = _setup(tmp_path, 12)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "update messages set state = 'pushed', genesys_contact_list_id = 'l1',"
+            " window_end_utc = window_end_utc + interval 1 hour where message_key < 'k004'"
+        )
+    query = (
+        "select * from messages where state in ({states}){after}"
+        " order by wave_start_utc, wave_id, send_at_utc, message_key"
+    )
+    cases = [
+        (("ready", "pushed"), None, ""),
+        (("ready", "pushed"), NOW + timedelta(hours=2), " and window_end_utc > :after"),
+        (("pushed",), None, ""),  # genesys_contact_list_id has a value in every row
+        (("cancelled",), None, ""),  # no rows
+    ]
+    with engine.connect() as conn:
+        for states, after, where in cases:
+            sql = query.format(states=", ".join(f"'{s}'" for s in states), after=where)
+            rows = read_frame(conn, sql, {"after": after} if after else {})
+            assert_frame_equal(messages_in(conn, states, window_end_after=after), rows)
+    assert rows.height == 0 and frame.height == 12
