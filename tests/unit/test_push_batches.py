@@ -225,4 +225,5 @@ def test_messages_in_reads_through_arrow_what_python_rows_gave(tmp_path) -> None
             sql = query.format(states=", ".join(f"'{s}'" for s in states), after=where)
             rows = read_frame(conn, sql, {"after": after} if after else {})
             assert_frame_equal(messages_in(conn, states, window_end_after=after), rows)
-    assert rows.height == 0 and frame.height == 12
+    assert rows.height == 0  # the last case: no rows
+    assert frame.height == 12
