@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from flows.demo import running_sandbox  # noqa: E402
 from tasks.genesys import GenesysClient, client_from_settings  # noqa: E402
 from tasks.outbox import MESSAGE_COLUMNS  # noqa: E402
-from tasks.push import SMS_COLUMNS, contact_rows, push_waves_to_genesys  # noqa: E402
+from tasks.push import SMS_COLUMNS, contact_frame, push_waves_to_genesys  # noqa: E402
 from tasks.settings import CadenceSettings, GenesysSettings, WindowSettings  # noqa: E402
 from tasks.warehouse import make_engine, migrate, read_frame, write_frame  # noqa: E402
 
@@ -73,11 +73,14 @@ def bare_add_rate(url: str, args: argparse.Namespace) -> float:
         "bench-calibrate", SMS_COLUMNS, phone_columns=[("Phone", "TimeZone")]
     )
     parts = [
-        contact_rows(frame.slice(i * args.batch, args.batch), "sms") for i in range(args.calibrate)
+        contact_frame(frame.slice(i * args.batch, args.batch), "sms") for i in range(args.calibrate)
     ]
     start = time.perf_counter()
     with ThreadPoolExecutor(args.concurrency) as pool:
-        list(pool.map(lambda part: client.add_contacts(created["id"], part), parts))
+        # as the push sends them: frames encoded column-wise, the answer not decoded
+        list(
+            pool.map(lambda part: client.add_contacts(created["id"], part, read_back=False), parts)
+        )
     elapsed = time.perf_counter() - start
     client.delete_contact_list(created["id"])
     client.close()

@@ -7,6 +7,7 @@ later through ``PUT /sandbox/faults``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from genesys_sandbox.app import create_app
 from genesys_sandbox.clock import parse_instant
 from genesys_sandbox.config import SWITCHES, Faults, SandboxConfig
 
-__all__ = ["main", "parse_args", "parse_switches"]
+__all__ = ["main", "parse_args", "parse_switches", "tune_gc"]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -75,6 +76,18 @@ def parse_switches(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def tune_gc() -> None:
+    """Collect cycles less often than CPython's default (every 700 allocations).
+
+    The org lives in memory as millions of small containers (a contact is about a dozen dicts)
+    and a 1,000-contact add allocates some 20,000 more for its answer, so with the default
+    thresholds the collector scans the growing org over and over: about half the CPU of an add
+    (in process, 100 adds of 1,000: 38 us per contact with the default, 20 with these
+    thresholds or with the collector off). The org's objects form no cycles, reference
+    counting frees them; the collector still runs, for the rare cycle elsewhere."""
+    gc.set_threshold(10_000, 20, 100)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     faults = Faults(
@@ -102,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         config.set_switches(parse_switches(args.switch))
     except ValueError as exc:
         raise SystemExit(f"--switch: {exc}") from exc
+    tune_gc()
     uvicorn.run(
         create_app(config), host=args.host, port=args.port, workers=1, log_level=args.log_level
     )

@@ -78,12 +78,16 @@ def contact_list_view(cl: ContactList) -> dict[str, Any]:
 
 
 def contact_view(cl: ContactList, contact: Contact) -> dict[str, Any]:
+    stored = contact.contactable_status
+
     def status(media: str, columns: list[str]) -> dict[str, Any]:
-        column_status = {c: {"contactable": contact.contactable(media, c)} for c in columns}
-        return {
-            "contactable": any(v["contactable"] for v in column_status.values()),
-            "columnStatus": column_status,
-        }
+        if stored.get(media):
+            column_status = {c: {"contactable": contact.contactable(media, c)} for c in columns}
+            reachable = any(v["contactable"] for v in column_status.values())
+        else:  # no flags stored for the media (the usual new contact): every column is
+            column_status = {c: {"contactable": True} for c in columns}
+            reachable = bool(columns)
+        return {"contactable": reachable, "columnStatus": column_status}
 
     phones, emails = cl.phone_column_names, cl.email_column_names
     contactable: dict[str, Any] = {}

