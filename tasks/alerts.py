@@ -40,12 +40,13 @@ Alert states (``alerts`` table, every change in ``alert_log``)::
                 │        └─► failed  (4xx; SMS falls back to e-mail)
                 └─► excluded (decided not to send, reason kept)
 
-``sending`` is committed (the intent) before the call. The service decides a fresh event and
-commits its intent right after the event's group commit (:func:`intend_events`) and sends at
-once; the worker (:func:`process_events` + :func:`send_due`) takes what that path left. A row
-found ``sending`` at start-up was killed in flight and becomes ``unknown``: the call may or
-may not have reached Genesys, and the agentless API has no idempotency key, so it is looked
-up, never sent again blind. ``review`` rows wait for a person (:func:`unsettled_report`).
+``sending`` is committed (the intent) before the call. The service stores a fresh event,
+decides it and commits its intent in the event's group commit (:func:`accept_events`) and
+sends at once; the worker (:func:`process_events` + :func:`send_due`) takes what that path
+left. A row found ``sending`` at start-up was killed in flight and becomes ``unknown``: the
+call may or may not have reached Genesys, and the agentless API has no idempotency key, so
+it is looked up, never sent again blind. ``review`` rows wait for a person
+(:func:`unsettled_report`).
 """
 
 from __future__ import annotations
@@ -95,7 +96,6 @@ __all__ = [
     "accept_events",
     "decide_alerts",
     "directory_from_frames",
-    "intend_events",
     "parse_event",
     "poll_accepted",
     "process_events",
@@ -412,9 +412,13 @@ def accept_events(
     render: RenderSettings,
 ) -> Accepted:
     """Store a batch of webhook events AND decide their alerts in the same transaction (one
-    commit: the events durable, each decision recorded, the send intent of each alert due
-    now committed as ``sending`` attempt 1). The service uses the two halves apart
-    (:func:`store_events` before the 202, then :func:`intend_events`); this is both at once."""
+    commit: the events durable, each decision recorded as :func:`process_events` would, held
+    / excluded with its reason, and the send intent of each alert due now committed as
+    ``sending`` attempt 1). Returns the rows to send at once. A kill after this commit leaves
+    them ``sending``, which the next start settles by lookup (:func:`settle_unknown`), never by
+    a blind resend. The events stay ``received``: the worker still marks them ``alerted`` and
+    cancels a paid invoice's reminders (:func:`process_events` skips the decisions it finds
+    made). The service's group commit; :func:`store_events` alone when deciding fails."""
     now = _naive(now)
     if not batch:
         return Accepted([])
@@ -432,40 +436,6 @@ def accept_events(
             render=render,
         )
     return Accepted(stored, to_send)
-
-
-def intend_events(
-    engine: Engine,
-    events: list[AlertEvent],
-    *,
-    now: datetime,
-    directory: Directory,
-    templates: TemplateSet,
-    alerts: AlertSettings,
-    cadence: CadenceSettings,
-    render: RenderSettings,
-) -> list[dict[str, Any]]:
-    """Decide the alerts of stored events (skipping any already decided) and commit, in one
-    transaction, each decision (held / excluded with its reason, as :func:`process_events`
-    would) and for an alert due now its send intent: ``sending`` with attempt 1. Returns the
-    rows to send at once. A kill after this commit leaves them ``sending``, which the next
-    start settles by lookup (:func:`settle_unknown`), never by a blind resend. The events stay
-    ``received``: the worker still marks them ``alerted`` and cancels a paid invoice's
-    reminders (:func:`process_events` skips the decisions it finds made)."""
-    now = _naive(now)
-    if not events:
-        return []
-    with engine.begin() as conn:
-        return _intend(
-            conn,
-            events,
-            now=now,
-            directory=directory,
-            templates=templates,
-            alerts=alerts,
-            cadence=cadence,
-            render=render,
-        )
 
 
 def _intend(
@@ -969,8 +939,9 @@ def process_events(
     """Turn received events into alert rows (ready / held / excluded), in one transaction.
 
     ``min_age_seconds``: an event not decided yet is taken only this long after it was
-    received (the service decides fresh events itself, :func:`intend_events`; the worker
-    catches what a crash left); a decided one at once (its payment cancels reminders).
+    received (the service decides fresh events as it stores them, :func:`accept_events`;
+    the worker catches what an error there left); a decided one at once (its payment cancels
+    reminders).
 
     Events whose alert the accepting request already decided (:func:`accept_events`) are
     only marked ``alerted`` here (and their payments handed on for cancelling)."""
