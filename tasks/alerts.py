@@ -848,6 +848,50 @@ def _move(
     return bool(moved)
 
 
+def _move_many(
+    conn: sa.Connection,
+    rows: list[dict[str, Any]],
+    *,
+    old: str,
+    now: datetime,
+    columns: tuple[str, ...] = (),
+) -> int:
+    """:func:`_move` for many alerts in two statements: one compare-and-set UPDATE over a
+    VALUES list (each row: ``alert_key``, ``new_state``, ``why`` and the alert ``columns``
+    to set), one insert into ``alert_log`` of the rows that moved (RETURNING). Rows not in
+    ``old`` any more are left alone and not logged. Returns how many moved."""
+    if not rows:
+        return 0
+    names = ("alert_key", "new_state", "why", *columns)
+    params: dict[str, Any] = {"now": now, "old": old}
+    values = []
+    for i, row in enumerate(rows):
+        values.append("(" + ", ".join(f":{n}_{i}" for n in names) + ")")
+        params |= {f"{n}_{i}": row[n] for n in names}
+    sets = "".join(f", {c} = t.{c}" for c in columns)
+    moved = conn.execute(
+        sa.text(
+            f"update alerts set state = t.new_state, state_reason = t.why, updated_at_utc = :now"
+            f"{sets} from (values {', '.join(values)}) as t({', '.join(names)})"
+            " where alerts.alert_key = t.alert_key and alerts.state = :old"
+            " returning alerts.alert_key, alerts.state, alerts.state_reason"
+        ),
+        params,
+    ).all()
+    if moved:
+        logged: dict[str, Any] = {"now": now, "old": old}
+        for i, (key, state, why) in enumerate(moved):
+            logged |= {f"k_{i}": key, f"s_{i}": state, f"d_{i}": why or ""}
+        conn.execute(
+            sa.text(
+                "insert into alert_log (alert_key, at_utc, from_state, to_state, detail) values "
+                + ", ".join(f"(:k_{i}, :now, :old, :s_{i}, :d_{i})" for i in range(len(moved)))
+            ),
+            logged,
+        )
+    return len(moved)
+
+
 def recover_in_flight(engine: Engine, *, now: datetime) -> int:
     """Alerts left ``sending`` by a kill: the call may have reached Genesys, so they become
     ``unknown`` and are never sent again automatically. Returns how many."""
@@ -1129,46 +1173,6 @@ def _failed(
             result.fallbacks += 1
 
 
-def _record_accepted(conn: sa.Connection, accepted: list[dict[str, Any]], *, now: datetime) -> None:
-    """Record the answers of a batch in two statements (staged, then one update)."""
-    frame = pl.DataFrame(
-        accepted,
-        schema={
-            "alert_key": pl.String,
-            "new_state": pl.String,
-            "why": pl.String,
-            "conversation_id": pl.String,
-            "message_id": pl.String,
-        },
-    )
-    conn.exec_driver_sql("drop table if exists stage_alert_answers")
-    conn.exec_driver_sql(
-        "create temporary table stage_alert_answers (alert_key varchar, new_state varchar,"
-        " why varchar, conversation_id varchar, message_id varchar)"
-    )
-    write_frame(conn, "stage_alert_answers", frame)
-    conn.execute(
-        sa.text(
-            "update alerts set state = t.new_state, state_reason = t.why, updated_at_utc = :n,"
-            " accepted_at_utc = :n, genesys_conversation_id = t.conversation_id,"
-            " genesys_message_id = t.message_id from stage_alert_answers t"
-            " where alerts.alert_key = t.alert_key and alerts.state = 'sending'"
-        ),
-        {"n": now},
-    )
-    write_frame(
-        conn,
-        "alert_log",
-        frame.select(
-            "alert_key",
-            pl.lit(now).alias("at_utc"),
-            pl.lit("sending").alias("from_state"),
-            pl.col("new_state").alias("to_state"),
-            pl.col("why").alias("detail"),
-        ),
-    )
-
-
 def send_one(client: GenesysClient, genesys: GenesysSettings, alert: dict[str, Any]) -> Any:
     """One agentless request for an alert row; returns the answer or the exception raised."""
     return _call(client, genesys, alert)
@@ -1290,61 +1294,67 @@ def record_answers(
     counting this call) in one transaction: accepted (SMS) / sent (e-mail) with the Genesys
     ids; ``unknown`` when the outcome is unknown (settled later by lookup, never resent
     blind); ``ready`` again for a 503 / 429 (not processed); rejected ones failed (SMS then
-    falls back to e-mail)."""
+    falls back to e-mail). Per kind of answer one compare-and-set statement
+    (:func:`_move_many`)."""
     now = _naive(now)
     result = result or SendResult()
     alerts: AlertSettings = ctx["alerts"]
     failures: list[tuple[dict[str, Any], Exception]] = []
     accepted: list[dict[str, Any]] = []
-    with engine.begin() as conn:
-        for alert, answer in zip(rows, answers, strict=True):
-            key = alert["alert_key"]
-            if isinstance(answer, OutcomeUnknown):
-                _move(
-                    conn,
-                    key,
-                    old="sending",
-                    new="unknown",
-                    now=now,
-                    why="outcome unknown (connection lost after the request): settled by lookup",
-                )
-                result.unknown += 1
-            elif isinstance(answer, TransientServerError | RateLimited):
-                # 503 / 429 after the client's own retries: Genesys did not process the
-                # request, so it is sent again later; this does not use up a delivery attempt
-                _move(
-                    conn,
-                    key,
-                    old="sending",
-                    new="ready",
-                    now=now,
-                    why=f"not processed ({answer.__class__.__name__}): sent again later",
-                    attempts=int(alert["attempts"]) - 1,
-                    next_attempt_at_utc=now + timedelta(seconds=alerts.retry_after_seconds),
-                )
-                result.retried += 1
-            elif isinstance(answer, RequestRejected):
-                failures.append((alert, answer))
-            elif isinstance(answer, BaseException):
-                # any other failure after the request may have left: never guessed
-                _move(conn, key, old="sending", new="unknown", now=now, why=str(answer)[:200])
-                result.unknown += 1
-            else:
-                sms = alert["channel"] == "sms"
-                accepted.append(
-                    {
-                        "alert_key": key,
-                        "new_state": "accepted" if sms else "sent",
-                        "why": "accepted by Genesys (not delivered)"
-                        if sms
-                        else "e-mail handed off",
-                        "conversation_id": (answer or {}).get("conversationId"),
-                        "message_id": (answer or {}).get("id"),
-                    }
-                )
-        if accepted:
-            _record_accepted(conn, accepted, now=now)
-            result.accepted += len(accepted)
+    unknown: list[dict[str, Any]] = []
+    again: list[dict[str, Any]] = []
+    for alert, answer in zip(rows, answers, strict=True):
+        key = alert["alert_key"]
+        if isinstance(answer, OutcomeUnknown):
+            unknown.append(
+                {
+                    "alert_key": key,
+                    "new_state": "unknown",
+                    "why": "outcome unknown (connection lost after the request): settled by lookup",
+                }
+            )
+        elif isinstance(answer, TransientServerError | RateLimited):
+            # 503 / 429 after the client's own retries: Genesys did not process the request,
+            # so it is sent again later; this does not use up a delivery attempt
+            again.append(
+                {
+                    "alert_key": key,
+                    "new_state": "ready",
+                    "why": f"not processed ({answer.__class__.__name__}): sent again later",
+                    "attempts": int(alert["attempts"]) - 1,
+                    "next_attempt_at_utc": now + timedelta(seconds=alerts.retry_after_seconds),
+                }
+            )
+        elif isinstance(answer, RequestRejected):
+            failures.append((alert, answer))
+        elif isinstance(answer, BaseException):
+            # any other failure after the request may have left: never guessed
+            unknown.append({"alert_key": key, "new_state": "unknown", "why": str(answer)[:200]})
+        else:
+            sms = alert["channel"] == "sms"
+            accepted.append(
+                {
+                    "alert_key": key,
+                    "new_state": "accepted" if sms else "sent",
+                    "why": "accepted by Genesys (not delivered)" if sms else "e-mail handed off",
+                    "accepted_at_utc": now,
+                    "genesys_conversation_id": (answer or {}).get("conversationId"),
+                    "genesys_message_id": (answer or {}).get("id"),
+                }
+            )
+    if accepted or unknown or again:
+        with engine.begin() as conn:  # the answers of the batch: one transaction
+            result.accepted += _move_many(
+                conn,
+                accepted,
+                old="sending",
+                now=now,
+                columns=("accepted_at_utc", "genesys_conversation_id", "genesys_message_id"),
+            )
+            result.unknown += _move_many(conn, unknown, old="sending", now=now)
+            result.retried += _move_many(
+                conn, again, old="sending", now=now, columns=("attempts", "next_attempt_at_utc")
+            )
     for alert, exc in failures:
         assert isinstance(exc, RequestRejected)
         _failed(
