@@ -63,7 +63,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 import sqlalchemy as sa
@@ -114,6 +114,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 EVENT_TYPES = ("payment_received", "payment_failed")
 ALERT_REASONS = {
@@ -465,26 +467,28 @@ def _intend(
         ],
         schema=EVENT_SCHEMA,
     )
-    events = events.join(
-        _known_alert_events(conn, events["event_id"].to_list()), on="event_id", how="anti"
-    )
-    if events.height == 0:
-        return []
+    # no alert can exist yet: these events were not stored before this transaction (alert
+    # keys are event ids; a conflict would roll the group back to store_events alone)
     rows = _alert_rows(
         events, directory, templates, alerts=alerts, cadence=cadence, render=render, now=now
     )
     due = (pl.col("state") == "ready") & (pl.col("release_at_utc") <= now)
-    rows = rows.with_columns(
-        pl.when(due).then(pl.lit("sending")).otherwise(pl.col("state")).alias("state"),
-        pl.when(due)
-        .then(pl.lit("attempt 1"))
-        .otherwise(pl.col("state_reason"))
-        .alias("state_reason"),
-        pl.when(due).then(pl.lit(1)).otherwise(pl.col("attempts")).alias("attempts"),
-    ).cast(ALERT_SCHEMA)  # type: ignore[arg-type]
+    rows = (
+        rows.lazy()
+        .with_columns(
+            pl.when(due).then(pl.lit("sending")).otherwise(pl.col("state")).alias("state"),
+            pl.when(due)
+            .then(pl.lit("attempt 1"))
+            .otherwise(pl.col("state_reason"))
+            .alias("state_reason"),
+            pl.when(due).then(pl.lit(1)).otherwise(pl.col("attempts")).alias("attempts"),
+        )
+        .cast(ALERT_SCHEMA)  # type: ignore[arg-type]
+        .collect()
+    )
     write_frame(conn, "alerts", rows)
     sending = rows.filter(pl.col("state") == "sending")
-    log = _decided_log(rows, now).with_columns(
+    log = _decided_log(rows.lazy(), now).with_columns(
         pl.when(pl.col("to_state") == "sending")
         .then(pl.lit("ready"))
         .otherwise(pl.col("to_state"))
@@ -494,14 +498,14 @@ def _intend(
         .otherwise(pl.col("detail"))
         .alias("detail"),
     )
-    intents = sending.select(
+    intents = sending.lazy().select(
         "alert_key",
         pl.lit(now).alias("at_utc"),
         pl.lit("ready").alias("from_state"),
         pl.lit("sending").alias("to_state"),
         pl.lit("attempt 1").alias("detail"),
     )
-    write_frame(conn, "alert_log", pl.concat([log, intents]))
+    write_frame(conn, "alert_log", pl.concat([log, intents]).collect())
     return sending.to_dicts()
 
 
@@ -638,8 +642,9 @@ def decide_alerts(
     """
     now = _naive(now)
     wanted = events["customer_id"].unique()
-    consent = directory.consent.filter(pl.col("customer_id").is_in(wanted))
-    people = directory.customers.filter(pl.col("customer_id").is_in(wanted))
+    # one lazy query up to the channel choice (small frames: one collect, not one per step)
+    consent = directory.consent.lazy().filter(pl.col("customer_id").is_in(wanted))
+    people = directory.customers.lazy().filter(pl.col("customer_id").is_in(wanted))
     allowed = consent.select(
         "customer_id",
         "global_opt_out",
@@ -652,8 +657,9 @@ def decide_alerts(
         ),
     )
     shared = list(directory.shared_phones)
-    frame = (
-        events.select("event_id", "customer_id")
+    lazy = (
+        events.lazy()
+        .select("event_id", "customer_id")
         .join(
             people.with_columns(pl.lit(True).alias("_known")),
             on="customer_id",
@@ -689,8 +695,8 @@ def decide_alerts(
         .then(pl.col("preferred_channel"))
         .otherwise(first_ok)
     )
-    frame = frame.with_columns(chosen.alias("channel"))
-    zones = frame.select(pl.col("time_zones").fill_null([])).to_series().to_list()
+    frame = lazy.with_columns(chosen.alias("channel")).collect()
+    zones = frame["time_zones"].to_list()
     release: list[datetime | None] = []
     zone_reason: list[str | None] = []
     cache: dict[tuple[str, ...], tuple[datetime | None, str | None]] = {}
@@ -706,7 +712,7 @@ def decide_alerts(
                 )
         release.append(cache[key][0])
         zone_reason.append(cache[key][1])
-    frame = frame.with_columns(
+    lazy = frame.lazy().with_columns(
         pl.Series("release_at_utc", release, dtype=pl.Datetime("us")),
         pl.Series("_zone_reason", zone_reason, dtype=pl.String),
     )
@@ -721,7 +727,7 @@ def decide_alerts(
         .then(pl.lit("no_channel"))
         .otherwise(pl.col("_zone_reason"))
     )
-    return frame.select(
+    return lazy.select(
         "event_id",
         "customer_id",
         "channel",
@@ -735,7 +741,7 @@ def decide_alerts(
         "full_name",
         "first_name",
         "locale",
-    )
+    ).collect()
 
 
 def render_alerts(
@@ -748,8 +754,10 @@ def render_alerts(
 ) -> pl.DataFrame:
     """``subject`` and ``body`` for each decided alert that may send; blocks ``pci_pan`` and
     ``sms_too_long`` like planning (the reason column is updated)."""
-    joined = decided.join(
-        events.select("event_id", "kind", "amount_minor", "currency"), on="event_id"
+    joined = (
+        decided.lazy()
+        .join(events.lazy().select("event_id", "kind", "amount_minor", "currency"), on="event_id")
+        .collect()
     )
     subjects: list[str | None] = []
     bodies: list[str | None] = []
@@ -782,10 +790,15 @@ def render_alerts(
         subjects.append(subject if reason is None else None)
         bodies.append(body if reason is None else None)
         reasons.append(reason)
-    return joined.drop("reason").with_columns(
-        pl.Series("subject", subjects, dtype=pl.String),
-        pl.Series("body", bodies, dtype=pl.String),
-        pl.Series("reason", reasons, dtype=pl.String),
+    return (
+        joined.lazy()
+        .drop("reason")
+        .with_columns(
+            pl.Series("subject", subjects, dtype=pl.String),
+            pl.Series("body", bodies, dtype=pl.String),
+            pl.Series("reason", reasons, dtype=pl.String),
+        )
+        .collect()
     )
 
 
@@ -935,30 +948,35 @@ def _alert_rows(
     """Alert rows (ready / held / excluded) for ``events`` (pure: decide, then render)."""
     decided = decide_alerts(events, directory, now=now, window=alerts.window, cadence=cadence)
     rendered = render_alerts(decided, events, templates, render)
-    return rendered.select(
-        pl.col("event_id").alias("alert_key"),
-        "event_id",
-        "customer_id",
-        "channel",
-        "to_address",
-        "subject",
-        "body",
-        pl.when(pl.col("reason").is_not_null())
-        .then(pl.lit("excluded"))
-        .when(pl.col("release_at_utc") > now)
-        .then(pl.lit("held"))
-        .otherwise(pl.lit("ready"))
-        .alias("state"),
-        pl.col("reason").alias("state_reason"),
-        "release_at_utc",
-        pl.lit(0, pl.Int32).alias("attempts"),
-        pl.col("release_at_utc").alias("next_attempt_at_utc"),
-        pl.lit(now).alias("created_at_utc"),
-        pl.lit(now).alias("updated_at_utc"),
-    ).cast(ALERT_SCHEMA)  # type: ignore[arg-type]
+    return (
+        rendered.lazy()
+        .select(
+            pl.col("event_id").alias("alert_key"),
+            "event_id",
+            "customer_id",
+            "channel",
+            "to_address",
+            "subject",
+            "body",
+            pl.when(pl.col("reason").is_not_null())
+            .then(pl.lit("excluded"))
+            .when(pl.col("release_at_utc") > now)
+            .then(pl.lit("held"))
+            .otherwise(pl.lit("ready"))
+            .alias("state"),
+            pl.col("reason").alias("state_reason"),
+            "release_at_utc",
+            pl.lit(0, pl.Int32).alias("attempts"),
+            pl.col("release_at_utc").alias("next_attempt_at_utc"),
+            pl.lit(now).alias("created_at_utc"),
+            pl.lit(now).alias("updated_at_utc"),
+        )
+        .cast(ALERT_SCHEMA)  # type: ignore[arg-type]
+        .collect()
+    )
 
 
-def _decided_log(rows: pl.DataFrame, now: datetime) -> pl.DataFrame:
+def _decided_log(rows: FrameT, now: datetime) -> FrameT:
     return rows.select(
         "alert_key",
         pl.lit(now).alias("at_utc"),
