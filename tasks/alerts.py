@@ -1428,7 +1428,14 @@ def settle_unknown(
     An e-mail alert has no lookup here: ``review``."""
     now = _naive(now)
     out = Settled()
+    due = (
+        " from alerts a where a.state = 'unknown' and a.genesys_message_id is null"
+        " and (a.next_attempt_at_utc is null or a.next_attempt_at_utc <= :n)"
+    )
     with engine.begin() as conn:
+        # the common case, nothing to settle, without the two lookups over alert_log per row
+        if conn.execute(sa.text(f"select count(*){due}"), {"n": now}).scalar_one() == 0:
+            return out
         rows = read_frame(
             conn,
             "select a.*, (select max(l.at_utc) from alert_log l where l.alert_key = a.alert_key"
