@@ -102,7 +102,7 @@ __all__ = ["AlertService", "create_alerts_app", "serve"]
 log = logging.getLogger("reminders.alerts")
 
 
-DECIDER_GRACE_SECONDS = 5.0
+ACCEPT_GRACE_SECONDS = 5.0
 """With a client, the worker decides an event only this long after it was stored (the
 accepting transaction decides it; the worker takes what an error there left)."""
 
@@ -292,7 +292,7 @@ class AlertService:
         decides their alerts (the planning rules) and commits the send intents
         (:func:`accept_events`); the intents go to the dispatcher at once, before the 202s are
         released. Should deciding fail, the events alone are committed (the 202s still hold:
-        the worker decides them after ``DECIDER_GRACE_SECONDS``). Without a client the worker
+        the worker decides them after ``ACCEPT_GRACE_SECONDS``). Without a client the worker
         decides them. No polling and no other thread between the webhook and the send."""
         now = self.clock()
         if self.client is None:
@@ -360,7 +360,7 @@ class AlertService:
             now=now,
             # with a client the accepting transaction decides; the worker takes what an error
             # left (a crash cannot: events and intents commit together)
-            min_age_seconds=DECIDER_GRACE_SECONDS if self.client is not None else 0.0,
+            min_age_seconds=ACCEPT_GRACE_SECONDS if self.client is not None else 0.0,
         )
         cancelled = cancel_for_payments(self.engine, self.client, processed.paid_events, now=now)
         released = release_held(self.engine, now=now)
