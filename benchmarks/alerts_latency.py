@@ -1,7 +1,6 @@
 """Benchmark the alerts service: webhook to agentless request, on loopback.
 
     ./dev bench benchmarks/alerts_latency.py --rate 200 --seconds 10 [--burst-seconds 2]
-        [--mode accept|worker|both]
 
 Starts the Genesys sandbox as its own process (its per-token limit raised to --sandbox-rpm so
 that only the injected burst pushes back; a real org allows 300 requests per minute per
@@ -11,13 +10,10 @@ payment_received events open-loop at --rate per second for --seconds. In the mid
 sandbox answers every request 503 for --burst-seconds. Every 202 is given only after the
 event is committed.
 
-``--mode accept`` (the default design): the request's group commit stores the event, decides
-its alert and commits the send intent, and the dispatcher sends at once. ``--mode worker``:
-the earlier design, kept behind ``alerts.send_on_accept = false``: the worker thread picks
-the stored event up, decides, commits the intent and sends. ``--mode both`` runs the two one
-after the other in one invocation (the same load on the machine, for a ratio).
+The request's group commit stores the event, decides its alert and commits the send intent
+in one transaction, and the dispatcher sends at once.
 
-Prints per mode: the webhook answer latency (POST -> 202), the webhook-to-agentless latency
+Prints: the webhook answer latency (POST -> 202), the webhook-to-agentless latency
 (POST sent -> the service starting the agentless HTTP request for that alert, timed inside the
 service by wrapping the client's send), p50 / p95 / p99 of both, the achieved rate, and after
 the burst has cleared, lost events (a 202 with no sandbox ledger entry) and duplicates (an
@@ -123,7 +119,6 @@ def run_service(args: argparse.Namespace) -> None:
             "signing_secret": SECRET,
             "poll_interval_seconds": 3600,  # delivery polling is not what this measures
             "retry_after_seconds": 0.2,
-            "send_on_accept": args.mode == "accept",
             # the sandbox's details data have no lag (switch analytics_lag_seconds = 0): an
             # unknown send (a 5xx other than 503 in the burst) is looked up and settled fast
             "lookup_delay_seconds": 1.0,
@@ -137,8 +132,8 @@ def run_service(args: argparse.Namespace) -> None:
         requests_per_minute=args.sandbox_rpm,
         max_attempts=2,
         max_backoff_seconds=0.05,
-        # the new design's pool (service_from_settings): one kept-alive connection per thread
-        limits=pool_limits(2 * settings.alerts.send_concurrency) if args.mode == "accept" else None,
+        # the service's pool (service_from_settings): one kept-alive connection per thread
+        limits=pool_limits(2 * settings.alerts.send_concurrency),
     )
     started: dict[str, float] = {}
     real_send = client.send_agentless_sms
@@ -148,8 +143,7 @@ def run_service(args: argparse.Namespace) -> None:
         return real_send(from_address, to_address, text)
 
     client.send_agentless_sms = timed_send  # type: ignore[method-assign]
-    if args.mode == "accept":  # what `reminders alerts serve` does (the new design's setting)
-        limit_duckdb_threads(engine, settings.alerts.duckdb_threads)
+    limit_duckdb_threads(engine, settings.alerts.duckdb_threads)  # as `reminders alerts serve`
     service = AlertService(
         engine,
         directory_from_frames(people, consent),
@@ -184,20 +178,16 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=500)
     parser.add_argument("--sandbox-rpm", type=int, default=1_000_000)
     parser.add_argument("--warehouse", default=None, help="SQLAlchemy URL (default temp DuckDB)")
-    parser.add_argument("--mode", choices=["accept", "worker", "both"], default="accept")
     args = parser.parse_args()
     if args.role == "service":
         run_service(args)
         return
     print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
-    modes = ["worker", "accept"] if args.mode == "both" else [args.mode]
-    for mode in modes:
-        print(f"--- mode {mode} (alerts.send_on_accept = {mode == 'accept'})")
-        bench_once(args, mode)
-        print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    bench_once(args)
+    print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
 
 
-def bench_once(args: argparse.Namespace, mode: str) -> None:
+def bench_once(args: argparse.Namespace) -> None:
     zone = daytime_zone()
     n = args.customers
     with (
@@ -227,7 +217,6 @@ def bench_once(args: argparse.Namespace, mode: str) -> None:
                 f"--customers={n}",
                 f"--sandbox-rpm={args.sandbox_rpm}",
                 f"--warehouse={warehouse}",
-                f"--mode={mode}",
             ]
         )
         url = f"http://127.0.0.1:{port}"

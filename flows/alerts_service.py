@@ -30,13 +30,12 @@ Started by one command, ``reminders alerts serve`` (uvicorn). Endpoints:
 ``GET /health``
     Alert counts per state.
 
-The hot path (``alerts.send_on_accept``, default on): the request hands its event to the
-writer thread, which group-commits whatever events have queued (one transaction, then every
-waiting request gets its 202); the stored events go straight to the decider thread, which
-decides their alerts with the planning rules (consent directory cached per process, folded
-again when ``consent_events`` changes: checked by version) and commits the send intents in one
-transaction; the dispatcher sends them at once on a pool sharing the client's persistent
-connections, and one recorder thread records the answers in groups. Nothing on that path
+The hot path: the request hands its event to the writer thread, which group-commits whatever
+events have queued in one transaction that also decides their alerts with the planning rules
+(consent directory cached per process, folded again when ``consent_events`` changes: checked
+by version) and commits the send intents; the dispatcher sends them at once on a pool sharing
+the client's persistent connections (before the waiting requests get their 202), and one
+recorder thread records the answers in groups. Nothing on that path
 polls. Failpoints ``alerts.after_intent`` and ``alerts.after_call`` (``REMINDERS_FAILPOINT``)
 kill the process there, for tests/e2e/test_alerts_kill.py.
 
@@ -75,9 +74,9 @@ from tasks.alerts import (
     AlertEvent,
     Directory,
     WebhookRejected,
+    accept_events,
     alert_counts,
     cancel_for_payments,
-    intend_events,
     parse_event,
     poll_accepted,
     process_events,
@@ -103,8 +102,9 @@ __all__ = ["AlertService", "create_alerts_app", "serve"]
 log = logging.getLogger("reminders.alerts")
 
 
-DECIDER_GRACE_SECONDS = 5.0
-"""With send on accept, the worker decides an event only this long after it was stored."""
+ACCEPT_GRACE_SECONDS = 5.0
+"""With a client, the worker decides an event only this long after it was stored (the
+accepting transaction decides it; the worker takes what an error there left)."""
 
 
 def utc_now() -> datetime:
@@ -151,13 +151,18 @@ class EventWriter:
                 future.set_result(ok)
 
 
-def _drain(source: queue.Queue[Any], first: Any, most: int, close: Any) -> list[Any]:
-    """``first`` and whatever else has queued up, at most ``most`` items; a ``close`` marker
-    met on the way is put back for the thread's next ``get``."""
+def _drain(
+    source: queue.Queue[Any], first: Any, most: int, close: Any, *, linger: float = 0.0
+) -> list[Any]:
+    """``first`` and whatever else has queued up, at most ``most`` items (waiting up to
+    ``linger`` seconds after ``first`` for more); a ``close`` marker met on the way is put
+    back for the thread's next ``get``."""
     batch = [first]
+    deadline = time.monotonic() + linger
     while len(batch) < most:
         try:
-            item = source.get_nowait()
+            wait = deadline - time.monotonic()
+            item = source.get(timeout=wait) if wait > 0 else source.get_nowait()
         except queue.Empty:
             break
         if item is close:
@@ -167,51 +172,9 @@ def _drain(source: queue.Queue[Any], first: Any, most: int, close: Any) -> list[
     return batch
 
 
-class Batcher:
-    """One thread that hands whatever items have queued up to ``handle`` in one call;
-    :meth:`flush` waits until every submitted item has been handled."""
-
-    def __init__(self, handle: Callable[[list[Any]], None], name: str, max_batch: int = 500):
-        self._handle, self._max = handle, max_batch
-        self._queue: queue.Queue[Any] = queue.Queue()
-        self._pending = 0
-        self._idle = threading.Condition()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(self, items: list[Any]) -> None:
-        if not items:
-            return
-        with self._idle:
-            self._pending += len(items)
-        for item in items:
-            self._queue.put(item)
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is _CLOSE:
-                return
-            batch = _drain(self._queue, first, self._max, _CLOSE)
-            try:
-                self._handle(batch)
-            except Exception:  # the rows stay for the worker (it catches what is left)
-                log.exception("alerts batch of %d failed", len(batch))
-            with self._idle:
-                self._pending -= len(batch)
-                self._idle.notify_all()
-
-    def flush(self, timeout: float = 60.0) -> bool:
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
-
-    def close(self) -> None:
-        self.flush()
-        self._queue.put(_CLOSE)
-        self._thread.join(timeout=30)
-
-
-_CLOSE = object()
+RECORD_LINGER_SECONDS = 0.05
+"""The recorder waits this long after an answer for more, to record them in one transaction
+(answers are not on the way to the send or the 202; fewer commits leave the CPU to both)."""
 
 
 class Dispatcher:
@@ -261,16 +224,7 @@ class Dispatcher:
             first = self._answers.get()
             if first is None:
                 return
-            batch = [first]
-            while len(batch) < self._max:
-                try:
-                    item = self._answers.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._answers.put(None)
-                    break
-                batch.append(item)
+            batch = _drain(self._answers, first, self._max, None, linger=RECORD_LINGER_SECONDS)
             try:
                 self._record([r for r, _ in batch], [a for _, a in batch])
             except Exception:  # rows stay `sending`: the next start settles them by lookup
@@ -310,7 +264,6 @@ class AlertService:
     _writer: EventWriter | None = None
     _pool: ThreadPoolExecutor | None = None
     _dispatcher: Dispatcher | None = None
-    _decider: Batcher | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def current_directory(self) -> Directory:
@@ -335,43 +288,37 @@ class AlertService:
         )
 
     def _commit_batch(self, batch: list[tuple[AlertEvent, bytes]]) -> list[bool]:
-        """The writer's commit (events only: the 202 waits for nothing else). With a client
-        and ``alerts.send_on_accept`` the stored events go straight to the decider thread,
-        which decides their alerts and commits the send intents in its own transaction,
-        then hands them to the dispatcher: no polling anywhere on the path."""
-        stored = store_events(self.engine, batch, now=self.clock())
-        fresh = [e for (e, _p), ok in zip(batch, stored, strict=True) if ok]
-        if fresh:
-            if self._on_accept():
-                self._get_decider().submit(fresh)
-            else:
+        """The writer's group commit. With a client: one transaction stores the events,
+        decides their alerts (the planning rules) and commits the send intents
+        (:func:`accept_events`); the intents go to the dispatcher at once, before the 202s are
+        released. Should deciding fail, the events alone are committed (the 202s still hold:
+        the worker decides them after ``ACCEPT_GRACE_SECONDS``). Without a client the worker
+        decides them. No polling and no other thread between the webhook and the send."""
+        now = self.clock()
+        if self.client is None:
+            stored = store_events(self.engine, batch, now=now)
+            if any(stored):
                 self.wake()
-        return stored
-
-    def _on_accept(self) -> bool:
-        return self.client is not None and self.settings.alerts.send_on_accept
-
-    def _get_decider(self) -> Batcher:
-        with self._lock:
-            if self._decider is None:
-                self._decider = Batcher(self._decide, "alerts-decider")
-            return self._decider
-
-    def _decide(self, events: list[AlertEvent]) -> None:
+            return stored
         s = self.settings
-        to_send = intend_events(
-            self.engine,
-            events,
-            now=self.clock(),
-            directory=self.current_directory(),
-            templates=self.templates,
-            alerts=s.alerts,
-            cadence=s.cadence,
-            render=s.render,
-        )
-        if to_send:
+        try:
+            accepted = accept_events(
+                self.engine,
+                batch,
+                now=now,
+                directory=self.current_directory(),
+                templates=self.templates,
+                alerts=s.alerts,
+                cadence=s.cadence,
+                render=s.render,
+            )
+        except Exception:  # a store failure raises again below (the requests answer 503)
+            log.exception("deciding %d events failed: stored only, the worker decides", len(batch))
+            return store_events(self.engine, batch, now=now)
+        if accepted.to_send:
             failpoint("alerts.after_intent")  # intents committed, nothing sent yet
-        self._get_dispatcher().submit(to_send)
+            self._get_dispatcher().submit(accepted.to_send)
+        return accepted.stored
 
     def _get_dispatcher(self) -> Dispatcher:
         with self._lock:
@@ -393,10 +340,9 @@ class AlertService:
             self.wake()  # a row to retry or to settle by lookup
 
     def flush(self, timeout: float = 60.0) -> bool:
-        """Wait until every accepted event is decided and every alert sent on accept has
-        its answer recorded."""
-        ok = self._decider.flush(timeout) if self._decider is not None else True
-        return ok and (self._dispatcher.flush(timeout) if self._dispatcher is not None else True)
+        """Wait until every alert sent on accept has its answer recorded (an accepted
+        event's decision is committed before its 202)."""
+        return self._dispatcher.flush(timeout) if self._dispatcher is not None else True
 
     def tick(self) -> dict[str, Any]:
         """One pass of the worker (also called directly by tests)."""
@@ -412,8 +358,9 @@ class AlertService:
             cadence=s.cadence,
             render=s.render,
             now=now,
-            # fresh events are the decider's; the worker takes what a crash or an error left
-            min_age_seconds=DECIDER_GRACE_SECONDS if self._on_accept() else 0.0,
+            # with a client the accepting transaction decides; the worker takes what an error
+            # left (a crash cannot: events and intents commit together)
+            min_age_seconds=ACCEPT_GRACE_SECONDS if self.client is not None else 0.0,
         )
         cancelled = cancel_for_payments(self.engine, self.client, processed.paid_events, now=now)
         released = release_held(self.engine, now=now)
@@ -506,9 +453,6 @@ class AlertService:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        if self._decider is not None:
-            self._decider.close()
-            self._decider = None
         if self._dispatcher is not None:
             self._dispatcher.close()
             self._dispatcher = None

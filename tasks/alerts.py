@@ -40,12 +40,13 @@ Alert states (``alerts`` table, every change in ``alert_log``)::
                 │        └─► failed  (4xx; SMS falls back to e-mail)
                 └─► excluded (decided not to send, reason kept)
 
-``sending`` is committed (the intent) before the call. The service decides a fresh event and
-commits its intent right after the event's group commit (:func:`intend_events`) and sends at
-once; the worker (:func:`process_events` + :func:`send_due`) takes what that path left. A row
-found ``sending`` at start-up was killed in flight and becomes ``unknown``: the call may or
-may not have reached Genesys, and the agentless API has no idempotency key, so it is looked
-up, never sent again blind. ``review`` rows wait for a person (:func:`unsettled_report`).
+``sending`` is committed (the intent) before the call. The service stores a fresh event,
+decides it and commits its intent in the event's group commit (:func:`accept_events`) and
+sends at once; the worker (:func:`process_events` + :func:`send_due`) takes what that path
+left. A row found ``sending`` at start-up was killed in flight and becomes ``unknown``: the
+call may or may not have reached Genesys, and the agentless API has no idempotency key, so
+it is looked up, never sent again blind. ``review`` rows wait for a person
+(:func:`unsettled_report`).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 import sqlalchemy as sa
@@ -95,7 +96,6 @@ __all__ = [
     "accept_events",
     "decide_alerts",
     "directory_from_frames",
-    "intend_events",
     "parse_event",
     "poll_accepted",
     "process_events",
@@ -114,6 +114,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 EVENT_TYPES = ("payment_received", "payment_failed")
 ALERT_REASONS = {
@@ -412,9 +414,13 @@ def accept_events(
     render: RenderSettings,
 ) -> Accepted:
     """Store a batch of webhook events AND decide their alerts in the same transaction (one
-    commit: the events durable, each decision recorded, the send intent of each alert due
-    now committed as ``sending`` attempt 1). The service uses the two halves apart
-    (:func:`store_events` before the 202, then :func:`intend_events`); this is both at once."""
+    commit: the events durable, each decision recorded as :func:`process_events` would, held
+    / excluded with its reason, and the send intent of each alert due now committed as
+    ``sending`` attempt 1). Returns the rows to send at once. A kill after this commit leaves
+    them ``sending``, which the next start settles by lookup (:func:`settle_unknown`), never by
+    a blind resend. The events stay ``received``: the worker still marks them ``alerted`` and
+    cancels a paid invoice's reminders (:func:`process_events` skips the decisions it finds
+    made). The service's group commit; :func:`store_events` alone when deciding fails."""
     now = _naive(now)
     if not batch:
         return Accepted([])
@@ -432,40 +438,6 @@ def accept_events(
             render=render,
         )
     return Accepted(stored, to_send)
-
-
-def intend_events(
-    engine: Engine,
-    events: list[AlertEvent],
-    *,
-    now: datetime,
-    directory: Directory,
-    templates: TemplateSet,
-    alerts: AlertSettings,
-    cadence: CadenceSettings,
-    render: RenderSettings,
-) -> list[dict[str, Any]]:
-    """Decide the alerts of stored events (skipping any already decided) and commit, in one
-    transaction, each decision (held / excluded with its reason, as :func:`process_events`
-    would) and for an alert due now its send intent: ``sending`` with attempt 1. Returns the
-    rows to send at once. A kill after this commit leaves them ``sending``, which the next
-    start settles by lookup (:func:`settle_unknown`), never by a blind resend. The events stay
-    ``received``: the worker still marks them ``alerted`` and cancels a paid invoice's
-    reminders (:func:`process_events` skips the decisions it finds made)."""
-    now = _naive(now)
-    if not events:
-        return []
-    with engine.begin() as conn:
-        return _intend(
-            conn,
-            events,
-            now=now,
-            directory=directory,
-            templates=templates,
-            alerts=alerts,
-            cadence=cadence,
-            render=render,
-        )
 
 
 def _intend(
@@ -495,26 +467,28 @@ def _intend(
         ],
         schema=EVENT_SCHEMA,
     )
-    events = events.join(
-        _known_alert_events(conn, events["event_id"].to_list()), on="event_id", how="anti"
-    )
-    if events.height == 0:
-        return []
+    # no alert can exist yet: these events were not stored before this transaction (alert
+    # keys are event ids; a conflict would roll the group back to store_events alone)
     rows = _alert_rows(
         events, directory, templates, alerts=alerts, cadence=cadence, render=render, now=now
     )
     due = (pl.col("state") == "ready") & (pl.col("release_at_utc") <= now)
-    rows = rows.with_columns(
-        pl.when(due).then(pl.lit("sending")).otherwise(pl.col("state")).alias("state"),
-        pl.when(due)
-        .then(pl.lit("attempt 1"))
-        .otherwise(pl.col("state_reason"))
-        .alias("state_reason"),
-        pl.when(due).then(pl.lit(1)).otherwise(pl.col("attempts")).alias("attempts"),
-    ).cast(ALERT_SCHEMA)  # type: ignore[arg-type]
+    rows = (
+        rows.lazy()
+        .with_columns(
+            pl.when(due).then(pl.lit("sending")).otherwise(pl.col("state")).alias("state"),
+            pl.when(due)
+            .then(pl.lit("attempt 1"))
+            .otherwise(pl.col("state_reason"))
+            .alias("state_reason"),
+            pl.when(due).then(pl.lit(1)).otherwise(pl.col("attempts")).alias("attempts"),
+        )
+        .cast(ALERT_SCHEMA)  # type: ignore[arg-type]
+        .collect()
+    )
     write_frame(conn, "alerts", rows)
     sending = rows.filter(pl.col("state") == "sending")
-    log = _decided_log(rows, now).with_columns(
+    log = _decided_log(rows.lazy(), now).with_columns(
         pl.when(pl.col("to_state") == "sending")
         .then(pl.lit("ready"))
         .otherwise(pl.col("to_state"))
@@ -524,14 +498,14 @@ def _intend(
         .otherwise(pl.col("detail"))
         .alias("detail"),
     )
-    intents = sending.select(
+    intents = sending.lazy().select(
         "alert_key",
         pl.lit(now).alias("at_utc"),
         pl.lit("ready").alias("from_state"),
         pl.lit("sending").alias("to_state"),
         pl.lit("attempt 1").alias("detail"),
     )
-    write_frame(conn, "alert_log", pl.concat([log, intents]))
+    write_frame(conn, "alert_log", pl.concat([log, intents]).collect())
     return sending.to_dicts()
 
 
@@ -668,8 +642,9 @@ def decide_alerts(
     """
     now = _naive(now)
     wanted = events["customer_id"].unique()
-    consent = directory.consent.filter(pl.col("customer_id").is_in(wanted))
-    people = directory.customers.filter(pl.col("customer_id").is_in(wanted))
+    # one lazy query up to the channel choice (small frames: one collect, not one per step)
+    consent = directory.consent.lazy().filter(pl.col("customer_id").is_in(wanted))
+    people = directory.customers.lazy().filter(pl.col("customer_id").is_in(wanted))
     allowed = consent.select(
         "customer_id",
         "global_opt_out",
@@ -682,8 +657,9 @@ def decide_alerts(
         ),
     )
     shared = list(directory.shared_phones)
-    frame = (
-        events.select("event_id", "customer_id")
+    lazy = (
+        events.lazy()
+        .select("event_id", "customer_id")
         .join(
             people.with_columns(pl.lit(True).alias("_known")),
             on="customer_id",
@@ -719,8 +695,8 @@ def decide_alerts(
         .then(pl.col("preferred_channel"))
         .otherwise(first_ok)
     )
-    frame = frame.with_columns(chosen.alias("channel"))
-    zones = frame.select(pl.col("time_zones").fill_null([])).to_series().to_list()
+    frame = lazy.with_columns(chosen.alias("channel")).collect()
+    zones = frame["time_zones"].to_list()
     release: list[datetime | None] = []
     zone_reason: list[str | None] = []
     cache: dict[tuple[str, ...], tuple[datetime | None, str | None]] = {}
@@ -736,7 +712,7 @@ def decide_alerts(
                 )
         release.append(cache[key][0])
         zone_reason.append(cache[key][1])
-    frame = frame.with_columns(
+    lazy = frame.lazy().with_columns(
         pl.Series("release_at_utc", release, dtype=pl.Datetime("us")),
         pl.Series("_zone_reason", zone_reason, dtype=pl.String),
     )
@@ -751,7 +727,7 @@ def decide_alerts(
         .then(pl.lit("no_channel"))
         .otherwise(pl.col("_zone_reason"))
     )
-    return frame.select(
+    return lazy.select(
         "event_id",
         "customer_id",
         "channel",
@@ -765,7 +741,7 @@ def decide_alerts(
         "full_name",
         "first_name",
         "locale",
-    )
+    ).collect()
 
 
 def render_alerts(
@@ -778,8 +754,10 @@ def render_alerts(
 ) -> pl.DataFrame:
     """``subject`` and ``body`` for each decided alert that may send; blocks ``pci_pan`` and
     ``sms_too_long`` like planning (the reason column is updated)."""
-    joined = decided.join(
-        events.select("event_id", "kind", "amount_minor", "currency"), on="event_id"
+    joined = (
+        decided.lazy()
+        .join(events.lazy().select("event_id", "kind", "amount_minor", "currency"), on="event_id")
+        .collect()
     )
     subjects: list[str | None] = []
     bodies: list[str | None] = []
@@ -812,10 +790,15 @@ def render_alerts(
         subjects.append(subject if reason is None else None)
         bodies.append(body if reason is None else None)
         reasons.append(reason)
-    return joined.drop("reason").with_columns(
-        pl.Series("subject", subjects, dtype=pl.String),
-        pl.Series("body", bodies, dtype=pl.String),
-        pl.Series("reason", reasons, dtype=pl.String),
+    return (
+        joined.lazy()
+        .drop("reason")
+        .with_columns(
+            pl.Series("subject", subjects, dtype=pl.String),
+            pl.Series("body", bodies, dtype=pl.String),
+            pl.Series("reason", reasons, dtype=pl.String),
+        )
+        .collect()
     )
 
 
@@ -878,6 +861,50 @@ def _move(
     return bool(moved)
 
 
+def _move_many(
+    conn: sa.Connection,
+    rows: list[dict[str, Any]],
+    *,
+    old: str,
+    now: datetime,
+    columns: tuple[str, ...] = (),
+) -> int:
+    """:func:`_move` for many alerts in two statements: one compare-and-set UPDATE over a
+    VALUES list (each row: ``alert_key``, ``new_state``, ``why`` and the alert ``columns``
+    to set), one insert into ``alert_log`` of the rows that moved (RETURNING). Rows not in
+    ``old`` any more are left alone and not logged. Returns how many moved."""
+    if not rows:
+        return 0
+    names = ("alert_key", "new_state", "why", *columns)
+    params: dict[str, Any] = {"now": now, "old": old}
+    values = []
+    for i, row in enumerate(rows):
+        values.append("(" + ", ".join(f":{n}_{i}" for n in names) + ")")
+        params |= {f"{n}_{i}": row[n] for n in names}
+    sets = "".join(f", {c} = t.{c}" for c in columns)
+    moved = conn.execute(
+        sa.text(
+            f"update alerts set state = t.new_state, state_reason = t.why, updated_at_utc = :now"
+            f"{sets} from (values {', '.join(values)}) as t({', '.join(names)})"
+            " where alerts.alert_key = t.alert_key and alerts.state = :old"
+            " returning alerts.alert_key, alerts.state, alerts.state_reason"
+        ),
+        params,
+    ).all()
+    if moved:
+        logged: dict[str, Any] = {"now": now, "old": old}
+        for i, (key, state, why) in enumerate(moved):
+            logged |= {f"k_{i}": key, f"s_{i}": state, f"d_{i}": why or ""}
+        conn.execute(
+            sa.text(
+                "insert into alert_log (alert_key, at_utc, from_state, to_state, detail) values "
+                + ", ".join(f"(:k_{i}, :now, :old, :s_{i}, :d_{i})" for i in range(len(moved)))
+            ),
+            logged,
+        )
+    return len(moved)
+
+
 def recover_in_flight(engine: Engine, *, now: datetime) -> int:
     """Alerts left ``sending`` by a kill: the call may have reached Genesys, so they become
     ``unknown`` and are never sent again automatically. Returns how many."""
@@ -921,30 +948,35 @@ def _alert_rows(
     """Alert rows (ready / held / excluded) for ``events`` (pure: decide, then render)."""
     decided = decide_alerts(events, directory, now=now, window=alerts.window, cadence=cadence)
     rendered = render_alerts(decided, events, templates, render)
-    return rendered.select(
-        pl.col("event_id").alias("alert_key"),
-        "event_id",
-        "customer_id",
-        "channel",
-        "to_address",
-        "subject",
-        "body",
-        pl.when(pl.col("reason").is_not_null())
-        .then(pl.lit("excluded"))
-        .when(pl.col("release_at_utc") > now)
-        .then(pl.lit("held"))
-        .otherwise(pl.lit("ready"))
-        .alias("state"),
-        pl.col("reason").alias("state_reason"),
-        "release_at_utc",
-        pl.lit(0, pl.Int32).alias("attempts"),
-        pl.col("release_at_utc").alias("next_attempt_at_utc"),
-        pl.lit(now).alias("created_at_utc"),
-        pl.lit(now).alias("updated_at_utc"),
-    ).cast(ALERT_SCHEMA)  # type: ignore[arg-type]
+    return (
+        rendered.lazy()
+        .select(
+            pl.col("event_id").alias("alert_key"),
+            "event_id",
+            "customer_id",
+            "channel",
+            "to_address",
+            "subject",
+            "body",
+            pl.when(pl.col("reason").is_not_null())
+            .then(pl.lit("excluded"))
+            .when(pl.col("release_at_utc") > now)
+            .then(pl.lit("held"))
+            .otherwise(pl.lit("ready"))
+            .alias("state"),
+            pl.col("reason").alias("state_reason"),
+            "release_at_utc",
+            pl.lit(0, pl.Int32).alias("attempts"),
+            pl.col("release_at_utc").alias("next_attempt_at_utc"),
+            pl.lit(now).alias("created_at_utc"),
+            pl.lit(now).alias("updated_at_utc"),
+        )
+        .cast(ALERT_SCHEMA)  # type: ignore[arg-type]
+        .collect()
+    )
 
 
-def _decided_log(rows: pl.DataFrame, now: datetime) -> pl.DataFrame:
+def _decided_log(rows: FrameT, now: datetime) -> FrameT:
     return rows.select(
         "alert_key",
         pl.lit(now).alias("at_utc"),
@@ -969,8 +1001,9 @@ def process_events(
     """Turn received events into alert rows (ready / held / excluded), in one transaction.
 
     ``min_age_seconds``: an event not decided yet is taken only this long after it was
-    received (the service decides fresh events itself, :func:`intend_events`; the worker
-    catches what a crash left); a decided one at once (its payment cancels reminders).
+    received (the service decides fresh events as it stores them, :func:`accept_events`;
+    the worker catches what an error there left); a decided one at once (its payment cancels
+    reminders).
 
     Events whose alert the accepting request already decided (:func:`accept_events`) are
     only marked ``alerted`` here (and their payments handed on for cancelling)."""
@@ -1158,46 +1191,6 @@ def _failed(
             result.fallbacks += 1
 
 
-def _record_accepted(conn: sa.Connection, accepted: list[dict[str, Any]], *, now: datetime) -> None:
-    """Record the answers of a batch in two statements (staged, then one update)."""
-    frame = pl.DataFrame(
-        accepted,
-        schema={
-            "alert_key": pl.String,
-            "new_state": pl.String,
-            "why": pl.String,
-            "conversation_id": pl.String,
-            "message_id": pl.String,
-        },
-    )
-    conn.exec_driver_sql("drop table if exists stage_alert_answers")
-    conn.exec_driver_sql(
-        "create temporary table stage_alert_answers (alert_key varchar, new_state varchar,"
-        " why varchar, conversation_id varchar, message_id varchar)"
-    )
-    write_frame(conn, "stage_alert_answers", frame)
-    conn.execute(
-        sa.text(
-            "update alerts set state = t.new_state, state_reason = t.why, updated_at_utc = :n,"
-            " accepted_at_utc = :n, genesys_conversation_id = t.conversation_id,"
-            " genesys_message_id = t.message_id from stage_alert_answers t"
-            " where alerts.alert_key = t.alert_key and alerts.state = 'sending'"
-        ),
-        {"n": now},
-    )
-    write_frame(
-        conn,
-        "alert_log",
-        frame.select(
-            "alert_key",
-            pl.lit(now).alias("at_utc"),
-            pl.lit("sending").alias("from_state"),
-            pl.col("new_state").alias("to_state"),
-            pl.col("why").alias("detail"),
-        ),
-    )
-
-
 def send_one(client: GenesysClient, genesys: GenesysSettings, alert: dict[str, Any]) -> Any:
     """One agentless request for an alert row; returns the answer or the exception raised."""
     return _call(client, genesys, alert)
@@ -1319,61 +1312,67 @@ def record_answers(
     counting this call) in one transaction: accepted (SMS) / sent (e-mail) with the Genesys
     ids; ``unknown`` when the outcome is unknown (settled later by lookup, never resent
     blind); ``ready`` again for a 503 / 429 (not processed); rejected ones failed (SMS then
-    falls back to e-mail)."""
+    falls back to e-mail). Per kind of answer one compare-and-set statement
+    (:func:`_move_many`)."""
     now = _naive(now)
     result = result or SendResult()
     alerts: AlertSettings = ctx["alerts"]
     failures: list[tuple[dict[str, Any], Exception]] = []
     accepted: list[dict[str, Any]] = []
-    with engine.begin() as conn:
-        for alert, answer in zip(rows, answers, strict=True):
-            key = alert["alert_key"]
-            if isinstance(answer, OutcomeUnknown):
-                _move(
-                    conn,
-                    key,
-                    old="sending",
-                    new="unknown",
-                    now=now,
-                    why="outcome unknown (connection lost after the request): settled by lookup",
-                )
-                result.unknown += 1
-            elif isinstance(answer, TransientServerError | RateLimited):
-                # 503 / 429 after the client's own retries: Genesys did not process the
-                # request, so it is sent again later; this does not use up a delivery attempt
-                _move(
-                    conn,
-                    key,
-                    old="sending",
-                    new="ready",
-                    now=now,
-                    why=f"not processed ({answer.__class__.__name__}): sent again later",
-                    attempts=int(alert["attempts"]) - 1,
-                    next_attempt_at_utc=now + timedelta(seconds=alerts.retry_after_seconds),
-                )
-                result.retried += 1
-            elif isinstance(answer, RequestRejected):
-                failures.append((alert, answer))
-            elif isinstance(answer, BaseException):
-                # any other failure after the request may have left: never guessed
-                _move(conn, key, old="sending", new="unknown", now=now, why=str(answer)[:200])
-                result.unknown += 1
-            else:
-                sms = alert["channel"] == "sms"
-                accepted.append(
-                    {
-                        "alert_key": key,
-                        "new_state": "accepted" if sms else "sent",
-                        "why": "accepted by Genesys (not delivered)"
-                        if sms
-                        else "e-mail handed off",
-                        "conversation_id": (answer or {}).get("conversationId"),
-                        "message_id": (answer or {}).get("id"),
-                    }
-                )
-        if accepted:
-            _record_accepted(conn, accepted, now=now)
-            result.accepted += len(accepted)
+    unknown: list[dict[str, Any]] = []
+    again: list[dict[str, Any]] = []
+    for alert, answer in zip(rows, answers, strict=True):
+        key = alert["alert_key"]
+        if isinstance(answer, OutcomeUnknown):
+            unknown.append(
+                {
+                    "alert_key": key,
+                    "new_state": "unknown",
+                    "why": "outcome unknown (connection lost after the request): settled by lookup",
+                }
+            )
+        elif isinstance(answer, TransientServerError | RateLimited):
+            # 503 / 429 after the client's own retries: Genesys did not process the request,
+            # so it is sent again later; this does not use up a delivery attempt
+            again.append(
+                {
+                    "alert_key": key,
+                    "new_state": "ready",
+                    "why": f"not processed ({answer.__class__.__name__}): sent again later",
+                    "attempts": int(alert["attempts"]) - 1,
+                    "next_attempt_at_utc": now + timedelta(seconds=alerts.retry_after_seconds),
+                }
+            )
+        elif isinstance(answer, RequestRejected):
+            failures.append((alert, answer))
+        elif isinstance(answer, BaseException):
+            # any other failure after the request may have left: never guessed
+            unknown.append({"alert_key": key, "new_state": "unknown", "why": str(answer)[:200]})
+        else:
+            sms = alert["channel"] == "sms"
+            accepted.append(
+                {
+                    "alert_key": key,
+                    "new_state": "accepted" if sms else "sent",
+                    "why": "accepted by Genesys (not delivered)" if sms else "e-mail handed off",
+                    "accepted_at_utc": now,
+                    "genesys_conversation_id": (answer or {}).get("conversationId"),
+                    "genesys_message_id": (answer or {}).get("id"),
+                }
+            )
+    if accepted or unknown or again:
+        with engine.begin() as conn:  # the answers of the batch: one transaction
+            result.accepted += _move_many(
+                conn,
+                accepted,
+                old="sending",
+                now=now,
+                columns=("accepted_at_utc", "genesys_conversation_id", "genesys_message_id"),
+            )
+            result.unknown += _move_many(conn, unknown, old="sending", now=now)
+            result.retried += _move_many(
+                conn, again, old="sending", now=now, columns=("attempts", "next_attempt_at_utc")
+            )
     for alert, exc in failures:
         assert isinstance(exc, RequestRejected)
         _failed(
@@ -1429,7 +1428,14 @@ def settle_unknown(
     An e-mail alert has no lookup here: ``review``."""
     now = _naive(now)
     out = Settled()
+    due = (
+        " from alerts a where a.state = 'unknown' and a.genesys_message_id is null"
+        " and (a.next_attempt_at_utc is null or a.next_attempt_at_utc <= :n)"
+    )
     with engine.begin() as conn:
+        # the common case, nothing to settle, without the two lookups over alert_log per row
+        if conn.execute(sa.text(f"select count(*){due}"), {"n": now}).scalar_one() == 0:
+            return out
         rows = read_frame(
             conn,
             "select a.*, (select max(l.at_utc) from alert_log l where l.alert_key = a.alert_key"

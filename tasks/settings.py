@@ -381,11 +381,6 @@ class AlertSettings(BaseModel):
     retry_after_seconds: float = Field(default=30.0, ge=0)
     worker_interval_seconds: float = Field(default=0.25, gt=0)
     send_concurrency: int = Field(default=16, ge=1, le=64)
-    send_on_accept: bool = Field(
-        default=True,
-        description="Decide an event's alert and commit its send intent in the transaction "
-        "that stores the event, and send it at once (else the worker picks it up).",
-    )
     lookup_delay_seconds: float = Field(
         default=120.0,
         ge=0,

@@ -19,7 +19,6 @@ from tests.alerts_support import (
     PUBLIC,
     SECRET,
     TWILIO_TOKEN,
-    alert_settings,
     consent,
     customers,
     event_body,
@@ -212,11 +211,10 @@ class _Killed(BaseException):
 
 
 def test_exactly_once_under_kill_and_retry(tmp_path: Path) -> None:
-    """In process, through the worker path (``send_on_accept`` off); the SIGKILL variant of
-    the send-on-accept path is tests/e2e/test_alerts_kill.py."""
+    """In process, through the worker's retry (``send_due``); the SIGKILL variant of the
+    send on accept is tests/e2e/test_alerts_kill.py."""
     people, events = _people()
-    settings = alert_settings(send_on_accept=False)
-    with rig(tmp_path, people, events, at=DAYTIME, settings=settings) as r:
+    with rig(tmp_path, people, events, at=DAYTIME) as r:
         client = r.service.client
         assert client is not None
         real = client.send_agentless_sms
@@ -225,8 +223,14 @@ def test_exactly_once_under_kill_and_retry(tmp_path: Path) -> None:
             real(*args)  # Genesys accepted it, the process dies before recording the answer
             raise _Killed
 
-        client.send_agentless_sms = killed_after_call  # type: ignore[method-assign]
+        # sent on accept into a 503: not processed, so ready again for the worker's retry
+        r.sandbox.put("/sandbox/faults", json={"rate_5xx": 1.0}).raise_for_status()
         r.post_event(event_body("evt-kill"))
+        assert r.service.flush()
+        r.sandbox.put("/sandbox/faults", json={"rate_5xx": 0.0}).raise_for_status()
+        assert r.alerts()["state"].to_list() == ["ready"]
+        assert _sms_to(r.ledger(), GOOD) == []
+        client.send_agentless_sms = killed_after_call  # type: ignore[method-assign]
         with pytest.raises(_Killed):
             r.settle(1)
         client.send_agentless_sms = real  # type: ignore[method-assign]
@@ -254,7 +258,7 @@ def test_exactly_once_under_kill_and_retry(tmp_path: Path) -> None:
         # a dropped connection after Genesys committed: unknown, found by lookup, not resent
         r.sandbox.put("/sandbox/faults", json={"drop_after_commit_rate": 1.0}).raise_for_status()
         r.post_event(event_body("evt-drop", invoice_id="I3", amount="4.00"))
-        r.settle(1)
+        assert r.service.flush()
         r.sandbox.put("/sandbox/faults", json={"drop_after_commit_rate": 0.0}).raise_for_status()
         drop = r.alerts().filter(r.alerts()["alert_key"] == "evt-drop")
         assert drop["state"].to_list() == ["unknown"]
