@@ -1,6 +1,7 @@
 """Benchmark the reconciliation: N attempts x N carrier records in DuckDB, full and one day.
 
     ./dev bench benchmarks/reconcile.py --attempts 10000000 [--days 100] [--day-size 100000]
+        [--memory-limit 12GB]
 
 Generates (vectorised polars expressions, not timed against the goals) N Genesys attempts spread
 over ``--days`` UTC days and about N carrier records (1 % of attempts never billed, 1 % extra
