@@ -314,6 +314,15 @@ def save_plan(
     )
     cancelled = 0
     if excluded.height:
+        # Only keys still planned or ready can be cancelled: staged are those (a few hundred
+        # thousand at most), not every excluded decision's key (millions at scale).
+        cancellable = read_arrow(
+            conn,
+            "select message_key from messages where state in ('planned', 'ready')",
+            schema={"message_key": pl.String()},
+        )
+        excluded = excluded.join(cancellable, on="message_key", how="semi")
+    if excluded.height:
         conn.exec_driver_sql("drop table if exists stage_cancel")
         conn.exec_driver_sql(
             "create temporary table stage_cancel (message_key varchar, reason varchar)"

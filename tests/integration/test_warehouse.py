@@ -94,6 +94,24 @@ def test_payment_since_planning_cancels_the_planned_message(engine) -> None:
     assert states.rows() == [("cancelled", "invoice_paid"), ("planned", None), ("planned", None)]
 
 
+def test_payment_cancels_ready_and_planned_messages_but_not_pushed_ones(engine) -> None:
+    customers, invoices, consent = _people()
+    _run(engine, f.extracted(customers, invoices, consent), "r1")
+    with engine.begin() as conn:
+        keys = [k for (k,) in conn.execute(sa.text("select message_key from messages order by 1"))]
+        for key, state in zip(keys, ("ready", "pushed", "planned"), strict=True):
+            conn.execute(
+                sa.text("update messages set state = :s where message_key = :k"),
+                {"s": state, "k": key},
+            )
+    invoices = [i | {"status": "paid", "amount_due": "0.00"} for i in invoices]
+    _, outbox = _run(engine, f.extracted(customers, invoices, consent), "r2")
+    assert outbox["cancelled"] == 2
+    with engine.connect() as conn:
+        states = read_frame(conn, "select state from messages order by state")
+    assert states["state"].to_list() == ["cancelled", "cancelled", "pushed"]
+
+
 def test_dry_run_writes_decisions_but_no_outbox(engine) -> None:
     customers, invoices, consent = _people()
     plan, outbox = _run(engine, f.extracted(customers, invoices, consent), "dry", dry_run=True)
