@@ -228,7 +228,7 @@ def write_frame(conn: Connection, table: str, frame: pl.DataFrame) -> int:
     return frame.height
 
 
-SMALL_FRAME_CELLS = 2_000
+SMALL_FRAME_CELLS = 256
 """At most this many cells (rows x columns) go to DuckDB as one VALUES insert."""
 
 

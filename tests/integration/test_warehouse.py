@@ -221,6 +221,41 @@ def test_write_frame_feeds_one_load_in_slices(engine, monkeypatch) -> None:
     assert back.rows() == frame.rows()
 
 
+def test_write_frame_small_and_bulk_loads_store_the_same_rows(engine, monkeypatch) -> None:
+    """A small frame (one VALUES insert on DuckDB) and a bulk one (Arrow / COPY) read back
+    the same: strings with quotes, nulls, integers, naive timestamps."""
+    import tasks.warehouse as wh
+
+    def rows(prefix: str) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "alert_key": [f"{prefix}1", f"{prefix}2"],
+                "event_id": ["e'1", 'e"2'],
+                "customer_id": ["C1", "C2"],
+                "channel": ["sms", None],
+                "state": ["ready", "held"],
+                "attempts": pl.Series([0, 3], dtype=pl.Int32),
+                "release_at_utc": [datetime(2026, 11, 23, 6, 0, 1, 250), None],
+                "created_at_utc": [AS_OF, AS_OF],
+                "updated_at_utc": [AS_OF, AS_OF],
+            }
+        )
+
+    with engine.begin() as conn:
+        wh.write_frame(conn, "alerts", rows("small-"))
+    monkeypatch.setattr(wh, "SMALL_FRAME_CELLS", 0)
+    with engine.begin() as conn:
+        wh.write_frame(conn, "alerts", rows("bulk-"))
+    with engine.connect() as conn:
+        back = read_frame(conn, "select * from alerts order by alert_key")
+    small = back.filter(pl.col("alert_key").str.starts_with("small-")).drop("alert_key")
+    bulk = back.filter(pl.col("alert_key").str.starts_with("bulk-")).drop("alert_key")
+    assert small.height == 2
+    assert small.to_dicts() == bulk.to_dicts()
+    assert small["event_id"].to_list() == ["e'1", 'e"2']
+    assert small["release_at_utc"].to_list() == [datetime(2026, 11, 23, 6, 0, 1, 250), None]
+
+
 def test_analyst_views_answer(engine) -> None:
     customers, invoices, consent = _people(4)
     _run(engine, f.extracted(customers, invoices, consent), "r1")
