@@ -313,6 +313,8 @@ def main() -> None:
         day = generate(folder / "day", args.day_size, 1, args.seed + 1, first_day=args.days)
         generated = round(time.perf_counter() - t, 2)
         new_day = (BASE + timedelta(days=args.days)).date()
+        for stale in folder.glob("*.duckdb*"):  # a kept --folder: start from empty databases
+            stale.unlink()
         t = time.perf_counter()
         proc = subprocess.run(
             [
