@@ -104,6 +104,22 @@ def _setup(tmp_path, n: int):
     return engine, frame, batches
 
 
+def _push(engine, genesys, batches, result: PushResult, **kwargs) -> int:
+    """_push_batches on route sms of list l1 / campaign c1, as run p at NOW."""
+    return _push_batches(
+        engine,
+        genesys,
+        batches,
+        "sms",
+        contact_list_id="l1",
+        campaign_id="c1",
+        run_id="p",
+        now=NOW,
+        result=result,
+        **kwargs,
+    )
+
+
 def test_intent_is_committed_before_every_call_and_grouped(tmp_path, monkeypatch) -> None:
     engine, frame, batches = _setup(tmp_path, 12)  # 6 batches of 2
     groups: list[int] = []
@@ -117,19 +133,7 @@ def test_intent_is_committed_before_every_call_and_grouped(tmp_path, monkeypatch
     genesys = _Genesys(engine)
     result = PushResult()
     done: list[int] = []
-    handled = _push_batches(
-        engine,
-        genesys,
-        batches,
-        "sms",
-        contact_list_id="l1",
-        campaign_id="c1",
-        run_id="p",
-        now=NOW,
-        result=result,
-        concurrency=1,
-        progress=done.append,
-    )
+    handled = _push(engine, genesys, batches, result, concurrency=1, progress=done.append)
     assert genesys.not_pushing_at_call == []
     assert sorted(genesys.added) == sorted(frame["message_key"])
     assert set(_states(engine).values()) == {"pushed"}
@@ -151,18 +155,7 @@ def test_the_last_calls_are_recorded_in_one_transaction(tmp_path, monkeypatch) -
 
     monkeypatch.setattr(push, "_record_results", counted)
     result = PushResult()
-    _push_batches(
-        engine,
-        _Genesys(engine),
-        batches,
-        "sms",
-        contact_list_id="l1",
-        campaign_id="c1",
-        run_id="p",
-        now=NOW,
-        result=result,
-        concurrency=3,
-    )
+    _push(engine, _Genesys(engine), batches, result, concurrency=3)
     assert recorded == [len(batches)]
     assert set(_states(engine).values()) == {"pushed"}
     assert result.pushed == frame.height
@@ -174,18 +167,7 @@ def test_a_failed_call_stops_the_push_and_unstarted_batches_go_back_to_ready(
     engine, _frame, batches = _setup(tmp_path, 12)  # 6 batches of 2
     genesys = _Genesys(engine, fail_on_call=3)
     with pytest.raises(GenesysError):
-        _push_batches(
-            engine,
-            genesys,
-            batches,
-            "sms",
-            contact_list_id="l1",
-            campaign_id="c1",
-            run_id="p",
-            now=NOW,
-            result=PushResult(),
-            concurrency=1,
-        )
+        _push(engine, genesys, batches, PushResult(), concurrency=1)
     states = _states(engine)
     added = set(genesys.added)
     assert genesys.not_pushing_at_call == []
