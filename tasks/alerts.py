@@ -1234,14 +1234,7 @@ def send_due(
     ``sending``, settled ``unknown`` at the next start (never resent blind)."""
     now = _naive(now)
     result = SendResult()
-    ctx = {
-        "now": now,
-        "alerts": alerts,
-        "cadence": cadence,
-        "render": render,
-        "directory": directory,
-        "templates": templates,
-    }
+    ctx = send_context(directory, templates, alerts=alerts, cadence=cadence, render=render, now=now)
     with engine.begin() as conn:
         due = read_frame(
             conn,
@@ -1585,14 +1578,7 @@ def poll_accepted(
     now = _naive(now)
     out = PollResult()
     send_result = SendResult()
-    ctx = {
-        "now": now,
-        "alerts": alerts,
-        "cadence": cadence,
-        "render": render,
-        "directory": directory,
-        "templates": templates,
-    }
+    ctx = send_context(directory, templates, alerts=alerts, cadence=cadence, render=render, now=now)
     with engine.begin() as conn:
         rows = read_frame(conn, "select * from alerts where state = 'accepted'")
     for alert in rows.iter_rows(named=True):
