@@ -199,7 +199,9 @@ class DownloadFailed(GenesysError):
 
 class TokenBucket:
     """Blocking token bucket: ``per_minute`` acquisitions per minute on average, bursts of at
-    most ``burst`` (default a tenth of a minute's worth), so the ceiling holds over any window."""
+    most ``burst`` (default a tenth of a minute's worth). It starts full, so a 60 s window can
+    hold up to ``per_minute + burst`` acquisitions (330 at 300/min); a 429 beyond the org's
+    limit is retried after its Retry-After (see the module docstring)."""
 
     def __init__(
         self,
