@@ -15,7 +15,8 @@ Sources (``attempts.source``):
 Analytics conversation details (``POST /analytics/conversations/details/query``) are not read:
 the bundled sandbox has no analytics route (BEHAVIOUR.md row 46), so nothing could test it.
 
-Every row is keyed to the outbox by ``message_key`` (the contact id / outbox key) and takes
+Every row is keyed to the outbox by ``message_key`` (the contact id / outbox key; for a payment
+alert sent agentless, its ``alerts.alert_key``, with its event's invoice) and takes
 ``customer_id``, ``invoice_ids``, ``channel``, ``to_address``, ``segments``, the Genesys ids and
 ``body_sha256`` (hex SHA-256 of the UTF-8 body) from the ``messages`` row. Fail closed: a row
 with a result but no readable attempt time, or whose key the outbox does not know, becomes a
@@ -45,6 +46,7 @@ from sqlalchemy.engine import Connection, Engine
 from tasks.errors import GenesysError
 from tasks.genesys import GenesysClient
 from tasks.outcomes import outcome_of
+from tasks.sms import segment
 from tasks.warehouse import read_frame, write_frame
 
 __all__ = [
@@ -256,18 +258,53 @@ def attempts_from_agentless(
     return pl.DataFrame(records, schema=_RAW, orient="row"), empty
 
 
+_ALERT_OUTBOX = {
+    "message_key": "a.alert_key",
+    "customer_id": "a.customer_id",
+    "invoice_ids": "e.invoice_id",
+    "channel": "a.channel",
+    "to_address": "a.to_address",
+    "body": "a.body",
+    "segments": "cast(null as integer)",
+    "genesys_contact_list_id": "cast(null as varchar)",
+    "genesys_campaign_id": "cast(null as varchar)",
+    "genesys_conversation_id": "a.genesys_conversation_id",
+    "genesys_message_id": "a.genesys_message_id",
+}
+"""The outbox columns of a payment alert (``alerts`` x ``alert_events``): its alert_key is its
+message key, its event's invoice its invoice_ids; no campaign or list (agentless)."""
+
+
 def outbox_for_attempts(conn: Connection, keys: Sequence[str]) -> pl.DataFrame:
-    """The outbox columns attempts take, for ``keys``."""
+    """The outbox columns attempts take, for ``keys``: reminders from ``messages``, and payment
+    alerts from ``alerts`` (a key both tables hold is the reminder's), their SMS segment count
+    computed from the body as the reminder's was at render time."""
     conn.exec_driver_sql("drop table if exists stage_attempt_keys")
     conn.exec_driver_sql("create temporary table stage_attempt_keys (message_key varchar)")
     write_frame(
         conn, "stage_attempt_keys", pl.DataFrame({"message_key": list(dict.fromkeys(keys))})
     )
-    return read_frame(
+    frame = read_frame(
         conn,
         "select " + ", ".join(f"m.{c}" for c in _OUTBOX) + " from messages m"
-        " join stage_attempt_keys k on k.message_key = m.message_key",
+        " join stage_attempt_keys k on k.message_key = m.message_key"
+        " union all select "
+        + ", ".join(f"{_ALERT_OUTBOX[c]} as {c}" for c in _OUTBOX)
+        + " from alerts a join stage_attempt_keys k on k.message_key = a.alert_key"
+        " join alert_events e on e.event_id = a.event_id"
+        " where not exists (select 1 from messages m where m.message_key = a.alert_key)",
         schema={c: (pl.Int32() if c == "segments" else pl.String()) for c in _OUTBOX},
+    )
+    alert_sms = (
+        pl.col("segments").is_null() & (pl.col("channel") == "sms") & pl.col("body").is_not_null()
+    )
+    if frame.filter(alert_sms).height == 0:
+        return frame
+    counts = [
+        segment(b).count if sms else None for b, sms in frame.select("body", alert_sms).rows()
+    ]
+    return frame.with_columns(
+        pl.coalesce("segments", pl.Series(counts, dtype=pl.Int32)).alias("segments")
     )
 
 
@@ -406,9 +443,10 @@ def collect_attempts_from_genesys(
 ) -> dict[str, int]:
     """Read the attempts of every message handed to Genesys whose local send date is within
     ``lookback_days`` of ``now``: one export per SMS contact list, one bulk lookup per e-mail
-    list, one message lookup per agentless send. Loads them (idempotent) and writes the
-    quarantine rows; returns counts per source. A Genesys error on one list is logged and
-    that list is skipped (read again by the next run)."""
+    list, one message lookup per agentless send (reminders, and the payment alerts of
+    ``alerts`` accepted by Genesys since then: the carrier bills those too). Loads them
+    (idempotent) and writes the quarantine rows; returns counts per source. A Genesys error
+    on one list is logged and that list is skipped (read again by the next run)."""
     since = (now - timedelta(days=lookback_days)).date()
     with engine.begin() as conn:
         handed = read_frame(
@@ -451,7 +489,18 @@ def collect_attempts_from_genesys(
             )
         counts[source] += rows.attempts.height
         counts["quarantined"] += rows.quarantine.height
-    agentless = handed.filter(
+    with engine.begin() as conn:
+        alerts = read_frame(
+            conn,
+            "select alert_key as message_key, channel, cast(null as varchar)"
+            " as genesys_contact_list_id, genesys_conversation_id, genesys_message_id"
+            " from alerts where accepted_at_utc >= :since",
+            {"since": datetime.combine(since, datetime.min.time())},
+            schema=dict(handed.schema),
+        )
+    agentless = pl.concat(
+        [handed, alerts.filter(~pl.col("message_key").is_in(handed["message_key"]))]
+    ).filter(
         pl.col("genesys_contact_list_id").is_null()
         & pl.col("genesys_message_id").is_not_null()
         & pl.col("genesys_conversation_id").is_not_null()

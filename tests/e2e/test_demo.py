@@ -40,6 +40,7 @@ def demo_run(prefect_harness, tmp_path_factory):
                 "message_events",
                 "reconcile_message",
                 "carrier_records",
+                "alerts",
             )
         }
     engine.dispose()
@@ -260,6 +261,24 @@ def test_injected_discrepancies_are_reported(demo_run) -> None:
     # the dropped record's attempt has no carrier record any more
     assert rec.filter(pl.col("carrier_message_id") == injected["attempted_not_billed"]).height == 0
     statuses = result["reconcile"]["statuses"]
-    assert statuses["attempted_not_billed"] >= 1
-    assert statuses["ambiguous_match"] == 0
+    # the injected ones are the only discrepancies: every other send of the demo, reminders and
+    # payment alerts alike, is attempted in Genesys and billed as sent
+    assert {s: n for s, n in statuses.items() if n and s != "matched"} == dict.fromkeys(injected, 1)
     assert sum(statuses.values()) == rec.height
+
+
+def test_payment_alerts_sent_agentless_are_attempts_matched_to_their_carrier_record(
+    demo_run,
+) -> None:
+    _, tables, _ = demo_run
+    sms_alerts = tables["alerts"].filter(
+        (pl.col("channel") == "sms") & pl.col("genesys_message_id").is_not_null()
+    )
+    assert sms_alerts.height >= 1
+    rec = tables["reconcile_message"].join(
+        sms_alerts.select(pl.col("alert_key").alias("message_key"), "to_address"),
+        on="message_key",
+    )
+    assert rec.height == sms_alerts.height
+    assert set(rec["status"]) == {"matched"}
+    assert (rec["carrier_to_address"] == rec["to_address"]).all()

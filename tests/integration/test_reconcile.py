@@ -352,3 +352,45 @@ def test_day_by_day_materialization_equals_the_full_view(loaded) -> None:
     stored = _frame(loaded, "select * from reconcile_results")
     order = ["message_key", "attempted_at_utc", "carrier", "carrier_message_id"]
     assert stored.sort(order, nulls_last=True).equals(_snapshot(loaded))
+
+
+def _insert_alert(conn, key: str, channel: str, body: str) -> None:
+    conn.execute(
+        sa.text(
+            "insert into alert_events (event_id, kind, customer_id, invoice_id, amount_minor,"
+            " currency, occurred_at_utc, received_at_utc, payload, state, updated_at_utc)"
+            " values (:k, 'payment_failed', 'C-A', 'INV-A', 1999, 'USD', :t, :t, '{}',"
+            " 'decided', :t)"
+        ),
+        {"k": f"ev-{key}", "t": NOW},
+    )
+    conn.execute(
+        sa.text(
+            "insert into alerts (alert_key, event_id, customer_id, channel, to_address, body,"
+            " state, attempts, accepted_at_utc, genesys_conversation_id, genesys_message_id,"
+            " created_at_utc, updated_at_utc) values (:k, :e, 'C-A', :c, '+13175550123', :b,"
+            " 'accepted', 1, :t, 'conv-a', 'msg-a', :t, :t)"
+        ),
+        {"k": key, "e": f"ev-{key}", "c": channel, "b": body, "t": NOW},
+    )
+
+
+def test_payment_alerts_take_their_outbox_columns_from_the_alerts_table(loaded) -> None:
+    from tasks.attempts import outbox_for_attempts
+
+    reminder = _frame(loaded, "select message_key, to_address from messages")
+    taken = reminder["message_key"][0]
+    with loaded.begin() as conn:
+        _insert_alert(conn, "alert-sms", "sms", "x" * 170)  # GSM-7, 170 > 160: 2 x 153
+        _insert_alert(conn, "alert-mail", "email", "y" * 170)
+        _insert_alert(conn, taken, "sms", "z")  # a key the outbox holds: the reminder's row
+        out = outbox_for_attempts(conn, ["alert-sms", "alert-mail", taken, "nobody"])
+    rows = {r["message_key"]: r for r in out.iter_rows(named=True)}
+    assert set(rows) == {"alert-sms", "alert-mail", taken}
+    assert rows["alert-sms"]["segments"] == 2
+    assert rows["alert-sms"]["invoice_ids"] == "INV-A"
+    assert rows["alert-sms"]["customer_id"] == "C-A"
+    assert rows["alert-sms"]["genesys_message_id"] == "msg-a"
+    assert rows["alert-sms"]["genesys_campaign_id"] is None
+    assert rows["alert-mail"]["segments"] is None
+    assert rows[taken]["to_address"] == reminder["to_address"][0]
