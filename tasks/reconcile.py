@@ -468,14 +468,22 @@ def chart_svg(daily: pl.DataFrame, *, width: int = 720, height: int = 320) -> st
                 f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}">'
                 f"<title>billed {money(v, currency)}</title></circle>"
             )
+    if currencies:  # the right axis: billed amounts, in currency units
         out.append(
-            f'<text x="{left + plot_w + 6}" y="{top + 12 + 14 * k}" fill="{colour}">'
-            f"billed {html.escape(currency)} (max {money(money_peak)})</text>"
+            f'<text x="{left + plot_w + 6}" y="{top + 4}">{money(money_peak)}</text>'
+            f'<text x="{left + plot_w + 6}" y="{top + plot_h}">0</text>'
         )
     legend_y = height - 8
     out.append(f'<rect x="{left}" y="{legend_y - 9}" width="10" height="10" fill="#4e79a7"/>')
     out.append(f'<text x="{left + 14}" y="{legend_y}">sent</text>')
     out.append(f'<rect x="{left + 60}" y="{legend_y - 9}" width="10" height="10" fill="#59a14f"/>')
-    out.append(f'<text x="{left + 74}" y="{legend_y}">delivered</text>')
+    out.append(f'<text x="{left + 74}" y="{legend_y}">delivered (left axis)</text>')
+    for k, currency in enumerate(currencies):
+        x, colour = left + 210 + 150 * k, palette[k % len(palette)]
+        out.append(
+            f'<line x1="{x}" y1="{legend_y - 4}" x2="{x + 14}" y2="{legend_y - 4}"'
+            f' stroke="{colour}" stroke-width="2"/>'
+            f'<text x="{x + 18}" y="{legend_y}">billed {html.escape(currency)} (right axis)</text>'
+        )
     out.append("</svg>")
     return "\n".join(out) + "\n"

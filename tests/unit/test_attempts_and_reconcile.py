@@ -296,3 +296,4 @@ def test_chart_svg_has_a_bar_per_day_and_series() -> None:
     assert "<title>sent 3</title>" in svg  # 11-24: 2 + 1 (no carrier) summed
     assert "<title>delivered 2</title>" in svg
     assert "billed 0.023700 USD" in svg
+    assert "billed USD (right axis)" in svg  # the line's legend entry
