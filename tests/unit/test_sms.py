@@ -47,7 +47,8 @@ any_text = st.one_of(gsm_text, ucs2_prone_text)
 def units_of(text: str, encoding: str) -> int:
     if encoding == "GSM-7":
         return sum(2 if c in REFERENCE_EXTENSION else 1 for c in text)
-    return len(text.encode("utf-16-le")) // 2
+    # UTF-16 code units; a lone surrogate (st.characters() draws them) is one unit as it is
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def twilio_style_split(text: str) -> tuple[str, list[str]]:
