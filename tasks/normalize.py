@@ -839,7 +839,8 @@ def normalize_invoices(
     )
     due = parse_due_dates(frame["_due_text"], parsing.due_date_formats)
     frame = frame.with_columns(due.alias("_due"))
-    currency_ok = pl.col("_currency").is_in(currencies)
+    # An empty cell is null, and a null is_in is null: filled, so it fails the rule (fail closed).
+    currency_ok = pl.col("_currency").is_in(currencies).fill_null(False)
     amounts = parse_amounts(
         pl.col("amount_due"),
         pl.when(currency_ok).then(pl.col("_currency")),
@@ -892,7 +893,13 @@ def normalize_invoices(
             "no customer row has this customer_id",
             pl.col("customer_id").is_null() | ~pl.col("customer_id").is_in(accepted_ids.implode()),
         ),
-        Rule("currency_invalid", "currency is not an ISO 4217 code", ~currency_ok),
+        Rule(
+            "currency_invalid",
+            pl.when(pl.col("_currency").is_null())
+            .then(pl.lit("currency is empty"))
+            .otherwise(pl.lit("currency is not an ISO 4217 code")),
+            ~currency_ok,
+        ),
         *[
             Rule(name, pl.col("_amount_reason"), pl.col("_amount_rule") == name)
             for name in AMOUNT_RULES
@@ -905,7 +912,7 @@ def normalize_invoices(
         Rule(
             "status_unknown",
             f"status is not one of {', '.join(sorted(KNOWN_INVOICE_STATUSES))}",
-            ~pl.col("_status").is_in(list(KNOWN_INVOICE_STATUSES)),
+            ~pl.col("_status").is_in(list(KNOWN_INVOICE_STATUSES)).fill_null(False),
         ),
         Rule(
             "paid_at_invalid",

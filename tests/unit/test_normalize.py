@@ -340,6 +340,23 @@ def test_unparseable_paid_at_is_quarantined(paid_at, rule) -> None:
 
 
 @pytest.mark.parametrize(
+    ("column", "value", "rule", "reason_part"),
+    [
+        ("currency", None, "currency_invalid", "empty"),
+        ("currency", "  ", "currency_invalid", "ISO 4217"),
+        ("status", None, "status_unknown", "not one of"),
+        ("status", " ", "status_unknown", "not one of"),
+    ],
+    ids=["null-currency", "blank-currency", "null-status", "blank-status"],
+)
+def test_empty_currency_or_status_is_quarantined(column, value, rule, reason_part) -> None:
+    # An empty CSV cell or a SQL NULL reaches normalize as null, not as "".
+    _accepted, rules = _invoice_rules([f.invoice("C1", **{column: value})])
+    assert rules[0][0] == rule
+    assert reason_part in rules[0][1]
+
+
+@pytest.mark.parametrize(
     ("due_date", "formats", "expected"),
     [
         ("2026-11-24", None, date(2026, 11, 24)),

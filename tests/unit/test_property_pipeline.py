@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +16,7 @@ from tasks.extract import INPUTS
 from tasks.normalize import normalize
 from tasks.plan import build_plan
 from tasks.render import load_templates
-from tasks.settings import CANONICAL_COLUMNS, Settings
+from tasks.settings import CANONICAL_COLUMNS, REQUIRED_COLUMNS, Settings
 from tests import factories as f
 
 AS_OF = datetime(2026, 11, 23, 6, 0)
@@ -103,3 +104,45 @@ def test_any_text_in_any_field_plans_and_accounts_for_every_row(rows) -> None:
     assert plan.messages.height == planned_keys
     event("planned" if by_status.get("planned") else "nothing planned")
     event("quarantined" if by_status.get("quarantined") else "no invoice quarantined")
+
+
+def _plan(customers, invoices, consent):
+    extracted = f.extracted(customers, invoices, consent)
+    normalized = normalize(extracted, as_of=AS_OF)
+    return build_plan(
+        extracted,
+        normalized,
+        pl.DataFrame(schema=PRIOR_SCHEMA),
+        as_of=AS_OF,
+        settings=SETTINGS,
+        templates=TEMPLATES,
+        new_token=lambda: "tok",
+    )
+
+
+NULLABLE = [
+    (name, column)
+    for name in ("invoices", "consent_events")
+    for column in REQUIRED_COLUMNS[name]
+    if column != "customer_id"  # a row of nobody: quarantined, the customer's other rows stand
+]
+
+
+@pytest.mark.parametrize(("name", "column"), NULLABLE, ids=[f"{n}.{c}" for n, c in NULLABLE])
+def test_an_empty_required_cell_never_plans_and_never_crashes(name, column) -> None:
+    """An empty CSV cell (or SQL NULL) is null in the frame, not ''. Random text rarely lands a
+    null on a row that would otherwise be planned; this puts one in each required invoice and
+    consent column of such a row. Without the fact the row cannot be trusted: nothing planned."""
+    customer = f.customer(customer_id="C1", phone="+1 212 555 0143")
+    invoice = f.invoice("C1")
+    consent = [f.consent("C1", "sms"), f.consent("C1", "email")]
+    baseline = _plan([customer], [invoice], consent)
+    assert baseline.counts["decisions_planned"] == 1
+    if name == "invoices":
+        invoice = invoice | {column: None}
+    else:
+        consent = [consent[0] | {column: None}, consent[1]]
+    plan = _plan([customer], [invoice], consent)
+    assert plan.accounting.ok, plan.accounting.problems
+    assert plan.counts["decisions_planned"] == 0
+    assert plan.messages.height == 0
