@@ -153,7 +153,9 @@ _SIMPLE_EMAIL = re.compile(
 
 
 def normalize_email(raw: str | None) -> tuple[str | None, str | None, str]:
-    """Return (normalized address or None, rule or None, reason); addresses are lower-cased.
+    """Return (normalized address or None, rule or None, reason); the domain is lower-cased,
+    and so are the ASCII letters of the local part: a non-ASCII local part keeps its other
+    letters (``str.lower`` would make 'İ' 'i̇' and 'ǅ' 'ǆ', another mailbox).
 
     Plain ASCII addresses take a fast path (a strict pattern whose every match email-validator
     also accepts, checked by a property test); everything else goes through email-validator.
@@ -174,7 +176,11 @@ def normalize_email(raw: str | None) -> tuple[str | None, str | None, str]:
         result = validate_email(raw.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
         return None, "email_invalid", str(exc).split(".")[0][:120]
-    return result.normalized.lower(), None, ""
+    local, _, domain = result.normalized.rpartition("@")
+    return f"{local.translate(_ASCII_LOWER)}@{domain.lower()}", None, ""
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 _UTC_FORMATS = (

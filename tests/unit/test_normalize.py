@@ -68,11 +68,20 @@ def test_normalize_phone_never_raises_and_returns_e164_or_a_rule(raw) -> None:
     ("raw", "expected", "rule"),
     [
         ("  Ana.Silva@Example.COM ", "ana.silva@example.com", None),
+        ("İpek.ǅ@Example.COM", "İpek.ǅ@example.com", None),
+        ("José@ÉXAMPLE.com", "josé@éxample.com", None),
         ("bob@", None, "email_invalid"),
         ("no-at-sign.example.com", None, "email_invalid"),
         (None, None, None),
     ],
-    ids=["trim-and-lower", "no-domain", "no-at", "missing"],
+    ids=[
+        "trim-and-lower",
+        "non-ascii-local-part-letters-kept",
+        "idn-domain-lowered",
+        "no-domain",
+        "no-at",
+        "missing",
+    ],
 )
 def test_normalize_email(raw, expected, rule) -> None:
     got, got_rule, _ = normalize_email(raw)
