@@ -225,6 +225,18 @@ def parse_utc(column: str) -> pl.Expr:
     )
 
 
+_DATE_ONLY = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
+
+def _end_of_day_if_date_only(text: str, parsed: pl.Expr) -> pl.Expr:
+    """``parsed`` (:func:`parse_utc` of column ``text``), moved to the last microsecond of its
+    UTC day when the text is a bare date: a contact known only by its date may have been made
+    at any time that day, and the frequency cap must measure from the latest of them."""
+    date_only = pl.col(text).str.strip_chars().str.contains(_DATE_ONLY).fill_null(False)
+    late = parsed + pl.duration(days=1) - pl.duration(microseconds=1)
+    return pl.when(date_only).then(late).otherwise(parsed)
+
+
 def _content(columns: Sequence[str]) -> pl.Expr:
     """A row's content: its trimmed canonical columns as one JSON string."""
     return pl.struct(
@@ -964,7 +976,9 @@ def normalize_consent(
     Channel and status spellings are read through ``tasks.consent``'s tables; a channel name
     outside the table is kept in its normalised form (an opt-out there is still global). A
     null or blank channel, a status outside the table or an unreadable ``occurred_at`` is a
-    row quarantine (:data:`CONSENT_UNCLEAR_RULES`). An accepted event dated after ``as_of``
+    row quarantine (:data:`CONSENT_UNCLEAR_RULES`). ``date_only`` marks an event dated by a
+    bare date (``2026-11-01``, read as its midnight UTC): the fold ranks such an opt-out at the
+    end of its day (see ``tasks.consent.consent_state``). An accepted event dated after ``as_of``
     (naive UTC) is flagged ``after_as_of`` and noted (``scope='field'``, rule
     ``consent_in_future``): a future opt-in grants nothing, a future opt-out counts now.
     """
@@ -1019,6 +1033,7 @@ def normalize_consent(
         pl.col("source").str.strip_chars().str.to_lowercase(),
         pl.col("_occurred_at").alias("occurred_at"),
         future.alias("after_as_of"),
+        pl.col("occurred_at").str.strip_chars().str.contains(_DATE_ONLY).alias("date_only"),
     )
     notes = events.filter(pl.col("after_as_of"))
     if notes.height:
@@ -1049,7 +1064,9 @@ def normalize_contact_history(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Validate contact history made outside this pipeline: (accepted, quarantine rows).
 
-    ``invoice_id`` (optional) names the invoice an attempt was about; null when absent.
+    ``invoice_id`` (optional) names the invoice an attempt was about; null when absent. An
+    attempt dated by a bare date is placed at the last moment of that UTC day (the frequency
+    cap then measures from the latest time it may have happened).
     """
     parsing = parsing or ParsingSettings()
     if "invoice_id" not in raw.columns:
@@ -1060,6 +1077,9 @@ def normalize_contact_history(
         pl.col("invoice_id").str.strip_chars().replace("", None).alias("_invoice_id"),
         pl.col("channel").str.strip_chars().str.to_lowercase().alias("_channel"),
         parse_utc("attempted_at").alias("_attempted_at"),
+    )
+    frame = frame.with_columns(
+        _end_of_day_if_date_only("attempted_at", pl.col("_attempted_at")).alias("_attempted_at")
     )
     rules = [
         *_shared_rules(raw, raw_cols, parsing=parsing, bad_encoding=bad_encoding),

@@ -179,14 +179,48 @@ def test_consent_gates_channels(events, expected) -> None:
     [
         ("2026-11-22T14:00:00Z", "contacted_recently"),
         ("2026-11-21T12:00:00Z", "planned"),
+        ("2026-11-22", "contacted_recently"),
+        ("2026-11-21", "planned"),
     ],
-    ids=["inside-24h-of-window-start", "older-than-24h"],
+    ids=[
+        "inside-24h-of-window-start",
+        "older-than-24h",
+        "bare-date-may-be-inside-24h",
+        "bare-date-whole-day-older-than-24h",
+    ],
 )
 def test_frequency_cap_uses_outside_contact_history(attempted_at, expected) -> None:
     c = f.customer()
     inv = f.invoice(c["customer_id"])
     plan = _plan([c], [inv], _opted_in(c), [f.contact(c["customer_id"], attempted_at, "email")])
     assert _reasons(plan, inv["invoice_id"])["sms"] == expected
+
+
+@pytest.mark.parametrize(
+    ("opt_out_at", "opt_in_at", "expected"),
+    [
+        ("2026-11-01", "2026-11-01T12:00:00Z", "opted_out"),
+        (" 2026-11-01 ", "2026-11-01T23:59:59Z", "opted_out"),
+        ("2026-11-01", "2026-11-02T00:00:00Z", "planned"),
+        ("2026-11-01T11:00:00Z", "2026-11-01T12:00:00Z", "planned"),
+    ],
+    ids=[
+        "bare-date-opt-out-same-day-as-a-timed-opt-in",
+        "bare-date-opt-out-last-second-opt-in",
+        "opt-in-the-next-day-is-later",
+        "timed-events-keep-their-order",
+    ],
+)
+def test_an_opt_out_known_only_by_its_date_may_be_the_latest_that_day(
+    opt_out_at, opt_in_at, expected
+) -> None:
+    c = f.customer()
+    inv = f.invoice(c["customer_id"])
+    consent = [
+        f.consent(c["customer_id"], "sms", "opt_in", occurred_at=opt_in_at),
+        f.consent(c["customer_id"], "sms", "opt_out", occurred_at=opt_out_at),
+    ]
+    assert _reasons(_plan([c], [inv], consent), inv["invoice_id"])["sms"] == expected
 
 
 def test_several_invoices_make_one_message_per_customer_and_day() -> None:
