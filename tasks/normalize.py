@@ -546,6 +546,17 @@ def _contact_fields(
     return contacts, issues.cast(_ISSUE_SCHEMA), new_phones  # type: ignore[arg-type]
 
 
+def _preferred_channel(raw: pl.Expr) -> pl.Expr:
+    """``sms`` / ``email`` read through the consent channel table (``E-mail``, ``Text``), any
+    other value kept in its normalised form (it names no channel this pipeline sends on)."""
+    key = channel_key(raw.str.strip_chars())
+    return (
+        pl.coalesce(key.replace_strict(CHANNEL_KEYS, default=None), key)
+        .replace("", None)
+        .alias("preferred_channel")
+    )
+
+
 def normalize_customers(
     raw: pl.DataFrame,
     *,
@@ -628,7 +639,7 @@ def normalize_customers(
         contacts["time_zones"],
         contacts["zone_source"],
         pl.col("locale").str.strip_chars().replace("", None),
-        pl.col("preferred_channel").str.strip_chars().str.to_lowercase().replace("", None),
+        _preferred_channel(pl.col("preferred_channel")),
         pl.col("_updated_at").alias("updated_at"),
     )
     if field_issues.height:

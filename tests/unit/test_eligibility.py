@@ -223,6 +223,26 @@ def test_an_opt_out_known_only_by_its_date_may_be_the_latest_that_day(
     assert _reasons(_plan([c], [inv], consent), inv["invoice_id"])["sms"] == expected
 
 
+@pytest.mark.parametrize(
+    ("preferred", "expected"),
+    [
+        ("E-mail", "email"),
+        (" e_mail ", "email"),
+        ("Text", "sms"),
+        ("EMAIL", "email"),
+        ("fax", "sms"),
+        ("all", "sms"),
+    ],
+    ids=["e-mail", "e_mail-padded", "text-is-sms", "upper-case", "unknown", "all-no-preference"],
+)
+def test_preferred_channel_spellings_are_read_like_consent_channels(preferred, expected) -> None:
+    c = f.customer(preferred_channel=preferred)
+    inv = f.invoice(c["customer_id"])
+    reasons = _reasons(_plan([c], [inv], _opted_in(c)), inv["invoice_id"])
+    assert reasons[expected] == "planned"
+    assert reasons[{"sms": "email", "email": "sms"}[expected]] == "one_per_day"
+
+
 def test_several_invoices_make_one_message_per_customer_and_day() -> None:
     c = f.customer()
     a = f.invoice(c["customer_id"], due_date="2026-11-24", amount_due="10.00")
