@@ -34,6 +34,7 @@ separators, underscores, non-ASCII digits, NaN / Infinity, empty).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -42,7 +43,8 @@ from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
 import polars as pl
-from babel.numbers import get_currency_precision, list_currencies
+from babel.core import get_global
+from babel.numbers import get_currency_precision, get_territory_currencies, list_currencies
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -838,6 +840,20 @@ def invoice_owners(invoices: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def currencies_in_use(day: date) -> frozenset[str]:
+    """ISO 4217 codes some territory uses on ``day`` (CLDR, through babel), legal tender or not
+    (CLF, the Chilean unit bills are stated in): a withdrawn currency (HRK since 2023, DEM) and
+    the codes that are no money (XXX, XTS, the metals) are not among them."""
+    return frozenset(
+        code
+        for territory in get_global("territory_currencies")
+        if territory != "ZZ"  # CLDR's "unknown region": the metals, SDR, XTS, XXX
+        for code in get_territory_currencies(territory, start_date=day, non_tender=True)
+        if code != "XXX"  # "no currency" (Antarctica, Clipperton)
+    )
+
+
 def normalize_invoices(
     raw: pl.DataFrame,
     customers: pl.DataFrame,
@@ -846,16 +862,20 @@ def normalize_invoices(
     parsing: ParsingSettings | None = None,
     bad_encoding: str | None = None,
     invoice_owner_table: pl.DataFrame | None = None,
+    as_of: datetime | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Validate invoices against the accepted customers: (accepted, quarantine rows).
 
     ``customer_ids_seen`` holds every customer_id present in the raw customers, so an invoice
     whose customer was quarantined is told apart from one whose customer does not exist. An
     invoice is (customer_id, invoice_id); see the module docstring for versions and conflicts.
+    With ``as_of`` (naive UTC) the currency must be in use on its date
+    (:func:`currencies_in_use`); without, any code babel knows passes.
     """
     parsing = parsing or ParsingSettings()
     raw_cols = [c for c in CANONICAL_COLUMNS["invoices"] if c in raw.columns]
-    currencies = list(list_currencies())
+    known = list(list_currencies())
+    currencies = sorted(currencies_in_use(as_of.date())) if as_of is not None else known
     frame = raw.with_columns(
         pl.col("invoice_id").str.strip_chars().replace("", None),
         pl.col("customer_id").str.strip_chars().replace("", None),
@@ -926,6 +946,13 @@ def normalize_invoices(
             "currency_invalid",
             pl.when(pl.col("_currency").is_null())
             .then(pl.lit("currency is empty"))
+            .when(pl.col("_currency").is_in(known))
+            .then(
+                pl.format(
+                    "currency {} is not in use on the run date (withdrawn, or no money)",
+                    pl.col("_currency"),
+                )
+            )
             .otherwise(pl.lit("currency is not an ISO 4217 code")),
             ~currency_ok,
         ),
@@ -1160,6 +1187,7 @@ def normalize(
         parsing=parsing,
         bad_encoding=bad.get("invoices"),
         invoice_owner_table=invoice_owner_table,
+        as_of=as_of,
     )
     ids = customers["customer_id"]
     consent, q_consent = normalize_consent(

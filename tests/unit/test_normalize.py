@@ -266,6 +266,37 @@ def _invoice_rules(invoices, *, customers=None, parsing=None):
     }
 
 
+@pytest.mark.parametrize(
+    ("currency", "as_of", "rule"),
+    [
+        ("HRK", datetime(2026, 11, 23, 6), "currency_invalid"),
+        ("HRK", datetime(2020, 1, 1, 6), None),
+        ("DEM", datetime(2026, 11, 23, 6), "currency_invalid"),
+        ("XXX", datetime(2026, 11, 23, 6), "currency_invalid"),
+        ("XTS", datetime(2026, 11, 23, 6), "currency_invalid"),
+        ("XAU", datetime(2026, 11, 23, 6), "currency_invalid"),
+        ("CLF", datetime(2026, 11, 23, 6), None),
+        ("kwd", datetime(2026, 11, 23, 6), None),
+    ],
+    ids=[
+        "kuna-withdrawn-2023",
+        "kuna-in-2020",
+        "mark-withdrawn",
+        "no-currency",
+        "testing-code",
+        "gold",
+        "chilean-uf-not-tender-but-billed-in",
+        "dinar-lower-case",
+    ],
+)
+def test_currency_must_be_in_use_on_the_run_date(currency, as_of, rule) -> None:
+    extracted = f.extracted([f.customer(customer_id="C1")], [f.invoice("C1", currency=currency)])
+    q = normalize(extracted, as_of=as_of).quarantine.filter(pl.col("source") == "invoices")
+    assert (q["rule"].to_list() or [None])[0] == rule
+    if rule is not None:
+        assert f"currency {currency} is not in use" in q["reason"][0]
+
+
 def test_same_invoice_id_under_two_customers_quarantines_every_row() -> None:
     customers = [f.customer(customer_id="C1"), f.customer(customer_id="C2")]
     rows = [
