@@ -4,7 +4,8 @@ excluded + quarantined decisions)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, available_timezones
 
 import polars as pl
 import pytest
@@ -146,3 +147,72 @@ def test_an_empty_required_cell_never_plans_and_never_crashes(name, column) -> N
     assert plan.accounting.ok, plan.accounting.problems
     assert plan.counts["decisions_planned"] == 0
     assert plan.messages.height == 0
+
+
+ZONES = sorted(
+    z
+    for z in available_timezones()
+    if "/" in z and not z.startswith(("Etc/", "SystemV/", "US/", "posix/", "right/"))
+)
+DST_DAYS = [date(2026, 3, 8), date(2026, 11, 1), date(2026, 3, 29), date(2026, 10, 25)]
+DST_DAYS += [date(2026, 4, 5), date(2026, 10, 4), date(2026, 9, 6), date(2026, 4, 4)]
+
+
+@st.composite
+def _recipient_and_run(draw):
+    """A recipient (a zone they named, or a country with several zones) and a run time near
+    the edges of a local window: seconds before or after 08:00 or 16:00 in some zone, on a
+    DST day, any second of the minute."""
+    if draw(st.booleans()):
+        customer = {"preferred_timezone": draw(st.sampled_from(ZONES)), "country": "US"}
+    else:
+        country = draw(st.sampled_from(["US", "CA", "AU", "BR", "MX", "CL", "NZ", "PT", "KI"]))
+        customer = {"preferred_timezone": None, "country": country, "postal_code": None}
+    anchor_zone = customer["preferred_timezone"] or draw(st.sampled_from(ZONES))
+    day = draw(st.one_of(st.sampled_from(DST_DAYS), st.dates(date(2026, 1, 1), date(2026, 12, 31))))
+    edge = draw(st.sampled_from([time(8, 0), time(16, 0), time(12, 0)]))
+    local = datetime.combine(day, edge, tzinfo=ZoneInfo(anchor_zone))
+    seconds = draw(st.one_of(st.integers(-120, 60), st.integers(-7200, 7200)))  # edges often
+    shift = timedelta(seconds=seconds, microseconds=draw(st.integers(0, 999_999)))
+    as_of = (local.astimezone(UTC) + shift).replace(tzinfo=None)
+    return customer, as_of
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_recipient_and_run())
+def test_every_planned_send_is_inside_the_window_in_every_zone_of_the_recipient(case) -> None:
+    """The oracle is zoneinfo's wall time of each planned send, in every candidate zone and in
+    the zone the customer named (links such as Asia/Calcutta keep their clock), never the
+    product's own window arithmetic."""
+    values, as_of = case
+    customer = f.customer(customer_id="C1", phone=None, **values)
+    invoices = [
+        f.invoice("C1", due_date=str(as_of.date() + timedelta(days=k))) for k in (-1, 0, 1, 2, 3)
+    ]
+    extracted = f.extracted([customer], invoices, [f.consent("C1", "email")])
+    normalized = normalize(extracted, as_of=as_of)
+    plan = build_plan(
+        extracted,
+        normalized,
+        pl.DataFrame(schema=PRIOR_SCHEMA),
+        as_of=as_of,
+        settings=SETTINGS,
+        templates=TEMPLATES,
+        new_token=lambda: "tok",
+    )
+    assert plan.accounting.ok, plan.accounting.problems
+    named = values["preferred_timezone"]
+    for zones, source, day, send in (
+        plan.messages.join(
+            normalized.customers.select("customer_id", "zone_source"), on="customer_id"
+        )
+        .select("candidate_zones", "zone_source", "local_send_date", "send_at_utc")
+        .iter_rows()
+    ):
+        assert send > as_of
+        check = zones.split("|") + ([named] if source == "preferred" else [])
+        for zone in check:
+            wall = send.replace(tzinfo=UTC).astimezone(ZoneInfo(zone))
+            assert time(8, 0) <= wall.time() < time(16, 0), (zone, wall, as_of)
+            assert wall.date() == day, (zone, wall, day)
+    event("planned" if plan.messages.height else "nothing planned")
