@@ -11,7 +11,9 @@ UTF-8 BOM is skipped and lines ended by CR alone are read as lines. A byte the c
 decode never becomes U+FFFD: it is decoded to the private-use sentinel ``U+10FF00 + byte``
 (see :data:`SENTINEL_BASE`), and the source is named in :attr:`Extracted.decode_errors` so
 normalize quarantines the rows holding a sentinel (``encoding_invalid``) and writes the bytes
-back as ``\\xNN`` in ``raw_values``.
+back as ``\\xNN`` in ``raw_values``. A NUL character (from any kind of source) is treated as
+such a byte: it is no text, and PostgreSQL cannot store it (one NUL in an id failed the whole
+run's warehouse write).
 """
 
 from __future__ import annotations
@@ -113,6 +115,23 @@ def _as_text(column: pl.Series) -> pl.Series:
     if dtype == pl.String:
         return column
     return column.cast(pl.String)
+
+
+def _nul_as_sentinel(frame: pl.DataFrame) -> tuple[pl.DataFrame, bool]:
+    """``frame`` with every NUL in its text columns replaced by the sentinel of byte 0x00,
+    and whether there was one."""
+    text = [c for c, t in frame.schema.items() if t == pl.String]
+    if not text:
+        return frame, False
+    found = frame.select(
+        pl.any_horizontal(pl.col(c).str.contains("\x00", literal=True).any() for c in text)
+    ).item()
+    if not found:
+        return frame, False
+    nul = chr(SENTINEL_BASE)
+    return frame.with_columns(
+        pl.col(c).str.replace_all("\x00", nul, literal=True) for c in text
+    ), True
 
 
 def canonicalize(raw: pl.DataFrame, name: str, mapping: dict[str, str]) -> pl.DataFrame:
@@ -238,6 +257,11 @@ def extract_sources(sources: SourcesSettings) -> Extracted:
                         ) from None
         finally:
             engine.dispose()
+    for name in INPUTS:
+        raw[name], nul = _nul_as_sentinel(raw[name])
+        if nul and name not in decode_errors:
+            decode_errors[name] = specs[name].encoding if specs[name].kind == "csv" else "text"
+            log.warning("%s: NUL characters, read as undecodable bytes", name)
     frames = {name: canonicalize(raw[name], name, specs[name].columns) for name in INPUTS}
     for name, frame in frames.items():
         log.info("extracted %s: %d rows", name, frame.height)

@@ -4,11 +4,12 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
+from tasks.extract import extract_sources
 from tasks.normalize import normalize
 from tasks.outbox import finish_run, load_prior, mark_ready, save_plan, start_run
 from tasks.plan import build_plan
 from tasks.render import load_templates
-from tasks.settings import Settings
+from tasks.settings import Settings, SourcesSettings
 from tasks.warehouse import make_engine, migrate, read_frame
 from tests import factories as f
 
@@ -363,3 +364,33 @@ def test_migration_0007_adds_data_docs_path_and_the_no_send_days_table(warehouse
         assert docs == "/x/index.html"
     finally:
         engine.dispose()
+
+
+def test_a_nul_character_in_an_id_is_quarantined_and_every_warehouse_stores_the_run(
+    engine, tmp_path
+) -> None:
+    """PostgreSQL text cannot hold U+0000: one NUL in a customer_id or invoice_id made the
+    whole run's decisions COPY fail (CharacterNotInRepertoire), nobody was reminded. The row
+    is quarantined encoding_invalid instead, its id stored as \\x00."""
+    good = f.customer(customer_id="C1")
+    bad = f.customer(customer_id="C\x002")
+    rows = {
+        "customers": [good, bad],
+        "invoices": [f.invoice("C1", invoice_id="I\x001"), f.invoice("C1", invoice_id="I2")],
+        "consent_events": [f.consent("C1", "sms")],
+        "contact_history": [],
+    }
+    for name, values in rows.items():
+        f.frame(name, values).write_csv(tmp_path / f"{name}.csv")
+    spec = {n: {"kind": "csv", "path": str(tmp_path / f"{n}.csv")} for n in rows}
+    extracted = extract_sources(SourcesSettings.model_validate(spec))
+    plan, _ = _run(engine, extracted, "nul")
+    assert plan.accounting.ok, plan.accounting.problems
+    with engine.connect() as conn:
+        q = read_frame(conn, "select source, record_key, rule from quarantine where scope = 'row'")
+        d = read_frame(conn, "select invoice_id, status from decisions where channel = 'sms'")
+    assert sorted(q.rows()) == [
+        ("customers", "C\\x002", "encoding_invalid"),
+        ("invoices", "I\\x001", "encoding_invalid"),
+    ]
+    assert sorted(d.rows()) == [("I2", "planned"), ("I\\x001", "quarantined")]
