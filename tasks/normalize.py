@@ -89,7 +89,12 @@ __all__ = [
 KNOWN_INVOICE_STATUSES = frozenset(
     {"open", "partially_paid", "paid", "void", "disputed", "written_off", "refunded"}
 )
-CONSENT_UNCLEAR_RULES = ("channel_unknown", "consent_status_unknown", "occurred_at_invalid")
+CONSENT_UNCLEAR_RULES = (
+    "customer_id_case_mismatch",
+    "channel_unknown",
+    "consent_status_unknown",
+    "occurred_at_invalid",
+)
 """Row rules of consent_events that leave the customer's consent unclear: the customer is
 excluded ``consent_unclear`` on every channel until the row is fixed."""
 CHANNELS = ("sms", "email")
@@ -1033,8 +1038,33 @@ def normalize_consent(
         .alias("_status"),
         parse_utc("occurred_at").alias("_occurred_at"),
     )
+    # A row whose customer_id names an accepted customer only when case is ignored ('c-1' for
+    # 'C-1'; a case-insensitive CRM export): whose consent it is cannot be told, so that
+    # customer's consent is unclear (record_key is the customer's id), never silently dropped.
+    known = pl.col("customer_id").is_in(customer_ids.implode())
+    folds = (
+        pl.DataFrame({"_match": customer_ids.cast(pl.String)})
+        .with_columns(pl.col("_match").str.to_lowercase().alias("_fold"))
+        .filter(pl.len().over("_fold") == 1)
+    )
+    frame = frame.with_columns(pl.col("customer_id").str.to_lowercase().alias("_fold")).join(
+        folds, on="_fold", how="left", maintain_order="left"
+    )
+    mismatch = (~known & pl.col("_match").is_not_null()).fill_null(False)
+    frame = frame.with_columns(
+        pl.when(mismatch).then(pl.col("_match")).otherwise(pl.col("customer_id")).alias("_key")
+    )
     rules = [
         *_shared_rules(raw, raw_cols, parsing=parsing, bad_encoding=bad_encoding),
+        Rule(
+            "customer_id_case_mismatch",
+            pl.format(
+                "customer_id matches customer {} only when case is ignored; that customer's "
+                "consent is unclear until the row is fixed",
+                pl.col("_match"),
+            ),
+            mismatch,
+        ),
         Rule(
             "customer_unknown",
             "no accepted customer has this customer_id",
@@ -1057,7 +1087,7 @@ def normalize_consent(
         ),
     ]
     accepted, quarantine = split_rows(
-        frame, rules, source="consent_events", key="customer_id", raw_columns=raw_cols
+        frame, rules, source="consent_events", key="_key", raw_columns=raw_cols
     )
     quarantine = _escape_raw(quarantine, bad_encoding)
     future = (

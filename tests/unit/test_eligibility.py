@@ -243,6 +243,35 @@ def test_preferred_channel_spellings_are_read_like_consent_channels(preferred, e
     assert reasons[{"sms": "email", "email": "sms"}[expected]] == "one_per_day"
 
 
+@pytest.mark.parametrize("status", ["opt_out", "opt_in"], ids=["opt-out", "opt-in"])
+def test_a_consent_row_naming_a_customer_in_another_case_makes_its_consent_unclear(
+    status,
+) -> None:
+    """'ana-1' for customer 'ANA-1' (a case-insensitive CRM export): the row was quarantined
+    customer_unknown and the opt-out lost, so the reminder went out. Which customer the row
+    means cannot be told for sure: the customer's consent is unclear on every channel."""
+    c = f.customer(customer_id="ANA-1")
+    inv = f.invoice("ANA-1")
+    consent = [*_opted_in(c), f.consent("ana-1", "sms", status, occurred_at="2026-11-01")]
+    plan = _plan([c], [inv], consent)
+    assert _reasons(plan, inv["invoice_id"]) == {
+        "sms": "consent_unclear",
+        "email": "consent_unclear",
+    }
+    q = plan.quarantine.filter(pl.col("source") == "consent_events")
+    assert q.select("record_key", "rule").rows() == [("ANA-1", "customer_id_case_mismatch")]
+
+
+def test_an_exact_customer_id_still_wins_over_a_case_variant_customer() -> None:
+    upper = f.customer(customer_id="AB-1", phone="+1 212 555 0101")
+    lower = f.customer(customer_id="ab-1", phone="+1 212 555 0102")
+    inv = f.invoice("AB-1")
+    consent = [*_opted_in(upper), *_opted_in(lower), f.consent("ab-1", "sms", "opt_out")]
+    plan = _plan([upper, lower], [inv], consent)
+    assert _reasons(plan, inv["invoice_id"])["sms"] == "planned"
+    assert plan.quarantine.filter(pl.col("source") == "consent_events").height == 0
+
+
 def test_several_invoices_make_one_message_per_customer_and_day() -> None:
     c = f.customer()
     a = f.invoice(c["customer_id"], due_date="2026-11-24", amount_due="10.00")
