@@ -222,6 +222,42 @@ def test_write_frame_feeds_one_load_in_slices(engine, monkeypatch) -> None:
     assert back.rows() == frame.rows()
 
 
+@pytest.mark.parametrize("bulk", [False, True], ids=["small", "bulk"])
+def test_write_frame_stores_a_text_that_is_exactly_the_copy_null_marker(
+    engine, monkeypatch, bulk
+) -> None:
+    """PostgreSQL's COPY read an unquoted \\N as NULL: a customer_id or invoice_id that is
+    the two characters \\N failed the build (NOT NULL), in a nullable column it became NULL;
+    and read_arrow (prior messages, phone cache) read a stored \\N back as NULL."""
+    import tasks.warehouse as wh
+
+    if bulk:
+        monkeypatch.setattr(wh, "SMALL_FRAME_CELLS", 0)
+    frame = pl.DataFrame(
+        {
+            "message_key": ["\\N", "k2"],
+            "at_utc": [AS_OF, AS_OF],
+            "run_id": ["r", "r"],
+            "from_state": ["\\N", None],
+            "to_state": ["planned", "planned"],
+            "detail": ["\\N", ""],
+        },
+        schema_overrides={"from_state": pl.String},
+    )
+    with engine.begin() as conn:
+        wh.write_frame(conn, "message_events", frame)
+    with engine.connect() as conn:
+        back = read_frame(conn, "select * from message_events order by message_key")
+        fast = wh.read_arrow(
+            conn,
+            "select message_key, from_state, detail from message_events",
+            {"message_key": pl.String(), "from_state": pl.String(), "detail": pl.String()},
+        )
+    assert sorted(back.rows(), key=str) == sorted(frame.rows(), key=str)
+    expected = frame.select("message_key", "from_state", "detail").rows()
+    assert sorted(fast.rows(), key=str) == sorted(expected, key=str)
+
+
 def test_write_frame_small_and_bulk_loads_store_the_same_rows(engine, monkeypatch) -> None:
     """A small frame (one VALUES insert on DuckDB) and a bulk one (Arrow / COPY) read back
     the same: strings with quotes, nulls, integers, naive timestamps."""
