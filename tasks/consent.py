@@ -15,6 +15,8 @@ Rules (DESIGN.md "consent ledger"):
   opt-in on a channel this pipeline does not send on grants nothing.
 - An opt-in dated after the run's as-of time grants nothing (it is ignored); an opt-out dated
   after it counts now.
+- An opt-out dated by a bare date (``date_only``: it happened at some time that UTC day) ranks
+  at the end of its day: a timed opt-in of the same day cannot be shown to be later.
 - A customer with a consent row that could not be read (``consent_unclear``) may not be
   messaged on any channel.
 - Without an opt-in, SMS never sends; e-mail sends on "no opt-out" unless configured to need
@@ -170,11 +172,16 @@ def consent_state(
         .otherwise(pl.concat_list(pl.col("channel")))
         .alias("channel")
     ).explode("channel", empty_as_null=False)
+    ranked_at = pl.col("occurred_at")
+    if "date_only" in expanded.columns:
+        day_end = pl.col("occurred_at") + pl.duration(days=1) - pl.duration(microseconds=1)
+        bare_opt_out = pl.col("date_only").fill_null(False) & (pl.col("status") == "opt_out")
+        ranked_at = pl.when(bare_opt_out).then(day_end).otherwise(ranked_at)
     latest = (
         expanded.sort(
             "customer_id",
             "channel",
-            "occurred_at",
+            ranked_at,
             (pl.col("status") == "opt_out"),
             nulls_last=False,
         )

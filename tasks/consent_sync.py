@@ -17,7 +17,7 @@ rows and PUTs changed ones only (a re-run with nothing changed writes nothing).
 
 Round trip (:func:`export_changes`, :func:`import_changes`, :func:`contactable_gap`): consent
 events captured since the last export go to the CRM (a CSV file or a SQLAlchemy table
-``crm_consent_changes``); the CRM's consent events newer than the last import come in as
+``crm_consent_changes``); the CRM's consent events not imported yet (by id) come in as
 ``consent_events`` rows with source ``crm``; conflicts resolve by time because the fold takes
 the latest event per customer and channel (ties: opt-out). The gap report lists numbers opted
 out at the carrier (Twilio 21610 / ``RecipientOptedOut`` on an alert) or in Genesys (a keyword
@@ -278,13 +278,16 @@ def export_changes(
 
 
 def import_changes(engine: Engine, crm_events: pl.DataFrame, *, now: datetime) -> dict[str, Any]:
-    """CRM consent events (normalized: customer_id, channel, status, occurred_at) newer than the
-    last import become ``consent_events`` rows with source ``crm`` (ids are deterministic, so
-    a re-import adds nothing). Conflicts resolve by time in the fold (latest wins)."""
+    """CRM consent events (normalized: customer_id, channel, status, occurred_at) not imported
+    yet become ``consent_events`` rows with source ``crm``; the ids are deterministic, so a
+    re-import adds nothing. Conflicts resolve by time in the fold (latest wins).
+
+    Which events are new is decided by their ids, never by their time: a high-water mark on
+    ``occurred_at`` is pushed to 2099 by one mistyped date, and misses an event entered after
+    an import but dated before that import's latest one. The import mark only records when
+    the last import ran (``since`` in the answer)."""
     since = _mark(engine, "import")
     fresh = crm_events.filter(pl.col("occurred_at").is_not_null())
-    if since is not None:
-        fresh = fresh.filter(pl.col("occurred_at") > since)
     rows = fresh.select(
         (
             pl.lit("crm:")
@@ -315,9 +318,7 @@ def import_changes(engine: Engine, crm_events: pl.DataFrame, *, now: datetime) -
         )
         new = rows.join(known, on="consent_event_id", how="anti")
         write_frame(conn, "consent_events", new)
-    latest = fresh["occurred_at"].max() if fresh.height else None
-    if latest is not None:
-        _set_mark(engine, "import", latest)  # type: ignore[arg-type]
+    _set_mark(engine, "import", now)
     return {"imported": new.height, "since": since}
 
 

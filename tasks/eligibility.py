@@ -38,7 +38,7 @@ import pyarrow as pa
 from tasks.consent import CONSENT_SCHEMA, channel_allowed
 from tasks.send_calendar import blocked_days, customer_subdivisions, days_for
 from tasks.settings import CadenceSettings, WindowSettings
-from tasks.stagger import plan_allowed_send_date, send_window, zone_label
+from tasks.stagger import earliest_send, plan_allowed_send_date, send_window, zone_label
 
 __all__ = [
     "ATTEMPTED_STATES",
@@ -222,7 +222,7 @@ def _send_dates(
         else:
             found = send_window(zones, for_date, window)
             planned = (for_date, *found) if found else None
-            passed = found is not None and found[1] <= as_of
+            passed = found is not None and found[1] <= earliest_send(as_of)
             no_send = [for_date] if for_date in days else []
         day, start, end = planned if planned else (None, None, None)
         rows.append(

@@ -6,11 +6,14 @@ and a ``source_row`` column numbers the rows so each one can be accounted for. A
 on one URL are read inside one ``REPEATABLE READ`` transaction (PostgreSQL), so a run sees one
 consistent snapshot even while the source is being written to.
 
-CSV files are decoded in Python with the source's ``encoding`` (polars reads only UTF-8) and a
-UTF-8 BOM is skipped. A byte the codec cannot decode never becomes U+FFFD: it is decoded to the
-private-use sentinel ``U+10FF00 + byte`` (see :data:`SENTINEL_BASE`), and the source is named in
-:attr:`Extracted.decode_errors` so normalize quarantines the rows holding a sentinel
-(``encoding_invalid``) and writes the bytes back as ``\\xNN`` in ``raw_values``.
+CSV files are decoded in Python with the source's ``encoding`` (polars reads only UTF-8), a
+UTF-8 BOM is skipped and lines ended by CR alone are read as lines. A byte the codec cannot
+decode never becomes U+FFFD: it is decoded to the private-use sentinel ``U+10FF00 + byte``
+(see :data:`SENTINEL_BASE`), and the source is named in :attr:`Extracted.decode_errors` so
+normalize quarantines the rows holding a sentinel (``encoding_invalid``) and writes the bytes
+back as ``\\xNN`` in ``raw_values``. A NUL character (from any kind of source) is treated as
+such a byte: it is no text, and PostgreSQL cannot store it (one NUL in an id failed the whole
+run's warehouse write).
 """
 
 from __future__ import annotations
@@ -114,11 +117,30 @@ def _as_text(column: pl.Series) -> pl.Series:
     return column.cast(pl.String)
 
 
+def _nul_as_sentinel(frame: pl.DataFrame) -> tuple[pl.DataFrame, bool]:
+    """``frame`` with every NUL in its text columns replaced by the sentinel of byte 0x00,
+    and whether there was one."""
+    text = [c for c, t in frame.schema.items() if t == pl.String]
+    if not text:
+        return frame, False
+    found = frame.select(
+        pl.any_horizontal(pl.col(c).str.contains("\x00", literal=True).any() for c in text)
+    ).item()
+    if not found:
+        return frame, False
+    nul = chr(SENTINEL_BASE)
+    return frame.with_columns(
+        pl.col(c).str.replace_all("\x00", nul, literal=True) for c in text
+    ), True
+
+
 def canonicalize(raw: pl.DataFrame, name: str, mapping: dict[str, str]) -> pl.DataFrame:
     """Rename ``raw`` onto the canonical columns of input ``name`` and turn them into text.
 
     Missing required columns raise :class:`SourceError` naming the source column looked for;
-    optional canonical columns that are absent are added as nulls; extra columns are kept.
+    optional canonical columns that are absent are added as nulls; extra columns are kept,
+    except one whose name differs from a column looked for only by case or surrounding
+    spaces (``' paid_at'``), which raises :class:`SourceError` too.
     """
     canonical = CANONICAL_COLUMNS[name]
     unknown = set(mapping) - set(canonical)
@@ -132,6 +154,17 @@ def canonicalize(raw: pl.DataFrame, name: str, mapping: dict[str, str]) -> pl.Da
     ]
     if missing:
         raise SourceError(f"{name}: required columns missing: {', '.join(missing)}")
+    looked_for = {mapping.get(col, col): col for col in canonical}
+    for column in raw.columns:
+        near = column.strip().lower()
+        for looked, col in looked_for.items():
+            if column != looked and near == looked.strip().lower() and looked not in raw.columns:
+                # an optional column under a near-miss header would be silently absent (a
+                # 'paid_at ' header: every invoice unpaid); refuse rather than guess
+                raise SourceError(
+                    f"{name}: column {column!r} looks like {col} (looked for {looked!r}); "
+                    "fix the header or map it in columns"
+                )
     frame = raw.rename(rename)
     frame = frame.with_columns(
         [_as_text(frame[col]).alias(col) for col in canonical if col in frame.columns]
@@ -151,6 +184,9 @@ def _read_file(spec: SourceSpec, name: str) -> tuple[pl.DataFrame, bool]:
         raise SourceError(f"{name}: file {path} does not exist")
     if spec.kind == "csv":
         text, bad = decode_text(path.read_bytes(), spec.encoding)
+        if "\r" in text and "\n" not in text:
+            # lines ended by CR alone (old Mac exports): polars would read one header line
+            text = text.replace("\r", "\n")
         if not text.strip():
             return pl.DataFrame(), bad
         try:
@@ -221,6 +257,11 @@ def extract_sources(sources: SourcesSettings) -> Extracted:
                         ) from None
         finally:
             engine.dispose()
+    for name in INPUTS:
+        raw[name], nul = _nul_as_sentinel(raw[name])
+        if nul and name not in decode_errors:
+            decode_errors[name] = specs[name].encoding if specs[name].kind == "csv" else "text"
+            log.warning("%s: NUL characters, read as undecodable bytes", name)
     frames = {name: canonicalize(raw[name], name, specs[name].columns) for name in INPUTS}
     for name, frame in frames.items():
         log.info("extracted %s: %d rows", name, frame.height)

@@ -34,6 +34,7 @@ separators, underscores, non-ASCII digits, NaN / Infinity, empty).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -42,7 +43,8 @@ from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
 import polars as pl
-from babel.numbers import get_currency_precision, list_currencies
+from babel.core import get_global
+from babel.numbers import get_currency_precision, get_territory_currencies, list_currencies
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -87,7 +89,12 @@ __all__ = [
 KNOWN_INVOICE_STATUSES = frozenset(
     {"open", "partially_paid", "paid", "void", "disputed", "written_off", "refunded"}
 )
-CONSENT_UNCLEAR_RULES = ("channel_unknown", "consent_status_unknown", "occurred_at_invalid")
+CONSENT_UNCLEAR_RULES = (
+    "customer_id_case_mismatch",
+    "channel_unknown",
+    "consent_status_unknown",
+    "occurred_at_invalid",
+)
 """Row rules of consent_events that leave the customer's consent unclear: the customer is
 excluded ``consent_unclear`` on every channel until the row is fixed."""
 CHANNELS = ("sms", "email")
@@ -153,7 +160,9 @@ _SIMPLE_EMAIL = re.compile(
 
 
 def normalize_email(raw: str | None) -> tuple[str | None, str | None, str]:
-    """Return (normalized address or None, rule or None, reason); addresses are lower-cased.
+    """Return (normalized address or None, rule or None, reason); the domain is lower-cased,
+    and so are the ASCII letters of the local part: a non-ASCII local part keeps its other
+    letters (``str.lower`` would make 'İ' 'i̇' and 'ǅ' 'ǆ', another mailbox).
 
     Plain ASCII addresses take a fast path (a strict pattern whose every match email-validator
     also accepts, checked by a property test); everything else goes through email-validator.
@@ -174,7 +183,11 @@ def normalize_email(raw: str | None) -> tuple[str | None, str | None, str]:
         result = validate_email(raw.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
         return None, "email_invalid", str(exc).split(".")[0][:120]
-    return result.normalized.lower(), None, ""
+    local, _, domain = result.normalized.rpartition("@")
+    return f"{local.translate(_ASCII_LOWER)}@{domain.lower()}", None, ""
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 _UTC_FORMATS = (
@@ -217,6 +230,18 @@ def parse_utc(column: str) -> pl.Expr:
         .map_batches(_parse_utc_series, return_dtype=pl.Datetime("us"))
         .alias(column)
     )
+
+
+_DATE_ONLY = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
+
+def _end_of_day_if_date_only(text: str, parsed: pl.Expr) -> pl.Expr:
+    """``parsed`` (:func:`parse_utc` of column ``text``), moved to the last microsecond of its
+    UTC day when the text is a bare date: a contact known only by its date may have been made
+    at any time that day, and the frequency cap must measure from the latest of them."""
+    date_only = pl.col(text).str.strip_chars().str.contains(_DATE_ONLY).fill_null(False)
+    late = parsed + pl.duration(days=1) - pl.duration(microseconds=1)
+    return pl.when(date_only).then(late).otherwise(parsed)
 
 
 def _content(columns: Sequence[str]) -> pl.Expr:
@@ -528,6 +553,17 @@ def _contact_fields(
     return contacts, issues.cast(_ISSUE_SCHEMA), new_phones  # type: ignore[arg-type]
 
 
+def _preferred_channel(raw: pl.Expr) -> pl.Expr:
+    """``sms`` / ``email`` read through the consent channel table (``E-mail``, ``Text``), any
+    other value kept in its normalised form (it names no channel this pipeline sends on)."""
+    key = channel_key(raw.str.strip_chars())
+    return (
+        pl.coalesce(key.replace_strict(CHANNEL_KEYS, default=None), key)
+        .replace("", None)
+        .alias("preferred_channel")
+    )
+
+
 def normalize_customers(
     raw: pl.DataFrame,
     *,
@@ -610,7 +646,7 @@ def normalize_customers(
         contacts["time_zones"],
         contacts["zone_source"],
         pl.col("locale").str.strip_chars().replace("", None),
-        pl.col("preferred_channel").str.strip_chars().str.to_lowercase().replace("", None),
+        _preferred_channel(pl.col("preferred_channel")),
         pl.col("_updated_at").alias("updated_at"),
     )
     if field_issues.height:
@@ -809,6 +845,20 @@ def invoice_owners(invoices: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def currencies_in_use(day: date) -> frozenset[str]:
+    """ISO 4217 codes some territory uses on ``day`` (CLDR, through babel), legal tender or not
+    (CLF, the Chilean unit bills are stated in): a withdrawn currency (HRK since 2023, DEM) and
+    the codes that are no money (XXX, XTS, the metals) are not among them."""
+    return frozenset(
+        code
+        for territory in get_global("territory_currencies")
+        if territory != "ZZ"  # CLDR's "unknown region": the metals, SDR, XTS, XXX
+        for code in get_territory_currencies(territory, start_date=day, non_tender=True)
+        if code != "XXX"  # "no currency" (Antarctica, Clipperton)
+    )
+
+
 def normalize_invoices(
     raw: pl.DataFrame,
     customers: pl.DataFrame,
@@ -817,16 +867,20 @@ def normalize_invoices(
     parsing: ParsingSettings | None = None,
     bad_encoding: str | None = None,
     invoice_owner_table: pl.DataFrame | None = None,
+    as_of: datetime | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Validate invoices against the accepted customers: (accepted, quarantine rows).
 
     ``customer_ids_seen`` holds every customer_id present in the raw customers, so an invoice
     whose customer was quarantined is told apart from one whose customer does not exist. An
     invoice is (customer_id, invoice_id); see the module docstring for versions and conflicts.
+    With ``as_of`` (naive UTC) the currency must be in use on its date
+    (:func:`currencies_in_use`); without, any code babel knows passes.
     """
     parsing = parsing or ParsingSettings()
     raw_cols = [c for c in CANONICAL_COLUMNS["invoices"] if c in raw.columns]
-    currencies = list(list_currencies())
+    known = list(list_currencies())
+    currencies = sorted(currencies_in_use(as_of.date())) if as_of is not None else known
     frame = raw.with_columns(
         pl.col("invoice_id").str.strip_chars().replace("", None),
         pl.col("customer_id").str.strip_chars().replace("", None),
@@ -839,7 +893,8 @@ def normalize_invoices(
     )
     due = parse_due_dates(frame["_due_text"], parsing.due_date_formats)
     frame = frame.with_columns(due.alias("_due"))
-    currency_ok = pl.col("_currency").is_in(currencies)
+    # An empty cell is null, and a null is_in is null: filled, so it fails the rule (fail closed).
+    currency_ok = pl.col("_currency").is_in(currencies).fill_null(False)
     amounts = parse_amounts(
         pl.col("amount_due"),
         pl.when(currency_ok).then(pl.col("_currency")),
@@ -892,7 +947,20 @@ def normalize_invoices(
             "no customer row has this customer_id",
             pl.col("customer_id").is_null() | ~pl.col("customer_id").is_in(accepted_ids.implode()),
         ),
-        Rule("currency_invalid", "currency is not an ISO 4217 code", ~currency_ok),
+        Rule(
+            "currency_invalid",
+            pl.when(pl.col("_currency").is_null())
+            .then(pl.lit("currency is empty"))
+            .when(pl.col("_currency").is_in(known))
+            .then(
+                pl.format(
+                    "currency {} is not in use on the run date (withdrawn, or no money)",
+                    pl.col("_currency"),
+                )
+            )
+            .otherwise(pl.lit("currency is not an ISO 4217 code")),
+            ~currency_ok,
+        ),
         *[
             Rule(name, pl.col("_amount_reason"), pl.col("_amount_rule") == name)
             for name in AMOUNT_RULES
@@ -905,7 +973,7 @@ def normalize_invoices(
         Rule(
             "status_unknown",
             f"status is not one of {', '.join(sorted(KNOWN_INVOICE_STATUSES))}",
-            ~pl.col("_status").is_in(list(KNOWN_INVOICE_STATUSES)),
+            ~pl.col("_status").is_in(list(KNOWN_INVOICE_STATUSES)).fill_null(False),
         ),
         Rule(
             "paid_at_invalid",
@@ -951,7 +1019,9 @@ def normalize_consent(
     Channel and status spellings are read through ``tasks.consent``'s tables; a channel name
     outside the table is kept in its normalised form (an opt-out there is still global). A
     null or blank channel, a status outside the table or an unreadable ``occurred_at`` is a
-    row quarantine (:data:`CONSENT_UNCLEAR_RULES`). An accepted event dated after ``as_of``
+    row quarantine (:data:`CONSENT_UNCLEAR_RULES`). ``date_only`` marks an event dated by a
+    bare date (``2026-11-01``, read as its midnight UTC): the fold ranks such an opt-out at the
+    end of its day (see ``tasks.consent.consent_state``). An accepted event dated after ``as_of``
     (naive UTC) is flagged ``after_as_of`` and noted (``scope='field'``, rule
     ``consent_in_future``): a future opt-in grants nothing, a future opt-out counts now.
     """
@@ -968,8 +1038,33 @@ def normalize_consent(
         .alias("_status"),
         parse_utc("occurred_at").alias("_occurred_at"),
     )
+    # A row whose customer_id names an accepted customer only when case is ignored ('c-1' for
+    # 'C-1'; a case-insensitive CRM export): whose consent it is cannot be told, so that
+    # customer's consent is unclear (record_key is the customer's id), never silently dropped.
+    known = pl.col("customer_id").is_in(customer_ids.implode())
+    folds = (
+        pl.DataFrame({"_match": customer_ids.cast(pl.String)})
+        .with_columns(pl.col("_match").str.to_lowercase().alias("_fold"))
+        .filter(pl.len().over("_fold") == 1)
+    )
+    frame = frame.with_columns(pl.col("customer_id").str.to_lowercase().alias("_fold")).join(
+        folds, on="_fold", how="left", maintain_order="left"
+    )
+    mismatch = (~known & pl.col("_match").is_not_null()).fill_null(False)
+    frame = frame.with_columns(
+        pl.when(mismatch).then(pl.col("_match")).otherwise(pl.col("customer_id")).alias("_key")
+    )
     rules = [
         *_shared_rules(raw, raw_cols, parsing=parsing, bad_encoding=bad_encoding),
+        Rule(
+            "customer_id_case_mismatch",
+            pl.format(
+                "customer_id matches customer {} only when case is ignored; that customer's "
+                "consent is unclear until the row is fixed",
+                pl.col("_match"),
+            ),
+            mismatch,
+        ),
         Rule(
             "customer_unknown",
             "no accepted customer has this customer_id",
@@ -992,7 +1087,7 @@ def normalize_consent(
         ),
     ]
     accepted, quarantine = split_rows(
-        frame, rules, source="consent_events", key="customer_id", raw_columns=raw_cols
+        frame, rules, source="consent_events", key="_key", raw_columns=raw_cols
     )
     quarantine = _escape_raw(quarantine, bad_encoding)
     future = (
@@ -1006,6 +1101,7 @@ def normalize_consent(
         pl.col("source").str.strip_chars().str.to_lowercase(),
         pl.col("_occurred_at").alias("occurred_at"),
         future.alias("after_as_of"),
+        pl.col("occurred_at").str.strip_chars().str.contains(_DATE_ONLY).alias("date_only"),
     )
     notes = events.filter(pl.col("after_as_of"))
     if notes.height:
@@ -1036,7 +1132,9 @@ def normalize_contact_history(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Validate contact history made outside this pipeline: (accepted, quarantine rows).
 
-    ``invoice_id`` (optional) names the invoice an attempt was about; null when absent.
+    ``invoice_id`` (optional) names the invoice an attempt was about; null when absent. An
+    attempt dated by a bare date is placed at the last moment of that UTC day (the frequency
+    cap then measures from the latest time it may have happened).
     """
     parsing = parsing or ParsingSettings()
     if "invoice_id" not in raw.columns:
@@ -1047,6 +1145,9 @@ def normalize_contact_history(
         pl.col("invoice_id").str.strip_chars().replace("", None).alias("_invoice_id"),
         pl.col("channel").str.strip_chars().str.to_lowercase().alias("_channel"),
         parse_utc("attempted_at").alias("_attempted_at"),
+    )
+    frame = frame.with_columns(
+        _end_of_day_if_date_only("attempted_at", pl.col("_attempted_at")).alias("_attempted_at")
     )
     rules = [
         *_shared_rules(raw, raw_cols, parsing=parsing, bad_encoding=bad_encoding),
@@ -1116,6 +1217,7 @@ def normalize(
         parsing=parsing,
         bad_encoding=bad.get("invoices"),
         invoice_owner_table=invoice_owner_table,
+        as_of=as_of,
     )
     ids = customers["customer_id"]
     consent, q_consent = normalize_consent(

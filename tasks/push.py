@@ -234,7 +234,9 @@ def recheck(
     ``paid_at`` at or before ``now`` (naive UTC) whatever its status says, or vanished (for
     example quarantined as a conflict since); ``opted_out_since_planning``: the customer may no
     longer be messaged on the message's channel (an opt-out, or a consent row that can no
-    longer be read).
+    longer be read); ``address_changed_since_planning``: the message's ``to_address`` (when
+    ``messages`` has one) is no longer the customer's phone / e-mail (a number replaced in the
+    CRM may already belong to someone else), or the customer is gone.
     """
     if messages.height == 0:
         return pl.DataFrame(schema={"message_key": pl.String, "detail": pl.String})
@@ -258,8 +260,16 @@ def recheck(
             "email"
         ),
     )
+    moved: pl.Expr = pl.lit(False)
+    if "to_address" in messages.columns:
+        current = fresh.customers.select(
+            "customer_id", pl.col("phone_e164").alias("_phone"), pl.col("email").alias("_email")
+        )
+        messages = messages.join(current, on="customer_id", how="left")
+        now_at = pl.when(pl.col("channel") == "sms").then("_phone").otherwise("_email")
+        moved = (now_at != pl.col("to_address")).fill_null(True)
     frame = (
-        messages.select("message_key", "customer_id", "channel")
+        messages.select("message_key", "customer_id", "channel", moved.alias("_moved"))
         .join(invoices, on="message_key", how="left")
         .join(allowed, on="customer_id", how="left")
         .with_columns(
@@ -270,11 +280,13 @@ def recheck(
             .alias("_allowed")
         )
     )
-    return frame.filter(~pl.col("_still_payable") | ~pl.col("_allowed")).select(
+    return frame.filter(~pl.col("_still_payable") | ~pl.col("_allowed") | pl.col("_moved")).select(
         "message_key",
         pl.when(~pl.col("_still_payable"))
         .then(pl.lit("paid_since_planning"))
-        .otherwise(pl.lit("opted_out_since_planning"))
+        .when(~pl.col("_allowed"))
+        .then(pl.lit("opted_out_since_planning"))
+        .otherwise(pl.lit("address_changed_since_planning"))
         .alias("detail"),
     )
 

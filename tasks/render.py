@@ -82,7 +82,12 @@ RENDER_REASONS = {
 }
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z][A-Za-z0-9]*)\s*\}\}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+"""C0 and C1 controls and the line / paragraph separators: a space in customer text."""
+_BIDI_CONTROL = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
+"""Bidi embeddings, overrides and isolates: dropped from customer text. One left open in a
+name (a CRM value starting with U+202E) reverses the rest of the message on the handset, the
+amount and the link included; the marks (LRM, RLM) stay, they reorder nothing after them."""
 _NOT_BASIC_PATTERN = "[^" + "".join(sorted(re.escape(c) for c in GSM7_BASIC)) + "]"
 _EXTENSION_PATTERN = "[" + "".join(sorted(re.escape(c) for c in GSM7_EXTENSION)) + "]"
 
@@ -200,7 +205,7 @@ def format_money(minor: int, currency: str, locale: Locale) -> str:
 
 
 def _clean_text(value: str | None) -> str:
-    return _CONTROL.sub(" ", value or "").strip()
+    return _BIDI_CONTROL.sub("", _CONTROL.sub(" ", value or "")).strip()
 
 
 def assemble_messages(planned: pl.DataFrame) -> pl.DataFrame:
@@ -515,7 +520,8 @@ def render_messages(
         .then(pl.col("full_name"))
         .otherwise(pl.col("first_name"))
         .fill_null("")
-        .str.replace_all(r"[\x00-\x1f\x7f]", " ")
+        .str.replace_all(_CONTROL.pattern, " ")
+        .str.replace_all(_BIDI_CONTROL.pattern, "")
         .str.strip_chars()
     )
     kind = (

@@ -33,6 +33,7 @@ from pendulum.tz.exceptions import AmbiguousTime, NonExistingTime
 from tasks.settings import WindowSettings
 
 __all__ = [
+    "earliest_send",
     "local_to_utc",
     "plan_allowed_send_date",
     "plan_send_date",
@@ -58,6 +59,13 @@ def local_to_utc(day: date, at: time, zone: str, *, ambiguous: Resolve) -> datet
     except AmbiguousTime:
         local = pendulum.datetime(*parts, tz=zone, fold=0 if ambiguous == "earlier" else 1)
     return local.in_timezone("UTC").naive()
+
+
+def earliest_send(as_of: datetime) -> datetime:
+    """The first instant :func:`stagger` gives a message planned at ``as_of`` (naive UTC): the
+    next whole minute. A window that ends by then is over for this run, even if it ends after
+    ``as_of`` itself (a run at 15:59:30 local has no room left in a window ending 16:00)."""
+    return as_of.replace(second=0, microsecond=0) + timedelta(minutes=1)
 
 
 def zone_label(zones: Sequence[str]) -> str:
@@ -88,7 +96,8 @@ def send_window(
 def plan_send_date(
     zones: Sequence[str], as_of: datetime, window: WindowSettings
 ) -> tuple[date, datetime, datetime] | None:
-    """The first local date whose window (in all ``zones``) ends after ``as_of`` (naive UTC).
+    """The first local date whose window (in all ``zones``) ends after :func:`earliest_send` of
+    ``as_of`` (naive UTC).
 
     Returns (local date in the first zone, window start, window end) or None when the zones'
     windows never overlap.
@@ -113,6 +122,7 @@ def plan_allowed_send_date(
     """
     if not zones:
         return None
+    earliest = earliest_send(as_of)
     here = pendulum.instance(as_of.replace(tzinfo=UTC)).in_timezone(zones[0]).date()
     skipped: list[date] = []
     for offset in range(-1, 3 + horizon_days):
@@ -120,7 +130,7 @@ def plan_allowed_send_date(
             return None  # as plan_send_date: only a skipped no-send day looks further ahead
         day = here + timedelta(days=offset)
         found = send_window(zones, day, window)
-        if found is None or found[1] <= as_of:
+        if found is None or found[1] <= earliest:
             continue
         if day in no_send:
             skipped.append(day)
@@ -201,7 +211,7 @@ def stagger(planned: pl.DataFrame, *, as_of: datetime, window: WindowSettings) -
     wave_id. Deterministic for the same input and ``as_of``.
     """
     group = ["channel", "time_zone", "local_send_date"]
-    earliest = pl.lit(as_of).dt.truncate("1m") + pl.duration(minutes=1)
+    earliest = pl.lit(earliest_send(as_of))
     spread = planned.with_columns(
         pl.max_horizontal(pl.col("window_start_utc"), earliest).alias("_from"),
         (pl.col("message_key").rank("ordinal").over(group) - 1).alias("_i"),

@@ -218,8 +218,14 @@ def write_frame(conn: Connection, table: str, frame: pl.DataFrame) -> int:
                 # at once (nor copied out of its buffer).
                 for start in range(0, frame.height, _COPY_ROWS):
                     buffer = io.BytesIO()
+                    # every text quoted: COPY reads only an *unquoted* \\N as NULL, and a
+                    # value that is the two characters \\N (an id) must stay text
                     frame.slice(start, _COPY_ROWS).write_csv(
-                        buffer, include_header=False, null_value="\\N", datetime_format=None
+                        buffer,
+                        include_header=False,
+                        null_value="\\N",
+                        datetime_format=None,
+                        quote_style="non_numeric",
                     )
                     copy.write(buffer.getbuffer())
     else:
@@ -268,7 +274,10 @@ def read_arrow(conn: Connection, query: str, schema: dict[str, pl.DataType]) -> 
         raw = conn.connection.dbapi_connection
         assert raw is not None
         buffer = io.BytesIO()
-        sql = f"copy ({query}) to stdout with (format csv, null '\\N')"
+        # PostgreSQL's CSV default: NULL is an unquoted empty field, '' a quoted one, and
+        # polars reads them the same way; a NULL marker such as \\N would also swallow the
+        # text \\N (polars cannot tell a quoted marker from an unquoted one)
+        sql = f"copy ({query}) to stdout with (format csv)"
         with raw.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[attr-defined]
             for block in copy:
                 buffer.write(block)
@@ -281,7 +290,6 @@ def read_arrow(conn: Connection, query: str, schema: dict[str, pl.DataType]) -> 
             has_header=False,
             new_columns=list(schema),
             schema=text_schema,
-            null_values="\\N",
         )
         return frame.with_columns(
             pl.col(c).str.to_datetime(time_unit="us")

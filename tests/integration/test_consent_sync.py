@@ -155,3 +155,24 @@ def test_publish_round_trip_and_gap(tmp_path: Path) -> None:
     gap = contactable_gap(engine, directory, crm_later)
     assert "C2" not in gap["customer_id"].to_list()
     engine.dispose()
+
+
+def test_a_crm_event_dated_in_the_future_or_entered_late_never_stops_later_imports(
+    tmp_path: Path,
+) -> None:
+    """A typo'd year (2099) once set the import's high-water mark to 2099, and an event
+    entered after an import but dated before its latest event fell under the mark: neither
+    was ever imported, so the consent data table kept an opted-out number allowed."""
+    engine = make_engine(f"duckdb:///{tmp_path / 'w.duckdb'}")
+    migrate(engine)
+    typo = CRM.vstack(consent([("C3", "sms", "opt_in", datetime(2099, 1, 1))]))
+    assert import_changes(engine, typo, now=NOW)["imported"] == 5
+    opt_out = consent([("C1", "sms", "opt_out", datetime(2026, 11, 30, 1, 0))])
+    assert import_changes(engine, typo.vstack(opt_out), now=NOW)["imported"] == 1
+    entered_late = consent([("C2", "sms", "opt_out", datetime(2026, 11, 29, 9, 0))])
+    later = typo.vstack(opt_out).vstack(entered_late)
+    assert import_changes(engine, later, now=NOW)["imported"] == 1
+    assert import_changes(engine, later, now=NOW)["imported"] == 0  # ids: nothing twice
+    stored = captured_events(engine).filter(pl.col("status") == "opt_out")
+    assert sorted(stored["customer_id"].to_list()) == ["C1", "C2"]
+    engine.dispose()

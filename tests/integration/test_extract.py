@@ -257,3 +257,40 @@ def test_utf8_byte_order_mark_is_skipped(tmp_path, encoding) -> None:
 def test_encoding_must_be_a_text_codec(encoding) -> None:
     with pytest.raises(ValueError, match=r"codec|text encoding"):
         SourceSpec(kind="csv", path="x.csv", encoding=encoding)
+
+
+def test_a_csv_with_old_mac_line_ends_keeps_its_rows(tmp_path) -> None:
+    """CR alone ends the lines of some exports: polars read the file as one header line with
+    no rows, so contact history came back empty, silently, and the frequency cap and the
+    attempt count saw no earlier contact."""
+    frames = _inputs()
+    for name, frame in frames.items():
+        frame.write_csv(tmp_path / f"{name}.csv")
+    text = frames["contact_history"].write_csv().replace("\n", "\r")
+    (tmp_path / "contact_history.csv").write_bytes(text.encode())
+    spec = {n: {"kind": "csv", "path": str(tmp_path / f"{n}.csv")} for n in frames}
+    extracted = extract_sources(SourcesSettings.model_validate(spec))
+    history = extracted.frames["contact_history"]
+    assert history.height == 1
+    assert history["attempted_at"].to_list() == ["2026-11-22T10:00:00Z"]
+    assert normalize(extracted).contact_history.height == 1
+
+
+@pytest.mark.parametrize(
+    ("source", "header"),
+    [("invoices", "paid_at "), ("invoices", " Paid_At"), ("customers", "Preferred_Timezone")],
+    ids=["trailing-space", "leading-space-and-case", "case"],
+)
+def test_a_header_that_only_looks_like_a_canonical_column_is_refused(
+    tmp_path, source, header
+) -> None:
+    """'paid_at ' (a space after the name) was an extra column and paid_at itself absent: an
+    optional column, so every invoice read as unpaid and was reminded. Refused, named."""
+    frames = _inputs()
+    canonical = header.strip().lower()
+    frames[source] = frames[source].rename({canonical: header})
+    for name, frame in frames.items():
+        frame.write_csv(tmp_path / f"{name}.csv")
+    spec = {n: {"kind": "csv", "path": str(tmp_path / f"{n}.csv")} for n in frames}
+    with pytest.raises(SourceError, match=f"{source}: column '{header}' looks like {canonical}"):
+        extract_sources(SourcesSettings.model_validate(spec))

@@ -4,11 +4,12 @@ import polars as pl
 import pytest
 import sqlalchemy as sa
 
+from tasks.extract import extract_sources
 from tasks.normalize import normalize
 from tasks.outbox import finish_run, load_prior, mark_ready, save_plan, start_run
 from tasks.plan import build_plan
 from tasks.render import load_templates
-from tasks.settings import Settings
+from tasks.settings import Settings, SourcesSettings
 from tasks.warehouse import make_engine, migrate, read_frame
 from tests import factories as f
 
@@ -221,6 +222,42 @@ def test_write_frame_feeds_one_load_in_slices(engine, monkeypatch) -> None:
     assert back.rows() == frame.rows()
 
 
+@pytest.mark.parametrize("bulk", [False, True], ids=["small", "bulk"])
+def test_write_frame_stores_a_text_that_is_exactly_the_copy_null_marker(
+    engine, monkeypatch, bulk
+) -> None:
+    """PostgreSQL's COPY read an unquoted \\N as NULL: a customer_id or invoice_id that is
+    the two characters \\N failed the build (NOT NULL), in a nullable column it became NULL;
+    and read_arrow (prior messages, phone cache) read a stored \\N back as NULL."""
+    import tasks.warehouse as wh
+
+    if bulk:
+        monkeypatch.setattr(wh, "SMALL_FRAME_CELLS", 0)
+    frame = pl.DataFrame(
+        {
+            "message_key": ["\\N", "k2"],
+            "at_utc": [AS_OF, AS_OF],
+            "run_id": ["r", "r"],
+            "from_state": ["\\N", None],
+            "to_state": ["planned", "planned"],
+            "detail": ["\\N", ""],
+        },
+        schema_overrides={"from_state": pl.String},
+    )
+    with engine.begin() as conn:
+        wh.write_frame(conn, "message_events", frame)
+    with engine.connect() as conn:
+        back = read_frame(conn, "select * from message_events order by message_key")
+        fast = wh.read_arrow(
+            conn,
+            "select message_key, from_state, detail from message_events",
+            {"message_key": pl.String(), "from_state": pl.String(), "detail": pl.String()},
+        )
+    assert sorted(back.rows(), key=str) == sorted(frame.rows(), key=str)
+    expected = frame.select("message_key", "from_state", "detail").rows()
+    assert sorted(fast.rows(), key=str) == sorted(expected, key=str)
+
+
 def test_write_frame_small_and_bulk_loads_store_the_same_rows(engine, monkeypatch) -> None:
     """A small frame (one VALUES insert on DuckDB) and a bulk one (Arrow / COPY) read back
     the same: strings with quotes, nulls, integers, naive timestamps."""
@@ -363,3 +400,33 @@ def test_migration_0007_adds_data_docs_path_and_the_no_send_days_table(warehouse
         assert docs == "/x/index.html"
     finally:
         engine.dispose()
+
+
+def test_a_nul_character_in_an_id_is_quarantined_and_every_warehouse_stores_the_run(
+    engine, tmp_path
+) -> None:
+    """PostgreSQL text cannot hold U+0000: one NUL in a customer_id or invoice_id made the
+    whole run's decisions COPY fail (CharacterNotInRepertoire), nobody was reminded. The row
+    is quarantined encoding_invalid instead, its id stored as \\x00."""
+    good = f.customer(customer_id="C1")
+    bad = f.customer(customer_id="C\x002")
+    rows = {
+        "customers": [good, bad],
+        "invoices": [f.invoice("C1", invoice_id="I\x001"), f.invoice("C1", invoice_id="I2")],
+        "consent_events": [f.consent("C1", "sms")],
+        "contact_history": [],
+    }
+    for name, values in rows.items():
+        f.frame(name, values).write_csv(tmp_path / f"{name}.csv")
+    spec = {n: {"kind": "csv", "path": str(tmp_path / f"{n}.csv")} for n in rows}
+    extracted = extract_sources(SourcesSettings.model_validate(spec))
+    plan, _ = _run(engine, extracted, "nul")
+    assert plan.accounting.ok, plan.accounting.problems
+    with engine.connect() as conn:
+        q = read_frame(conn, "select source, record_key, rule from quarantine where scope = 'row'")
+        d = read_frame(conn, "select invoice_id, status from decisions where channel = 'sms'")
+    assert sorted(q.rows()) == [
+        ("customers", "C\\x002", "encoding_invalid"),
+        ("invoices", "I\\x001", "encoding_invalid"),
+    ]
+    assert sorted(d.rows()) == [("I2", "planned"), ("I\\x001", "quarantined")]

@@ -179,14 +179,97 @@ def test_consent_gates_channels(events, expected) -> None:
     [
         ("2026-11-22T14:00:00Z", "contacted_recently"),
         ("2026-11-21T12:00:00Z", "planned"),
+        ("2026-11-22", "contacted_recently"),
+        ("2026-11-21", "planned"),
     ],
-    ids=["inside-24h-of-window-start", "older-than-24h"],
+    ids=[
+        "inside-24h-of-window-start",
+        "older-than-24h",
+        "bare-date-may-be-inside-24h",
+        "bare-date-whole-day-older-than-24h",
+    ],
 )
 def test_frequency_cap_uses_outside_contact_history(attempted_at, expected) -> None:
     c = f.customer()
     inv = f.invoice(c["customer_id"])
     plan = _plan([c], [inv], _opted_in(c), [f.contact(c["customer_id"], attempted_at, "email")])
     assert _reasons(plan, inv["invoice_id"])["sms"] == expected
+
+
+@pytest.mark.parametrize(
+    ("opt_out_at", "opt_in_at", "expected"),
+    [
+        ("2026-11-01", "2026-11-01T12:00:00Z", "opted_out"),
+        (" 2026-11-01 ", "2026-11-01T23:59:59Z", "opted_out"),
+        ("2026-11-01", "2026-11-02T00:00:00Z", "planned"),
+        ("2026-11-01T11:00:00Z", "2026-11-01T12:00:00Z", "planned"),
+    ],
+    ids=[
+        "bare-date-opt-out-same-day-as-a-timed-opt-in",
+        "bare-date-opt-out-last-second-opt-in",
+        "opt-in-the-next-day-is-later",
+        "timed-events-keep-their-order",
+    ],
+)
+def test_an_opt_out_known_only_by_its_date_may_be_the_latest_that_day(
+    opt_out_at, opt_in_at, expected
+) -> None:
+    c = f.customer()
+    inv = f.invoice(c["customer_id"])
+    consent = [
+        f.consent(c["customer_id"], "sms", "opt_in", occurred_at=opt_in_at),
+        f.consent(c["customer_id"], "sms", "opt_out", occurred_at=opt_out_at),
+    ]
+    assert _reasons(_plan([c], [inv], consent), inv["invoice_id"])["sms"] == expected
+
+
+@pytest.mark.parametrize(
+    ("preferred", "expected"),
+    [
+        ("E-mail", "email"),
+        (" e_mail ", "email"),
+        ("Text", "sms"),
+        ("EMAIL", "email"),
+        ("fax", "sms"),
+        ("all", "sms"),
+    ],
+    ids=["e-mail", "e_mail-padded", "text-is-sms", "upper-case", "unknown", "all-no-preference"],
+)
+def test_preferred_channel_spellings_are_read_like_consent_channels(preferred, expected) -> None:
+    c = f.customer(preferred_channel=preferred)
+    inv = f.invoice(c["customer_id"])
+    reasons = _reasons(_plan([c], [inv], _opted_in(c)), inv["invoice_id"])
+    assert reasons[expected] == "planned"
+    assert reasons[{"sms": "email", "email": "sms"}[expected]] == "one_per_day"
+
+
+@pytest.mark.parametrize("status", ["opt_out", "opt_in"], ids=["opt-out", "opt-in"])
+def test_a_consent_row_naming_a_customer_in_another_case_makes_its_consent_unclear(
+    status,
+) -> None:
+    """'ana-1' for customer 'ANA-1' (a case-insensitive CRM export): the row was quarantined
+    customer_unknown and the opt-out lost, so the reminder went out. Which customer the row
+    means cannot be told for sure: the customer's consent is unclear on every channel."""
+    c = f.customer(customer_id="ANA-1")
+    inv = f.invoice("ANA-1")
+    consent = [*_opted_in(c), f.consent("ana-1", "sms", status, occurred_at="2026-11-01")]
+    plan = _plan([c], [inv], consent)
+    assert _reasons(plan, inv["invoice_id"]) == {
+        "sms": "consent_unclear",
+        "email": "consent_unclear",
+    }
+    q = plan.quarantine.filter(pl.col("source") == "consent_events")
+    assert q.select("record_key", "rule").rows() == [("ANA-1", "customer_id_case_mismatch")]
+
+
+def test_an_exact_customer_id_still_wins_over_a_case_variant_customer() -> None:
+    upper = f.customer(customer_id="AB-1", phone="+1 212 555 0101")
+    lower = f.customer(customer_id="ab-1", phone="+1 212 555 0102")
+    inv = f.invoice("AB-1")
+    consent = [*_opted_in(upper), *_opted_in(lower), f.consent("ab-1", "sms", "opt_out")]
+    plan = _plan([upper, lower], [inv], consent)
+    assert _reasons(plan, inv["invoice_id"])["sms"] == "planned"
+    assert plan.quarantine.filter(pl.col("source") == "consent_events").height == 0
 
 
 def test_several_invoices_make_one_message_per_customer_and_day() -> None:

@@ -68,11 +68,20 @@ def test_normalize_phone_never_raises_and_returns_e164_or_a_rule(raw) -> None:
     ("raw", "expected", "rule"),
     [
         ("  Ana.Silva@Example.COM ", "ana.silva@example.com", None),
+        ("İpek.ǅ@Example.COM", "İpek.ǅ@example.com", None),
+        ("José@ÉXAMPLE.com", "josé@éxample.com", None),
         ("bob@", None, "email_invalid"),
         ("no-at-sign.example.com", None, "email_invalid"),
         (None, None, None),
     ],
-    ids=["trim-and-lower", "no-domain", "no-at", "missing"],
+    ids=[
+        "trim-and-lower",
+        "non-ascii-local-part-letters-kept",
+        "idn-domain-lowered",
+        "no-domain",
+        "no-at",
+        "missing",
+    ],
 )
 def test_normalize_email(raw, expected, rule) -> None:
     got, got_rule, _ = normalize_email(raw)
@@ -257,6 +266,37 @@ def _invoice_rules(invoices, *, customers=None, parsing=None):
     }
 
 
+@pytest.mark.parametrize(
+    ("currency", "as_of", "rule"),
+    [
+        ("HRK", datetime(2026, 11, 23, 6), "currency_invalid"),
+        ("HRK", datetime(2020, 1, 1, 6), None),
+        ("DEM", datetime(2026, 11, 23, 6), "currency_invalid"),
+        ("XXX", datetime(2026, 11, 23, 6), "currency_invalid"),
+        ("XTS", datetime(2026, 11, 23, 6), "currency_invalid"),
+        ("XAU", datetime(2026, 11, 23, 6), "currency_invalid"),
+        ("CLF", datetime(2026, 11, 23, 6), None),
+        ("kwd", datetime(2026, 11, 23, 6), None),
+    ],
+    ids=[
+        "kuna-withdrawn-2023",
+        "kuna-in-2020",
+        "mark-withdrawn",
+        "no-currency",
+        "testing-code",
+        "gold",
+        "chilean-uf-not-tender-but-billed-in",
+        "dinar-lower-case",
+    ],
+)
+def test_currency_must_be_in_use_on_the_run_date(currency, as_of, rule) -> None:
+    extracted = f.extracted([f.customer(customer_id="C1")], [f.invoice("C1", currency=currency)])
+    q = normalize(extracted, as_of=as_of).quarantine.filter(pl.col("source") == "invoices")
+    assert (q["rule"].to_list() or [None])[0] == rule
+    if rule is not None:
+        assert f"currency {currency} is not in use" in q["reason"][0]
+
+
 def test_same_invoice_id_under_two_customers_quarantines_every_row() -> None:
     customers = [f.customer(customer_id="C1"), f.customer(customer_id="C2")]
     rows = [
@@ -337,6 +377,23 @@ def test_undated_invoice_version_cannot_be_ordered(undated_amount, expected) -> 
 def test_unparseable_paid_at_is_quarantined(paid_at, rule) -> None:
     _accepted, rules = _invoice_rules([f.invoice("C1", paid_at=paid_at)])
     assert (rules[0][0] if rules else None) == rule
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "rule", "reason_part"),
+    [
+        ("currency", None, "currency_invalid", "empty"),
+        ("currency", "  ", "currency_invalid", "ISO 4217"),
+        ("status", None, "status_unknown", "not one of"),
+        ("status", " ", "status_unknown", "not one of"),
+    ],
+    ids=["null-currency", "blank-currency", "null-status", "blank-status"],
+)
+def test_empty_currency_or_status_is_quarantined(column, value, rule, reason_part) -> None:
+    # An empty CSV cell or a SQL NULL reaches normalize as null, not as "".
+    _accepted, rules = _invoice_rules([f.invoice("C1", **{column: value})])
+    assert rules[0][0] == rule
+    assert reason_part in rules[0][1]
 
 
 @pytest.mark.parametrize(

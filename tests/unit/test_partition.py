@@ -14,6 +14,7 @@ from tasks.plan import build_plan
 from tasks.render import load_templates
 from tasks.sample_data import generate
 from tasks.settings import Settings
+from tests import factories as f
 
 AS_OF = datetime(2026, 11, 23, 6, 0)
 KEY = ["invoice_row", "channel"]
@@ -89,3 +90,22 @@ def test_the_sample_crosses_partitions_so_the_global_pass_is_needed() -> None:
         pl.col("reason") != pl.col("reason_split")
     )
     assert {"phone_shared", "invoice_id_conflict"} <= set(differ["reason"].to_list())
+
+
+def test_ids_that_differ_only_in_case_share_a_partition() -> None:
+    """customer_id_case_mismatch compares a consent row's id with the customers of its own
+    partition: 'ana-3' must land where 'ANA-3' is, or a partitioned build sends the reminder
+    a single run holds back as consent_unclear."""
+    ids = [f"ANA-{i}" for i in range(12)]
+    customers = [
+        f.customer(customer_id=c, phone=f"+1 212 555 01{i:02d}") for i, c in enumerate(ids)
+    ]
+    invoices = [f.invoice(c) for c in ids]
+    consent = [f.consent(c, "sms") for c in ids] + [
+        f.consent(c.lower(), "sms", "opt_out", occurred_at="2026-11-01T00:00:00Z") for c in ids
+    ]
+    whole = f.extracted(customers, invoices, consent)
+    one = _plan(whole).sort(KEY).select(*KEY, "reason")
+    assert set(one["reason"]) == {"consent_unclear"}
+    split = pl.concat([_plan(p) for p in split_extracted(whole, 4) if p.frames["customers"].height])
+    assert split.sort(KEY).select(*KEY, "reason").equals(one)

@@ -4,9 +4,11 @@ excluded + quarantined decisions)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, available_timezones
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +17,7 @@ from tasks.extract import INPUTS
 from tasks.normalize import normalize
 from tasks.plan import build_plan
 from tasks.render import load_templates
-from tasks.settings import CANONICAL_COLUMNS, Settings
+from tasks.settings import CANONICAL_COLUMNS, REQUIRED_COLUMNS, Settings
 from tests import factories as f
 
 AS_OF = datetime(2026, 11, 23, 6, 0)
@@ -103,3 +105,114 @@ def test_any_text_in_any_field_plans_and_accounts_for_every_row(rows) -> None:
     assert plan.messages.height == planned_keys
     event("planned" if by_status.get("planned") else "nothing planned")
     event("quarantined" if by_status.get("quarantined") else "no invoice quarantined")
+
+
+def _plan(customers, invoices, consent):
+    extracted = f.extracted(customers, invoices, consent)
+    normalized = normalize(extracted, as_of=AS_OF)
+    return build_plan(
+        extracted,
+        normalized,
+        pl.DataFrame(schema=PRIOR_SCHEMA),
+        as_of=AS_OF,
+        settings=SETTINGS,
+        templates=TEMPLATES,
+        new_token=lambda: "tok",
+    )
+
+
+NULLABLE = [
+    (name, column)
+    for name in ("invoices", "consent_events")
+    for column in REQUIRED_COLUMNS[name]
+    if column != "customer_id"  # a row of nobody: quarantined, the customer's other rows stand
+]
+
+
+@pytest.mark.parametrize(("name", "column"), NULLABLE, ids=[f"{n}.{c}" for n, c in NULLABLE])
+def test_an_empty_required_cell_never_plans_and_never_crashes(name, column) -> None:
+    """An empty CSV cell (or SQL NULL) is null in the frame, not ''. Random text rarely lands a
+    null on a row that would otherwise be planned; this puts one in each required invoice and
+    consent column of such a row. Without the fact the row cannot be trusted: nothing planned."""
+    customer = f.customer(customer_id="C1", phone="+1 212 555 0143")
+    invoice = f.invoice("C1")
+    consent = [f.consent("C1", "sms"), f.consent("C1", "email")]
+    baseline = _plan([customer], [invoice], consent)
+    assert baseline.counts["decisions_planned"] == 1
+    if name == "invoices":
+        invoice = invoice | {column: None}
+    else:
+        consent = [consent[0] | {column: None}, consent[1]]
+    plan = _plan([customer], [invoice], consent)
+    assert plan.accounting.ok, plan.accounting.problems
+    assert plan.counts["decisions_planned"] == 0
+    assert plan.messages.height == 0
+
+
+ZONES = sorted(
+    z
+    for z in available_timezones()
+    if "/" in z and not z.startswith(("Etc/", "SystemV/", "US/", "posix/", "right/"))
+)
+DST_DAYS = [date(2026, 3, 8), date(2026, 11, 1), date(2026, 3, 29), date(2026, 10, 25)]
+DST_DAYS += [date(2026, 4, 5), date(2026, 10, 4), date(2026, 9, 6), date(2026, 4, 4)]
+
+
+@st.composite
+def _recipient_and_run(draw):
+    """A recipient (a zone they named, or a country with several zones) and a run time near
+    the edges of a local window: seconds before or after 08:00 or 16:00 in some zone, on a
+    DST day, any second of the minute."""
+    if draw(st.booleans()):
+        customer = {"preferred_timezone": draw(st.sampled_from(ZONES)), "country": "US"}
+    else:
+        country = draw(st.sampled_from(["US", "CA", "AU", "BR", "MX", "CL", "NZ", "PT", "KI"]))
+        customer = {"preferred_timezone": None, "country": country, "postal_code": None}
+    anchor_zone = customer["preferred_timezone"] or draw(st.sampled_from(ZONES))
+    day = draw(st.one_of(st.sampled_from(DST_DAYS), st.dates(date(2026, 1, 1), date(2026, 12, 31))))
+    edge = draw(st.sampled_from([time(8, 0), time(16, 0), time(12, 0)]))
+    local = datetime.combine(day, edge, tzinfo=ZoneInfo(anchor_zone))
+    seconds = draw(st.one_of(st.integers(-120, 60), st.integers(-7200, 7200)))  # edges often
+    shift = timedelta(seconds=seconds, microseconds=draw(st.integers(0, 999_999)))
+    as_of = (local.astimezone(UTC) + shift).replace(tzinfo=None)
+    return customer, as_of
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_recipient_and_run())
+def test_every_planned_send_is_inside_the_window_in_every_zone_of_the_recipient(case) -> None:
+    """The oracle is zoneinfo's wall time of each planned send, in every candidate zone and in
+    the zone the customer named (links such as Asia/Calcutta keep their clock), never the
+    product's own window arithmetic."""
+    values, as_of = case
+    customer = f.customer(customer_id="C1", phone=None, **values)
+    invoices = [
+        f.invoice("C1", due_date=str(as_of.date() + timedelta(days=k))) for k in (-1, 0, 1, 2, 3)
+    ]
+    extracted = f.extracted([customer], invoices, [f.consent("C1", "email")])
+    normalized = normalize(extracted, as_of=as_of)
+    plan = build_plan(
+        extracted,
+        normalized,
+        pl.DataFrame(schema=PRIOR_SCHEMA),
+        as_of=as_of,
+        settings=SETTINGS,
+        templates=TEMPLATES,
+        new_token=lambda: "tok",
+    )
+    assert plan.accounting.ok, plan.accounting.problems
+    named = values["preferred_timezone"]
+    for zones, source, day, send in (
+        plan.messages.join(
+            normalized.customers.select("customer_id", "zone_source"), on="customer_id"
+        )
+        .select("candidate_zones", "zone_source", "local_send_date", "send_at_utc")
+        .iter_rows()
+    ):
+        assert send > as_of
+        check = zones.split("|") + ([named] if source == "preferred" else [])
+        for zone in check:
+            wall = send.replace(tzinfo=UTC).astimezone(ZoneInfo(zone))
+            assert time(8, 0) <= wall.time() < time(16, 0), (zone, wall, as_of)
+            assert wall.date() == day, (zone, wall, day)
+    event("planned" if plan.messages.height else "nothing planned")

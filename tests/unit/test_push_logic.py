@@ -110,6 +110,29 @@ def test_recheck_cancels_when_an_invoice_vanished() -> None:
     assert recheck(outbox, _fresh(), CadenceSettings()).rows() == [("k1", "paid_since_planning")]
 
 
+@pytest.mark.parametrize(
+    ("phone", "email", "expected"),
+    [
+        ("+1 212 555 0143", " Ana.Silva@Example.com", []),
+        ("+1 212 555 0199", "ana.silva@example.com", [("k1", "address_changed_since_planning")]),
+        (None, "ana.silva@example.com", [("k1", "address_changed_since_planning")]),
+        ("+1 212 555 0143", "ana@elsewhere.com", [("k2", "address_changed_since_planning")]),
+        ("+1 212 555 0143", "not an address", [("k2", "address_changed_since_planning")]),
+    ],
+    ids=["unchanged", "new-number", "number-removed", "new-e-mail", "e-mail-now-invalid"],
+)
+def test_recheck_cancels_when_the_address_changed_since_planning(phone, email, expected) -> None:
+    """A number given up and reassigned, or replaced in the CRM between the build and the push:
+    the planned text must not go to the old address."""
+    c = f.customer(customer_id="C1", phone=phone, email=email)
+    consent = [f.consent("C1", "sms"), f.consent("C1", "email")]
+    fresh = normalize(f.extracted([c], [f.invoice("C1", invoice_id="I1")], consent))
+    outbox = _outbox([("k1", "C1", "sms", "I1"), ("k2", "C1", "email", "I1")]).with_columns(
+        pl.Series("to_address", ["+12125550143", "ana.silva@example.com"])
+    )
+    assert recheck(outbox, fresh, CadenceSettings()).sort("message_key").rows() == expected
+
+
 def _outstanding(n: int, window_end: datetime) -> pl.DataFrame:
     return pl.DataFrame(
         {

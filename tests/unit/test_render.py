@@ -1,3 +1,4 @@
+import re
 from datetime import date
 from pathlib import Path
 
@@ -128,10 +129,27 @@ def test_any_name_renders_without_leftover_placeholders(name) -> None:
     row = _render(first_name=name)
     body = row["body"]
     assert row["render_status"] in {"ok", "sms_too_long", "pci_pan"}
-    assert "\n" not in body
-    assert "\x00" not in body
+    assert not re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", body)  # no line breaks, no controls
+    assert not re.search(r"[\u202a-\u202e\u2066-\u2069]", body)  # nothing reorders the rest
     if "{{" not in name:
         assert "{{" not in body
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["\u202eAna", "Ana\u202d", "\u2067Ana", "Ana\u2028Silva", "Ana\x85Silva", "\u202bAna\u202c"],
+    ids=["rlo", "lro", "rli", "line-separator", "c1-next-line", "rle-pdf"],
+)
+def test_bidi_and_line_controls_in_a_name_never_reach_the_body(name) -> None:
+    row = _render(first_name=name)
+    body = row["body"]
+    assert body.startswith("Example Utilities: Hi Ana"), body
+    assert "$120.00 is due on 11/24/2026" in body
+    assert row["encoding"] == "GSM-7"  # a stray control would have made it UCS-2 (70 a part)
+
+
+def test_right_to_left_marks_in_a_name_are_kept() -> None:
+    assert "Hi \u200fعلي," in _render(first_name="\u200fعلي")["body"]
 
 
 def test_placeholder_in_customer_data_is_not_expanded() -> None:

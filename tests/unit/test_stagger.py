@@ -1,10 +1,16 @@
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
 
-from tasks.settings import WindowSettings
+from tasks.eligibility import PRIOR_SCHEMA
+from tasks.normalize import normalize
+from tasks.plan import build_plan
+from tasks.render import load_templates
+from tasks.settings import Settings, WindowSettings
 from tasks.stagger import local_to_utc, plan_send_date, send_window, stagger
+from tests import factories as f
 
 
 @pytest.mark.parametrize(
@@ -239,3 +245,53 @@ def test_one_zone_send_at_local_by_zone_is_that_zone() -> None:
         wall = _wall(row["send_at_utc"], "Asia/Kathmandu")
         assert row["send_at_local"] == wall
         assert row["send_at_local_by_zone"] == f"Asia/Kathmandu {wall:%Y-%m-%d %H:%M}"
+
+
+@pytest.mark.parametrize(
+    "as_of",
+    [datetime(2026, 11, 23, 20, 59, 0), datetime(2026, 11, 23, 20, 59, 59, 999_999)],
+    ids=["last-minute-starts", "last-microsecond"],
+)
+def test_a_run_in_the_last_minute_of_a_window_plans_the_next_day(as_of) -> None:
+    # New York 16:00 is 21:00Z: the earliest send of a run at 20:59:xx is 21:00Z, the end.
+    assert plan_send_date(["America/New_York"], as_of, WindowSettings())[0] == date(2026, 11, 24)
+    assert plan_send_date(
+        ["America/New_York"], datetime(2026, 11, 23, 20, 58, 59), WindowSettings()
+    )[0] == date(2026, 11, 23)
+
+
+@pytest.mark.parametrize(
+    ("zone", "as_of"),
+    [
+        ("America/New_York", datetime(2026, 11, 23, 20, 59, 30)),
+        ("Asia/Kathmandu", datetime(2026, 11, 23, 10, 14, 1)),
+        ("Australia/Adelaide", datetime(2026, 11, 23, 5, 29, 59)),
+    ],
+    ids=["new-york", "kathmandu-5h45", "adelaide-10h30-dst"],
+)
+def test_no_planned_send_at_or_after_the_window_end(zone, as_of) -> None:
+    """A build in the last minute of a zone's window: every planned send lies inside the local
+    window (checked with zoneinfo), not at its end, where push-waves could never hand it over."""
+    local = as_of.replace(tzinfo=UTC).astimezone(ZoneInfo(zone))
+    assert local.time() >= time(15, 59), "the case must sit in the window's last minute"
+    customer = f.customer(preferred_timezone=zone)
+    cid = customer["customer_id"]
+    invoices = [  # T-1 on the local date of the run and on the next one
+        f.invoice(cid, due_date=str(local.date() + timedelta(days=k))) for k in (1, 2)
+    ]
+    extracted = f.extracted([customer], invoices, [f.consent(cid, "sms")])
+    plan = build_plan(
+        extracted,
+        normalize(extracted, as_of=as_of),
+        pl.DataFrame(schema=PRIOR_SCHEMA),
+        as_of=as_of,
+        settings=Settings(),
+        templates=load_templates(),
+        new_token=lambda: "tok",
+    )
+    assert plan.messages.height == 1
+    for send, day in plan.messages.select("send_at_utc", "local_send_date").iter_rows():
+        wall = send.replace(tzinfo=UTC).astimezone(ZoneInfo(zone))
+        assert time(8, 0) <= wall.time() < time(16, 0), wall
+        assert wall.date() == day == local.date() + timedelta(days=1)
+        assert send > as_of
