@@ -72,6 +72,19 @@ def _inputs(draw):
     return rows
 
 
+def _build(extracted, normalized, as_of):
+    """build_plan with no prior outbox and the suite's settings and templates."""
+    return build_plan(
+        extracted,
+        normalized,
+        pl.DataFrame(schema=PRIOR_SCHEMA),
+        as_of=as_of,
+        settings=SETTINGS,
+        templates=TEMPLATES,
+        new_token=lambda: "tok",
+    )
+
+
 @settings(
     max_examples=60,
     deadline=None,
@@ -83,15 +96,7 @@ def test_any_text_in_any_field_plans_and_accounts_for_every_row(rows) -> None:
         rows["customers"], rows["invoices"], rows["consent_events"], rows["contact_history"]
     )
     normalized = normalize(extracted, as_of=AS_OF)
-    plan = build_plan(
-        extracted,
-        normalized,
-        pl.DataFrame(schema=PRIOR_SCHEMA),
-        as_of=AS_OF,
-        settings=SETTINGS,
-        templates=TEMPLATES,
-        new_token=lambda: "tok",
-    )
+    plan = _build(extracted, normalized, AS_OF)
     assert plan.accounting.ok, plan.accounting.problems
     for name in INPUTS:
         accepted = getattr(normalized, name).height
@@ -110,15 +115,7 @@ def test_any_text_in_any_field_plans_and_accounts_for_every_row(rows) -> None:
 def _plan(customers, invoices, consent):
     extracted = f.extracted(customers, invoices, consent)
     normalized = normalize(extracted, as_of=AS_OF)
-    return build_plan(
-        extracted,
-        normalized,
-        pl.DataFrame(schema=PRIOR_SCHEMA),
-        as_of=AS_OF,
-        settings=SETTINGS,
-        templates=TEMPLATES,
-        new_token=lambda: "tok",
-    )
+    return _build(extracted, normalized, AS_OF)
 
 
 NULLABLE = [
@@ -191,15 +188,7 @@ def test_every_planned_send_is_inside_the_window_in_every_zone_of_the_recipient(
     ]
     extracted = f.extracted([customer], invoices, [f.consent("C1", "email")])
     normalized = normalize(extracted, as_of=as_of)
-    plan = build_plan(
-        extracted,
-        normalized,
-        pl.DataFrame(schema=PRIOR_SCHEMA),
-        as_of=as_of,
-        settings=SETTINGS,
-        templates=TEMPLATES,
-        new_token=lambda: "tok",
-    )
+    plan = _build(extracted, normalized, as_of)
     assert plan.accounting.ok, plan.accounting.problems
     named = values["preferred_timezone"]
     for zones, source, day, send in (
