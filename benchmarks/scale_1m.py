@@ -1,6 +1,7 @@
 """Scale benchmark (issue 11 item 5): build-reminders at a million customers, cold and warm.
 
     ./dev bench benchmarks/scale_1m.py [--customers 1000000] [--warehouse duckdb|postgres]
+        [--no-next] [--no-peer] [--folder DIR] [--profile RUN]
 
 Generates the sample inputs once (not timed) plus a next-day copy with 1 % of the customers'
 phone numbers changed, then runs the build three times in child processes (each its own
@@ -13,6 +14,13 @@ vectorised pandas, phones pre-parsed) on the same files, in their own processes,
 that the peer's planned set (customer, invoice, channel, send time) is the cold run's: the
 script exits non-zero after the table when they differ. Prints one table.
 Figures vary with the machine's load: compare ratios from one run.
+
+While iterating: ``--no-next`` skips the next-day run; ``--no-peer`` skips the bound and the
+pandas peer (and so the planned-set check); ``--folder DIR`` keeps the generated inputs in DIR
+and reuses them when present (the warehouse is made afresh each time); ``--profile warm`` runs
+that child (``cold``, ``warm`` or ``next``) under cProfile and writes ``DIR/<run>.prof`` (needs
+``--folder``). With ``SCALE_1M_DUMP=DIR`` in the environment every run writes its normalized
+customers, quarantine, new phones, decisions and messages there as Parquet (not timed).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -33,6 +42,18 @@ INPUTS = ("customers", "invoices", "consent_events", "contact_history")
 
 
 def child(folder: Path, url: str, schema: str | None, as_of: datetime, run_id: str) -> None:
+    profile = os.environ.get("SCALE_1M_PROFILE")
+    if profile:
+        import cProfile
+
+        cProfile.runctx(
+            "_child(folder, url, schema, as_of, run_id)", globals(), locals(), filename=profile
+        )
+    else:
+        _child(folder, url, schema, as_of, run_id)
+
+
+def _child(folder: Path, url: str, schema: str | None, as_of: datetime, run_id: str) -> None:
     import polars as pl
 
     from tasks.extract import extract_sources
@@ -96,6 +117,17 @@ def child(folder: Path, url: str, schema: str | None, as_of: datetime, run_id: s
     stages["write"] = time.perf_counter() - t
     stages["total"] = time.perf_counter() - t0
     engine.dispose()
+    dump = os.environ.get("SCALE_1M_DUMP")
+    if dump:  # not timed: this run's outputs, to compare two versions of the code
+        Path(dump).mkdir(parents=True, exist_ok=True)
+        for name, frame in (
+            ("customers", normalized.customers),
+            ("quarantine", normalized.quarantine),
+            ("new_phones", normalized.new_phones),
+            ("decisions", plan.decisions),
+            ("messages", plan.messages),
+        ):
+            frame.write_parquet(Path(dump) / f"{run_id}_{name}.parquet")
     if run_id == "cold":  # for the pandas peer (not timed): the planned set and parsed phones
         planned = plan.decisions.filter(pl.col("status") == "planned")
         planned.select("customer_id", "invoice_id", "channel", "send_at_utc").write_parquet(
@@ -194,7 +226,10 @@ def bound(folder: Path, as_of: datetime) -> dict[str, float | int]:
     return {"total": round(time.perf_counter() - t, 2), "messages": messages.height}
 
 
-def _run_child(folder: Path, url: str, schema: str, as_of: datetime, run_id: str) -> dict:
+def _run_child(
+    folder: Path, url: str, schema: str, as_of: datetime, run_id: str, profile: Path | None = None
+) -> dict:
+    env = os.environ | ({"SCALE_1M_PROFILE": str(profile)} if profile else {})
     out = subprocess.run(
         [
             sys.executable,
@@ -209,6 +244,7 @@ def _run_child(folder: Path, url: str, schema: str, as_of: datetime, run_id: str
         check=True,
         capture_output=True,
         text=True,
+        env=env,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -274,6 +310,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--warehouse", choices=["duckdb", "postgres"], default="duckdb")
     parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--no-peer", action="store_true", help="skip the bound and the peer")
+    parser.add_argument("--folder", type=Path, help="keep (and reuse) the generated inputs here")
+    parser.add_argument("--no-next", action="store_true", help="skip the next-day run")
+    parser.add_argument("--profile", choices=["cold", "warm", "next"], help="cProfile this run")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -281,28 +321,42 @@ def main() -> None:
         child(Path(folder), url, schema or None, datetime.fromisoformat(as_of), run_id)
         return
 
-    from tasks.sample_data import generate
-
+    if args.profile and not args.folder:
+        parser.error("--profile needs --folder")
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        t = time.perf_counter()
-        data = generate(args.customers, seed=args.seed, as_of=AS_OF.date())
-        data.write(root / "day1", "csv")
-        _next_day_data(data, 0.01, args.seed).write(root / "day2", "csv")
-        del data
-        print(f"generated {args.customers:,} customers in {time.perf_counter() - t:.1f} s")
+        root = args.folder or Path(tmp)
+        if args.folder:
+            args.folder.mkdir(parents=True, exist_ok=True)
+            (root / "warehouse.duckdb").unlink(missing_ok=True)
+            (root / "warehouse.duckdb.wal").unlink(missing_ok=True)
+        if not (args.folder and (root / "day2" / "customers.csv").exists()):
+            from tasks.sample_data import generate
+
+            t = time.perf_counter()
+            data = generate(args.customers, seed=args.seed, as_of=AS_OF.date())
+            data.write(root / "day1", "csv")
+            _next_day_data(data, 0.01, args.seed).write(root / "day2", "csv")
+            del data
+            print(f"generated {args.customers:,} customers in {time.perf_counter() - t:.1f} s")
         schema = ""
         if args.warehouse == "duckdb":
             url = f"duckdb:///{root / 'warehouse.duckdb'}"
         else:
             url, schema = args.pg_url, f"bench_{int(time.time())}"
         runs = {}
+
+        def prof(run: str) -> Path | None:
+            return root / f"{run}.prof" if args.profile == run else None
+
         try:
-            runs["cold"] = _run_child(root / "day1", url, schema, AS_OF, "cold")
-            runs["warm (same day)"] = _run_child(root / "day1", url, schema, AS_OF, "warm")
-            runs["next day (1 %)"] = _run_child(
-                root / "day2", url, schema, AS_OF + timedelta(days=1), "next"
+            runs["cold"] = _run_child(root / "day1", url, schema, AS_OF, "cold", prof("cold"))
+            runs["warm (same day)"] = _run_child(
+                root / "day1", url, schema, AS_OF, "warm", prof("warm")
             )
+            if not args.no_next:
+                runs["next day (1 %)"] = _run_child(
+                    root / "day2", url, schema, AS_OF + timedelta(days=1), "next", prof("next")
+                )
         finally:
             if args.warehouse == "postgres":
                 import sqlalchemy as sa
@@ -310,8 +364,9 @@ def main() -> None:
                 engine = sa.create_engine(url)
                 with engine.begin() as conn:
                     conn.exec_driver_sql(f"drop schema if exists {schema} cascade")
-        found = bound(root / "day1", AS_OF)
-        peer = _run_peer(root, AS_OF)
+        if not args.no_peer:
+            found = bound(root / "day1", AS_OF)
+            peer = _run_peer(root, AS_OF)
 
     stages = list(next(iter(runs.values()))["stages_s"])
     width = max(len(k) for k in runs) + 2
@@ -327,6 +382,9 @@ def main() -> None:
     print(f"{'peak RSS MiB':<12}" + "".join(f"{r['peak_rss_mib']:>{width}}" for r in runs.values()))
     for key in ("phones_parsed", "phones_cached", "messages", "decisions", "accounting_ok"):
         print(f"{key:<12.12}" + "".join(f"{r[key]!s:>{width}}" for r in runs.values()))
+    print("outbox:", {k: r["outbox"] for k, r in runs.items()})
+    if args.no_peer:
+        return
     cold = runs["cold"]["stages_s"]["total"]
     print(
         f"bare-polars bound: {found['total']:.2f} s ({found['messages']:,} messages, rules "
@@ -338,7 +396,6 @@ def main() -> None:
         f"warm / peer = {runs['warm (same day)']['stages_s']['total'] / peer['total']:.2f}x, "
         f"peer / cold = {peer['total'] / cold:.1f}x"
     )
-    print("outbox:", {k: r["outbox"] for k, r in runs.items()})
     same = peer["only_pipeline"] == 0 and peer["only_peer"] == 0
     print(
         f"planned set: pipeline {peer['pipeline_planned']:,} rows, peer {peer['planned']:,}; "

@@ -79,21 +79,30 @@ def _cut(text: str, limit: int) -> str:
     return f"{text[:limit]}...[cut, {len(text)} characters]"
 
 
+_ASCII_RUN = r"[0-9](?:[^A-Za-z0-9]{0,2}[0-9]){12,}"
+"""In ASCII text, a ``tasks.pci`` digit run of 13+ digits (digits with at most two
+non-alphanumerics between them): ``tasks.pci`` folds every ASCII character to itself and its
+separators ``[\\W_]`` are, among ASCII characters, exactly the non-alphanumerics. An ASCII
+value without such a match holds no PAN window, so ``mask_pans`` returns it unchanged."""
+
+
 def _mask_and_cut(values: pl.Series, limit: int) -> pl.Series:
     """Text values with every PAN masked, then cut to ``limit``; other dtypes unchanged.
 
     Masking comes first, so a cut cannot leave a PAN's digits in clear. Python runs once per
     distinct value that might change: ``tasks.pci`` folds an ASCII character to itself and
     any other to at most :data:`_FOLDED_DIGITS_MAX` digits, so a value whose ASCII digits
-    plus three per non-ASCII character stay under 13 holds no PAN, and one of at most
-    ``limit`` characters is not cut; such values are kept as they are without a Python call.
+    plus three per non-ASCII character stay under 13 holds no PAN, nor does an ASCII value
+    without a 13-digit run (:data:`_ASCII_RUN`: a timestamp's 14 digits are split by its
+    ``T``), and one of at most ``limit`` characters is not cut; such values are kept as they
+    are without a Python call.
     """
     if values.dtype != pl.String:
         return values
-    digits = values.str.count_matches(r"[0-9]") + _FOLDED_DIGITS_MAX * values.str.count_matches(
-        r"[^\x00-\x7f]"
-    )
-    kept = ((digits < _PAN_MIN_DIGITS) & (values.str.len_chars() <= limit)).fill_null(True)
+    non_ascii = values.str.count_matches(r"[^\x00-\x7f]")
+    digits = values.str.count_matches(r"[0-9]") + _FOLDED_DIGITS_MAX * non_ascii
+    no_pan = (digits < _PAN_MIN_DIGITS) | ((non_ascii == 0) & ~values.str.contains(_ASCII_RUN))
+    kept = (no_pan & (values.str.len_chars() <= limit)).fill_null(True)
     if kept.all():
         return values
     rest = values.filter(~kept)

@@ -183,14 +183,23 @@ def _read_file(spec: SourceSpec, name: str) -> tuple[pl.DataFrame, bool]:
     if not path.exists():
         raise SourceError(f"{name}: file {path} does not exist")
     if spec.kind == "csv":
-        text, bad = decode_text(path.read_bytes(), spec.encoding)
-        if "\r" in text and "\n" not in text:
+        data = path.read_bytes()
+        text, bad = decode_text(data, spec.encoding)
+        cr_only = "\r" in text and "\n" not in text
+        if cr_only:
             # lines ended by CR alone (old Mac exports): polars would read one header line
             text = text.replace("\r", "\n")
-        if not text.strip():
+        if not text or text.isspace():
             return pl.DataFrame(), bad
+        if not bad and not cr_only and codecs.lookup(spec.encoding).name == "utf-8":
+            # Valid UTF-8: its bytes (without the BOM decode_text drops) are what encoding the
+            # text would give; no second copy of the file.
+            payload = data[len(codecs.BOM_UTF8) :] if data.startswith(codecs.BOM_UTF8) else data
+        else:
+            payload = text.encode("utf-8")
+        del text
         try:
-            frame = pl.read_csv(text.encode("utf-8"), infer_schema=False)
+            frame = pl.read_csv(payload, infer_schema=False)
         except pl.exceptions.PolarsError as exc:
             kind = type(exc).__name__
             raise SourceError(f"{name}: {path} is not a readable CSV: {kind}") from None

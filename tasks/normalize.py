@@ -835,13 +835,25 @@ def invoice_owners(invoices: pl.DataFrame) -> pl.DataFrame:
         pl.col("invoice_id").str.strip_chars().replace("", None),
         pl.col("customer_id").str.strip_chars().replace("", None),
     )
-    return (
-        frame.filter(pl.col("invoice_id").is_not_null() & pl.col("customer_id").is_not_null())
+    frame = frame.filter(pl.col("invoice_id").is_not_null() & pl.col("customer_id").is_not_null())
+    # One owner (nearly every invoice): the id list is that id; the sorted first five are
+    # only built for the invoice_ids with several owners.
+    owners = frame.group_by("invoice_id").agg(
+        pl.col("customer_id").n_unique().alias("_owners"),
+        pl.col("customer_id").min().alias("_owner_ids"),
+    )
+    shared = owners.filter(pl.col("_owners") > 1).select("invoice_id")
+    if shared.height == 0:
+        return owners
+    listed = (
+        frame.join(shared, on="invoice_id", how="semi")
         .group_by("invoice_id")
-        .agg(
-            pl.col("customer_id").n_unique().alias("_owners"),
-            pl.col("customer_id").unique().sort().head(5).str.join(", ").alias("_owner_ids"),
-        )
+        .agg(pl.col("customer_id").unique().sort().head(5).str.join(", ").alias("_listed"))
+    )
+    return (
+        owners.join(listed, on="invoice_id", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("_listed", "_owner_ids").alias("_owner_ids"))
+        .drop("_listed")
     )
 
 

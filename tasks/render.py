@@ -257,28 +257,60 @@ def assemble_messages(planned: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _money_parts(currency: str, locale: Locale) -> tuple[str, str, str, str, int] | None:
-    """(prefix, suffix, group, decimal, digits) of babel's currency format, or None when the
-    format is not "prefix + 3-digit groups + decimal + suffix" (then babel formats each value)."""
+def _money_parts(
+    currency: str, locale: Locale
+) -> tuple[str, str, str, str, int, tuple[int, int]] | None:
+    """(prefix, suffix, group, decimal, digits, grouping) of babel's currency format, or None
+    when the format is not "prefix + digit groups + decimal + suffix" (then babel formats each
+    value). ``grouping`` is the pattern's (primary, secondary) group sizes: (3, 3) for
+    1,234,567, (3, 2) for the Indian 12,34,567."""
     digits = get_currency_precision(currency)
     probe = 123456789 * 10**digits + (10**digits - 1 if digits else 0)
     text = format_money(probe, currency, locale)
     group, decimal = get_group_symbol(locale), get_decimal_symbol(locale)
-    number = group.join(("123", "456", "789"))
+    pattern = locale.currency_formats.get("standard")
+    grouping = tuple(getattr(pattern, "grouping", (3, 3)))
+    if len(grouping) != 2 or min(grouping) < 1:
+        return None
+    sizes = (int(grouping[0]), int(grouping[1]))
+    number = _group_text("123456789", group, sizes)
     if digits:
         number += decimal + "9" * digits
     if text.count(number) != 1:
         return None
     prefix, _, suffix = text.partition(number)
-    return prefix, suffix, group, decimal, digits
+    return prefix, suffix, group, decimal, digits, sizes
 
 
-def _grouped(integer: pl.Expr, group: str) -> pl.Expr:
-    """The integer as text with ``group`` between groups of three digits (vectorised)."""
-    reversed_digits = integer.cast(pl.String).str.reverse()
-    marked = reversed_digits.str.replace_all(r"([0-9]{3})", "${1}\x00")
-    trimmed = marked.str.strip_suffix("\x00").str.reverse()
-    return trimmed.str.replace_all("\x00", group, literal=True)
+def _group_text(integer: str, group: str, sizes: tuple[int, int]) -> str:
+    """``integer`` (digits) with ``group`` between groups: the last ``sizes[0]`` digits, then
+    groups of ``sizes[1]`` (what :func:`_grouped` computes per row)."""
+    primary, secondary = sizes
+    if len(integer) <= primary:
+        return integer
+    head, tail = integer[:-primary], integer[-primary:]
+    chunks = [head[max(0, i - secondary) : i] for i in range(len(head), 0, -secondary)]
+    return group.join([*reversed(chunks), tail])
+
+
+def _grouped(integer: pl.Expr, group: str, sizes: tuple[int, int] = (3, 3)) -> pl.Expr:
+    """The integer as text with ``group`` between groups of digits (vectorised): groups of
+    three, or with ``sizes`` (primary, secondary) the last ``primary`` digits, then groups of
+    ``secondary``."""
+    if sizes == (3, 3):
+        reversed_digits = integer.cast(pl.String).str.reverse()
+        marked = reversed_digits.str.replace_all(r"([0-9]{3})", "${1}\x00")
+        trimmed = marked.str.strip_suffix("\x00").str.reverse()
+        return trimmed.str.replace_all("\x00", group, literal=True)
+    primary, secondary = sizes
+    text = integer.cast(pl.String)
+    cut = (text.str.len_chars().cast(pl.Int64) - primary).clip(lower_bound=0)
+    head, tail = text.str.slice(0, cut), text.str.slice(cut)
+    marked = head.str.reverse().str.replace_all(f"([0-9]{{{secondary}}})", "${1}\x00")
+    head = (
+        marked.str.strip_suffix("\x00").str.reverse().str.replace_all("\x00", group, literal=True)
+    )
+    return pl.when(head == "").then(tail).otherwise(pl.concat_str([head, pl.lit(group), tail]))
 
 
 def format_money_column(amounts: pl.DataFrame, default_locale: str) -> pl.Series:
@@ -298,9 +330,9 @@ def format_money_column(amounts: pl.DataFrame, default_locale: str) -> pl.Series
         shape = _money_parts(currency, locale)
         out: pl.Expr | None = None
         if shape is not None:
-            prefix, suffix, group, decimal, digits = shape
+            prefix, suffix, group, decimal, digits, sizes = shape
             scale = 10**digits
-            number = _grouped(pl.col("minor") // scale, group)
+            number = _grouped(pl.col("minor") // scale, group, sizes)
             if digits:
                 fraction = (pl.col("minor") % scale).cast(pl.String).str.zfill(digits)
                 number = pl.concat_str([number, pl.lit(decimal), fraction])

@@ -368,6 +368,84 @@ def test_migration_0003_adds_the_zone_columns_to_an_existing_warehouse(warehouse
         engine.dispose()
 
 
+DECISION_ROW = {
+    "run_id": "old",
+    "invoice_id": "INV-1",
+    "invoice_row": 7,
+    "customer_id": "C1",
+    "channel": "sms",
+    "cadence_step": -7,
+    "status": "planned",
+    "reason": "planned",
+    "detail": "d",
+    "message_key": "k" * 32,
+    "time_zone": "America/New_York",
+    "local_send_date": datetime(2026, 11, 23).date(),
+    "send_at_local": datetime(2026, 11, 23, 9, 30),
+    "send_at_utc": datetime(2026, 11, 23, 14, 30),
+    "wave_id": "w",
+    "slot": 3,
+    "amount_due_minor": 12345,
+    "currency": "USD",
+    "zone_source": "postal_code",
+    "candidate_zones": "America/New_York",
+    "send_at_local_by_zone": "America/New_York 2026-11-23 09:30",
+}
+
+
+def test_migration_0013_keeps_every_decision_and_column(warehouse_settings):
+    """DuckDB's decisions table is copied into one without the primary key: the rows, the
+    columns (in order) and their NOT NULLs stay; PostgreSQL keeps its table and key."""
+    from tasks.warehouse import _sql_files, _statements
+
+    engine = make_engine(warehouse_settings["url"], schema=warehouse_settings.get("db_schema"))
+    columns_sql = (
+        "select column_name, is_nullable from information_schema.columns"
+        " where table_name = 'decisions' and table_schema = current_schema()"
+        " order by ordinal_position"
+    )
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "create table schema_migrations"
+                " (version varchar primary key, applied_at_utc timestamp not null)"
+            )
+            for name, text in _sql_files("migrations", engine.dialect.name):
+                if name >= "0013":
+                    continue
+                for statement in _statements(text):
+                    conn.exec_driver_sql(statement)
+                conn.execute(
+                    sa.text("insert into schema_migrations values (:v, :t)"),
+                    {"v": name, "t": AS_OF},
+                )
+            names = ", ".join(DECISION_ROW)
+            conn.execute(
+                sa.text(f"insert into decisions ({names}) values (:{', :'.join(DECISION_ROW)})"),
+                DECISION_ROW,
+            )
+            before = conn.exec_driver_sql(columns_sql).fetchall()
+        assert "0013_duckdb_decisions_keyless" in migrate(engine)
+        with engine.connect() as conn:
+            after = conn.exec_driver_sql(columns_sql).fetchall()
+            rows = conn.execute(sa.text(f"select {names} from decisions")).mappings().all()
+        assert after == before
+        assert [c for c, _ in after][: len(DECISION_ROW)] == list(DECISION_ROW)
+        assert {c for c, n in after if n == "NO"} == {
+            "run_id", "invoice_row", "channel", "status", "reason"
+        }  # fmt: skip
+        assert [dict(r) for r in rows] == [DECISION_ROW]
+        with engine.begin() as conn:  # a run's rows still go in and out as before
+            conn.execute(
+                sa.text(f"insert into decisions ({names}) values (:{', :'.join(DECISION_ROW)})"),
+                DECISION_ROW | {"run_id": "new"},
+            )
+            conn.execute(sa.text("delete from decisions where run_id = 'old'"))
+        assert _count(engine, "select count(*) from decisions where run_id = 'new'") == 1
+    finally:
+        engine.dispose()
+
+
 def test_migration_0007_adds_data_docs_path_and_the_no_send_days_table(warehouse_settings):
     engine = make_engine(warehouse_settings["url"], schema=warehouse_settings.get("db_schema"))
     try:

@@ -313,6 +313,25 @@ def test_same_invoice_id_under_two_customers_quarantines_every_row() -> None:
     assert "2 different customer_ids" in rules[0][1]
 
 
+def test_invoice_owners_lists_the_first_five_owner_ids_of_a_shared_invoice() -> None:
+    from tasks.normalize import invoice_owners
+
+    owners = ["C7", " C3", "C9", "C1", "C3", "C5", "C8", "C2"]
+    raw = pl.DataFrame(
+        {
+            "invoice_id": ["SHARED"] * len(owners) + [" SOLO", "SOLO", "PAIR", "PAIR", None, ""],
+            "customer_id": [*owners, "C4", "C4 ", "C6", "C2", "C1", "C1"],
+        }
+    )
+    table = {i: (n, ids) for i, n, ids in invoice_owners(raw).iter_rows()}
+    distinct = sorted({o.strip() for o in owners})
+    assert table == {
+        "SHARED": (len(distinct), ", ".join(distinct[:5])),
+        "SOLO": (1, "C4"),
+        "PAIR": (2, "C2, C6"),
+    }
+
+
 def test_latest_updated_at_wins_whatever_the_file_order() -> None:
     old = f.invoice("C1", invoice_id="INV-1", amount_due="10.00", updated_at="2026-11-01T00:00:00Z")
     new = f.invoice("C1", invoice_id="INV-1", amount_due="20.00", updated_at="2026-11-02T00:00:00Z")

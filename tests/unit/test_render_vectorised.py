@@ -260,3 +260,40 @@ def test_any_text_renders_as_the_reference(
         for i, (f, n) in enumerate(names)
     ]
     _compare(_frame(rows))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(min_value=0, max_value=10**15), min_size=1, max_size=40))
+def test_money_column_formats_as_babel_per_amount(amounts: list[int]) -> None:
+    """Per (currency, locale), Indian grouping (12,34,567) included, every amount as babel."""
+    from tasks.render import format_money_column
+
+    pairs = [("INR", "en_IN"), ("NPR", "ne_NP"), ("USD", "hi_IN"), ("USD", "en_US")]
+    pairs += [("EUR", "fr_FR"), ("JPY", "ja_JP"), ("KWD", "ar_KW")]
+    values = [0, 5, 999, 1000, 99999, 100000, 1234567, *amounts]
+    frame = pl.DataFrame(
+        [(m, c, t) for c, t in pairs for m in values],
+        schema={"minor": pl.Int64, "currency": pl.String, "tag": pl.String},
+        orient="row",
+    )
+    got = format_money_column(frame, "en_US").to_list()
+    want = [format_money(m, c, _locale(t, "en_US")) for m, c, t in frame.iter_rows()]
+    assert got == want
+
+
+def test_indian_grouping_takes_the_vectorised_path(monkeypatch) -> None:
+    import tasks.render as render
+
+    calls: list[int] = []
+    real = render.format_money.__wrapped__
+
+    def counted(minor: int, currency: str, locale: object) -> str:
+        calls.append(minor)
+        return real(minor, currency, locale)
+
+    monkeypatch.setattr(render, "format_money", counted)
+    amounts = list(range(0, 10**9, 9_876_543))
+    frame = pl.DataFrame({"minor": amounts, "currency": "INR", "tag": "en_IN"})
+    got = render.format_money_column(frame, "en_US")
+    assert got[-1] == real(amounts[-1], "INR", _locale("en_IN", "en_US"))
+    assert len(calls) < 12  # the probes only, not one babel call per amount

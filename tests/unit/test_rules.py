@@ -5,6 +5,8 @@ import unicodedata
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from data_quality.rules import Rule, raw_json, split_rows
 from tasks.normalize import normalize
@@ -115,3 +117,32 @@ def test_no_character_folds_to_more_digits_than_the_fast_path_assumes() -> None:
         if not 0xD800 <= cp < 0xE000
     )
     assert most <= _FOLDED_DIGITS_MAX
+
+
+ASCII_PIECES = st.sampled_from(
+    ["0", "1", "4", "9", "1111", "4111", " ", "-", "--", "---", "/", ":", "T", "Z", "x", "_", "\n"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(ASCII_PIECES, max_size=40).map("".join), min_size=1, max_size=8))
+def test_ascii_values_kept_without_python_are_those_mask_pans_leaves_alone(
+    values: list[str],
+) -> None:
+    """The ASCII fast path (no 13-digit run: kept as is) gives what a Python call gives."""
+    from data_quality.rules import _cut
+    from tasks.pci import mask_pans
+
+    values = [
+        *values,
+        "2026-11-20T12:34:56Z",  # 14 digits, split by the T: kept without Python
+        "+1 415 555 0123 x1234",
+        "4111--1111--1111--1111",  # two separators between digits: still one run, masked
+        "4111---1111---1111---1111",  # three: no run of 13
+        "4111_1111_1111_1111",
+    ]
+    frame = pl.DataFrame({"s": values}, schema={"s": pl.String})
+    got = [json.loads(j)["s"] for j in frame.select(raw_json(["s"]))["s"]]
+    assert got == [_cut(mask_pans(v), 1000) for v in values]
+    assert got[-3] != values[-3]
+    assert got[-1] != values[-1]
