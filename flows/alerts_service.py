@@ -424,6 +424,9 @@ class AlertService:
 
     def start(self) -> None:
         recover_in_flight(self.engine, now=self.clock())
+        # every customer's part of a decision computed once, before the first webhook (after a
+        # consent change the new directory computes them as their events come)
+        self.current_directory().warm(self.settings.cadence)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="alerts-worker", daemon=True)
         self._thread.start()
