@@ -63,7 +63,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -265,15 +265,19 @@ class AlertService:
     _pool: ThreadPoolExecutor | None = None
     _dispatcher: Dispatcher | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _conns: dict[str, Connection] = field(default_factory=dict)
 
-    def current_directory(self) -> Directory:
+    def current_directory(self, bind: Engine | Connection | None = None) -> Directory:
         """The directory, folded again if captured consent changed (an inbound keyword in
-        this process, or any writer of ``consent_events``: checked by version)."""
+        this process, or any writer of ``consent_events``: checked by version), read on
+        ``bind`` (the engine by default; the accepting transaction's connection, so the
+        decision and the consent it was made with are one snapshot)."""
+        bind = self.engine if bind is None else bind
         if self._consent_changed.is_set():
             self._consent_changed.clear()
-            self.directory = self.directory.refreshed(self.engine, now=self.clock())
+            self.directory = self.directory.refreshed(bind, now=self.clock())
         else:
-            self.directory = self.directory.current(self.engine, now=self.clock())
+            self.directory = self.directory.current(bind, now=self.clock())
         return self.directory
 
     def _ctx(self, now: datetime) -> dict[str, Any]:
@@ -303,10 +307,10 @@ class AlertService:
         s = self.settings
         try:
             accepted = accept_events(
-                self.engine,
+                self._kept("writer"),
                 batch,
                 now=now,
-                directory=self.current_directory(),
+                directory=self.current_directory,
                 templates=self.templates,
                 alerts=s.alerts,
                 cadence=s.cadence,
@@ -314,6 +318,7 @@ class AlertService:
             )
         except Exception:  # a store failure raises again below (the requests answer 503)
             log.exception("deciding %d events failed: stored only, the worker decides", len(batch))
+            self._drop("writer")
             return store_events(self.engine, batch, now=now)
         if accepted.to_send:
             failpoint("alerts.after_intent")  # intents committed, nothing sent yet
@@ -333,9 +338,29 @@ class AlertService:
                 )
             return self._dispatcher
 
+    def _kept(self, role: str) -> Connection:
+        """The connection one thread (``writer``, ``recorder``) keeps for its transactions:
+        no pool checkout, check-in and reset per group. Dropped after an error."""
+        conn = self._conns.get(role)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._conns[role] = self.engine.connect()
+        return conn
+
+    def _drop(self, role: str) -> None:
+        conn = self._conns.pop(role, None)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
     def _record(self, rows: list[dict[str, Any]], answers: list[Any]) -> None:
         now = self.clock()
-        result = record_answers(self.engine, rows, answers, ctx=self._ctx(now), now=now)
+        try:
+            result = record_answers(
+                self._kept("recorder"), rows, answers, ctx=self._ctx(now), now=now
+            )
+        except Exception:
+            self._drop("recorder")
+            raise
         if result.retried or result.unknown:
             self.wake()  # a row to retry or to settle by lookup
 
@@ -459,6 +484,8 @@ class AlertService:
         if self._dispatcher is not None:
             self._dispatcher.close()
             self._dispatcher = None
+        for role in list(self._conns):  # their threads are done
+            self._drop(role)
 
 
 def _error(exc: WebhookRejected) -> JSONResponse:

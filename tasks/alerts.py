@@ -58,8 +58,9 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -144,6 +145,23 @@ class WebhookRejected(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         self.status, self.code, self.message = status, code, message
         super().__init__(f"{status} {code}: {message}")
+
+
+Bind = Engine | sa.Connection
+"""Where a function runs its transaction: an engine (a pooled connection each time) or a
+connection kept by its caller (the service's writer and recorder threads: no checkout,
+check-in and reset per group)."""
+
+
+@contextmanager
+def _begin(bind: Bind) -> Iterator[sa.Connection]:
+    """One transaction on ``bind``: committed on success, rolled back on error."""
+    if isinstance(bind, sa.Connection):
+        with bind.begin():
+            yield bind
+    else:
+        with bind.begin() as conn:
+            yield conn
 
 
 # --- signatures ----------------------------------------------------------------------------
@@ -338,18 +356,26 @@ def store_events(
 
 
 def _insert_events(
-    conn: sa.Connection, batch: list[tuple[AlertEvent, bytes]], *, now: datetime
+    conn: sa.Connection,
+    batch: list[tuple[AlertEvent, bytes]],
+    *,
+    now: datetime,
+    known: set[str] | None = None,
 ) -> list[bool]:
-    ids = [e.event_id for e, _ in batch]
-    known = {
-        r[0]
-        for r in conn.execute(
-            sa.text("select event_id from alert_events where event_id in :ids").bindparams(
-                sa.bindparam("ids", expanding=True)
-            ),
-            {"ids": ids},
-        )
-    }
+    """Insert the events whose id is not stored yet nor earlier in the batch. ``known``: the
+    ids already stored, if the caller knows them (an empty set: assume none, a duplicate
+    key then fails the insert); None reads them."""
+    if known is None:
+        ids = [e.event_id for e, _ in batch]
+        known = {
+            r[0]
+            for r in conn.execute(
+                sa.text("select event_id from alert_events where event_id in :ids").bindparams(
+                    sa.bindparam("ids", expanding=True)
+                ),
+                {"ids": ids},
+            )
+        }
     fresh: list[bool] = []
     rows: list[tuple[Any, ...]] = []
     for event, payload in batch:
@@ -402,11 +428,11 @@ class Accepted:
 
 
 def accept_events(
-    engine: Engine,
+    engine: Bind,
     batch: list[tuple[AlertEvent, bytes]],
     *,
     now: datetime,
-    directory: Directory,
+    directory: Directory | Callable[[sa.Connection], Directory],
     templates: TemplateSet,
     alerts: AlertSettings,
     cadence: CadenceSettings,
@@ -419,24 +445,70 @@ def accept_events(
     them ``sending``, which the next start settles by lookup (:func:`settle_unknown`), never by
     a blind resend. The events stay ``received``: the worker still marks them ``alerted`` and
     cancels a paid invoice's reminders (:func:`process_events` skips the decisions it finds
-    made). The service's group commit; :func:`store_events` alone when deciding fails."""
+    made). The service's group commit; :func:`store_events` alone when deciding fails.
+
+    ``directory`` may be a function of the transaction's connection (the service checks the
+    captured consent's version in the same snapshot). The group is first inserted as if none
+    of its ids were stored (the common case: no read of ``alert_events``); a duplicate key
+    rolls that attempt back and the group is done again with the ids read first."""
     now = _naive(now)
     if not batch:
         return Accepted([])
-    with engine.begin() as conn:
+    try:
+        with _begin(engine) as conn:
+            return _accept(conn, batch, now, directory, templates, alerts, cadence, render, False)
+    except _Replayed:
+        pass
+    with _begin(engine) as conn:
+        return _accept(conn, batch, now, directory, templates, alerts, cadence, render, True)
+
+
+class _Replayed(Exception):
+    """An id of the group was already stored: the optimistic insert was rolled back."""
+
+
+def _accept(
+    conn: sa.Connection,
+    batch: list[tuple[AlertEvent, bytes]],
+    now: datetime,
+    directory: Directory | Callable[[sa.Connection], Directory],
+    templates: TemplateSet,
+    alerts: AlertSettings,
+    cadence: CadenceSettings,
+    render: RenderSettings,
+    check_stored: bool,
+) -> Accepted:
+    resolved = directory(conn) if callable(directory) else directory
+    if check_stored:
         stored = _insert_events(conn, batch, now=now)
-        fresh = [e for (e, _p), ok in zip(batch, stored, strict=True) if ok]
-        to_send = _intend(
-            conn,
-            fresh,
-            now=now,
-            directory=directory,
-            templates=templates,
-            alerts=alerts,
-            cadence=cadence,
-            render=render,
-        )
+    else:
+        try:
+            stored = _insert_events(conn, batch, now=now, known=set())
+        except Exception as exc:
+            if _is_duplicate_key(exc):
+                raise _Replayed from exc
+            raise
+    fresh = [e for (e, _p), ok in zip(batch, stored, strict=True) if ok]
+    to_send = _intend(
+        conn,
+        fresh,
+        now=now,
+        directory=resolved,
+        templates=templates,
+        alerts=alerts,
+        cadence=cadence,
+        render=render,
+    )
     return Accepted(stored, to_send)
+
+
+def _is_duplicate_key(exc: BaseException) -> bool:
+    """A unique / primary key violation, from SQLAlchemy or straight from the driver (the
+    loaders use the raw connection)."""
+    if isinstance(exc, sa.exc.IntegrityError):
+        return True
+    text = str(exc).lower()
+    return "duplicate" in text or "unique" in text or "constraint" in text
 
 
 def _intend(
@@ -578,7 +650,7 @@ class Directory:
             "customer_id", "phone_e164", "email"
         )
 
-    def refreshed(self, engine: Engine, *, now: datetime | None = None) -> Directory:
+    def refreshed(self, engine: Bind, *, now: datetime | None = None) -> Directory:
         """The same customers, consent folded again (as of ``now``: a later opt-in grants
         nothing yet) with every captured consent event."""
         base = self.source_events
@@ -600,7 +672,7 @@ class Directory:
             version,
         )
 
-    def current(self, engine: Engine, *, now: datetime | None = None) -> Directory:
+    def current(self, engine: Bind, *, now: datetime | None = None) -> Directory:
         """This directory, or a refreshed one when captured consent changed since it was
         folded (one cheap read: the count and latest record time of ``consent_events``)."""
         if self.version is not None and consent_version(engine) == self.version:
@@ -608,14 +680,26 @@ class Directory:
         return self.refreshed(engine, now=now)
 
 
-def consent_version(engine: Engine) -> tuple[Any, ...]:
+def consent_version(engine: Bind) -> tuple[Any, ...]:
     """A version of the captured consent: rows and the latest record time (rows are only
-    ever appended, so any new event changes it)."""
-    with engine.begin() as conn:
+    ever appended, so any new event changes it). ``engine`` may be a connection inside a
+    transaction (read in its snapshot)."""
+    with _reading(engine) as conn:
         row = conn.execute(
             sa.text("select count(*), max(recorded_at_utc) from consent_events")
         ).one()
     return (int(row[0]), row[1])
+
+
+@contextmanager
+def _reading(bind: Bind) -> Iterator[sa.Connection]:
+    """A read on an engine (its own transaction) or on a connection as it is (inside the
+    caller's transaction)."""
+    if isinstance(bind, sa.Connection):
+        yield bind
+    else:
+        with bind.begin() as conn:
+            yield conn
 
 
 CUSTOMER_COLUMNS = (
@@ -636,9 +720,9 @@ STORED_CONSENT_SCHEMA = {
 }
 
 
-def stored_consent_events(engine: Engine) -> pl.DataFrame:
+def stored_consent_events(engine: Bind) -> pl.DataFrame:
     """Consent events this project captured (keywords, CRM imports) as consent_state input."""
-    with engine.begin() as conn:
+    with _reading(engine) as conn:
         return read_frame(
             conn,
             "select customer_id, channel, status, occurred_at_utc as occurred_at"
@@ -1254,7 +1338,7 @@ def _fallback_to_email(
 
 
 def _failed(
-    engine: Engine,
+    engine: Bind,
     alert: dict[str, Any],
     why: str,
     *,
@@ -1264,7 +1348,7 @@ def _failed(
     result: SendResult,
 ) -> None:
     now = ctx["now"]
-    with engine.begin() as conn:
+    with _begin(engine) as conn:
         retry = not permanent and int(alert["attempts"]) < ctx["alerts"].max_send_attempts
         if retry:
             _move(
@@ -1395,7 +1479,7 @@ def send_context(
 
 
 def record_answers(
-    engine: Engine,
+    engine: Bind,
     rows: list[dict[str, Any]],
     answers: list[Any],
     *,
@@ -1456,7 +1540,7 @@ def record_answers(
                 }
             )
     if accepted or unknown or again:
-        with engine.begin() as conn:  # the answers of the batch: one transaction
+        with _begin(engine) as conn:  # the answers of the batch: one transaction
             result.accepted += _move_many(
                 conn,
                 accepted,
