@@ -1855,12 +1855,16 @@ def alert_counts(engine: Engine) -> dict[str, Any]:
 def pending_reminders(
     engine: Engine, *, invoice_ids: Iterable[str] = (), customer_ids: Iterable[str] = ()
 ) -> pl.DataFrame:
-    """Outbox reminders not yet sent (planned, ready, pushed) of these invoices or customers."""
+    """Outbox reminders not yet sent (planned, ready, pushed) of these invoices or customers
+    (the database returns only the rows that may match, not every live message; the exact
+    invoice list is checked here)."""
     invoices, customers = sorted(set(invoice_ids)), sorted(set(customer_ids))
     if not invoices and not customers:
         return pl.DataFrame()
     with engine.begin() as conn:
-        live = messages_in(conn, ("planned", "ready", "pushed"))
+        live = messages_in(
+            conn, ("planned", "ready", "pushed"), invoice_ids=invoices, customer_ids=customers
+        )
     if live.height == 0:
         return live
     hit = pl.lit(False)
