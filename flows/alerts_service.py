@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import logging
 import queue
@@ -452,6 +453,16 @@ class AlertService:
         # every customer's part of a decision computed once, before the first webhook (after a
         # consent change the new directory computes them as their events come)
         self.current_directory().warm(self.settings.cadence)
+        if self.client is not None:
+            # the token now, and the writer's and dispatcher's threads: not on the first events
+            try:
+                self.client.fetch_token()
+            except Exception as exc:  # the first send fetches it (and fails as it would)
+                log.warning("fetching the Genesys token at start failed: %s", exc)
+            self._get_dispatcher()
+        with self._lock:
+            if self._writer is None:
+                self._writer = EventWriter(self._commit_batch)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="alerts-worker", daemon=True)
         self._thread.start()
@@ -513,8 +524,12 @@ def _secret(value: Any) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
-def create_alerts_app(service: AlertService, *, run_worker: bool = True) -> Starlette:
-    """The ASGI app over ``service`` (its worker runs for the app's lifetime if asked)."""
+def create_alerts_app(
+    service: AlertService, *, run_worker: bool = True, own_process: bool = False
+) -> Starlette:
+    """The ASGI app over ``service`` (its worker runs for the app's lifetime if asked).
+    ``own_process``: the app is the process (``reminders alerts serve``): once the service
+    has started, :func:`freeze_start_up_heap`."""
     alerts = service.settings.alerts
 
     async def events(request: Request) -> Response:
@@ -645,6 +660,8 @@ def create_alerts_app(service: AlertService, *, run_worker: bool = True) -> Star
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if run_worker:
             service.start()
+        if own_process:
+            freeze_start_up_heap()
         try:
             yield
         finally:
@@ -701,6 +718,24 @@ def service_from_settings(
     )
 
 
+GC_YOUNG_THRESHOLD = 10_000
+"""Allocations between two collections of the youngest generation in the service process
+(Python's default is 700: a collection every few requests)."""
+
+
+def freeze_start_up_heap() -> None:
+    """Collect once, then move every object left (modules, settings, the directory and its
+    cached choices, the pools) out of the cyclic collector's reach (``gc.freeze``), and
+    collect the young generation less often. Without this a full collection walks the whole
+    start-up heap while holding the GIL: 5 of them, 17-198 ms each, stopped every thread in
+    a 10 s run at 200 events/s (benchmarks/alerts_latency.py). For the service's own process
+    only: a shared process keeps its collector as it is."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
 def limit_duckdb_threads(engine: Engine, threads: int | None) -> None:
     """Cap DuckDB's worker threads for this process's warehouse (the service runs many tiny
     transactions: more threads only spin and take CPU from the requests). No-op elsewhere."""
@@ -717,4 +752,5 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8780) -> N
     service = service_from_settings(settings)
     # its own process: cap DuckDB's threads there (not in a shared process such as the demo)
     limit_duckdb_threads(service.engine, settings.alerts.duckdb_threads)
-    uvicorn.run(create_alerts_app(service), host=host, port=port, log_level="warning")
+    app = create_alerts_app(service, own_process=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
