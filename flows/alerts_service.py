@@ -726,10 +726,10 @@ GC_YOUNG_THRESHOLD = 10_000
 def freeze_start_up_heap() -> None:
     """Collect once, then move every object left (modules, settings, the directory and its
     cached choices, the pools) out of the cyclic collector's reach (``gc.freeze``), and
-    collect the young generation less often. Without this a full collection walks the whole
-    start-up heap while holding the GIL: 5 of them, 17-198 ms each, stopped every thread in
-    a 10 s run at 200 events/s (benchmarks/alerts_latency.py). For the service's own process
-    only: a shared process keeps its collector as it is."""
+    collect the young generation less often. Without this every full collection walks the
+    whole start-up heap while holding the GIL (about 170 000 objects after the imports alone:
+    ~100 ms); with it, none ran while benchmarks/alerts_latency.py drove 200 events/s for
+    10 s. For the service's own process only: a shared process keeps its collector as is."""
     gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()
