@@ -6,7 +6,9 @@ Starts the Genesys sandbox as its own process (its per-token limit raised to --s
 that only the injected burst pushes back; a real org allows 300 requests per minute per
 OAuth client, i.e. 5 agentless sends per second), serves the alerts service (uvicorn, its
 worker running) on 127.0.0.1 over a fresh DuckDB warehouse, and posts signed
-payment_received events open-loop at --rate per second for --seconds. In the middle, the
+payment_received events open-loop at --rate per second for --seconds (each of the 32 sender
+threads makes its HTTP client and connects before the clock starts: building 32 clients is
+CPU the service would otherwise compete with in the first second). In the middle, the
 sandbox answers every request 503 for --burst-seconds. Every 202 is given only after the
 event is committed.
 
@@ -155,7 +157,7 @@ def run_service(args: argparse.Namespace) -> None:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    app = create_alerts_app(service)
+    app = create_alerts_app(service, own_process=True)  # as `reminders alerts serve`
     app.router.routes.append(  # the bench reads the timings before it stops the service
         Route(
             "/bench/timings",
@@ -292,7 +294,6 @@ def _drive(args: argparse.Namespace, url: str, admin: httpx.Client, zone: str, n
             if time.monotonic() > deadline:
                 raise RuntimeError("the alerts service did not start") from None
             time.sleep(0.2)
-    cpu_before = httpx.get(f"{url}/bench/timings", timeout=30).json()["cpu"]
     sent_at: dict[str, datetime] = {}
     answer_ms: dict[str, float] = {}
     statuses: Counter[int] = Counter()
@@ -332,11 +333,21 @@ def _drive(args: argparse.Namespace, url: str, admin: httpx.Client, zone: str, n
                 answer_ms[event_id] = elapsed
 
     total = int(args.rate * args.seconds)
+    workers = 32
+    ready = threading.Barrier(workers)
+
+    def warm(_i: int) -> None:  # each sender thread's client made (and connected) untimed
+        http = local.http = httpx.Client(base_url=url, timeout=30)
+        http.get("/health").raise_for_status()
+        ready.wait(timeout=60)
+
     burst_at = args.seconds / 2
     burst_started = burst_done = False
     burst_t = 0.0
-    began = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=32) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(warm, range(workers)))
+        cpu_before = httpx.get(f"{url}/bench/timings", timeout=30).json()["cpu"]
+        began = time.perf_counter()
         for i in range(total):
             delay = began + i / args.rate - time.perf_counter()
             if delay > 0:

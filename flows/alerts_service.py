@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import logging
 import queue
@@ -63,7 +64,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -265,15 +266,19 @@ class AlertService:
     _pool: ThreadPoolExecutor | None = None
     _dispatcher: Dispatcher | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _conns: dict[str, Connection] = field(default_factory=dict)
 
-    def current_directory(self) -> Directory:
+    def current_directory(self, bind: Engine | Connection | None = None) -> Directory:
         """The directory, folded again if captured consent changed (an inbound keyword in
-        this process, or any writer of ``consent_events``: checked by version)."""
+        this process, or any writer of ``consent_events``: checked by version), read on
+        ``bind`` (the engine by default; the accepting transaction's connection, so the
+        decision and the consent it was made with are one snapshot)."""
+        bind = self.engine if bind is None else bind
         if self._consent_changed.is_set():
             self._consent_changed.clear()
-            self.directory = self.directory.refreshed(self.engine, now=self.clock())
+            self.directory = self.directory.refreshed(bind, now=self.clock())
         else:
-            self.directory = self.directory.current(self.engine, now=self.clock())
+            self.directory = self.directory.current(bind, now=self.clock())
         return self.directory
 
     def _ctx(self, now: datetime) -> dict[str, Any]:
@@ -303,10 +308,10 @@ class AlertService:
         s = self.settings
         try:
             accepted = accept_events(
-                self.engine,
+                self._kept("writer"),
                 batch,
                 now=now,
-                directory=self.current_directory(),
+                directory=self.current_directory,
                 templates=self.templates,
                 alerts=s.alerts,
                 cadence=s.cadence,
@@ -314,6 +319,7 @@ class AlertService:
             )
         except Exception:  # a store failure raises again below (the requests answer 503)
             log.exception("deciding %d events failed: stored only, the worker decides", len(batch))
+            self._drop("writer")
             return store_events(self.engine, batch, now=now)
         if accepted.to_send:
             failpoint("alerts.after_intent")  # intents committed, nothing sent yet
@@ -333,9 +339,29 @@ class AlertService:
                 )
             return self._dispatcher
 
+    def _kept(self, role: str) -> Connection:
+        """The connection one thread (``writer``, ``recorder``) keeps for its transactions:
+        no pool checkout, check-in and reset per group. Dropped after an error."""
+        conn = self._conns.get(role)
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._conns[role] = self.engine.connect()
+        return conn
+
+    def _drop(self, role: str) -> None:
+        conn = self._conns.pop(role, None)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
     def _record(self, rows: list[dict[str, Any]], answers: list[Any]) -> None:
         now = self.clock()
-        result = record_answers(self.engine, rows, answers, ctx=self._ctx(now), now=now)
+        try:
+            result = record_answers(
+                self._kept("recorder"), rows, answers, ctx=self._ctx(now), now=now
+            )
+        except Exception:
+            self._drop("recorder")
+            raise
         if result.retried or result.unknown:
             self.wake()  # a row to retry or to settle by lookup
 
@@ -424,6 +450,19 @@ class AlertService:
 
     def start(self) -> None:
         recover_in_flight(self.engine, now=self.clock())
+        # every customer's part of a decision computed once, before the first webhook (after a
+        # consent change the new directory computes them as their events come)
+        self.current_directory().warm(self.settings.cadence)
+        if self.client is not None:
+            # the token now, and the writer's and dispatcher's threads: not on the first events
+            try:
+                self.client.fetch_token()
+            except Exception as exc:  # the first send fetches it (and fails as it would)
+                log.warning("fetching the Genesys token at start failed: %s", exc)
+            self._get_dispatcher()
+        with self._lock:
+            if self._writer is None:
+                self._writer = EventWriter(self._commit_batch)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="alerts-worker", daemon=True)
         self._thread.start()
@@ -456,6 +495,8 @@ class AlertService:
         if self._dispatcher is not None:
             self._dispatcher.close()
             self._dispatcher = None
+        for role in list(self._conns):  # their threads are done
+            self._drop(role)
 
 
 def _error(exc: WebhookRejected) -> JSONResponse:
@@ -483,8 +524,12 @@ def _secret(value: Any) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
-def create_alerts_app(service: AlertService, *, run_worker: bool = True) -> Starlette:
-    """The ASGI app over ``service`` (its worker runs for the app's lifetime if asked)."""
+def create_alerts_app(
+    service: AlertService, *, run_worker: bool = True, own_process: bool = False
+) -> Starlette:
+    """The ASGI app over ``service`` (its worker runs for the app's lifetime if asked).
+    ``own_process``: the app is the process (``reminders alerts serve``): once the service
+    has started, :func:`freeze_start_up_heap`."""
     alerts = service.settings.alerts
 
     async def events(request: Request) -> Response:
@@ -615,6 +660,8 @@ def create_alerts_app(service: AlertService, *, run_worker: bool = True) -> Star
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if run_worker:
             service.start()
+        if own_process:
+            freeze_start_up_heap()
         try:
             yield
         finally:
@@ -671,6 +718,24 @@ def service_from_settings(
     )
 
 
+GC_YOUNG_THRESHOLD = 10_000
+"""Allocations between two collections of the youngest generation in the service process
+(Python's default is 700: a collection every few requests)."""
+
+
+def freeze_start_up_heap() -> None:
+    """Collect once, then move every object left (modules, settings, the directory and its
+    cached choices, the pools) out of the cyclic collector's reach (``gc.freeze``), and
+    collect the young generation less often. Without this every full collection walks the
+    whole start-up heap while holding the GIL (about 170 000 objects after the imports alone:
+    ~100 ms); with it, none ran while benchmarks/alerts_latency.py drove 200 events/s for
+    10 s. For the service's own process only: a shared process keeps its collector as is."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
 def limit_duckdb_threads(engine: Engine, threads: int | None) -> None:
     """Cap DuckDB's worker threads for this process's warehouse (the service runs many tiny
     transactions: more threads only spin and take CPU from the requests). No-op elsewhere."""
@@ -687,4 +752,5 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8780) -> N
     service = service_from_settings(settings)
     # its own process: cap DuckDB's threads there (not in a shared process such as the demo)
     limit_duckdb_threads(service.engine, settings.alerts.duckdb_threads)
-    uvicorn.run(create_alerts_app(service), host=host, port=port, log_level="warning")
+    app = create_alerts_app(service, own_process=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

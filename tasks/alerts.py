@@ -58,8 +58,9 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Executor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -85,7 +86,7 @@ from tasks.render import GENESYS_SMS_MAX_CHARS, TemplateSet, _locale, format_mon
 from tasks.settings import AlertSettings, CadenceSettings, GenesysSettings, RenderSettings
 from tasks.sms import segment
 from tasks.stagger import plan_allowed_send_date
-from tasks.warehouse import read_frame, write_frame
+from tasks.warehouse import read_frame, write_frame, write_rows
 
 __all__ = [
     "ALERT_REASONS",
@@ -144,6 +145,23 @@ class WebhookRejected(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         self.status, self.code, self.message = status, code, message
         super().__init__(f"{status} {code}: {message}")
+
+
+Bind = Engine | sa.Connection
+"""Where a function runs its transaction: an engine (a pooled connection each time) or a
+connection kept by its caller (the service's writer and recorder threads: no checkout,
+check-in and reset per group)."""
+
+
+@contextmanager
+def _begin(bind: Bind) -> Iterator[sa.Connection]:
+    """One transaction on ``bind``: committed on success, rolled back on error."""
+    if isinstance(bind, sa.Connection):
+        with bind.begin():
+            yield bind
+    else:
+        with bind.begin() as conn:
+            yield conn
 
 
 # --- signatures ----------------------------------------------------------------------------
@@ -338,20 +356,28 @@ def store_events(
 
 
 def _insert_events(
-    conn: sa.Connection, batch: list[tuple[AlertEvent, bytes]], *, now: datetime
+    conn: sa.Connection,
+    batch: list[tuple[AlertEvent, bytes]],
+    *,
+    now: datetime,
+    known: set[str] | None = None,
 ) -> list[bool]:
-    ids = [e.event_id for e, _ in batch]
-    known = {
-        r[0]
-        for r in conn.execute(
-            sa.text("select event_id from alert_events where event_id in :ids").bindparams(
-                sa.bindparam("ids", expanding=True)
-            ),
-            {"ids": ids},
-        )
-    }
+    """Insert the events whose id is not stored yet nor earlier in the batch. ``known``: the
+    ids already stored, if the caller knows them (an empty set: assume none, a duplicate
+    key then fails the insert); None reads them."""
+    if known is None:
+        ids = [e.event_id for e, _ in batch]
+        known = {
+            r[0]
+            for r in conn.execute(
+                sa.text("select event_id from alert_events where event_id in :ids").bindparams(
+                    sa.bindparam("ids", expanding=True)
+                ),
+                {"ids": ids},
+            )
+        }
     fresh: list[bool] = []
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []
     for event, payload in batch:
         if event.event_id in known:
             fresh.append(False)
@@ -359,22 +385,21 @@ def _insert_events(
         known.add(event.event_id)
         fresh.append(True)
         rows.append(
-            {
-                "event_id": event.event_id,
-                "kind": event.kind,
-                "customer_id": event.customer_id,
-                "invoice_id": event.invoice_id,
-                "amount_minor": event.amount_minor,
-                "currency": event.currency,
-                "occurred_at_utc": event.occurred_at,
-                "received_at_utc": _naive(now),
-                "payload": payload.decode("utf-8"),
-                "state": "received",
-                "updated_at_utc": _naive(now),
-            }
+            (
+                event.event_id,
+                event.kind,
+                event.customer_id,
+                event.invoice_id,
+                event.amount_minor,
+                event.currency,
+                event.occurred_at,
+                _naive(now),
+                payload.decode("utf-8"),
+                "received",
+                _naive(now),
+            )
         )
-    if rows:
-        write_frame(conn, "alert_events", pl.DataFrame(rows, schema=STORED_EVENT_SCHEMA))
+    write_rows(conn, "alert_events", rows, STORED_EVENT_SCHEMA)
     return fresh
 
 
@@ -403,11 +428,11 @@ class Accepted:
 
 
 def accept_events(
-    engine: Engine,
+    engine: Bind,
     batch: list[tuple[AlertEvent, bytes]],
     *,
     now: datetime,
-    directory: Directory,
+    directory: Directory | Callable[[sa.Connection], Directory],
     templates: TemplateSet,
     alerts: AlertSettings,
     cadence: CadenceSettings,
@@ -420,24 +445,70 @@ def accept_events(
     them ``sending``, which the next start settles by lookup (:func:`settle_unknown`), never by
     a blind resend. The events stay ``received``: the worker still marks them ``alerted`` and
     cancels a paid invoice's reminders (:func:`process_events` skips the decisions it finds
-    made). The service's group commit; :func:`store_events` alone when deciding fails."""
+    made). The service's group commit; :func:`store_events` alone when deciding fails.
+
+    ``directory`` may be a function of the transaction's connection (the service checks the
+    captured consent's version in the same snapshot). The group is first inserted as if none
+    of its ids were stored (the common case: no read of ``alert_events``); a duplicate key
+    rolls that attempt back and the group is done again with the ids read first."""
     now = _naive(now)
     if not batch:
         return Accepted([])
-    with engine.begin() as conn:
+    try:
+        with _begin(engine) as conn:
+            return _accept(conn, batch, now, directory, templates, alerts, cadence, render, False)
+    except _Replayed:
+        pass
+    with _begin(engine) as conn:
+        return _accept(conn, batch, now, directory, templates, alerts, cadence, render, True)
+
+
+class _Replayed(Exception):
+    """An id of the group was already stored: the optimistic insert was rolled back."""
+
+
+def _accept(
+    conn: sa.Connection,
+    batch: list[tuple[AlertEvent, bytes]],
+    now: datetime,
+    directory: Directory | Callable[[sa.Connection], Directory],
+    templates: TemplateSet,
+    alerts: AlertSettings,
+    cadence: CadenceSettings,
+    render: RenderSettings,
+    check_stored: bool,
+) -> Accepted:
+    resolved = directory(conn) if callable(directory) else directory
+    if check_stored:
         stored = _insert_events(conn, batch, now=now)
-        fresh = [e for (e, _p), ok in zip(batch, stored, strict=True) if ok]
-        to_send = _intend(
-            conn,
-            fresh,
-            now=now,
-            directory=directory,
-            templates=templates,
-            alerts=alerts,
-            cadence=cadence,
-            render=render,
-        )
+    else:
+        try:
+            stored = _insert_events(conn, batch, now=now, known=set())
+        except Exception as exc:
+            if _is_duplicate_key(exc):
+                raise _Replayed from exc
+            raise
+    fresh = [e for (e, _p), ok in zip(batch, stored, strict=True) if ok]
+    to_send = _intend(
+        conn,
+        fresh,
+        now=now,
+        directory=resolved,
+        templates=templates,
+        alerts=alerts,
+        cadence=cadence,
+        render=render,
+    )
     return Accepted(stored, to_send)
+
+
+def _is_duplicate_key(exc: BaseException) -> bool:
+    """A unique / primary key violation, from SQLAlchemy or straight from the driver (the
+    loaders use the raw connection)."""
+    if isinstance(exc, sa.exc.IntegrityError):
+        return True
+    text = str(exc).lower()
+    return "duplicate" in text or "unique" in text or "constraint" in text
 
 
 def _intend(
@@ -451,62 +522,76 @@ def _intend(
     cadence: CadenceSettings,
     render: RenderSettings,
 ) -> list[dict[str, Any]]:
+    """Decide, render and write the alerts of ``fresh`` events (rows as :func:`_alert_rows`
+    would make them, with the ones due now already ``sending`` attempt 1), log each decision
+    and each intent; returns the ``sending`` rows. Plain Python per event: the customer's
+    part of the decision comes from the directory's cache (:meth:`Directory.choices_for`,
+    the same planning rules as :func:`decide_alerts`), the zones from one pendulum call per
+    distinct zone set, the text from :func:`_render_one`; a group of a few events costs no
+    polars query."""
     if not fresh:
         return []
-    events = pl.DataFrame(
-        [
+    choices = directory.choices_for([e.customer_id for e in fresh], cadence)
+    releases = _Releases(now, alerts.window)
+    rows: list[dict[str, Any]] = []
+    decided: list[tuple[Any, ...]] = []
+    intents: list[tuple[Any, ...]] = []
+    for event in fresh:
+        # no alert can exist yet: these events were not stored before this transaction (alert
+        # keys are event ids; a conflict would roll the group back to store_events alone)
+        choice = choices[event.customer_id]
+        reason, release = choice["reason"], None
+        if reason is None:
+            release, reason = releases(choice["time_zones"])
+        subject, body, reason = _render_one(
             {
-                "event_id": e.event_id,
-                "kind": e.kind,
-                "customer_id": e.customer_id,
-                "invoice_id": e.invoice_id,
-                "amount_minor": e.amount_minor,
-                "currency": e.currency,
-            }
-            for e in fresh
-        ],
-        schema=EVENT_SCHEMA,
-    )
-    # no alert can exist yet: these events were not stored before this transaction (alert
-    # keys are event ids; a conflict would roll the group back to store_events alone)
-    rows = _alert_rows(
-        events, directory, templates, alerts=alerts, cadence=cadence, render=render, now=now
-    )
-    due = (pl.col("state") == "ready") & (pl.col("release_at_utc") <= now)
-    rows = (
-        rows.lazy()
-        .with_columns(
-            pl.when(due).then(pl.lit("sending")).otherwise(pl.col("state")).alias("state"),
-            pl.when(due)
-            .then(pl.lit("attempt 1"))
-            .otherwise(pl.col("state_reason"))
-            .alias("state_reason"),
-            pl.when(due).then(pl.lit(1)).otherwise(pl.col("attempts")).alias("attempts"),
+                **choice,
+                "reason": reason,
+                "kind": event.kind,
+                "amount_minor": event.amount_minor,
+                "currency": event.currency,
+            },
+            templates,
+            render,
+            _payment_token,
         )
-        .cast(ALERT_SCHEMA)  # type: ignore[arg-type]
-        .collect()
-    )
-    write_frame(conn, "alerts", rows)
-    sending = rows.filter(pl.col("state") == "sending")
-    log = _decided_log(rows.lazy(), now).with_columns(
-        pl.when(pl.col("to_state") == "sending")
-        .then(pl.lit("ready"))
-        .otherwise(pl.col("to_state"))
-        .alias("to_state"),
-        pl.when(pl.col("to_state") == "sending")
-        .then(pl.lit("decided"))
-        .otherwise(pl.col("detail"))
-        .alias("detail"),
-    )
-    intents = sending.lazy().select(
-        "alert_key",
-        pl.lit(now).alias("at_utc"),
-        pl.lit("ready").alias("from_state"),
-        pl.lit("sending").alias("to_state"),
-        pl.lit("attempt 1").alias("detail"),
-    )
-    write_frame(conn, "alert_log", pl.concat([log, intents]).collect())
-    return sending.to_dicts()
+        if reason is not None:
+            state = "excluded"
+        elif release is not None and release > now:
+            state = "held"
+        else:
+            state = "ready"
+        due = state == "ready" and release is not None and release <= now
+        rows.append(
+            {
+                "alert_key": event.event_id,
+                "event_id": event.event_id,
+                "customer_id": event.customer_id,
+                "channel": choice["channel"],
+                "to_address": choice["to_address"],
+                "subject": subject,
+                "body": body,
+                "state": "sending" if due else state,
+                "state_reason": "attempt 1" if due else reason,
+                "release_at_utc": release,
+                "attempts": 1 if due else 0,
+                "next_attempt_at_utc": release,
+                "created_at_utc": now,
+                "updated_at_utc": now,
+            }
+        )
+        if due:
+            decided.append((event.event_id, now, None, "ready", "decided"))
+            intents.append((event.event_id, now, "ready", "sending", "attempt 1"))
+        else:
+            decided.append((event.event_id, now, None, state, reason or "decided"))
+    write_rows(conn, "alerts", [tuple(r[c] for c in ALERT_SCHEMA) for r in rows], ALERT_SCHEMA)
+    write_rows(conn, "alert_log", decided + intents, ALERT_LOG_SCHEMA)
+    return [r for r in rows if r["state"] == "sending"]
+
+
+def _payment_token() -> str:
+    return secrets.token_urlsafe(16)
 
 
 # --- the directory: who the customers are and what they consented to -----------------------
@@ -524,6 +609,38 @@ class Directory:
     unclear: pl.DataFrame | None = None
     version: tuple[Any, ...] | None = None
     """:func:`consent_version` of the captured events folded in (None: not read yet)."""
+    _choices: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def choices_for(
+        self, customer_ids: Iterable[str], cadence: CadenceSettings
+    ) -> dict[str, dict[str, Any]]:
+        """Customer id -> the customer's part of a decision (:func:`_customer_choices`: the
+        planning rules over this directory's consent), for at least ``customer_ids``. Cached
+        per directory (a consent change makes a new directory, so a new cache): only ids not
+        seen yet are computed, in one polars query. A customer id listed twice in the
+        directory fails closed (ValueError), as a duplicate alert key would."""
+        key = (cadence.email_requires_opt_in, tuple(cadence.channel_order))
+        table = self._choices.setdefault(key, {})
+        missing = {c for c in customer_ids if c not in table}
+        if missing:
+            frame = _customer_choices(
+                pl.Series("customer_id", sorted(missing), dtype=pl.String), self, cadence=cadence
+            )
+            found: dict[str, dict[str, Any]] = {}
+            for row in frame.iter_rows(named=True):
+                if row["customer_id"] in found:
+                    raise ValueError(f"customer {row['customer_id']} is in the directory twice")
+                found[row["customer_id"]] = row
+            table.update(found)
+        return table
+
+    def warm(self, cadence: CadenceSettings, *, most: int = 200_000) -> None:
+        """Compute every customer's choices now (at most ``most`` customers), so that the
+        first events of each customer pay no polars query."""
+        if self.customers.height <= most:
+            self.choices_for(self.customers["customer_id"].to_list(), cadence)
 
     def customers_by_phone(self, phone: str) -> list[str]:
         return self.customers.filter(pl.col("phone_e164") == phone)["customer_id"].sort().to_list()
@@ -533,7 +650,7 @@ class Directory:
             "customer_id", "phone_e164", "email"
         )
 
-    def refreshed(self, engine: Engine, *, now: datetime | None = None) -> Directory:
+    def refreshed(self, engine: Bind, *, now: datetime | None = None) -> Directory:
         """The same customers, consent folded again (as of ``now``: a later opt-in grants
         nothing yet) with every captured consent event."""
         base = self.source_events
@@ -555,7 +672,7 @@ class Directory:
             version,
         )
 
-    def current(self, engine: Engine, *, now: datetime | None = None) -> Directory:
+    def current(self, engine: Bind, *, now: datetime | None = None) -> Directory:
         """This directory, or a refreshed one when captured consent changed since it was
         folded (one cheap read: the count and latest record time of ``consent_events``)."""
         if self.version is not None and consent_version(engine) == self.version:
@@ -563,14 +680,26 @@ class Directory:
         return self.refreshed(engine, now=now)
 
 
-def consent_version(engine: Engine) -> tuple[Any, ...]:
+def consent_version(engine: Bind) -> tuple[Any, ...]:
     """A version of the captured consent: rows and the latest record time (rows are only
-    ever appended, so any new event changes it)."""
-    with engine.begin() as conn:
+    ever appended, so any new event changes it). ``engine`` may be a connection inside a
+    transaction (read in its snapshot)."""
+    with _reading(engine) as conn:
         row = conn.execute(
             sa.text("select count(*), max(recorded_at_utc) from consent_events")
         ).one()
     return (int(row[0]), row[1])
+
+
+@contextmanager
+def _reading(bind: Bind) -> Iterator[sa.Connection]:
+    """A read on an engine (its own transaction) or on a connection as it is (inside the
+    caller's transaction)."""
+    if isinstance(bind, sa.Connection):
+        yield bind
+    else:
+        with bind.begin() as conn:
+            yield conn
 
 
 CUSTOMER_COLUMNS = (
@@ -591,9 +720,9 @@ STORED_CONSENT_SCHEMA = {
 }
 
 
-def stored_consent_events(engine: Engine) -> pl.DataFrame:
+def stored_consent_events(engine: Bind) -> pl.DataFrame:
     """Consent events this project captured (keywords, CRM imports) as consent_state input."""
-    with engine.begin() as conn:
+    with _reading(engine) as conn:
         return read_frame(
             conn,
             "select customer_id, channel, status, occurred_at_utc as occurred_at"
@@ -627,22 +756,14 @@ def directory_from_frames(
 # --- decisions and rendering (pure) ----------------------------------------------------------
 
 
-def decide_alerts(
-    events: pl.DataFrame,
-    directory: Directory,
-    *,
-    now: datetime,
-    window: Any,
-    cadence: CadenceSettings,
+def _customer_choices(
+    customer_ids: pl.Series, directory: Directory, *, cadence: CadenceSettings
 ) -> pl.DataFrame:
-    """One row per event: ``channel``, ``to_address``, ``reason`` (null = send) and
-    ``release_at_utc`` (the window start when the alert must be held, else ``now``).
-
-    ``events`` has event_id, customer_id (at least); ``window`` is a WindowSettings.
-    """
-    now = _naive(now)
-    wanted = events["customer_id"].unique()
-    # one lazy query up to the channel choice (small frames: one collect, not one per step)
+    """The part of a decision that depends on the customer only (the planning rules: consent,
+    channel, address), one row per id in ``customer_ids``: ``channel``, ``to_address``,
+    ``reason`` (the one found before the zones; null = none yet), ``time_zones``,
+    ``full_name``, ``first_name``, ``locale``. One lazy query, one collect."""
+    wanted = customer_ids.unique()
     consent = directory.consent.lazy().filter(pl.col("customer_id").is_in(wanted))
     people = directory.customers.lazy().filter(pl.col("customer_id").is_in(wanted))
     allowed = consent.select(
@@ -658,8 +779,7 @@ def decide_alerts(
     )
     shared = list(directory.shared_phones)
     lazy = (
-        events.lazy()
-        .select("event_id", "customer_id")
+        pl.LazyFrame({"customer_id": wanted}, schema={"customer_id": pl.String})
         .join(
             people.with_columns(pl.lit(True).alias("_known")),
             on="customer_id",
@@ -695,27 +815,6 @@ def decide_alerts(
         .then(pl.col("preferred_channel"))
         .otherwise(first_ok)
     )
-    frame = lazy.with_columns(chosen.alias("channel")).collect()
-    zones = frame["time_zones"].to_list()
-    release: list[datetime | None] = []
-    zone_reason: list[str | None] = []
-    cache: dict[tuple[str, ...], tuple[datetime | None, str | None]] = {}
-    for zs in zones:  # per distinct zone set (cached): a pendulum call each
-        key = tuple(sorted(zs or []))
-        if key not in cache:
-            if not key:
-                cache[key] = (None, "timezone_unknown")
-            else:
-                found = plan_allowed_send_date(list(key), now, window)
-                cache[key] = (
-                    (None, "no_common_window") if found is None else (max(now, found[1]), None)
-                )
-        release.append(cache[key][0])
-        zone_reason.append(cache[key][1])
-    lazy = frame.lazy().with_columns(
-        pl.Series("release_at_utc", release, dtype=pl.Datetime("us")),
-        pl.Series("_zone_reason", zone_reason, dtype=pl.String),
-    )
     reason = (
         pl.when(~pl.col("_known"))
         .then(pl.lit("customer_unknown"))
@@ -725,23 +824,126 @@ def decide_alerts(
         .then(pl.lit("opted_out"))
         .when(pl.col("channel").is_null())
         .then(pl.lit("no_channel"))
-        .otherwise(pl.col("_zone_reason"))
     )
-    return lazy.select(
-        "event_id",
-        "customer_id",
-        "channel",
-        pl.when(pl.col("channel") == "sms")
-        .then(pl.col("phone_e164"))
-        .when(pl.col("channel") == "email")
-        .then(pl.col("email"))
-        .alias("to_address"),
-        reason.alias("reason"),
-        pl.when(reason.is_null()).then(pl.col("release_at_utc")).alias("release_at_utc"),
-        "full_name",
-        "first_name",
-        "locale",
-    ).collect()
+    return (
+        lazy.with_columns(chosen.alias("channel"))
+        .select(
+            "customer_id",
+            "channel",
+            pl.when(pl.col("channel") == "sms")
+            .then(pl.col("phone_e164"))
+            .when(pl.col("channel") == "email")
+            .then(pl.col("email"))
+            .alias("to_address"),
+            reason.alias("reason"),
+            "time_zones",
+            "full_name",
+            "first_name",
+            "locale",
+        )
+        .collect()
+    )
+
+
+class _Releases:
+    """Per distinct zone set (a pendulum call each, cached): when an alert decided at ``now``
+    may go (the window start when it must be held, else ``now``), or why it never may."""
+
+    def __init__(self, now: datetime, window: Any) -> None:
+        self.now, self.window = now, window
+        self._cache: dict[tuple[str, ...], tuple[datetime | None, str | None]] = {}
+
+    def __call__(self, zones: Iterable[str] | None) -> tuple[datetime | None, str | None]:
+        key = tuple(sorted(zones or []))
+        if key not in self._cache:
+            if not key:
+                self._cache[key] = (None, "timezone_unknown")
+            else:
+                found = plan_allowed_send_date(list(key), self.now, self.window)
+                self._cache[key] = (
+                    (None, "no_common_window") if found is None else (max(self.now, found[1]), None)
+                )
+        return self._cache[key]
+
+
+def decide_alerts(
+    events: pl.DataFrame,
+    directory: Directory,
+    *,
+    now: datetime,
+    window: Any,
+    cadence: CadenceSettings,
+) -> pl.DataFrame:
+    """One row per event: ``channel``, ``to_address``, ``reason`` (null = send) and
+    ``release_at_utc`` (the window start when the alert must be held, else ``now``).
+
+    ``events`` has event_id, customer_id (at least); ``window`` is a WindowSettings.
+    """
+    now = _naive(now)
+    choices = _customer_choices(events["customer_id"], directory, cadence=cadence)
+    frame = events.select("event_id", "customer_id").join(choices, on="customer_id", how="left")
+    releases = _Releases(now, window)
+    release: list[datetime | None] = []
+    zone_reason: list[str | None] = []
+    for zs in frame["time_zones"].to_list():
+        at, why = releases(zs)
+        release.append(at)
+        zone_reason.append(why)
+    reason = pl.coalesce(pl.col("reason"), pl.col("_zone_reason"))
+    return (
+        frame.lazy()
+        .with_columns(
+            pl.Series("release_at_utc", release, dtype=pl.Datetime("us")),
+            pl.Series("_zone_reason", zone_reason, dtype=pl.String),
+        )
+        .select(
+            "event_id",
+            "customer_id",
+            "channel",
+            "to_address",
+            reason.alias("reason"),
+            pl.when(reason.is_null()).then(pl.col("release_at_utc")).alias("release_at_utc"),
+            "full_name",
+            "first_name",
+            "locale",
+        )
+        .collect()
+    )
+
+
+def _render_one(
+    row: Mapping[str, Any],
+    templates: TemplateSet,
+    render: RenderSettings,
+    token: Callable[[], str],
+) -> tuple[str | None, str | None, str | None]:
+    """(subject, body, reason) of one decided alert: ``row`` has channel, kind, reason,
+    amount_minor, currency, locale, first_name, full_name. Blocked (``pci_pan``,
+    ``sms_too_long``) or already excluded: no text, the reason."""
+    if row["reason"] is not None or row["channel"] is None:
+        return None, None, row["reason"]
+    template = templates.templates[f"{row['channel']}_{row['kind']}"]
+    locale = _locale(row["locale"], render.default_locale)
+    values = {
+        "CustomerName": (row["first_name"] or row["full_name"] or "customer").strip(),
+        "CompanyName": render.company_name,
+        "SupportPhone": render.support_phone,
+        "Amount": format_money(int(row["amount_minor"]), row["currency"], locale),
+        "PaymentLink": render.payment_link_base + token(),
+        "DueDate": "",
+        "InvoiceCount": "1",
+    }
+    subject, body = template.fill(values)
+    reason = None
+    if contains_pan(body) or (subject is not None and contains_pan(subject)):
+        reason = "pci_pan"
+    elif row["channel"] == "sms" and (
+        segment(body).count > render.sms_max_segments or len(body) > GENESYS_SMS_MAX_CHARS
+    ):
+        reason = "sms_too_long"
+    if reason is not None:
+        return None, None, reason
+    return subject, body, None
 
 
 def render_alerts(
@@ -763,32 +965,9 @@ def render_alerts(
     bodies: list[str | None] = []
     reasons: list[str | None] = []
     for row in joined.iter_rows(named=True):  # one per alert: a template fill each
-        if row["reason"] is not None or row["channel"] is None:
-            subjects.append(None)
-            bodies.append(None)
-            reasons.append(row["reason"])
-            continue
-        template = templates.templates[f"{row['channel']}_{row['kind']}"]
-        locale = _locale(row["locale"], render.default_locale)
-        values = {
-            "CustomerName": (row["first_name"] or row["full_name"] or "customer").strip(),
-            "CompanyName": render.company_name,
-            "SupportPhone": render.support_phone,
-            "Amount": format_money(int(row["amount_minor"]), row["currency"], locale),
-            "PaymentLink": render.payment_link_base + token(),
-            "DueDate": "",
-            "InvoiceCount": "1",
-        }
-        subject, body = template.fill(values)
-        reason = None
-        if contains_pan(body) or (subject is not None and contains_pan(subject)):
-            reason = "pci_pan"
-        elif row["channel"] == "sms" and (
-            segment(body).count > render.sms_max_segments or len(body) > GENESYS_SMS_MAX_CHARS
-        ):
-            reason = "sms_too_long"
-        subjects.append(subject if reason is None else None)
-        bodies.append(body if reason is None else None)
+        subject, body, reason = _render_one(row, templates, render, token)
+        subjects.append(subject)
+        bodies.append(body)
         reasons.append(reason)
     return (
         joined.lazy()
@@ -819,6 +998,13 @@ ALERT_SCHEMA = {
     "next_attempt_at_utc": pl.Datetime("us"),
     "created_at_utc": pl.Datetime("us"),
     "updated_at_utc": pl.Datetime("us"),
+}
+ALERT_LOG_SCHEMA = {
+    "alert_key": pl.String(),
+    "at_utc": pl.Datetime("us"),
+    "from_state": pl.String(),
+    "to_state": pl.String(),
+    "detail": pl.String(),
 }
 EVENT_SCHEMA = {
     "event_id": pl.String(),
@@ -1152,7 +1338,7 @@ def _fallback_to_email(
 
 
 def _failed(
-    engine: Engine,
+    engine: Bind,
     alert: dict[str, Any],
     why: str,
     *,
@@ -1162,7 +1348,7 @@ def _failed(
     result: SendResult,
 ) -> None:
     now = ctx["now"]
-    with engine.begin() as conn:
+    with _begin(engine) as conn:
         retry = not permanent and int(alert["attempts"]) < ctx["alerts"].max_send_attempts
         if retry:
             _move(
@@ -1293,7 +1479,7 @@ def send_context(
 
 
 def record_answers(
-    engine: Engine,
+    engine: Bind,
     rows: list[dict[str, Any]],
     answers: list[Any],
     *,
@@ -1354,7 +1540,7 @@ def record_answers(
                 }
             )
     if accepted or unknown or again:
-        with engine.begin() as conn:  # the answers of the batch: one transaction
+        with _begin(engine) as conn:  # the answers of the batch: one transaction
             result.accepted += _move_many(
                 conn,
                 accepted,
@@ -1669,12 +1855,16 @@ def alert_counts(engine: Engine) -> dict[str, Any]:
 def pending_reminders(
     engine: Engine, *, invoice_ids: Iterable[str] = (), customer_ids: Iterable[str] = ()
 ) -> pl.DataFrame:
-    """Outbox reminders not yet sent (planned, ready, pushed) of these invoices or customers."""
+    """Outbox reminders not yet sent (planned, ready, pushed) of these invoices or customers
+    (the database returns only the rows that may match, not every live message; the exact
+    invoice list is checked here)."""
     invoices, customers = sorted(set(invoice_ids)), sorted(set(customer_ids))
     if not invoices and not customers:
         return pl.DataFrame()
     with engine.begin() as conn:
-        live = messages_in(conn, ("planned", "ready", "pushed"))
+        live = messages_in(
+            conn, ("planned", "ready", "pushed"), invoice_ids=invoices, customer_ids=customers
+        )
     if live.height == 0:
         return live
     hit = pl.lit(False)

@@ -442,6 +442,11 @@ class GenesysClient:
         self._rng = random.Random()
         self.stats: dict[str, int] = {"requests": 0, "retries": 0, "rate_limited": 0}
 
+    def fetch_token(self) -> None:
+        """Fetch the OAuth token now (one POST to the login host). A service calls it as it
+        starts, so that its first concurrent requests do not each fetch one."""
+        self.auth._store(self._http.send(self.auth._token_request(), auth=None))
+
     def close(self) -> None:
         self._http.close()
         if self._plain is not None:

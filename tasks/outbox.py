@@ -31,6 +31,7 @@ so nothing already handed to Genesys is ever planned again. Every change is also
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -505,25 +506,41 @@ def exclude_decisions(conn: Connection, keys: pl.DataFrame, *, reason: str, deta
 
 
 def messages_in(
-    conn: Connection, states: tuple[str, ...], *, window_end_after: datetime | None = None
+    conn: Connection,
+    states: tuple[str, ...],
+    *,
+    window_end_after: datetime | None = None,
+    invoice_ids: Sequence[str] = (),
+    customer_ids: Sequence[str] = (),
 ) -> pl.DataFrame:
     """Outbox rows in ``states`` (optionally only those whose window ends after a time),
-    ordered by wave and send time."""
+    ordered by wave and send time. With ``invoice_ids`` / ``customer_ids``: only rows that
+    may be of one of these invoices (``invoice_ids`` holds it between commas; the caller
+    checks the exact list) or customers, filtered by the database (no read of every live
+    message)."""
     states_sql = ", ".join(f"'{s}'" for s in states)
     where = f"state in ({states_sql})"
     order = " order by wave_start_utc, wave_id, send_at_utc, message_key"
+    values: list[Any] = []
+    if window_end_after is not None:
+        where += " and window_end_utc > ?"
+        values.append(window_end_after)
+    hits = ["position(? in ',' || invoice_ids || ',') > 0" for _ in invoice_ids] + [
+        "customer_id = ?" for _ in customer_ids
+    ]
+    if hits:
+        where += " and (" + " or ".join(hits) + ")"
+        values += [f",{i}," for i in invoice_ids] + list(customer_ids)
     if conn.dialect.name == "duckdb":
         # through Arrow: a push reads every live message, no Python row per message
         raw = conn.connection.dbapi_connection
         assert raw is not None
-        after = [] if window_end_after is None else [window_end_after]
-        sql = f"select * from messages where {where}" + (" and window_end_utc > ?" if after else "")
-        return _as_read_frame(raw.execute(sql + order, after).pl())  # type: ignore[attr-defined]
-    params: dict[str, Any] = {}
-    if window_end_after is not None:
-        where += " and window_end_utc > :after"
-        params["after"] = window_end_after
-    return read_frame(conn, f"select * from messages where {where}{order}", params)
+        sql = f"select * from messages where {where}{order}"
+        return _as_read_frame(raw.execute(sql, values).pl())  # type: ignore[attr-defined]
+    parts = where.split("?")
+    named = parts[0] + "".join(f":p{i}{part}" for i, part in enumerate(parts[1:]))
+    params = {f"p{i}": v for i, v in enumerate(values)}
+    return read_frame(conn, f"select * from messages where {named}{order}", params)
 
 
 def _as_read_frame(frame: pl.DataFrame) -> pl.DataFrame:

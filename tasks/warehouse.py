@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import resources
@@ -232,6 +232,31 @@ def write_frame(conn: Connection, table: str, frame: pl.DataFrame) -> int:
         rows = frame.to_dicts()
         conn.execute(sa.table(table, *(sa.column(c) for c in frame.columns)).insert(), rows)
     return frame.height
+
+
+def write_rows(
+    conn: Connection,
+    table: str,
+    rows: Sequence[Sequence[Any]],
+    schema: Mapping[str, pl.DataType],
+) -> int:
+    """Append plain Python rows (tuples in ``schema``'s column order: strings, integers,
+    floats, booleans, dates, naive datetimes, None) to ``table``. On DuckDB a few rows go as
+    one VALUES insert straight from the tuples (no frame built: the alerts service's groups);
+    otherwise, and for more rows, a frame of ``schema`` through :func:`write_frame`."""
+    if not rows:
+        return 0
+    columns = list(schema)
+    if conn.dialect.name == "duckdb" and len(rows) * len(columns) <= SMALL_FRAME_CELLS:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        row = "(" + ", ".join("?" * len(columns)) + ")"
+        raw.execute(
+            f"insert into {table} ({', '.join(columns)}) values " + ", ".join([row] * len(rows)),
+            [value for values in rows for value in values],
+        )
+        return len(rows)
+    return write_frame(conn, table, pl.DataFrame(rows, schema=dict(schema), orient="row"))
 
 
 SMALL_FRAME_CELLS = 256

@@ -293,6 +293,49 @@ def test_write_frame_small_and_bulk_loads_store_the_same_rows(engine, monkeypatc
     assert small["release_at_utc"].to_list() == [datetime(2026, 11, 23, 6, 0, 1, 250), None]
 
 
+def test_write_rows_small_and_bulk_store_what_write_frame_stores(engine, monkeypatch) -> None:
+    """Plain tuples through ``write_rows`` (one VALUES insert from the tuples on DuckDB, a
+    frame through ``write_frame`` for more cells) read back as the same frame written by
+    ``write_frame``."""
+    import tasks.warehouse as wh
+
+    schema = {
+        "alert_key": pl.String,
+        "event_id": pl.String,
+        "customer_id": pl.String,
+        "channel": pl.String,
+        "state": pl.String,
+        "attempts": pl.Int32,
+        "release_at_utc": pl.Datetime("us"),
+        "created_at_utc": pl.Datetime("us"),
+        "updated_at_utc": pl.Datetime("us"),
+    }
+
+    def rows(prefix: str) -> list[tuple]:
+        release = datetime(2026, 11, 23, 6, 0, 1, 250)
+        return [
+            (f"{prefix}1", "e'1", "C1", "sms", "ready", 0, release, AS_OF, AS_OF),
+            (f"{prefix}2", 'e"2', "C2", None, "held", 3, None, AS_OF, AS_OF),
+        ]
+
+    with engine.begin() as conn:
+        assert wh.write_rows(conn, "alerts", rows("small-"), schema) == 2
+        wh.write_frame(conn, "alerts", pl.DataFrame(rows("frame-"), schema=schema, orient="row"))
+        assert wh.write_rows(conn, "alerts", [], schema) == 0
+    monkeypatch.setattr(wh, "SMALL_FRAME_CELLS", 0)
+    with engine.begin() as conn:
+        assert wh.write_rows(conn, "alerts", rows("bulk-"), schema) == 2
+    with engine.connect() as conn:
+        back = read_frame(conn, "select * from alerts order by alert_key")
+
+    def part(prefix: str) -> list[dict]:
+        return back.filter(pl.col("alert_key").str.starts_with(prefix)).drop("alert_key").to_dicts()
+
+    assert len(part("small-")) == 2
+    assert part("small-") == part("frame-") == part("bulk-")
+    assert [r["event_id"] for r in part("small-")] == ["e'1", 'e"2']
+
+
 def test_analyst_views_answer(engine) -> None:
     customers, invoices, consent = _people(4)
     _run(engine, f.extracted(customers, invoices, consent), "r1")

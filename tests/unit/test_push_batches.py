@@ -209,3 +209,32 @@ def test_messages_in_reads_through_arrow_what_python_rows_gave(tmp_path) -> None
             assert_frame_equal(messages_in(conn, states, window_end_after=after), rows)
     assert rows.height == 0  # the last case: no rows
     assert frame.height == 12
+
+
+def test_messages_in_of_invoices_or_customers(tmp_path) -> None:
+    """``invoice_ids`` / ``customer_ids`` leave to the database only the rows of those
+    invoices (one of a comma-separated list) or customers: the rows a Python filter of every
+    live row keeps (a longer id sharing the prefix may come along; callers check exactly)."""
+    from tasks.outbox import messages_in
+
+    engine, _frame, _batches = _setup(tmp_path, 12)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "update messages set invoice_ids = 'I10,I2' where message_key = 'k001'"
+        )
+        conn.exec_driver_sql("update messages set invoice_ids = 'I1' where message_key = 'k002'")
+        conn.exec_driver_sql("update messages set invoice_ids = 'X,I1' where message_key = 'k003'")
+    with engine.connect() as conn:
+        every = messages_in(conn, ("ready",))
+        some = messages_in(conn, ("ready",), invoice_ids=["I1", "I2"], customer_ids=["nobody"])
+        by_customer = messages_in(conn, ("ready",), customer_ids=[every["customer_id"][5]])
+    keys = set(some["message_key"])
+    assert keys == {"k001", "k002", "k003"}
+    wanted = every.filter(
+        pl.col("invoice_ids").str.split(",").list.eval(pl.element().is_in(["I1", "I2"])).list.any()
+    )
+    assert keys == set(wanted["message_key"])
+    assert set(by_customer["message_key"]) == set(
+        every.filter(pl.col("customer_id") == every["customer_id"][5])["message_key"]
+    )
+    assert some.columns == every.columns
