@@ -371,25 +371,31 @@ def test_decisions_and_messages_store_zone_source_and_every_zone(engine) -> None
     assert messages.rows() == [(candidates, by_zone)]
 
 
-def test_migration_0003_adds_the_zone_columns_to_an_existing_warehouse(warehouse_settings):
+def _migrate_before(conn, version: str) -> None:
+    """Apply (and record) the migrations older than ``version``: a warehouse made before it."""
     from tasks.warehouse import _sql_files, _statements
+
+    conn.exec_driver_sql(
+        "create table schema_migrations"
+        " (version varchar primary key, applied_at_utc timestamp not null)"
+    )
+    for name, text in _sql_files("migrations", conn.dialect.name):
+        if name >= version:
+            continue
+        for statement in _statements(text):
+            conn.exec_driver_sql(statement)
+        conn.execute(
+            sa.text("insert into schema_migrations values (:v, :t)"), {"v": name, "t": AS_OF}
+        )
+
+
+def test_migration_0003_adds_the_zone_columns_to_an_existing_warehouse(warehouse_settings):
+    from tasks.warehouse import _sql_files
 
     engine = make_engine(warehouse_settings["url"], schema=warehouse_settings.get("db_schema"))
     try:
         with engine.begin() as conn:
-            conn.exec_driver_sql(
-                "create table schema_migrations"
-                " (version varchar primary key, applied_at_utc timestamp not null)"
-            )
-            for name, text in _sql_files("migrations", engine.dialect.name):
-                if name >= "0003":
-                    continue
-                for statement in _statements(text):
-                    conn.exec_driver_sql(statement)
-                conn.execute(
-                    sa.text("insert into schema_migrations values (:v, :t)"),
-                    {"v": name, "t": AS_OF},
-                )
+            _migrate_before(conn, "0003")
             conn.exec_driver_sql(
                 "insert into decisions (run_id, invoice_row, channel, status, reason)"
                 " values ('old', 0, 'sms', 'excluded', 'no_step_due')"
@@ -439,7 +445,6 @@ DECISION_ROW = {
 def test_migration_0013_keeps_every_decision_and_column(warehouse_settings):
     """DuckDB's decisions table is copied into one without the primary key: the rows, the
     columns (in order) and their NOT NULLs stay; PostgreSQL keeps its table and key."""
-    from tasks.warehouse import _sql_files, _statements
 
     engine = make_engine(warehouse_settings["url"], schema=warehouse_settings.get("db_schema"))
     columns_sql = (
@@ -449,19 +454,7 @@ def test_migration_0013_keeps_every_decision_and_column(warehouse_settings):
     )
     try:
         with engine.begin() as conn:
-            conn.exec_driver_sql(
-                "create table schema_migrations"
-                " (version varchar primary key, applied_at_utc timestamp not null)"
-            )
-            for name, text in _sql_files("migrations", engine.dialect.name):
-                if name >= "0013":
-                    continue
-                for statement in _statements(text):
-                    conn.exec_driver_sql(statement)
-                conn.execute(
-                    sa.text("insert into schema_migrations values (:v, :t)"),
-                    {"v": name, "t": AS_OF},
-                )
+            _migrate_before(conn, "0013")
             names = ", ".join(DECISION_ROW)
             conn.execute(
                 sa.text(f"insert into decisions ({names}) values (:{', :'.join(DECISION_ROW)})"),
