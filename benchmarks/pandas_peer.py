@@ -239,7 +239,13 @@ def contact_fields(cust: pd.DataFrame, phones: pd.DataFrame) -> pd.DataFrame:
     frame["full_name_out"] = name
     first = strip(frame["first_name"])
     frame["first_name_out"] = first.where(first.notna(), name.str.split(" ").str[0])
-    frame["preferred_channel_out"] = strip(frame["preferred_channel"].str.strip().str.lower())
+    # read through the consent channel table ("E-mail", "Text"), any other value kept as its key
+    from tasks.consent import CHANNEL_KEYS
+
+    pkey = strip(frame["preferred_channel"]).str.lower().str.replace(r"[\s\-_]+", "", regex=True)
+    preferred = pkey.map(CHANNEL_KEYS)
+    preferred = preferred.where(preferred.notna(), pkey)
+    frame["preferred_channel_out"] = preferred.where(preferred != "", None)
     frame["locale_out"] = strip(frame["locale"])
     return frame
 
