@@ -553,15 +553,12 @@ def _contact_fields(
     return contacts, issues.cast(_ISSUE_SCHEMA), new_phones  # type: ignore[arg-type]
 
 
-def _preferred_channel(raw: pl.Expr) -> pl.Expr:
+def _channel_name(raw: pl.Expr) -> pl.Expr:
     """``sms`` / ``email`` read through the consent channel table (``E-mail``, ``Text``), any
-    other value kept in its normalised form (it names no channel this pipeline sends on)."""
+    other value kept in its normalised form (it names no channel this pipeline sends on), a
+    blank one null: the reading of consent rows' channels and of ``preferred_channel``."""
     key = channel_key(raw.str.strip_chars())
-    return (
-        pl.coalesce(key.replace_strict(CHANNEL_KEYS, default=None), key)
-        .replace("", None)
-        .alias("preferred_channel")
-    )
+    return pl.coalesce(key.replace_strict(CHANNEL_KEYS, default=None), key).replace("", None)
 
 
 def normalize_customers(
@@ -646,7 +643,7 @@ def normalize_customers(
         contacts["time_zones"],
         contacts["zone_source"],
         pl.col("locale").str.strip_chars().replace("", None),
-        _preferred_channel(pl.col("preferred_channel")),
+        _channel_name(pl.col("preferred_channel")).alias("preferred_channel"),
         pl.col("_updated_at").alias("updated_at"),
     )
     if field_issues.height:
@@ -1039,12 +1036,9 @@ def normalize_consent(
     """
     parsing = parsing or ParsingSettings()
     raw_cols = [c for c in CANONICAL_COLUMNS["consent_events"] if c in raw.columns]
-    channel = channel_key(pl.col("channel").str.strip_chars())
     frame = raw.with_columns(
         pl.col("customer_id").str.strip_chars(),
-        pl.coalesce(channel.replace_strict(CHANNEL_KEYS, default=None), channel)
-        .replace("", None)
-        .alias("_channel"),
+        _channel_name(pl.col("channel")).alias("_channel"),
         status_key(pl.col("status"))
         .replace_strict(STATUS_KEYS, default=None, return_dtype=pl.String)
         .alias("_status"),
