@@ -192,13 +192,7 @@ def write_frame(conn: Connection, table: str, frame: pl.DataFrame) -> int:
     if conn.dialect.name == "duckdb" and _small_plain(frame):
         # a few rows of plain types (the alerts service's groups): one parameterized
         # multi-row VALUES insert costs a fraction of an Arrow registration's fixed cost
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        row = "(" + ", ".join("?" * frame.width) + ")"
-        raw.execute(
-            f"insert into {table} ({columns}) values " + ", ".join([row] * frame.height),
-            [value for values in frame.iter_rows() for value in values],
-        )
+        _values_insert(conn, table, frame.columns, frame.rows())
     elif conn.dialect.name == "duckdb":
         raw = conn.connection.dbapi_connection
         assert raw is not None
@@ -246,17 +240,23 @@ def write_rows(
     otherwise, and for more rows, a frame of ``schema`` through :func:`write_frame`."""
     if not rows:
         return 0
-    columns = list(schema)
-    if conn.dialect.name == "duckdb" and len(rows) * len(columns) <= SMALL_FRAME_CELLS:
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        row = "(" + ", ".join("?" * len(columns)) + ")"
-        raw.execute(
-            f"insert into {table} ({', '.join(columns)}) values " + ", ".join([row] * len(rows)),
-            [value for values in rows for value in values],
-        )
+    if conn.dialect.name == "duckdb" and len(rows) * len(schema) <= SMALL_FRAME_CELLS:
+        _values_insert(conn, table, list(schema), rows)
         return len(rows)
     return write_frame(conn, table, pl.DataFrame(rows, schema=dict(schema), orient="row"))
+
+
+def _values_insert(
+    conn: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """One parameterized multi-row ``INSERT ... VALUES`` on the raw DuckDB connection."""
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    row = "(" + ", ".join("?" * len(columns)) + ")"
+    raw.execute(
+        f"insert into {table} ({', '.join(columns)}) values " + ", ".join([row] * len(rows)),
+        [value for values in rows for value in values],
+    )
 
 
 SMALL_FRAME_CELLS = 256
