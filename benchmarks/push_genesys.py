@@ -141,7 +141,8 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=100_000)
     parser.add_argument("--ceiling", type=int, default=600, help="client requests per minute")
     parser.add_argument("--batch", type=int, default=1000, help="contacts per add request")
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=8, help="calls in flight per wave")
+    parser.add_argument("--waves-in-flight", type=int, default=4, help="waves pushed at once")
     parser.add_argument("--rate-429", type=float, default=0.05)
     parser.add_argument("--rate-5xx", type=float, default=0.01)
     parser.add_argument(
@@ -183,6 +184,7 @@ def main() -> None:
             requests_per_minute=args.ceiling,
             push_batch_size=args.batch,
             push_concurrency=args.concurrency,
+            push_waves_in_flight=args.waves_in_flight,
             messages_per_minute=10000,
             max_attempts=10,
         )
@@ -193,6 +195,7 @@ def main() -> None:
             on_request=lambda kind, _path: (
                 stamps.append(time.perf_counter()) if kind == "request" else None
             ),
+            connections=args.concurrency * args.waves_in_flight,
         )
         start, cpu_start, sandbox_start = (
             time.perf_counter(),
@@ -230,7 +233,7 @@ def main() -> None:
     ratio = achieved / ceiling_rps
     lines = [
         f"push of {args.contacts:,} contacts, batches of {args.batch},"
-        f" {args.concurrency} in flight",
+        f" {args.concurrency} in flight per wave, {args.waves_in_flight} waves at once",
         f"  faults injected: {args.rate_429:.0%} 429 (Retry-After 1 s), {args.rate_5xx:.0%} 503",
         f"  elapsed              {elapsed:8.1f} s (requests from first to last: {span:.1f} s)",
         f"  requests sent        {stats['requests']:8d}"

@@ -204,7 +204,13 @@ def run_push(
             fresh = step(recheck_task)(engine, settings, now) if recheck else None
             secret = genesys_secret(settings.genesys)
             with client_from_settings(
-                settings.genesys, secret, on_request=lambda kind, _p: failpoint(f"http.{kind}")
+                settings.genesys,
+                secret,
+                on_request=lambda kind, _p: failpoint(f"http.{kind}"),
+                # a kept-alive connection per sending thread: every wave in flight has
+                # push_concurrency calls at once
+                connections=settings.genesys.push_concurrency
+                * settings.genesys.push_waves_in_flight,
             ) as client:
                 # One budget per OAuth client for every push and collect on this host.
                 share_rate_budget(
@@ -275,7 +281,6 @@ def run_push(
 @flow(
     name="push-waves",
     flow_run_name=flow_run_namer("push-waves", "now"),
-    # one thread per wave task of a route; the waves share the route's batch pool
     task_runner=ThreadPoolTaskRunner(max_workers=64),
 )
 @masking_errors

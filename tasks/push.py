@@ -47,8 +47,10 @@ every step is re-entrant from the outbox state alone.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import (
@@ -692,6 +694,12 @@ def _send_batch(
     return outcome
 
 
+RECORD_EVERY_SECONDS = 1.0
+"""How long returned batches may wait to be recorded ``pushed`` while more calls are in
+flight: every recording transaction costs a scan of the outbox, so returned batches are
+recorded together (at least ``concurrency`` of them, or after this long)."""
+
+
 def _push_batches(
     engine: Engine,
     client: GenesysClient,
@@ -709,13 +717,15 @@ def _push_batches(
     """Push (wave id, batch) pairs, in order, ``concurrency`` calls in flight; returns how
     many messages were handled.
 
-    The state changes are grouped, so the warehouse is never what the calls wait for: the
-    intent (``pushing``) of a group of up to ``3 x concurrency`` batches is committed in one
-    transaction before any of them is queued, and the results of all the batches whose call
-    has returned are recorded in one transaction while the next calls are in flight; once
-    nothing is left to queue, the remaining calls are recorded together when they have all
-    returned (or one failed). Only the calling thread touches the warehouse; the workers only
-    make the calls.
+    The state changes are grouped, so the warehouse is never what the calls wait for and
+    costs a few transactions per thousand contacts, not one per batch: the intent
+    (``pushing``) of a group of up to ``4 x concurrency`` batches is committed in one
+    transaction before any of them is queued (the next group once half of it has returned),
+    and returned batches are recorded in one transaction once ``concurrency`` of them have
+    returned or the oldest has waited :data:`RECORD_EVERY_SECONDS`, while the next calls
+    are in flight; once nothing is left to queue, the remaining calls are recorded together
+    when they have all returned (or one failed). Only the calling thread touches the
+    warehouse; the workers only make the calls.
 
     Exactly once: a batch is sent only after its intent is committed; a crash between intent
     and result leaves its messages ``pushing``, which :func:`_settle_pushing` resolves by
@@ -731,13 +741,15 @@ def _push_batches(
     left_in_wave: dict[str, int] = {}
     for wave_id, _batch in batches:
         left_in_wave[wave_id] = left_in_wave.get(wave_id, 0) + 1
-    low, high = 2 * concurrency, 3 * concurrency  # batches queued or in flight
+    low, high = 2 * concurrency, 4 * concurrency  # batches queued or in flight
     queued: dict[Future[tuple[list[str], list[tuple[str, str]]]], tuple[str, pl.DataFrame]] = {}
+    returned: list[tuple[tuple[list[str], list[tuple[str, str]]], str, pl.DataFrame]] = []
+    oldest = 0.0  # monotonic time the oldest unrecorded batch returned
     handled = 0
     error: BaseException | None = None
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         try:
-            while queued or (todo and error is None):
+            while queued or returned or (todo and error is None):
                 if todo and error is None and len(queued) < low:
                     group = [todo.popleft() for _ in range(min(len(todo), high - len(queued)))]
                     _mark_pushing(
@@ -751,12 +763,22 @@ def _push_batches(
                         failpoint("push.after_mark_pushing")
                         future = pool.submit(_send_batch, client, contact_list_id, batch, channel)
                         queued[future] = (wave_id, batch)
-                # with nothing left to queue, recording early starts no call: wait for the
-                # rest (or the first error) and record them in one transaction
                 more = bool(todo) and error is None
-                finished, _ = wait(queued, return_when=FIRST_COMPLETED if more else FIRST_EXCEPTION)
-                recorded: list[tuple[str, pl.DataFrame]] = []
-                outcomes = []
+                if queued:
+                    # with nothing left to queue, recording early starts no call: wait for
+                    # the rest (or the first error) and record them in one transaction
+                    timeout = (
+                        max(0.0, oldest + RECORD_EVERY_SECONDS - time.monotonic())
+                        if returned and more
+                        else None
+                    )
+                    finished, _ = wait(
+                        queued,
+                        timeout=timeout,
+                        return_when=FIRST_COMPLETED if more else FIRST_EXCEPTION,
+                    )
+                else:
+                    finished = set()
                 for future in finished:
                     wave_id, batch = queued.pop(future)
                     if future.cancelled():
@@ -765,8 +787,9 @@ def _push_batches(
                     if exc is not None:
                         error = error or exc
                         continue
-                    outcomes.append(future.result())
-                    recorded.append((wave_id, batch))
+                    if not returned:
+                        oldest = time.monotonic()
+                    returned.append((future.result(), wave_id, batch))
                 if error is not None:
                     never_sent = [(f, queued[f][1]) for f in list(queued) if f.cancel()]
                     for future, _batch in never_sent:
@@ -782,17 +805,25 @@ def _push_batches(
                                 now=now,
                                 detail="not sent: the push stopped on an error",
                             )
-                if outcomes:
-                    _record_results(
-                        engine,
-                        outcomes,
-                        contact_list_id=contact_list_id,
-                        campaign_id=campaign_id,
-                        run_id=run_id,
-                        now=now,
-                        result=result,
-                    )
-                for wave_id, batch in recorded:
+                due = (
+                    not queued
+                    or not (bool(todo) and error is None)
+                    or len(returned) >= concurrency
+                    or time.monotonic() - oldest >= RECORD_EVERY_SECONDS
+                )
+                if not returned or not due:
+                    continue
+                recorded, returned = returned, []
+                _record_results(
+                    engine,
+                    [outcome for outcome, _, _ in recorded],
+                    contact_list_id=contact_list_id,
+                    campaign_id=campaign_id,
+                    run_id=run_id,
+                    now=now,
+                    result=result,
+                )
+                for _, wave_id, batch in recorded:
                     failpoint("push.after_batch_recorded")
                     handled += batch.height
                     if progress:
@@ -1243,14 +1274,32 @@ def merge(into: PushResult, part: PushResult) -> PushResult:
 
 class Steps:
     """How :func:`push_waves_to_genesys` runs its steps: ``run`` calls one and returns its
-    result. flows.push_waves subclasses it to run each step as a named Prefect task
-    (``label`` is its run name)."""
+    result; ``submit`` starts one in a worker thread (the caller's context copied, so a
+    Prefect subclass's task runs belong to the flow run) and returns its future.
+    flows.push_waves subclasses it to run each step as a named Prefect task (``label`` is its
+    run name)."""
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def run(self, step: str, label: str, fn: Callable[..., Any], /, *args: Any, **kw: Any) -> Any:
         return fn(*args, **kw)
 
+    def submit(
+        self, step: str, label: str, fn: Callable[..., Any], /, *args: Any, **kw: Any
+    ) -> Future[Any]:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="push-wave")
+        context = contextvars.copy_context()
+        return self._pool.submit(context.run, self.run, step, label, fn, *args, **kw)
+
     def close(self) -> None:
-        """Nothing to release (a subclass may hold resources)."""
+        """Release the worker threads of submitted steps."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 def push_waves_to_genesys(
@@ -1288,8 +1337,7 @@ def push_waves_to_genesys(
             templates=templates or load_templates(),
         )
     finally:
-        if steps is None:
-            runner.close()
+        runner.close()
 
 
 def _push(
@@ -1368,26 +1416,59 @@ def _push(
         merge(result, plan.result)
         if plan.campaign_id is None:
             continue
-        # One task run per wave, earliest first; each groups its batches' state changes
-        # (_push_batches) with push_concurrency calls in flight. A failing wave stops the
-        # route: the campaign is not turned on, and the next push settles and starts it.
-        for wave in plan.waves:
-            merge(
-                result,
-                runner.run(
-                    "push wave",
-                    f"push wave {wave.label}",
-                    push_wave,
-                    engine,
-                    client,
-                    wave,
-                    genesys=genesys,
-                    run_id=run_id,
-                    now=now,
-                    on_batch=on_batch,
-                ),
-            )
+        # One task run per wave, earliest first, push_waves_in_flight of them at once; each
+        # groups its batches' state changes (_push_batches) with push_concurrency calls in
+        # flight, every call under the client's one rate limit. Waves never wait for each
+        # other: a wave waiting out a 429 (or its slowest batch) leaves the client busy with
+        # the next. A failing wave starts no further wave of the route (those running finish
+        # and are recorded): the campaign is not turned on, and the next push settles and
+        # starts it.
+        _push_route_waves(
+            plan.waves,
+            result,
+            in_flight=genesys.push_waves_in_flight,
+            push=lambda wave: runner.submit(
+                "push wave",
+                f"push wave {wave.label}",
+                push_wave,
+                engine,
+                client,
+                wave,
+                genesys=genesys,
+                run_id=run_id,
+                now=now,
+                on_batch=on_batch,
+            ),
+        )
         runner.run(
             "start campaign", f"start campaign {route}", start_campaign, client, plan.campaign_id
         )
     return result
+
+
+def _push_route_waves(
+    waves: Sequence[WavePush],
+    result: PushResult,
+    *,
+    in_flight: int,
+    push: Callable[[WavePush], Future[PushResult]],
+) -> None:
+    """Run ``push`` for every wave, earliest first, at most ``in_flight`` at once, merging
+    each wave's counts into ``result`` as it finishes. After a wave fails no further wave is
+    started; the ones running are waited for (their batches are recorded) and the first
+    error is raised."""
+    todo = deque(waves)
+    running: set[Future[PushResult]] = set()
+    error: BaseException | None = None
+    while running or (todo and error is None):
+        while todo and error is None and len(running) < max(1, in_flight):
+            running.add(push(todo.popleft()))
+        finished, running = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            exc = future.exception()
+            if exc is not None:
+                error = error or exc
+            else:
+                merge(result, future.result())
+    if error is not None:
+        raise error

@@ -255,6 +255,14 @@ class GenesysSettings(BaseModel):
     name_prefix: str = "reminders"
     push_batch_size: int = Field(default=1000, ge=1, le=1000)
     push_concurrency: int = Field(default=4, ge=1, le=16)
+    push_waves_in_flight: int = Field(
+        default=4,
+        ge=1,
+        le=16,
+        description="Waves of a route pushed at once (each with push_concurrency calls in "
+        "flight, all under the one rate limit), so a wave waiting out a 429 never idles the "
+        "client.",
+    )
     list_rollover_at: int = Field(
         default=900_000,
         ge=1,

@@ -161,6 +161,94 @@ def test_the_last_calls_are_recorded_in_one_transaction(tmp_path, monkeypatch) -
     assert result.pushed == frame.height
 
 
+def test_returned_batches_are_recorded_in_groups_while_calls_are_in_flight(
+    tmp_path, monkeypatch
+) -> None:
+    """Every recording transaction scans the outbox, so returned batches wait (up to
+    ``concurrency`` of them or RECORD_EVERY_SECONDS) and are recorded together."""
+    engine, frame, batches = _setup(tmp_path, 80)  # 40 batches of 2
+    recorded: list[int] = []
+    record = push._record_results
+
+    def counted(engine, outcomes, **kwargs):
+        recorded.append(len(outcomes))
+        return record(engine, outcomes, **kwargs)
+
+    monkeypatch.setattr(push, "_record_results", counted)
+    monkeypatch.setattr(push, "RECORD_EVERY_SECONDS", 60.0)  # only the count triggers
+    result = PushResult()
+    done: list[int] = []
+    _push(engine, _Genesys(engine), batches, result, concurrency=4, progress=done.append)
+    assert sum(recorded) == len(batches)
+    # while more batches were left to queue, each transaction recorded >= concurrency batches
+    assert all(n >= 4 for n in recorded[:-1]), recorded
+    assert len(recorded) <= len(batches) // 4
+    assert set(_states(engine).values()) == {"pushed"}
+    assert sum(done) == result.pushed == frame.height
+
+
+def test_a_returned_batch_is_recorded_within_the_interval_while_others_hang(
+    tmp_path, monkeypatch
+) -> None:
+    """A batch that returned is not held back by a slow call: after RECORD_EVERY_SECONDS it
+    is recorded (and reported) although fewer than ``concurrency`` batches returned."""
+    engine, frame, batches = _setup(tmp_path, 40)  # 20 batches, more than one group
+    release = threading.Event()
+    seen_pushed = threading.Event()
+
+    class _SlowLast(_Genesys):
+        def add_contacts(self, list_id, contacts, **kwargs):
+            # every call but the first hangs until the first batch is recorded: fewer than
+            # ``concurrency`` batches ever return before that
+            if contacts["id"][0] != "k000":
+                assert release.wait(30), "the returned batches were never recorded"
+            return super().add_contacts(list_id, contacts, **kwargs)
+
+    def progress(_n: int) -> None:
+        seen_pushed.set()
+        release.set()
+
+    monkeypatch.setattr(push, "RECORD_EVERY_SECONDS", 0.2)
+    result = PushResult()
+    _push(engine, _SlowLast(engine), batches, result, concurrency=4, progress=progress)
+    assert seen_pushed.is_set()
+    assert result.pushed == frame.height
+
+
+def test_waves_of_a_route_run_at_once_and_a_failure_starts_no_further_wave() -> None:
+    """_push_route_waves: wave 1 can only finish after wave 2 has (sequential waves would
+    hang); after a wave fails no new wave starts, the running ones finish and are merged."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    second_done = threading.Event()
+    started: list[str] = []
+
+    def run(wave_id: str) -> PushResult:
+        started.append(wave_id)
+        if wave_id == "w1":
+            assert second_done.wait(30), "wave 2 never ran while wave 1 was in flight"
+        if wave_id == "w2":
+            second_done.set()
+        if wave_id == "w3":
+            raise GenesysError("wave 3 failed")
+        return PushResult(pushed=1)
+
+    waves = [push.WavePush("sms", w, pl.DataFrame(), "l", "c") for w in ("w1", "w2", "w3", "w4")]
+    result = PushResult()
+    with ThreadPoolExecutor(4) as pool:
+        push._push_route_waves(
+            waves[:2], result, in_flight=2, push=lambda w: pool.submit(run, w.wave_id)
+        )
+        assert result.pushed == 2
+        result = PushResult()
+        with pytest.raises(GenesysError):
+            push._push_route_waves(
+                waves[2:], result, in_flight=1, push=lambda w: pool.submit(run, w.wave_id)
+            )
+    assert "w4" not in started  # in_flight 1: wave 4 would start only after wave 3 succeeded
+    assert result.pushed == 0
+
+
 def test_a_failed_call_stops_the_push_and_unstarted_batches_go_back_to_ready(
     tmp_path,
 ) -> None:
