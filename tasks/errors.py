@@ -27,6 +27,7 @@ __all__ = [
     "DataQualityError",
     "GateFailed",
     "GenesysError",
+    "OutboxConflict",
     "QuarantineThresholdExceeded",
     "ReminderError",
     "SourceError",
@@ -93,6 +94,11 @@ class GateFailed(DataQualityError):
 
 class GenesysError(ReminderError):
     """Base of the Genesys client errors."""
+
+
+class OutboxConflict(ReminderError):
+    """Messages a step moved were not all in the state it expected: something else changed
+    them. The transaction is rolled back; the next push settles them from Genesys."""
 
 
 class TransientError(ReminderError):

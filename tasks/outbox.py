@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from tasks.eligibility import PRIOR_SCHEMA
+from tasks.errors import OutboxConflict
 from tasks.plan import Plan
 from tasks.warehouse import read_arrow, read_frame, write_frame
 
@@ -428,13 +429,21 @@ def transition(
     run_id: str,
     now: datetime,
     detail: str | None = None,
+    all_or_nothing: bool = False,
 ) -> int:
     """Move the messages in ``keys`` (a frame with ``message_key`` and optionally ``detail``,
     ``genesys_contact_list_id``, ``genesys_campaign_id``, ``genesys_error_code``,
     ``genesys_wrapup_code``) that are in
-    one of ``from_states`` to ``to_state``, logging each change. Returns how many moved."""
+    one of ``from_states`` to ``to_state``, logging each change. Returns how many moved.
+
+    ``all_or_nothing`` (one from-state, distinct keys): the caller knows every key is in that
+    state (the push's own intents and results), so the outbox is scanned once, by the update,
+    instead of twice; if any key was not in it, :class:`~tasks.errors.OutboxConflict` is
+    raised and the caller's transaction must be rolled back."""
     if keys.height == 0:
         return 0
+    if all_or_nothing and len(from_states) != 1:
+        raise ValueError("all_or_nothing moves from exactly one state")
     extra = [
         c
         for c in (
@@ -452,6 +461,8 @@ def transition(
         .alias("detail"),
         *extra,
     )
+    if all_or_nothing:
+        staged = staged.unique("message_key", keep="first", maintain_order=True)
     conn.exec_driver_sql("drop table if exists stage_transition")
     conn.exec_driver_sql(
         "create temporary table stage_transition (message_key varchar, detail varchar"
@@ -460,6 +471,33 @@ def transition(
     )
     write_frame(conn, "stage_transition", staged)
     states = ", ".join(f"'{s}'" for s in from_states)
+    if all_or_nothing:
+        updated = _updated_rows(
+            conn.execute(
+                sa.text(
+                    "update messages set state = :to, state_reason = t.detail,"
+                    " last_run_id = :r, updated_at_utc = :now"
+                    + "".join(f", {c} = t.{c}" for c in extra)
+                    + " from stage_transition t where messages.message_key = t.message_key"
+                    f" and messages.state = {states}"
+                ),
+                {"to": to_state, "r": run_id, "now": now},
+            )
+        )
+        if updated != staged.height:
+            raise OutboxConflict(
+                f"{staged.height - updated} of {staged.height} messages were no longer"
+                f" {from_states[0]} when moving them to {to_state}"
+            )
+        moved = staged.select("message_key", "detail").with_columns(
+            pl.lit(from_states[0]).alias("from_state")
+        )
+        write_frame(
+            conn,
+            "message_events",
+            _events(moved.with_columns(pl.lit(to_state).alias("to_state")), run_id=run_id, now=now),
+        )
+        return moved.height
     # through Arrow / COPY: a group of batches moves thousands of rows, no Python row objects
     moved = read_arrow(
         conn,
@@ -485,6 +523,15 @@ def transition(
         _events(moved.with_columns(pl.lit(to_state).alias("to_state")), run_id=run_id, now=now),
     )
     return moved.height
+
+
+def _updated_rows(result: sa.CursorResult) -> int:
+    """Rows an UPDATE changed: PostgreSQL's rowcount; DuckDB answers -1 there and returns
+    the count as the statement's one row."""
+    if result.rowcount is not None and result.rowcount >= 0:
+        return int(result.rowcount)
+    row = result.fetchone()
+    return int(row[0]) if row else 0
 
 
 def exclude_decisions(conn: Connection, keys: pl.DataFrame, *, reason: str, detail: str) -> None:

@@ -630,6 +630,7 @@ def _mark_pushing(
             run_id=run_id,
             now=now,
             detail="adding to the Genesys contact list",
+            all_or_nothing=True,  # the ready messages this push planned to add
         )
 
 
@@ -662,6 +663,7 @@ def _record_results(
                 run_id=run_id,
                 now=now,
                 detail="in the Genesys contact list",
+                all_or_nothing=True,  # its own intents: a conflict rolls back, settled later
             )
         if refused:
             frame = pl.DataFrame(
@@ -676,6 +678,7 @@ def _record_results(
                 to_state="rejected",
                 run_id=run_id,
                 now=now,
+                all_or_nothing=True,
             )
             exclude_decisions(
                 conn, frame, reason="genesys_rejected", detail="Genesys refused the contact"
@@ -694,10 +697,10 @@ def _send_batch(
     return outcome
 
 
-RECORD_EVERY_SECONDS = 1.0
+RECORD_EVERY_SECONDS = 2.0
 """How long returned batches may wait to be recorded ``pushed`` while more calls are in
 flight: every recording transaction costs a scan of the outbox, so returned batches are
-recorded together (at least ``concurrency`` of them, or after this long)."""
+recorded together (at least ``2 x concurrency`` of them, or after this long)."""
 
 
 def _push_batches(
@@ -721,8 +724,8 @@ def _push_batches(
     costs a few transactions per thousand contacts, not one per batch: the intent
     (``pushing``) of a group of up to ``4 x concurrency`` batches is committed in one
     transaction before any of them is queued (the next group once half of it has returned),
-    and returned batches are recorded in one transaction once ``concurrency`` of them have
-    returned or the oldest has waited :data:`RECORD_EVERY_SECONDS`, while the next calls
+    and returned batches are recorded in one transaction once ``2 x concurrency`` of them
+    have returned or the oldest has waited :data:`RECORD_EVERY_SECONDS`, while the next calls
     are in flight; once nothing is left to queue, the remaining calls are recorded together
     when they have all returned (or one failed). Only the calling thread touches the
     warehouse; the workers only make the calls.
@@ -808,7 +811,7 @@ def _push_batches(
                 due = (
                     not queued
                     or not (bool(todo) and error is None)
-                    or len(returned) >= concurrency
+                    or len(returned) >= 2 * concurrency
                     or time.monotonic() - oldest >= RECORD_EVERY_SECONDS
                 )
                 if not returned or not due:

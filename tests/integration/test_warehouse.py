@@ -544,3 +544,48 @@ def test_a_nul_character_in_an_id_is_quarantined_and_every_warehouse_stores_the_
         ("invoices", "I\\x001", "encoding_invalid"),
     ]
     assert sorted(d.rows()) == [("I2", "planned"), ("I\\x001", "quarantined")]
+
+
+def test_an_all_or_nothing_transition_moves_every_key_or_rolls_back(engine) -> None:
+    """The push's own intents and results move with one scan of the outbox: every key moves
+    and is logged from its one state, or none does (OutboxConflict, transaction rolled
+    back) when any key was no longer in that state."""
+    from tasks.errors import OutboxConflict
+    from tasks.outbox import transition
+
+    customers, invoices, consent = _people(6)
+    _run(engine, f.extracted(customers, invoices, consent), "r1")
+    with engine.connect() as conn:
+        keys = read_frame(conn, "select message_key from messages order by message_key")
+    assert keys.height == 6, "the premise: six planned messages"
+    first, rest = keys.head(4), keys.tail(2)
+    at = AS_OF + timedelta(hours=1)
+    with engine.begin() as conn:
+        moved = transition(
+            conn,
+            pl.concat([first, first.head(1)]),  # a repeated key counts once
+            from_states=("planned",),
+            to_state="ready",
+            run_id="p1",
+            now=at,
+            detail="test",
+            all_or_nothing=True,
+        )
+    assert moved == 4
+    events = "select count(*) from message_events where run_id = :r and from_state = :f"
+    assert _count(engine, events, r="p1", f="planned") == 4
+    assert _count(engine, "select count(*) from messages where state = 'ready'") == 4
+    # one key of the group already moved on: nothing moves, nothing is logged
+    with pytest.raises(OutboxConflict, match="1 of 3 messages were no longer planned"):
+        with engine.begin() as conn:
+            transition(
+                conn,
+                pl.concat([rest, first.head(1)]),
+                from_states=("planned",),
+                to_state="ready",
+                run_id="p2",
+                now=at,
+                all_or_nothing=True,
+            )
+    assert _count(engine, "select count(*) from messages where state = 'planned'") == 2
+    assert _count(engine, "select count(*) from message_events where run_id = 'p2'") == 0
