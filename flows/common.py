@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 from sqlalchemy.engine import Connection, Engine
 
-from tasks.errors import ConfigurationError
+from tasks.errors import ConfigurationError, GateFailed
 from tasks.locks import host_lock, lock_path
 from tasks.masking import install_masking, mask_exception, mask_text, register_secret
 from tasks.outbox import finish_run, start_run
@@ -262,8 +262,18 @@ def recorded_run(
 
 
 def error_text(exc: BaseException, limit: int = 2000) -> str:
-    """``Type: message`` of ``exc`` with personal data and secrets masked, for ``runs.error``."""
-    return mask_text(f"{type(exc).__name__}: {exc}")[:limit]
+    """``Type: message`` of ``exc`` with personal data and secrets masked, for ``runs.error``,
+    the CLI's error line and the failure artifact.
+
+    A text over ``limit`` characters is cut and says so (``... [cut, N characters]``). A
+    :class:`~tasks.errors.GateFailed` is never cut: its message is the report (every failed
+    rule with its observed value and threshold, then the Data Docs path), bounded by the
+    number of gate rules.
+    """
+    text = mask_text(f"{type(exc).__name__}: {exc}")
+    if len(text) <= limit or isinstance(exc, GateFailed):
+        return text
+    return f"{text[:limit]}... [cut, {len(text)} characters]"
 
 
 @contextmanager
