@@ -338,12 +338,22 @@ def build_reminders(
             )
         if gates.outcomes:
             # A partial artifact: which gates ran, which failed, and the Data Docs link.
-            create_markdown_artifact(key="data-quality-gates", markdown=gates.markdown(run_id))
+            create_markdown_artifact(
+                key="data-quality-gates",
+                markdown=gates.markdown(run_id),
+                description="Table-level data-quality gates of this run (failed) and its "
+                "Great Expectations Data Docs",
+            )
         raise
     finally:
         engine.dispose()
     if gates.outcomes:
-        create_markdown_artifact(key="data-quality-gates", markdown=gates.markdown(run_id))
+        create_markdown_artifact(
+            key="data-quality-gates",
+            markdown=gates.markdown(run_id),
+            description="Table-level data-quality gates of this run and its Great Expectations "
+            "Data Docs",
+        )
     _publish(plan, run_id, outbox, dry_run)
     logger.info(
         "run %s: %d planned, %d excluded, %d quarantined decisions; %d messages; outbox %s",

@@ -63,6 +63,7 @@ def test_a_swapped_phone_email_mapping_stops_the_run_before_the_outbox(
     with get_client(sync_client=True) as client:
         artifacts = [a for a in client.read_artifacts() if a.key == "data-quality-gates"]
     assert any(Path(docs).as_uri() in (a.data or "") for a in artifacts)
+    assert all("Data Docs" in (a.description or "") for a in artifacts)
 
 
 def test_a_source_under_half_its_last_run_stops_the_next_run(prefect_harness, overrides) -> None:
