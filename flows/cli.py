@@ -54,9 +54,21 @@ def main(
     os.environ["REMINDERS_CLI_DEBUG"] = "1" if debug else ""
 
 
+def prefect_home() -> Path:
+    """``<data_dir>/prefect`` of the effective settings (environment, then the settings
+    file named by ``--config`` / ``REMINDERS_CONFIG``), where a command's Prefect state goes
+    unless ``PREFECT_HOME`` is set."""
+    try:
+        from tasks.settings import load_settings
+
+        data_dir = load_settings().data_dir
+    except Exception:  # invalid settings are reported by the command itself
+        data_dir = Path(os.environ.get("REMINDERS_DATA_DIR", "data"))
+    return (data_dir / "prefect").resolve()
+
+
 def _prefect_env(quiet: bool) -> None:
-    data_dir = Path(os.environ.get("REMINDERS_DATA_DIR", "data"))
-    os.environ.setdefault("PREFECT_HOME", str((data_dir / "prefect").resolve()))
+    os.environ.setdefault("PREFECT_HOME", str(prefect_home()))
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -576,16 +576,16 @@ def test_an_all_or_nothing_transition_moves_every_key_or_rolls_back(engine) -> N
     assert _count(engine, events, r="p1", f="planned") == 4
     assert _count(engine, "select count(*) from messages where state = 'ready'") == 4
     # one key of the group already moved on: nothing moves, nothing is logged
-    with pytest.raises(OutboxConflict, match="1 of 3 messages were no longer planned"):
-        with engine.begin() as conn:
-            transition(
-                conn,
-                pl.concat([rest, first.head(1)]),
-                from_states=("planned",),
-                to_state="ready",
-                run_id="p2",
-                now=at,
-                all_or_nothing=True,
-            )
+    conflict = "1 of 3 messages were no longer planned"
+    with pytest.raises(OutboxConflict, match=conflict), engine.begin() as conn:
+        transition(
+            conn,
+            pl.concat([rest, first.head(1)]),
+            from_states=("planned",),
+            to_state="ready",
+            run_id="p2",
+            now=at,
+            all_or_nothing=True,
+        )
     assert _count(engine, "select count(*) from messages where state = 'planned'") == 2
     assert _count(engine, "select count(*) from message_events where run_id = 'p2'") == 0

@@ -72,3 +72,18 @@ def test_help_has_no_restructuredtext(tmp_path) -> None:
         assert out.returncode == 0, out.stderr
         assert "``" not in out.stdout
         assert ":func:" not in out.stdout
+
+
+def test_prefect_state_goes_under_the_configured_data_dir(tmp_path, monkeypatch) -> None:
+    """A command's Prefect state (results included) goes to <data_dir>/prefect of the
+    effective settings: the settings file's data_dir, not ./data."""
+    from flows.cli import prefect_home
+
+    config = tmp_path / "reminders.toml"
+    config.write_text(f'data_dir = "{(tmp_path / "elsewhere").as_posix()}"\n')
+    monkeypatch.delenv("REMINDERS_DATA_DIR", raising=False)
+    monkeypatch.setenv("REMINDERS_CONFIG", str(config))
+    monkeypatch.chdir(tmp_path)
+    assert prefect_home() == (tmp_path / "elsewhere" / "prefect").resolve()
+    monkeypatch.setenv("REMINDERS_DATA_DIR", str(tmp_path / "from-env"))
+    assert prefect_home() == (tmp_path / "from-env" / "prefect").resolve()
