@@ -612,7 +612,12 @@ def normalize_customers(
         ),
     ]
     accepted, quarantine = split_rows(
-        frame, rules, source="customers", key="customer_id", raw_columns=raw_cols
+        frame,
+        rules,
+        source="customers",
+        key="customer_id",
+        raw_columns=raw_cols,
+        reasons_per_row=True,
     )
     quarantine = _escape_raw(quarantine, bad_encoding)
     contacts, field_issues, new_phones = _contact_fields(
@@ -991,7 +996,12 @@ def normalize_invoices(
         ),
     ]
     accepted, quarantine = split_rows(
-        frame, rules, source="invoices", key="invoice_id", raw_columns=raw_cols
+        frame,
+        rules,
+        source="invoices",
+        key="invoice_id",
+        raw_columns=raw_cols,
+        reasons_per_row=True,
     )
     quarantine = _escape_raw(quarantine, bad_encoding)
     invoices = accepted.select(
@@ -1093,7 +1103,12 @@ def normalize_consent(
         ),
     ]
     accepted, quarantine = split_rows(
-        frame, rules, source="consent_events", key="_key", raw_columns=raw_cols
+        frame,
+        rules,
+        source="consent_events",
+        key="_key",
+        raw_columns=raw_cols,
+        reasons_per_row=True,
     )
     quarantine = _escape_raw(quarantine, bad_encoding)
     future = (
@@ -1169,7 +1184,12 @@ def normalize_contact_history(
         ),
     ]
     accepted, quarantine = split_rows(
-        frame, rules, source="contact_history", key="customer_id", raw_columns=raw_cols
+        frame,
+        rules,
+        source="contact_history",
+        key="customer_id",
+        raw_columns=raw_cols,
+        reasons_per_row=True,
     )
     quarantine = _escape_raw(quarantine, bad_encoding)
     return (
