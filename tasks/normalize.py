@@ -717,6 +717,29 @@ def _plain_amount(text: str, digits: int, max_amount: Decimal) -> tuple[int | No
     return int(minor), None
 
 
+def _amount_forms(text: pl.Expr) -> pl.Expr:
+    """Why each trimmed ``text`` is not a plain decimal (null where it is one). The form
+    patterns run only on the texts the plain pattern rejects (few): every branch of a
+    when/then chain is evaluated on the whole column, so the chain runs on those rows only."""
+
+    def forms(values: pl.Series) -> pl.Series:
+        plain = values.str.contains(_PLAIN_AMOUNT).fill_null(False)
+        rest = (~plain).arg_true()
+        out = pl.repeat(None, values.len(), dtype=pl.String, eager=True).alias(values.name)
+        if rest.len() == 0:
+            return out
+        x = pl.col("_t")
+        form = pl.when(x.is_null() | (x == "")).then(pl.lit("amount_due is empty"))
+        for pattern, reason in _AMOUNT_FORMS:
+            form = form.when(x.str.contains(pattern)).then(pl.lit(reason))
+        found = pl.DataFrame({"_t": values.gather(rest)}).select(
+            form.otherwise(pl.lit(_AMOUNT_OTHER))
+        )
+        return out.scatter(rest, found.to_series())
+
+    return text.map_batches(forms, return_dtype=pl.String)
+
+
 def parse_amounts(
     amount: pl.Expr, currency: pl.Expr, frame: pl.DataFrame, *, max_amount: Decimal
 ) -> pl.DataFrame:
@@ -727,16 +750,9 @@ def parse_amounts(
     currency with more than 3 decimals, once per distinct value and currency. ``currency`` must
     be a valid ISO 4217 code or null (then 2 decimals are assumed).
     """
-    text = amount.str.strip_chars(_ASCII_SPACE)
-    form = pl.when(text.is_null() | (text == "")).then(pl.lit("amount_due is empty"))
-    form = form.when(text.str.contains(_PLAIN_AMOUNT)).then(pl.lit(None, pl.String))
-    for pattern, reason in _AMOUNT_FORMS:
-        form = form.when(text.str.contains(pattern)).then(pl.lit(reason))
     tagged = frame.select(
-        text.alias("_text"),
-        currency.alias("_cur"),
-        form.otherwise(pl.lit(_AMOUNT_OTHER)).alias("_form"),
-    )
+        amount.str.strip_chars(_ASCII_SPACE).alias("_text"), currency.alias("_cur")
+    ).with_columns(_amount_forms(pl.col("_text")).alias("_form"))
     currencies = [c for c in tagged["_cur"].unique().to_list() if c is not None]
     precision = {c: get_currency_precision(c) for c in currencies}
     digits = pl.col("_cur").replace_strict(precision, default=2, return_dtype=pl.Int32)
@@ -744,38 +760,58 @@ def parse_amounts(
     # and (for up to 15 integer digits and 3 decimals) the exact minor units and the limit are
     # decided here; any other plain value (huge, or a currency with 4 decimals) goes through
     # Decimal once per distinct (value, currency).
-    body = pl.col("_text").str.strip_chars_start("+-")
-    parts = body.str.split_exact(".", 1)
-    whole = parts.struct.field("field_0").str.strip_chars_start("0")
-    fraction = parts.struct.field("field_1").fill_null("").str.strip_chars_end("0")
-    negative = pl.col("_text").str.starts_with("-") & ((whole != "") | (fraction != ""))
-    short = fraction.str.len_chars() <= pl.col("_d")
-    fast = (whole.str.len_chars() <= 15) & (pl.col("_d") <= 3)
-    pad = pl.col("_d") - fraction.str.len_chars()
+    # Each text operation runs once, into its own column (an expression used in several
+    # places is evaluated in each).
+    parts = pl.col("_text").str.strip_chars_start("+-").str.split_exact(".", 1)
+    split = tagged.with_columns(digits.alias("_d"), parts.alias("_parts")).with_columns(
+        pl.col("_parts").struct.field("field_0").str.strip_chars_start("0").alias("_whole"),
+        pl.col("_parts")
+        .struct.field("field_1")
+        .fill_null("")
+        .str.strip_chars_end("0")
+        .alias("_frac"),
+    )
+    whole, fraction = pl.col("_whole"), pl.col("_frac")
+    split = split.with_columns(
+        whole.str.len_chars().alias("_wl"),
+        fraction.str.len_chars().alias("_fl"),
+        (pl.col("_text").str.starts_with("-") & ((whole != "") | (fraction != ""))).alias("_neg"),
+    )
+    negative = pl.col("_neg")
+    short = pl.col("_fl") <= pl.col("_d")
+    fast = (pl.col("_wl") <= 15) & (pl.col("_d") <= 3)
+    pad = pl.col("_d") - pl.col("_fl")
     scale = pl.when(pl.col("_d") == 0).then(1).when(pl.col("_d") == 1).then(10)
     scale = scale.when(pl.col("_d") == 2).then(100).otherwise(1000)
     shift = pl.when(pad == 0).then(1).when(pad == 1).then(10).when(pad == 2).then(100)
     shift = shift.otherwise(1000)
-    minor = whole.replace("", "0").cast(pl.Int64, strict=False) * scale.cast(pl.Int64) + (
-        fraction.replace("", "0").cast(pl.Int64, strict=False) * shift.cast(pl.Int64)
+    # Used only where the text is plain (digits only in whole and fraction): an empty part is 0.
+    minor = whole.cast(pl.Int64, strict=False).fill_null(0) * scale.cast(pl.Int64) + (
+        fraction.cast(pl.Int64, strict=False).fill_null(0) * shift.cast(pl.Int64)
     )
     limits = {
         d: min(int(max_amount.scaleb(d).to_integral_value(ROUND_FLOOR)), _INT64_MAX)
         for d in (0, 1, 2, 3)
     }
     limit = pl.col("_d").replace_strict(limits, default=_INT64_MAX, return_dtype=pl.Int64)
-    plain = tagged.with_columns(digits.alias("_d")).with_columns(
+    split = split.with_columns(
+        (pl.col("_form").is_null() & ~negative & short).alias("_ok"), minor.alias("_m")
+    )
+    plain = split.select(
+        "_text",
+        "_cur",
+        "_form",
         pl.when(pl.col("_form").is_not_null())
         .then(None)
         .when(negative)
         .then(pl.lit("amount_negative"))
         .when(~short)
         .then(pl.lit("amount_precision"))
-        .when(fast & (minor > limit))
+        .when(fast & (pl.col("_m") > limit))
         .then(pl.lit("amount_too_large"))
         .alias("_rule"),
-        pl.when(pl.col("_form").is_null() & ~negative & short & fast).then(minor).alias("_minor"),
-        (pl.col("_form").is_null() & ~negative & short & ~fast).alias("_slow"),
+        pl.when(pl.col("_ok") & fast).then(pl.col("_m")).alias("_minor"),
+        (pl.col("_ok") & ~fast).alias("_slow"),
     )
     slow = plain.filter(pl.col("_slow")).select("_text", "_cur").unique()
     if slow.height:
