@@ -287,8 +287,18 @@ def _with_versions(
         .otherwise(pl.lit("another row of the same record has a later updated_at"))
         .alias("_v_reason"),
     ).with_columns((pl.col("_v_top") > 1).alias("_v_conflict"))
-    return frame.join(flags, on="source_row", how="left", maintain_order="left").with_columns(
-        pl.col("_v_conflict").fill_null(False), pl.col("_v_duplicate").fill_null(False)
+    # Joined on the row numbers alone, then set beside the frame: the frame's own (wide)
+    # columns are not rebuilt by the join.
+    found = frame.select("source_row").join(
+        flags, on="source_row", how="left", maintain_order="left"
+    )
+    return frame.hstack(
+        found.select(
+            "_v_top",
+            pl.col("_v_duplicate").fill_null(False),
+            "_v_reason",
+            pl.col("_v_conflict").fill_null(False),
+        )
     )
 
 
@@ -953,7 +963,11 @@ def normalize_invoices(
     )
     frame = frame.hstack(amounts)
     owners = invoice_owners(frame) if invoice_owner_table is None else invoice_owner_table
-    frame = frame.join(owners, on="invoice_id", how="left", maintain_order="left")
+    frame = frame.hstack(
+        frame.select("invoice_id")
+        .join(owners, on="invoice_id", how="left", maintain_order="left")
+        .drop("invoice_id")
+    )
     frame = _with_versions(
         frame,
         "invoice_id",
