@@ -63,7 +63,7 @@ from tasks.zones import (
     check_zone,
     country_zones,
     phone_zones,
-    postal_zones,
+    postal_zones_column,
 )
 
 __all__ = [
@@ -415,9 +415,6 @@ def _resolved_zones(frame: pl.DataFrame) -> list[pl.Series]:
         & pl.col("_country").is_in(sorted(POSTAL_COUNTRIES))
     )
 
-    def postal(country: str | None, code: str | None) -> tuple[str, ...]:
-        return postal_zones(country, code) or ()
-
     def by_phone(key: str | None) -> tuple[str, ...]:
         return phone_zones(tuple(key.split("|")) if key else ())
 
@@ -430,7 +427,10 @@ def _resolved_zones(frame: pl.DataFrame) -> list[pl.Series]:
         "postal_code",
         pl.col("zones").list.join("|").alias("_zkey"),
     )
-    postal_t = _table(need_postal, ["_country", "postal_code"], postal, "_pz")
+    pairs = need_postal.select("_country", "postal_code").unique()
+    postal_t = pairs.with_columns(
+        split_zones(pl.lit(postal_zones_column(pairs, "_country", "postal_code"))).alias("_pz")
+    )
     phones_t = _table(keyed, ["_zkey"], by_phone, "_hz")
     country_t = _table(keyed, ["_country"], by_country, "_cz")
     joined = (
