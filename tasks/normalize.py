@@ -392,6 +392,23 @@ def _emails_fast(raw: pl.Expr) -> pl.Expr:
     return pl.when(fast.fill_null(False)).then(address).alias("email_out")
 
 
+_NO_AT = normalize_email("no-at-sign")
+"""normalize_email's answer for a value without an at-sign (email-validator's first check)."""
+
+
+def _email_without_at(raw: pl.Expr) -> pl.Expr:
+    """``_no_at``: true where :func:`normalize_email` answers :data:`_NO_AT` without being
+    called. email-validator first splits the address at an unquoted ``@`` or ``<`` and names
+    the full-width and small at-signs; a value with none of the four and an ASCII letter or
+    digit (so it is not blank to ``str.strip``) fails that split and nothing else is looked
+    at. Checked by a property test against normalize_email."""
+    return (
+        (raw.str.contains("[A-Za-z0-9]") & ~raw.str.contains("[@<\uff20\ufe6b]"))
+        .fill_null(False)
+        .alias("_no_at")
+    )
+
+
 def _table(frame: pl.DataFrame, keys: list[str], fn: Any, out: str) -> pl.DataFrame:
     """``fn(*key values)`` (a tuple of zones) once per distinct ``keys`` of ``frame``: keys +
     column ``out``, the zones as a list (built from '|'-joined text: no Python list per row)."""
@@ -506,8 +523,10 @@ def _contact_fields(
         how="left",
         nulls_equal=True,
     )
-    frame = frame.with_columns(_emails_fast(pl.col("email")))
-    slow = frame.filter(pl.col("email_out").is_null() & pl.col("email").is_not_null())
+    frame = frame.with_columns(_emails_fast(pl.col("email")), _email_without_at(pl.col("email")))
+    slow = frame.filter(
+        pl.col("email_out").is_null() & pl.col("email").is_not_null() & ~pl.col("_no_at")
+    )
     emails = _per_distinct(
         slow,
         ["email"],
@@ -515,7 +534,9 @@ def _contact_fields(
         {"_e_out": pl.String(), "email_rule": pl.String(), "email_reason": pl.String()},
     )
     frame = frame.join(emails, on="email", how="left", nulls_equal=True).with_columns(
-        pl.coalesce("email_out", "_e_out").alias("email_out")
+        pl.coalesce("email_out", "_e_out").alias("email_out"),
+        pl.when("_no_at").then(pl.lit(_NO_AT[1])).otherwise("email_rule").alias("email_rule"),
+        pl.when("_no_at").then(pl.lit(_NO_AT[2])).otherwise("email_reason").alias("email_reason"),
     )
     checks = _per_distinct(
         frame,
