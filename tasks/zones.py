@@ -1,6 +1,8 @@
 """Time zone per customer: which IANA zones a customer can be in, and which signal said so.
 
-Pure and cached per distinct value (the callers dedupe first). Signals, first that answers wins:
+Pure and cached per distinct value (the callers dedupe first); :func:`postal_zones_column`
+gives :func:`postal_zones`' answers for a whole column of postal codes (polars expressions and
+lookup frames built once per process). Signals, first that answers wins:
 
 1. ``preferred_timezone``, only when it is a *geographic* IANA zone (:func:`check_zone`).
 2. The postal code (:func:`postal_zones`), per the country table below.
