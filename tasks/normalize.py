@@ -52,7 +52,7 @@ from prefect.cache_policies import NO_CACHE
 from data_quality.rules import QUARANTINE_SCHEMA, Rule, empty_quarantine, raw_json, split_rows
 from tasks.consent import CHANNEL_KEYS, STATUS_KEYS, channel_key, naive_utc, status_key
 from tasks.extract import SENTINEL_PATTERN, Extracted, hex_escape_sentinels
-from tasks.phones import empty_phone_cache, lookup_phones, parse_phone, split_zones
+from tasks.phones import empty_phone_cache, join_phones, parse_phone, split_zones
 from tasks.settings import CANONICAL_COLUMNS, ParsingSettings
 from tasks.zones import (
     POSTAL_COUNTRIES,
@@ -512,17 +512,7 @@ def _contact_fields(
         "postal_code",
         "preferred_timezone",
     ).with_row_index("_i")
-    parsed, new_phones = lookup_phones(
-        base.select(pl.col("phone").alias("raw"), pl.col("_country").alias("region")),
-        phone_cache,
-        workers=workers,
-    )
-    frame = base.join(
-        parsed.rename({"raw": "phone", "region": "_country"}),
-        on=["phone", "_country"],
-        how="left",
-        nulls_equal=True,
-    )
+    frame, new_phones = join_phones(base, "phone", "_country", phone_cache, workers=workers)
     frame = frame.with_columns(_emails_fast(pl.col("email")), _email_without_at(pl.col("email")))
     slow = frame.filter(
         pl.col("email_out").is_null() & pl.col("email").is_not_null() & ~pl.col("_no_at")
