@@ -64,6 +64,7 @@ from tasks.zones import (
     country_zones,
     phone_zones,
     postal_zones_column,
+    prepare_postal_frames,
 )
 
 __all__ = [
@@ -1286,6 +1287,11 @@ def normalize_contact_history(
     )
 
 
+_PREPARE_POSTAL_ROWS = 50_000
+"""From this many customers on, :func:`normalize` loads the postal tables in the background
+from its start (a small run loads them only if a postal code asks for them)."""
+
+
 def normalize(
     extracted: Extracted,
     *,
@@ -1308,6 +1314,8 @@ def normalize(
     parsing = parsing or ParsingSettings()
     frames = extracted.frames
     bad = extracted.decode_errors
+    if frames["customers"].height >= _PREPARE_POSTAL_ROWS:
+        prepare_postal_frames()  # the ZIP table loads while polars works on the first steps
     customers, q_customers, new_phones = normalize_customers(  # type: ignore[misc]
         frames["customers"],
         parsing=parsing,

@@ -63,6 +63,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+import threading
 from collections.abc import Callable, Iterable
 from importlib import resources
 from zoneinfo import available_timezones
@@ -81,6 +82,7 @@ __all__ = [
     "phone_zones",
     "postal_zones",
     "postal_zones_column",
+    "prepare_postal_frames",
     "resolve_zones",
 ]
 
@@ -492,8 +494,28 @@ def _joined(zones: tuple[str, ...] | None) -> str:
     return "|".join(zones or ())
 
 
-@functools.cache
+_FRAMES_LOCK = threading.Lock()
+
+
 def _postal_frames() -> dict[str, pl.DataFrame]:
+    """:func:`_build_postal_frames`, built once per process even when asked from two threads
+    (:func:`prepare_postal_frames` builds them in the background)."""
+    with _FRAMES_LOCK:
+        return _build_postal_frames()
+
+
+def prepare_postal_frames() -> threading.Thread:
+    """Start building the postal lookup frames in a background thread (the ``zipcodes`` table
+    takes most of a second to load): polars releases the GIL while it computes, so a caller
+    with polars work to do before it needs the frames gets them for less. Once built, a
+    further call's thread returns at once."""
+    thread = threading.Thread(target=_postal_frames, name="postal-frames", daemon=True)
+    thread.start()
+    return thread
+
+
+@functools.cache
+def _build_postal_frames() -> dict[str, pl.DataFrame]:
     """Lookup frames equal to the postal tables (built once per process): the answer of
     :func:`postal_zones` per 5-digit ZIP and per 3-digit ZIP area, per Canadian FSA and per
     3- or 4-digit AU / NZ code, as '|'-joined text ('' = no signal)."""
