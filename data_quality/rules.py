@@ -133,24 +133,35 @@ def split_rows(
     source: str,
     key: str,
     raw_columns: Sequence[str],
+    reasons_per_row: bool = False,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split ``frame`` into (accepted rows, quarantine rows) by the first failing rule."""
+    """Split ``frame`` into (accepted rows, quarantine rows) by the first failing rule.
+
+    Reasons are evaluated on the whole frame (they may use window expressions over a key),
+    then the rejected rows are taken. With ``reasons_per_row`` the caller promises that every
+    reason is elementwise (it reads only its own row's values, no window or aggregation): they
+    are then evaluated on the rejected rows only, which gives the same texts without building
+    a reason for every accepted row.
+    """
     if not rules:
         return frame, empty_quarantine()
     chain = pl.when(rules[0].fails.fill_null(False)).then(pl.lit(0))
     for i, rule in enumerate(rules[1:], start=1):
         chain = chain.when(rule.fails.fill_null(False)).then(pl.lit(i))
     tagged = frame.with_columns(chain.otherwise(None).cast(pl.Int32).alias("_rule"))
-    # Reasons are evaluated on the whole frame (they may use window expressions over a key),
-    # then the rejected rows are taken.
     texts = [pl.lit(r.reason) if isinstance(r.reason, str) else r.reason for r in rules]
     reason_chain = pl.when(pl.col("_rule") == 0).then(texts[0].cast(pl.String))
     for i, text in enumerate(texts[1:], start=1):
         reason_chain = reason_chain.when(pl.col("_rule") == i).then(text.cast(pl.String))
-    tagged = tagged.with_columns(reason_chain.otherwise(None).alias("_reason"))
-    accepted = tagged.filter(pl.col("_rule").is_null()).drop("_rule", "_reason")
+    if reasons_per_row:
+        accepted = tagged.filter(pl.col("_rule").is_null()).drop("_rule")
+        rejected = tagged.filter(pl.col("_rule").is_not_null())
+        rejected = rejected.with_columns(reason_chain.otherwise(None).alias("_reason"))
+    else:
+        tagged = tagged.with_columns(reason_chain.otherwise(None).alias("_reason"))
+        accepted = tagged.filter(pl.col("_rule").is_null()).drop("_rule", "_reason")
+        rejected = tagged.filter(pl.col("_rule").is_not_null())
     index = list(range(len(rules)))
-    rejected = tagged.filter(pl.col("_rule").is_not_null())
     quarantine = rejected.select(
         pl.lit(source).alias("source"),
         pl.col("source_row").cast(pl.Int32),

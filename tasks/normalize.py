@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
@@ -52,7 +52,7 @@ from prefect.cache_policies import NO_CACHE
 from data_quality.rules import QUARANTINE_SCHEMA, Rule, empty_quarantine, raw_json, split_rows
 from tasks.consent import CHANNEL_KEYS, STATUS_KEYS, channel_key, naive_utc, status_key
 from tasks.extract import SENTINEL_PATTERN, Extracted, hex_escape_sentinels
-from tasks.phones import empty_phone_cache, lookup_phones, parse_phone, split_zones
+from tasks.phones import empty_phone_cache, join_phones, parse_phone, split_zones
 from tasks.settings import CANONICAL_COLUMNS, ParsingSettings
 from tasks.zones import (
     POSTAL_COUNTRIES,
@@ -63,7 +63,8 @@ from tasks.zones import (
     check_zone,
     country_zones,
     phone_zones,
-    postal_zones,
+    postal_zones_column,
+    prepare_postal_frames,
 )
 
 __all__ = [
@@ -287,8 +288,18 @@ def _with_versions(
         .otherwise(pl.lit("another row of the same record has a later updated_at"))
         .alias("_v_reason"),
     ).with_columns((pl.col("_v_top") > 1).alias("_v_conflict"))
-    return frame.join(flags, on="source_row", how="left", maintain_order="left").with_columns(
-        pl.col("_v_conflict").fill_null(False), pl.col("_v_duplicate").fill_null(False)
+    # Joined on the row numbers alone, then set beside the frame: the frame's own (wide)
+    # columns are not rebuilt by the join.
+    found = frame.select("source_row").join(
+        flags, on="source_row", how="left", maintain_order="left"
+    )
+    return frame.hstack(
+        found.select(
+            "_v_top",
+            pl.col("_v_duplicate").fill_null(False),
+            "_v_reason",
+            pl.col("_v_conflict").fill_null(False),
+        )
     )
 
 
@@ -382,6 +393,23 @@ def _emails_fast(raw: pl.Expr) -> pl.Expr:
     return pl.when(fast.fill_null(False)).then(address).alias("email_out")
 
 
+_NO_AT = normalize_email("no-at-sign")
+"""normalize_email's answer for a value without an at-sign (email-validator's first check)."""
+
+
+def _email_without_at(raw: pl.Expr) -> pl.Expr:
+    """``_no_at``: true where :func:`normalize_email` answers :data:`_NO_AT` without being
+    called. email-validator first splits the address at an unquoted ``@`` or ``<`` and names
+    the full-width and small at-signs; a value with none of the four and an ASCII letter or
+    digit (so it is not blank to ``str.strip``) fails that split and nothing else is looked
+    at. Checked by a property test against normalize_email."""
+    return (
+        (raw.str.contains("[A-Za-z0-9]") & ~raw.str.contains("[@<\uff20\ufe6b]"))
+        .fill_null(False)
+        .alias("_no_at")
+    )
+
+
 def _table(frame: pl.DataFrame, keys: list[str], fn: Any, out: str) -> pl.DataFrame:
     """``fn(*key values)`` (a tuple of zones) once per distinct ``keys`` of ``frame``: keys +
     column ``out``, the zones as a list (built from '|'-joined text: no Python list per row)."""
@@ -405,9 +433,6 @@ def _resolved_zones(frame: pl.DataFrame) -> list[pl.Series]:
         & pl.col("_country").is_in(sorted(POSTAL_COUNTRIES))
     )
 
-    def postal(country: str | None, code: str | None) -> tuple[str, ...]:
-        return postal_zones(country, code) or ()
-
     def by_phone(key: str | None) -> tuple[str, ...]:
         return phone_zones(tuple(key.split("|")) if key else ())
 
@@ -420,7 +445,10 @@ def _resolved_zones(frame: pl.DataFrame) -> list[pl.Series]:
         "postal_code",
         pl.col("zones").list.join("|").alias("_zkey"),
     )
-    postal_t = _table(need_postal, ["_country", "postal_code"], postal, "_pz")
+    pairs = need_postal.select("_country", "postal_code").unique()
+    postal_t = pairs.with_columns(
+        split_zones(pl.lit(postal_zones_column(pairs, "_country", "postal_code"))).alias("_pz")
+    )
     phones_t = _table(keyed, ["_zkey"], by_phone, "_hz")
     country_t = _table(keyed, ["_country"], by_country, "_cz")
     joined = (
@@ -485,19 +513,11 @@ def _contact_fields(
         "postal_code",
         "preferred_timezone",
     ).with_row_index("_i")
-    parsed, new_phones = lookup_phones(
-        base.select(pl.col("phone").alias("raw"), pl.col("_country").alias("region")),
-        phone_cache,
-        workers=workers,
+    frame, new_phones = join_phones(base, "phone", "_country", phone_cache, workers=workers)
+    frame = frame.with_columns(_emails_fast(pl.col("email")), _email_without_at(pl.col("email")))
+    slow = frame.filter(
+        pl.col("email_out").is_null() & pl.col("email").is_not_null() & ~pl.col("_no_at")
     )
-    frame = base.join(
-        parsed.rename({"raw": "phone", "region": "_country"}),
-        on=["phone", "_country"],
-        how="left",
-        nulls_equal=True,
-    )
-    frame = frame.with_columns(_emails_fast(pl.col("email")))
-    slow = frame.filter(pl.col("email_out").is_null() & pl.col("email").is_not_null())
     emails = _per_distinct(
         slow,
         ["email"],
@@ -505,7 +525,9 @@ def _contact_fields(
         {"_e_out": pl.String(), "email_rule": pl.String(), "email_reason": pl.String()},
     )
     frame = frame.join(emails, on="email", how="left", nulls_equal=True).with_columns(
-        pl.coalesce("email_out", "_e_out").alias("email_out")
+        pl.coalesce("email_out", "_e_out").alias("email_out"),
+        pl.when("_no_at").then(pl.lit(_NO_AT[1])).otherwise("email_rule").alias("email_rule"),
+        pl.when("_no_at").then(pl.lit(_NO_AT[2])).otherwise("email_reason").alias("email_reason"),
     )
     checks = _per_distinct(
         frame,
@@ -553,12 +575,29 @@ def _contact_fields(
     return contacts, issues.cast(_ISSUE_SCHEMA), new_phones  # type: ignore[arg-type]
 
 
+def _per_distinct_value(column: pl.Expr, fn: Callable[[pl.Expr], pl.Expr]) -> pl.Expr:
+    """``fn(column)`` (an elementwise string expression) computed once per distinct value of
+    the column and mapped back onto every row: the same values, but the regex work runs on a
+    handful of spellings (channels, statuses) instead of on every row."""
+
+    def apply(values: pl.Series) -> pl.Series:
+        distinct = values.unique()
+        answers = pl.select(fn(pl.lit(distinct))).to_series()
+        return values.replace_strict(distinct, answers, return_dtype=answers.dtype)
+
+    return column.map_batches(apply, return_dtype=pl.String)
+
+
 def _channel_name(raw: pl.Expr) -> pl.Expr:
     """``sms`` / ``email`` read through the consent channel table (``E-mail``, ``Text``), any
     other value kept in its normalised form (it names no channel this pipeline sends on), a
     blank one null: the reading of consent rows' channels and of ``preferred_channel``."""
-    key = channel_key(raw.str.strip_chars())
-    return pl.coalesce(key.replace_strict(CHANNEL_KEYS, default=None), key).replace("", None)
+
+    def name(value: pl.Expr) -> pl.Expr:
+        key = channel_key(value.str.strip_chars())
+        return pl.coalesce(key.replace_strict(CHANNEL_KEYS, default=None), key).replace("", None)
+
+    return _per_distinct_value(raw, name)
 
 
 def normalize_customers(
@@ -612,7 +651,12 @@ def normalize_customers(
         ),
     ]
     accepted, quarantine = split_rows(
-        frame, rules, source="customers", key="customer_id", raw_columns=raw_cols
+        frame,
+        rules,
+        source="customers",
+        key="customer_id",
+        raw_columns=raw_cols,
+        reasons_per_row=True,
     )
     quarantine = _escape_raw(quarantine, bad_encoding)
     contacts, field_issues, new_phones = _contact_fields(
@@ -712,6 +756,29 @@ def _plain_amount(text: str, digits: int, max_amount: Decimal) -> tuple[int | No
     return int(minor), None
 
 
+def _amount_forms(text: pl.Expr) -> pl.Expr:
+    """Why each trimmed ``text`` is not a plain decimal (null where it is one). The form
+    patterns run only on the texts the plain pattern rejects (few): every branch of a
+    when/then chain is evaluated on the whole column, so the chain runs on those rows only."""
+
+    def forms(values: pl.Series) -> pl.Series:
+        plain = values.str.contains(_PLAIN_AMOUNT).fill_null(False)
+        rest = (~plain).arg_true()
+        out = pl.repeat(None, values.len(), dtype=pl.String, eager=True).alias(values.name)
+        if rest.len() == 0:
+            return out
+        x = pl.col("_t")
+        form = pl.when(x.is_null() | (x == "")).then(pl.lit("amount_due is empty"))
+        for pattern, reason in _AMOUNT_FORMS:
+            form = form.when(x.str.contains(pattern)).then(pl.lit(reason))
+        found = pl.DataFrame({"_t": values.gather(rest)}).select(
+            form.otherwise(pl.lit(_AMOUNT_OTHER))
+        )
+        return out.scatter(rest, found.to_series())
+
+    return text.map_batches(forms, return_dtype=pl.String)
+
+
 def parse_amounts(
     amount: pl.Expr, currency: pl.Expr, frame: pl.DataFrame, *, max_amount: Decimal
 ) -> pl.DataFrame:
@@ -722,16 +789,9 @@ def parse_amounts(
     currency with more than 3 decimals, once per distinct value and currency. ``currency`` must
     be a valid ISO 4217 code or null (then 2 decimals are assumed).
     """
-    text = amount.str.strip_chars(_ASCII_SPACE)
-    form = pl.when(text.is_null() | (text == "")).then(pl.lit("amount_due is empty"))
-    form = form.when(text.str.contains(_PLAIN_AMOUNT)).then(pl.lit(None, pl.String))
-    for pattern, reason in _AMOUNT_FORMS:
-        form = form.when(text.str.contains(pattern)).then(pl.lit(reason))
     tagged = frame.select(
-        text.alias("_text"),
-        currency.alias("_cur"),
-        form.otherwise(pl.lit(_AMOUNT_OTHER)).alias("_form"),
-    )
+        amount.str.strip_chars(_ASCII_SPACE).alias("_text"), currency.alias("_cur")
+    ).with_columns(_amount_forms(pl.col("_text")).alias("_form"))
     currencies = [c for c in tagged["_cur"].unique().to_list() if c is not None]
     precision = {c: get_currency_precision(c) for c in currencies}
     digits = pl.col("_cur").replace_strict(precision, default=2, return_dtype=pl.Int32)
@@ -739,38 +799,58 @@ def parse_amounts(
     # and (for up to 15 integer digits and 3 decimals) the exact minor units and the limit are
     # decided here; any other plain value (huge, or a currency with 4 decimals) goes through
     # Decimal once per distinct (value, currency).
-    body = pl.col("_text").str.strip_chars_start("+-")
-    parts = body.str.split_exact(".", 1)
-    whole = parts.struct.field("field_0").str.strip_chars_start("0")
-    fraction = parts.struct.field("field_1").fill_null("").str.strip_chars_end("0")
-    negative = pl.col("_text").str.starts_with("-") & ((whole != "") | (fraction != ""))
-    short = fraction.str.len_chars() <= pl.col("_d")
-    fast = (whole.str.len_chars() <= 15) & (pl.col("_d") <= 3)
-    pad = pl.col("_d") - fraction.str.len_chars()
+    # Each text operation runs once, into its own column (an expression used in several
+    # places is evaluated in each).
+    parts = pl.col("_text").str.strip_chars_start("+-").str.split_exact(".", 1)
+    split = tagged.with_columns(digits.alias("_d"), parts.alias("_parts")).with_columns(
+        pl.col("_parts").struct.field("field_0").str.strip_chars_start("0").alias("_whole"),
+        pl.col("_parts")
+        .struct.field("field_1")
+        .fill_null("")
+        .str.strip_chars_end("0")
+        .alias("_frac"),
+    )
+    whole, fraction = pl.col("_whole"), pl.col("_frac")
+    split = split.with_columns(
+        whole.str.len_chars().alias("_wl"),
+        fraction.str.len_chars().alias("_fl"),
+        (pl.col("_text").str.starts_with("-") & ((whole != "") | (fraction != ""))).alias("_neg"),
+    )
+    negative = pl.col("_neg")
+    short = pl.col("_fl") <= pl.col("_d")
+    fast = (pl.col("_wl") <= 15) & (pl.col("_d") <= 3)
+    pad = pl.col("_d") - pl.col("_fl")
     scale = pl.when(pl.col("_d") == 0).then(1).when(pl.col("_d") == 1).then(10)
     scale = scale.when(pl.col("_d") == 2).then(100).otherwise(1000)
     shift = pl.when(pad == 0).then(1).when(pad == 1).then(10).when(pad == 2).then(100)
     shift = shift.otherwise(1000)
-    minor = whole.replace("", "0").cast(pl.Int64, strict=False) * scale.cast(pl.Int64) + (
-        fraction.replace("", "0").cast(pl.Int64, strict=False) * shift.cast(pl.Int64)
+    # Used only where the text is plain (digits only in whole and fraction): an empty part is 0.
+    minor = whole.cast(pl.Int64, strict=False).fill_null(0) * scale.cast(pl.Int64) + (
+        fraction.cast(pl.Int64, strict=False).fill_null(0) * shift.cast(pl.Int64)
     )
     limits = {
         d: min(int(max_amount.scaleb(d).to_integral_value(ROUND_FLOOR)), _INT64_MAX)
         for d in (0, 1, 2, 3)
     }
     limit = pl.col("_d").replace_strict(limits, default=_INT64_MAX, return_dtype=pl.Int64)
-    plain = tagged.with_columns(digits.alias("_d")).with_columns(
+    split = split.with_columns(
+        (pl.col("_form").is_null() & ~negative & short).alias("_ok"), minor.alias("_m")
+    )
+    plain = split.select(
+        "_text",
+        "_cur",
+        "_form",
         pl.when(pl.col("_form").is_not_null())
         .then(None)
         .when(negative)
         .then(pl.lit("amount_negative"))
         .when(~short)
         .then(pl.lit("amount_precision"))
-        .when(fast & (minor > limit))
+        .when(fast & (pl.col("_m") > limit))
         .then(pl.lit("amount_too_large"))
         .alias("_rule"),
-        pl.when(pl.col("_form").is_null() & ~negative & short & fast).then(minor).alias("_minor"),
-        (pl.col("_form").is_null() & ~negative & short & ~fast).alias("_slow"),
+        pl.when(pl.col("_ok") & fast).then(pl.col("_m")).alias("_minor"),
+        (pl.col("_ok") & ~fast).alias("_slow"),
     )
     slow = plain.filter(pl.col("_slow")).select("_text", "_cur").unique()
     if slow.height:
@@ -912,7 +992,11 @@ def normalize_invoices(
     )
     frame = frame.hstack(amounts)
     owners = invoice_owners(frame) if invoice_owner_table is None else invoice_owner_table
-    frame = frame.join(owners, on="invoice_id", how="left", maintain_order="left")
+    frame = frame.hstack(
+        frame.select("invoice_id")
+        .join(owners, on="invoice_id", how="left", maintain_order="left")
+        .drop("invoice_id")
+    )
     frame = _with_versions(
         frame,
         "invoice_id",
@@ -991,7 +1075,12 @@ def normalize_invoices(
         ),
     ]
     accepted, quarantine = split_rows(
-        frame, rules, source="invoices", key="invoice_id", raw_columns=raw_cols
+        frame,
+        rules,
+        source="invoices",
+        key="invoice_id",
+        raw_columns=raw_cols,
+        reasons_per_row=True,
     )
     quarantine = _escape_raw(quarantine, bad_encoding)
     invoices = accepted.select(
@@ -1039,9 +1128,12 @@ def normalize_consent(
     frame = raw.with_columns(
         pl.col("customer_id").str.strip_chars(),
         _channel_name(pl.col("channel")).alias("_channel"),
-        status_key(pl.col("status"))
-        .replace_strict(STATUS_KEYS, default=None, return_dtype=pl.String)
-        .alias("_status"),
+        _per_distinct_value(
+            pl.col("status"),
+            lambda v: status_key(v).replace_strict(
+                STATUS_KEYS, default=None, return_dtype=pl.String
+            ),
+        ).alias("_status"),
         parse_utc("occurred_at").alias("_occurred_at"),
     )
     # A row whose customer_id names an accepted customer only when case is ignored ('c-1' for
@@ -1093,7 +1185,12 @@ def normalize_consent(
         ),
     ]
     accepted, quarantine = split_rows(
-        frame, rules, source="consent_events", key="_key", raw_columns=raw_cols
+        frame,
+        rules,
+        source="consent_events",
+        key="_key",
+        raw_columns=raw_cols,
+        reasons_per_row=True,
     )
     quarantine = _escape_raw(quarantine, bad_encoding)
     future = (
@@ -1169,7 +1266,12 @@ def normalize_contact_history(
         ),
     ]
     accepted, quarantine = split_rows(
-        frame, rules, source="contact_history", key="customer_id", raw_columns=raw_cols
+        frame,
+        rules,
+        source="contact_history",
+        key="customer_id",
+        raw_columns=raw_cols,
+        reasons_per_row=True,
     )
     quarantine = _escape_raw(quarantine, bad_encoding)
     return (
@@ -1183,6 +1285,11 @@ def normalize_contact_history(
         ),
         quarantine,
     )
+
+
+_PREPARE_POSTAL_ROWS = 50_000
+"""From this many customers on, :func:`normalize` loads the postal tables in the background
+from its start (a small run loads them only if a postal code asks for them)."""
 
 
 def normalize(
@@ -1207,6 +1314,8 @@ def normalize(
     parsing = parsing or ParsingSettings()
     frames = extracted.frames
     bad = extracted.decode_errors
+    if frames["customers"].height >= _PREPARE_POSTAL_ROWS:
+        prepare_postal_frames()  # the ZIP table loads while polars works on the first steps
     customers, q_customers, new_phones = normalize_customers(  # type: ignore[misc]
         frames["customers"],
         parsing=parsing,

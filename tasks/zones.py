@@ -1,6 +1,8 @@
 """Time zone per customer: which IANA zones a customer can be in, and which signal said so.
 
-Pure and cached per distinct value (the callers dedupe first). Signals, first that answers wins:
+Pure and cached per distinct value (the callers dedupe first); :func:`postal_zones_column`
+gives :func:`postal_zones`' answers for a whole column of postal codes (polars expressions and
+lookup frames built once per process). Signals, first that answers wins:
 
 1. ``preferred_timezone``, only when it is a *geographic* IANA zone (:func:`check_zone`).
 2. The postal code (:func:`postal_zones`), per the country table below.
@@ -61,9 +63,12 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+import threading
 from collections.abc import Callable, Iterable
 from importlib import resources
 from zoneinfo import available_timezones
+
+import polars as pl
 
 __all__ = [
     "GEOGRAPHIC_AREAS",
@@ -76,6 +81,8 @@ __all__ = [
     "geographic_zone",
     "phone_zones",
     "postal_zones",
+    "postal_zones_column",
+    "prepare_postal_frames",
     "resolve_zones",
 ]
 
@@ -430,19 +437,23 @@ def _nz_zones(code: str) -> tuple[str, ...] | None:
 _Lookup = Callable[[str], tuple[str, ...] | None]
 
 
-def _single(pattern: re.Pattern[str], zone: str) -> _Lookup:
+def _single(pattern: re.Pattern[str], zone: str, sample: str) -> _Lookup:
+    """``zone`` when ``pattern`` matches the whole code (``sample`` is a code that matches)."""
+
     def zones(code: str) -> tuple[str, ...] | None:
         return (zone,) if pattern.fullmatch(code) else None
 
+    zones.pattern = pattern  # type: ignore[attr-defined]
+    zones.sample = sample  # type: ignore[attr-defined]
     return zones
 
 
 _POSTAL: dict[str, _Lookup] = {
     "CA": _ca_zones,
-    "GB": _single(_GB_POSTAL, "Europe/London"),
-    "IE": _single(_IE_EIRCODE, "Europe/Dublin"),
-    "IN": _single(_IN_PIN, "Asia/Kolkata"),
-    "NP": _single(_NP_POSTAL, "Asia/Kathmandu"),
+    "GB": _single(_GB_POSTAL, "Europe/London", "SW1A 1AA"),
+    "IE": _single(_IE_EIRCODE, "Europe/Dublin", "D02 X285"),
+    "IN": _single(_IN_PIN, "Asia/Kolkata", "110001"),
+    "NP": _single(_NP_POSTAL, "Asia/Kathmandu", "44600"),
     "NZ": _nz_zones,
     "AU": _au_zones,
 } | dict.fromkeys(_US_COUNTRIES, _us_zones)
@@ -467,6 +478,143 @@ def postal_zones(country: str | None, postal_code: str | None) -> tuple[str, ...
         return None
     zones = lookup(code)
     return (_valid_set(zones) or None) if zones else None
+
+
+# --- postal codes of a whole column ---------------------------------------------------------
+
+_POSTAL_SIMPLE = r"^[A-Za-z0-9 -]*$"
+"""Codes the expressions below read: ASCII letters, digits, spaces and hyphens only. For them
+``str.strip`` / ``str.upper`` and polars' ``strip_chars(" ")`` / ``to_uppercase`` agree, and
+so do Python's and polars' ``\\d`` (Python's also matches non-ASCII digits); any other code
+goes through :func:`postal_zones` itself."""
+_COUNTRY_CODE = r"^[A-Z]{2}$"
+
+
+def _joined(zones: tuple[str, ...] | None) -> str:
+    return "|".join(zones or ())
+
+
+_FRAMES_LOCK = threading.Lock()
+
+
+def _postal_frames() -> dict[str, pl.DataFrame]:
+    """:func:`_build_postal_frames`, built once per process even when asked from two threads
+    (:func:`prepare_postal_frames` builds them in the background)."""
+    with _FRAMES_LOCK:
+        return _build_postal_frames()
+
+
+def prepare_postal_frames() -> threading.Thread:
+    """Start building the postal lookup frames in a background thread (the ``zipcodes`` table
+    takes most of a second to load): polars releases the GIL while it computes, so a caller
+    with polars work to do before it needs the frames gets them for less. Once built, a
+    further call's thread returns at once."""
+    thread = threading.Thread(target=_postal_frames, name="postal-frames", daemon=True)
+    thread.start()
+    return thread
+
+
+@functools.cache
+def _build_postal_frames() -> dict[str, pl.DataFrame]:
+    """Lookup frames equal to the postal tables (built once per process): the answer of
+    :func:`postal_zones` per 5-digit ZIP and per 3-digit ZIP area, per Canadian FSA and per
+    3- or 4-digit AU / NZ code, as '|'-joined text ('' = no signal)."""
+    post = functools.cache(lambda zones: _joined(_valid_set(zones) or None if zones else None))
+    zips = _zip_table()
+    prefixes = _zip_prefix_table()
+    letters, third = "ABCEGHJKLMNPRSTVXY", "ABCEGHJKLMNPRSTVWXYZ"
+    fsas = [f"{a}{d}{c}" for a in letters for d in "0123456789" for c in third]
+    digits = [f"{n:03d}" for n in range(1000)] + [f"{n:04d}" for n in range(10000)]
+    return {
+        "zip": pl.DataFrame(
+            {"_zip5": list(zips), "_z1": [post(z) for z in zips.values()]},
+            schema={"_zip5": pl.String(), "_z1": pl.String()},
+        ),
+        "prefix": pl.DataFrame(
+            {"_zip3": list(prefixes), "_z2": [post(z) for z in prefixes.values()]},
+            schema={"_zip3": pl.String(), "_z2": pl.String()},
+        ),
+        "ca": pl.DataFrame(
+            {"_fsa": fsas, "_z3": [_joined(postal_zones("CA", f + "1A1")) for f in fsas]},
+            schema={"_fsa": pl.String(), "_z3": pl.String()},
+        ),
+        "aunz": pl.DataFrame(
+            {
+                "_c": ["AU"] * len(digits) + ["NZ"] * len(digits),
+                "_code": digits * 2,
+                "_z4": [_joined(postal_zones(c, d)) for c in ("AU", "NZ") for d in digits],
+            },
+            schema={"_c": pl.String(), "_code": pl.String(), "_z4": pl.String()},
+        ),
+    }
+
+
+def postal_zones_column(pairs: pl.DataFrame, country: str, code: str) -> pl.Series:
+    """:func:`postal_zones` of every row of ``pairs`` (columns ``country``, ``code``), as
+    '|'-joined text ('' where the code gives no signal), in the rows' order.
+
+    Read by polars expressions and the lookup frames of :func:`_postal_frames`; codes outside
+    :data:`_POSTAL_SIMPLE` (or a country not already trimmed upper case) are answered by
+    :func:`postal_zones` itself, once per distinct pair. ``tests/unit/test_zones.py`` checks
+    the two agree on generated codes.
+    """
+    frames = _postal_frames()
+    c, raw = pl.col(country), pl.col(code)
+    simple = (
+        raw.str.contains(_POSTAL_SIMPLE)
+        & c.str.contains(_COUNTRY_CODE)
+        & c.is_in(sorted(POSTAL_COUNTRIES))
+    ).fill_null(False)
+    work = pairs.select(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("_r"),
+        c.alias("_country"),
+        raw.alias("_raw"),
+        simple.alias("_simple"),
+        raw.str.strip_chars(" ").str.to_uppercase().alias("_code"),
+    )
+    k, u = pl.col("_code"), pl.col("_country")
+    usable = (k != "") & (k.str.len_chars() <= 16)
+    us_zip = pl.coalesce(
+        k.str.extract(r"^([0-9]{5})(?:-?[0-9]{4})?$", 1),
+        pl.lit("0") + k.str.extract(r"^([0-9]{4})(?:-[0-9]{4})?$", 1),
+    )
+    ca_fsa = k.str.extract("^(?:" + _CA_POSTAL.pattern + ")$", 1)
+    keyed = work.filter("_simple").with_columns(
+        pl.when(usable & u.is_in(sorted(_US_COUNTRIES))).then(us_zip).alias("_zip5"),
+        pl.when(usable & (u == "CA")).then(ca_fsa).alias("_fsa"),
+        pl.when(usable & u.is_in(["AU", "NZ"])).then(u).alias("_c"),
+    )
+    keyed = keyed.with_columns(pl.col("_zip5").str.slice(0, 3).alias("_zip3"))
+    single = pl.lit("")
+    for name, lookup in _POSTAL.items():
+        pattern = getattr(lookup, "pattern", None)
+        if pattern is not None:  # one zone when the pattern matches
+            answer = _joined(postal_zones(name, lookup.sample))  # type: ignore[attr-defined]
+            hit = usable & (u == name) & k.str.contains("^(?:" + pattern.pattern + ")$")
+            single = pl.when(hit).then(pl.lit(answer)).otherwise(single)
+    found = (
+        keyed.join(frames["zip"], on="_zip5", how="left")
+        .join(frames["prefix"], on="_zip3", how="left")
+        .join(frames["ca"], on="_fsa", how="left")
+        .join(frames["aunz"], on=["_c", "_code"], how="left")
+        .select(
+            "_r",
+            pl.coalesce(
+                pl.when(pl.col("_zip5").is_not_null()).then(pl.coalesce("_z1", "_z2", pl.lit(""))),
+                "_z3",
+                "_z4",
+                single,
+            ).alias("_zones"),
+        )
+    )
+    rest = work.filter(~pl.col("_simple")).select("_r", "_country", "_raw")
+    if rest.height:
+        distinct = rest.select("_country", "_raw").unique()
+        answers = [_joined(postal_zones(a, b)) for a, b in distinct.iter_rows()]
+        distinct = distinct.with_columns(pl.Series("_zones", answers, dtype=pl.String))
+        rest = rest.join(distinct, on=["_country", "_raw"], how="left", nulls_equal=True)
+        found = pl.concat([found, rest.select("_r", "_zones")])
+    return found.sort("_r")["_zones"]
 
 
 @functools.lru_cache(maxsize=65536)

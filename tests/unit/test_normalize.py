@@ -211,6 +211,31 @@ def test_email_fast_path_agrees_with_email_validator(address) -> None:
     assert validate_email(address, check_deliverability=False).normalized.lower() == fast
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(max_size=30),
+            st.text(alphabet='ab1 .-_"\t\x1c\u00a0\u3000é(),;:[]\\', max_size=20),
+            st.none(),
+        ),
+        min_size=1,
+        max_size=10,
+    )
+)
+def test_emails_without_an_at_sign_read_without_python_as_normalize_email_reads_them(
+    values,
+) -> None:
+    from tasks.normalize import _NO_AT, _email_without_at
+
+    flagged = pl.DataFrame({"e": values}, schema={"e": pl.String}).select(
+        _email_without_at(pl.col("e"))
+    )
+    for value, no_at in zip(values, flagged["_no_at"], strict=True):
+        if no_at:
+            assert normalize_email(value) == _NO_AT
+
+
 @given(st.text(max_size=40))
 def test_normalize_email_never_raises(raw) -> None:
     address, rule, _ = normalize_email(raw)

@@ -124,6 +124,65 @@ def test_warm_lookup_parses_only_unseen_values(monkeypatch: pytest.MonkeyPatch) 
     assert got.filter(pl.col("raw") == seen)["e164"].to_list() == ["+CACHED"]
 
 
+@pytest.mark.parametrize("cached", [False, True])
+def test_join_phones_is_lookup_phones_joined_back(
+    monkeypatch: pytest.MonkeyPatch, cached: bool
+) -> None:
+    seen = "+1 212 555 0001"
+    cache = pl.DataFrame(
+        [
+            {
+                "raw": seen,
+                "region": "US",
+                "e164": "+CACHED",  # an answer no parse would give: proves it was not parsed
+                "rule": None,
+                "reason": "",
+                "zones": ["America/New_York"],
+                "calling_code": 1,
+                "line": "+CACHED",
+                "number_type": "fixed_or_mobile",
+            }
+        ],
+        schema=PHONE_CACHE_SCHEMA,
+    )
+    parsed_args: list[tuple[str | None, str | None]] = []
+    real = phones.parse_phone
+
+    def spy(raw: str | None, region: str | None) -> phones.Parsed:
+        parsed_args.append((raw, region))
+        return real(raw, region)
+
+    monkeypatch.setattr(phones, "parse_phone", spy)
+    rows = pl.DataFrame(
+        {
+            "i": [0, 1, 2, 3, 4, 5],
+            "phone": [seen, seen, "+1 212 555 0002", "+1 212 555 0002", None, "nope"],
+            "country": ["US", "US", "US", "US", "US", None],
+        }
+    )
+    got, new = phones.join_phones(rows, "phone", "country", cache if cached else None, workers=1)
+    want_parsed = [("+1 212 555 0002", "US"), (None, "US"), ("nope", None)]
+    if not cached:
+        want_parsed.append((seen, "US"))
+    assert sorted(parsed_args, key=str) == sorted(want_parsed, key=str)
+    assert new.height == len(want_parsed)
+    looked, _ = lookup_phones(
+        rows.select(pl.col("phone").alias("raw"), pl.col("country").alias("region")),
+        cache if cached else None,
+        workers=1,
+    )
+    want = rows.join(
+        looked.rename({"raw": "phone", "region": "country"}),
+        on=["phone", "country"],
+        how="left",
+        nulls_equal=True,
+    )
+    assert got.sort("i").equals(want.sort("i"))
+    assert got.columns == want.columns
+    e164 = got.sort("i")["e164"].to_list()
+    assert e164[:2] == (["+CACHED"] * 2 if cached else ["+12125550001"] * 2)
+
+
 def test_normalize_customers_with_cache_equals_cold() -> None:
     raw = pl.DataFrame(
         {

@@ -16,6 +16,7 @@ from tasks.zones import (
     geographic_zone,
     phone_zones,
     postal_zones,
+    postal_zones_column,
     resolve_zones,
 )
 from tests import factories as f
@@ -230,6 +231,48 @@ def test_postal_tables(country, code, zones) -> None:
 )
 def test_postal_code_that_does_not_match_is_no_signal(country, code) -> None:
     assert postal_zones(country, code) is None
+
+
+_POSTAL_CHARS = (
+    "0123456789" * 3 + "ABCEGHJKMNPRSTVXYZDFILOQUW" + "abcegh" + " -\t\n\u00a0\u0663\u00df"
+)
+_CODES = st.one_of(
+    st.text(alphabet=_POSTAL_CHARS, max_size=12),
+    st.from_regex(r"\A ?[0-9]{3,5}(-?[0-9]{4})? ?\Z"),
+    st.from_regex(r"\A[A-Z][0-9][A-Z] ?[0-9][A-Z][0-9]\Z"),
+    st.from_regex(r"\A[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}\Z"),
+    st.from_regex(r"\A[A-Z][0-9W]{2} ?[0-9A-Z]{4}\Z"),
+    st.text(max_size=20),
+    st.none(),
+)
+_POSTAL_COUNTRIES = ("US", "PR", "GU", "VI", "AS", "MP", "CA", "GB", "IE", "IN", "NP", "NZ", "AU")
+_COUNTRIES = st.sampled_from([*_POSTAL_COUNTRIES, "DE", "FR", "ca", "XX", " us", ""]).map(
+    lambda c: c or None
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_COUNTRIES, _CODES), min_size=1, max_size=30))
+def test_postal_zones_column_is_postal_zones(pairs) -> None:
+    frame = pl.DataFrame(pairs, schema={"country": pl.String, "code": pl.String}, orient="row")
+    found = postal_zones_column(frame, "country", "code").to_list()
+    assert found == ["|".join(postal_zones(c, p) or ()) for c, p in pairs]
+
+
+def test_postal_zones_column_on_every_table_code() -> None:
+    from tasks.zones import _zip_table
+
+    zips = sorted(_zip_table())[::7]
+    pairs = [("US", z) for z in zips] + [("PR", z[:4] + "-1234") for z in zips[:500]]
+    pairs += [("AU", f"{n:04d}") for n in range(0, 10000, 3)] + [
+        ("NZ", f"{n:03d}") for n in range(1000)
+    ]
+    pairs += [
+        ("CA", f"{a}{d}{c} 1A1") for a in "ABCEGHJKLMNPRSTVXY" for d in "08" for c in "ABGJNPVZ"
+    ]
+    frame = pl.DataFrame(pairs, schema={"country": pl.String, "code": pl.String}, orient="row")
+    found = postal_zones_column(frame, "country", "code").to_list()
+    assert found == ["|".join(postal_zones(c, p) or ()) for c, p in pairs]
 
 
 # --- phone ------------------------------------------------------------------------------------
