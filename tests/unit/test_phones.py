@@ -83,14 +83,15 @@ def test_parallel_parse_equals_serial(monkeypatch: pytest.MonkeyPatch) -> None:
         assert (row["e164"], row["rule"]) == (e164, rule)
 
 
-def test_warm_lookup_parses_only_unseen_values(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = "+1 212 555 0001"
-    cache = pl.DataFrame(
+def _cached_answer(seen: str) -> pl.DataFrame:
+    """A phone cache holding ``seen`` with an answer no parse would give (``+CACHED``), which
+    proves a value was taken from the cache, not parsed."""
+    return pl.DataFrame(
         [
             {
                 "raw": seen,
                 "region": "US",
-                "e164": "+CACHED",  # an answer no parse would give: proves it was not parsed
+                "e164": "+CACHED",
                 "rule": None,
                 "reason": "",
                 "zones": ["America/New_York"],
@@ -101,6 +102,10 @@ def test_warm_lookup_parses_only_unseen_values(monkeypatch: pytest.MonkeyPatch) 
         ],
         schema=PHONE_CACHE_SCHEMA,
     )
+
+
+def _spy_on_parse(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str | None, str | None]]:
+    """The (raw, region) pairs phones.parse_phone is called with from now on."""
     parsed_args: list[tuple[str | None, str | None]] = []
     real = phones.parse_phone
 
@@ -109,6 +114,13 @@ def test_warm_lookup_parses_only_unseen_values(monkeypatch: pytest.MonkeyPatch) 
         return real(raw, region)
 
     monkeypatch.setattr(phones, "parse_phone", spy)
+    return parsed_args
+
+
+def test_warm_lookup_parses_only_unseen_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = "+1 212 555 0001"
+    cache = _cached_answer(seen)
+    parsed_args = _spy_on_parse(monkeypatch)
     values = pl.DataFrame(
         {
             "raw": [seen, seen, "+1 212 555 0002", "+1 212 555 0002", None],
@@ -129,30 +141,8 @@ def test_join_phones_is_lookup_phones_joined_back(
     monkeypatch: pytest.MonkeyPatch, cached: bool
 ) -> None:
     seen = "+1 212 555 0001"
-    cache = pl.DataFrame(
-        [
-            {
-                "raw": seen,
-                "region": "US",
-                "e164": "+CACHED",  # an answer no parse would give: proves it was not parsed
-                "rule": None,
-                "reason": "",
-                "zones": ["America/New_York"],
-                "calling_code": 1,
-                "line": "+CACHED",
-                "number_type": "fixed_or_mobile",
-            }
-        ],
-        schema=PHONE_CACHE_SCHEMA,
-    )
-    parsed_args: list[tuple[str | None, str | None]] = []
-    real = phones.parse_phone
-
-    def spy(raw: str | None, region: str | None) -> phones.Parsed:
-        parsed_args.append((raw, region))
-        return real(raw, region)
-
-    monkeypatch.setattr(phones, "parse_phone", spy)
+    cache = _cached_answer(seen)
+    parsed_args = _spy_on_parse(monkeypatch)
     rows = pl.DataFrame(
         {
             "i": [0, 1, 2, 3, 4, 5],

@@ -120,16 +120,22 @@ def _push(engine, genesys, batches, result: PushResult, **kwargs) -> int:
     )
 
 
-def test_intent_is_committed_before_every_call_and_grouped(tmp_path, monkeypatch) -> None:
-    engine, frame, batches = _setup(tmp_path, 12)  # 6 batches of 2
-    groups: list[int] = []
-    mark = push._mark_pushing
+def _count_groups(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """Sizes of the groups (batches or outcomes) passed to push.<name> from now on."""
+    sizes: list[int] = []
+    real = getattr(push, name)
 
     def counted(engine, group, **kwargs):
-        groups.append(len(group))
-        return mark(engine, group, **kwargs)
+        sizes.append(len(group))
+        return real(engine, group, **kwargs)
 
-    monkeypatch.setattr(push, "_mark_pushing", counted)
+    monkeypatch.setattr(push, name, counted)
+    return sizes
+
+
+def test_intent_is_committed_before_every_call_and_grouped(tmp_path, monkeypatch) -> None:
+    engine, frame, batches = _setup(tmp_path, 12)  # 6 batches of 2
+    groups = _count_groups(monkeypatch, "_mark_pushing")
     genesys = _Genesys(engine)
     result = PushResult()
     done: list[int] = []
@@ -146,14 +152,7 @@ def test_intent_is_committed_before_every_call_and_grouped(tmp_path, monkeypatch
 
 def test_the_last_calls_are_recorded_in_one_transaction(tmp_path, monkeypatch) -> None:
     engine, frame, batches = _setup(tmp_path, 12)  # 6 batches of 2, all in the first group
-    recorded: list[int] = []
-    record = push._record_results
-
-    def counted(engine, outcomes, **kwargs):
-        recorded.append(len(outcomes))
-        return record(engine, outcomes, **kwargs)
-
-    monkeypatch.setattr(push, "_record_results", counted)
+    recorded = _count_groups(monkeypatch, "_record_results")
     result = PushResult()
     _push(engine, _Genesys(engine), batches, result, concurrency=3)
     assert recorded == [len(batches)]
@@ -167,14 +166,7 @@ def test_returned_batches_are_recorded_in_groups_while_calls_are_in_flight(
     """Every recording transaction scans the outbox, so returned batches wait (up to
     ``2 x concurrency`` of them or RECORD_EVERY_SECONDS) and are recorded together."""
     engine, frame, batches = _setup(tmp_path, 80)  # 40 batches of 2
-    recorded: list[int] = []
-    record = push._record_results
-
-    def counted(engine, outcomes, **kwargs):
-        recorded.append(len(outcomes))
-        return record(engine, outcomes, **kwargs)
-
-    monkeypatch.setattr(push, "_record_results", counted)
+    recorded = _count_groups(monkeypatch, "_record_results")
     monkeypatch.setattr(push, "RECORD_EVERY_SECONDS", 60.0)  # only the count triggers
     result = PushResult()
     done: list[int] = []
