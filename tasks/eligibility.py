@@ -29,6 +29,7 @@ status says, and the decision's ``reason_detail`` says why; a later ``paid_at`` 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -55,6 +56,7 @@ __all__ = [
     "decide",
     "decide_positions",
     "message_key",
+    "message_keys",
     "phone_line_owners",
 ]
 
@@ -158,6 +160,41 @@ def sha256_hex32(values: pl.Series) -> pl.Series:
     hashed = pl.from_arrow(out)
     assert isinstance(hashed, pl.DataFrame)
     return hashed.to_series().cast(pl.String).alias(values.name)
+
+
+def message_keys(
+    customer_ids: pl.Series, local_send_dates: pl.Series, channels: Sequence[str]
+) -> pl.Series:
+    """:func:`message_key` of every channel x row: position ``ch * n + row`` (null where the
+    customer id or the date is null).
+
+    One DuckDB query over the two columns (no identity strings built in polars first); the
+    date is formatted ``YYYY-MM-DD`` as ``str(date)`` and polars' cast format it.
+    """
+    n = customer_ids.len()
+    if n == 0:
+        return pl.Series("message_key", [], dtype=pl.String)
+    hashed = ", ".join(
+        f"left(sha256(c || chr(31) || '{ch}' || chr(31) || cast(d as varchar)), 32) as k{i}"
+        for i, ch in enumerate(channels)
+    )
+    con = duckdb.connect(":memory:", config={"preserve_insertion_order": True, "threads": 1})
+    try:
+        table = pa.table(
+            {
+                "c": customer_ids.cast(pl.String).to_arrow(),
+                "d": local_send_dates.cast(pl.Date).to_arrow(),
+            }
+        )
+        con.register("_identity", table)
+        out = con.execute(f"select {hashed} from _identity").to_arrow_table()
+    finally:
+        con.close()
+    frame = pl.from_arrow(out)
+    assert isinstance(frame, pl.DataFrame)
+    return pl.concat(
+        [frame[f"k{i}"].cast(pl.String) for i in range(len(channels))], rechunk=True
+    ).alias("message_key")
 
 
 def _message_key_expr() -> pl.Expr:
@@ -473,7 +510,7 @@ def decide_positions(
     """
     if calendar is not None and "subdivision" not in customers.columns:
         customers = customers.with_columns(customer_subdivisions(customers))
-    cust = _customer_frame(
+    cust, groups = _customer_frame(
         customers,
         consent,
         contact_history,
@@ -523,11 +560,16 @@ def decide_positions(
     # The first no-send day (skipped, or for_date itself) on which a cadence step falls.
     # The no-send days are a customer's: exploded per customer, then joined to its invoices.
     no_send = (
-        cust.select(pl.int_range(0, n_cust, dtype=pl.UInt32).alias("_c"), "_no_send")
+        groups.select(pl.int_range(0, groups.height, dtype=pl.UInt32).alias("_g"), "_no_send")
         .filter(pl.col("_no_send").list.len() > 0)
         .explode("_no_send", empty_as_null=True)
         .filter(pl.col("_no_send").is_not_null())
         .unnest("_no_send")
+    )
+    no_send = (
+        cust.select(pl.int_range(0, n_cust, dtype=pl.UInt32).alias("_c"), "_g")
+        .filter(pl.col("_g").is_in(no_send["_g"].unique().implode()))
+        .join(no_send, on="_g", how="inner")
     )
     hits = (
         inv.select(pl.int_range(0, n_inv, dtype=pl.UInt32).alias("_i"), "_c", "due_date")
@@ -601,24 +643,7 @@ def decide_positions(
         )
 
     # Message keys and the consent, address and contact rules: per customer x channel.
-    keys = sha256_hex32(
-        _by_channel(
-            cust,
-            *[
-                pl.when(pl.col("local_send_date").is_not_null()).then(
-                    pl.concat_str(
-                        [
-                            pl.col("customer_id"),
-                            pl.lit(channel),
-                            pl.col("local_send_date").cast(pl.String),
-                        ],
-                        separator="\x1f",
-                    )
-                )
-                for channel in DECISION_CHANNELS
-            ],
-        )
-    ).alias("message_key")
+    keys = message_keys(cust["customer_id"], cust["local_send_date"], DECISION_CHANNELS)
     contact_codes = _by_channel(cust, *[_contact_code(ch, cadence) for ch in DECISION_CHANNELS])
     n_keys = 2 * n_cust
     recent = _flags(n_keys, _recent_keys(contact_history, prior, cust, customer_ids, keys, cadence))
@@ -737,9 +762,10 @@ def _customer_frame(
     calendar: pl.DataFrame | None,
     horizon_days: int,
     line_owners: pl.DataFrame | None,
-) -> pl.DataFrame:
-    """One row per customer: the fields decide reads, the send date and window, the phone
-    line's owners, the consent state, the rejected phone / e-mail flags and the contact
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One row per customer: the fields decide reads, the send date and window (and ``_g``,
+    its row in the second frame, the send-date groups' ``_no_send``), the owners of a shared
+    phone line, the consent state, the rejected phone / e-mail flags and the contact
     history rows without an invoice (``_hist_customer``)."""
     dates = _send_dates(customers, as_of, window, for_date, calendar, horizon_days)
     keys = [k for k in SEND_DATE_KEYS if k in customers.columns]
@@ -754,10 +780,14 @@ def _customer_frame(
         for c in ("customer_id", *CUSTOMER_COLUMNS, "zone_source", "subdivision")
         if c in customers.columns
     ]
+    # The send date's columns per customer; the no-send days (a list) stay per group.
     cust = customers.select(fields).with_columns(
-        dates[n].gather(group)
-        for n in dates.columns
-        if n not in keys and n not in ("country", "subdivision")
+        *[
+            dates[n].gather(group)
+            for n in dates.columns
+            if n not in (*keys, "country", "subdivision", "_no_send")
+        ],
+        group.alias("_g"),
     )
     # A line (E.164 without extension, any type) given by several customers is shared: an
     # SMS to it could be read by someone else. Customers without the column (older callers)
@@ -768,7 +798,8 @@ def _customer_frame(
         if line_owners is None
         else line_owners.select("phone_line", "_phone_owners")
     ).rename({"phone_line": "phone_e164"})
-    cust = add_columns(cust, phone_owners, "phone_e164")
+    shared = phone_owners.filter(pl.col("_phone_owners") > 1)  # the rule reads nothing else
+    cust = add_columns(cust, shared, "phone_e164")
     issues = (
         field_issues
         if field_issues is not None
@@ -796,7 +827,7 @@ def _customer_frame(
     cust = add_columns(cust, consent, "customer_id")
     cust = add_columns(cust, bad_phone, "customer_id")
     cust = add_columns(cust, bad_email, "customer_id")
-    return add_columns(cust, per_customer, "customer_id")
+    return add_columns(cust, per_customer, "customer_id"), dates.select("_no_send")
 
 
 def _contact_history(contact_history: pl.DataFrame) -> pl.DataFrame:
