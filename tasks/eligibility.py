@@ -29,6 +29,8 @@ status says, and the decision's ``reason_detail`` says why; a later ``paid_at`` 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import duckdb
@@ -42,11 +44,19 @@ from tasks.stagger import earliest_send, plan_allowed_send_date, send_window, zo
 
 __all__ = [
     "ATTEMPTED_STATES",
+    "CODES",
+    "CUSTOMER_COLUMNS",
+    "DECISION_CHANNELS",
     "PRIOR_SCHEMA",
     "REASONS",
+    "SEND_COLUMNS",
+    "Decided",
     "add_columns",
+    "at_positions",
     "decide",
+    "decide_positions",
     "message_key",
+    "message_keys",
     "phone_line_owners",
 ]
 
@@ -150,6 +160,41 @@ def sha256_hex32(values: pl.Series) -> pl.Series:
     hashed = pl.from_arrow(out)
     assert isinstance(hashed, pl.DataFrame)
     return hashed.to_series().cast(pl.String).alias(values.name)
+
+
+def message_keys(
+    customer_ids: pl.Series, local_send_dates: pl.Series, channels: Sequence[str]
+) -> pl.Series:
+    """:func:`message_key` of every channel x row: position ``ch * n + row`` (null where the
+    customer id or the date is null).
+
+    One DuckDB query over the two columns (no identity strings built in polars first); the
+    date is formatted ``YYYY-MM-DD`` as ``str(date)`` and polars' cast format it.
+    """
+    n = customer_ids.len()
+    if n == 0:
+        return pl.Series("message_key", [], dtype=pl.String)
+    hashed = ", ".join(
+        f"left(sha256(c || chr(31) || '{ch}' || chr(31) || cast(d as varchar)), 32) as k{i}"
+        for i, ch in enumerate(channels)
+    )
+    con = duckdb.connect(":memory:", config={"preserve_insertion_order": True, "threads": 1})
+    try:
+        table = pa.table(
+            {
+                "c": customer_ids.cast(pl.String).to_arrow(),
+                "d": local_send_dates.cast(pl.Date).to_arrow(),
+            }
+        )
+        con.register("_identity", table)
+        out = con.execute(f"select {hashed} from _identity").to_arrow_table()
+    finally:
+        con.close()
+    frame = pl.from_arrow(out)
+    assert isinstance(frame, pl.DataFrame)
+    return pl.concat(
+        [frame[f"k{i}"].cast(pl.String) for i in range(len(channels))], rechunk=True
+    ).alias("message_key")
 
 
 def _message_key_expr() -> pl.Expr:
@@ -267,6 +312,127 @@ def phone_line_owners(customers: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+CODES: tuple[str, ...] = (*REASONS, "planned")
+"""The reason codes of :class:`Decided`: a decision row's ``code`` is an index into this."""
+PLANNED = CODES.index("planned")
+_CODE = {name: i for i, name in enumerate(CODES)}
+_CODE_TYPE = pl.UInt8
+
+DECISION_CHANNELS = ("email", "sms")
+"""The channels of an invoice's two decision rows, in their order (the decisions are sorted
+by invoice row, then channel)."""
+
+CUSTOMER_COLUMNS = (
+    "full_name",
+    "first_name",
+    "phone_e164",
+    "email",
+    "country",
+    "locale",
+    "preferred_channel",
+)
+"""The customer fields :func:`decide` returns with each decision (what render needs)."""
+
+SEND_COLUMNS = (
+    "time_zone",
+    "zone_source",
+    "candidate_zones",
+    "display_zone",
+    "local_send_date",
+    "window_start_utc",
+    "window_end_utc",
+)
+_INVOICE_DECISION_COLUMNS = (
+    "invoice_row",
+    "invoice_id",
+    "customer_id",
+    "cadence_step",
+    "amount_due_minor",
+    "currency",
+    "due_date",
+)
+
+
+@dataclass(frozen=True)
+class Decided:
+    """:func:`decide`'s result at its three grains, linked by integer positions.
+
+    - ``customers``: one row per customer (position ``c``): the customer fields, the send
+      date and window (:func:`_send_dates`).
+    - ``invoices``: one row per accepted invoice, sorted by ``invoice_row``: the invoice
+      columns of :data:`DECISION_SCHEMA`, ``_c`` (its customer's position, null when the
+      customer is unknown) and ``reason_detail``.
+    - ``keys``: the message key per customer x channel, at position ``ch * C + c`` (``ch``
+      the index in :data:`DECISION_CHANNELS`, ``C`` the number of customers).
+    - ``codes``: the reason code (an index into :data:`CODES`) per invoice x channel, at
+      position ``2 * i + ch``: the decisions in their final order.
+
+    :meth:`frame` materialises the decisions; building them once, at the end, from these
+    keeps the three million rows of a million customers from being gathered once per join.
+    """
+
+    customers: pl.DataFrame
+    invoices: pl.DataFrame
+    keys: pl.Series
+    codes: pl.Series
+
+    def positions(self, rows: pl.Series | None = None) -> tuple[pl.Series, ...]:
+        """Per decision row (all, or the positions ``rows``): (invoice position, channel
+        index, customer position, customer x channel position)."""
+        d = pl.int_range(0, self.codes.len(), dtype=pl.UInt32, eager=True) if rows is None else rows
+        i = d // 2
+        ch = d % 2
+        c = self.invoices["_c"].gather(i)
+        return i, ch, c, c + ch * self.customers.height
+
+    def frame(
+        self, rows: pl.Series | None = None, *, customer_columns: bool = True
+    ) -> pl.DataFrame:
+        """The decisions as :func:`decide` returns them (sorted by invoice_row, channel), or
+        the decision rows at positions ``rows``."""
+        i, ch, c, k = self.positions(rows)
+        codes = self.codes if rows is None else self.codes.gather(rows)
+        columns = {
+            **{n: self.invoices[n].gather(i) for n in _INVOICE_DECISION_COLUMNS},
+            "channel": pl.Series(DECISION_CHANNELS).gather(ch),
+            "status": pl.Series(["excluded", "planned"]).gather((codes == PLANNED).cast(pl.UInt8)),
+            "reason": pl.Series(CODES).gather(codes),
+            "message_key": self.keys.gather(k),
+            **{n: self.customers[n].gather(c) for n in SEND_COLUMNS},
+            "reason_detail": self.invoices["reason_detail"].gather(i),
+        }
+        if customer_columns:
+            columns |= {n: self.customers[n].gather(c) for n in CUSTOMER_COLUMNS}
+        frame = pl.DataFrame([s.alias(n) for n, s in columns.items()])
+        return frame.select(
+            *[pl.col(n).cast(t) for n, t in DECISION_SCHEMA.items()],
+            pl.col("reason_detail").cast(pl.String),
+            *(CUSTOMER_COLUMNS if customer_columns else ()),
+        )
+
+
+def code(name: str) -> pl.Expr:
+    """The reason ``name`` as a code literal (its index in :data:`CODES`)."""
+    return pl.lit(_CODE[name], _CODE_TYPE)
+
+
+def at_positions(n: int, index: pl.Series, values: pl.Series) -> pl.Series:
+    """A series of length ``n``: ``values`` at positions ``index``, null elsewhere."""
+    out = pl.Series(values.name, [], dtype=values.dtype).extend_constant(None, n)
+    return out.scatter(index, values) if index.len() else out
+
+
+def _flags(n: int, index: pl.Series) -> pl.Series:
+    """A boolean series of length ``n``, true at positions ``index``."""
+    return pl.int_range(0, n, dtype=pl.UInt32, eager=True).is_in(index.cast(pl.UInt32).implode())
+
+
+def _by_channel(frame: pl.DataFrame, *per_channel: pl.Expr) -> pl.Series:
+    """One value per row of ``frame`` and channel (the expressions in the order of
+    :data:`DECISION_CHANNELS`), at position ``ch * frame.height + row``."""
+    return pl.concat([frame.select(e).to_series() for e in per_channel], rechunk=True)
+
+
 def decide(
     invoices: pl.DataFrame,
     customers: pl.DataFrame,
@@ -297,14 +463,332 @@ def decide(
 
     ``field_issues`` (customer_id, rule) tells a rejected phone / e-mail from a missing one.
     Returns :data:`DECISION_SCHEMA` columns, ``reason_detail`` (nullable: a per-row
-    explanation that overrides the reason's description) and the customer fields render needs.
+    explanation that overrides the reason's description) and the customer fields render needs
+    (:data:`CUSTOMER_COLUMNS`), sorted by invoice_row, channel. :func:`decide_positions`
+    returns the same decisions unmaterialised.
     """
-    channels = pl.DataFrame({"channel": ["sms", "email"]})
+    return decide_positions(
+        invoices,
+        customers,
+        consent,
+        contact_history,
+        prior,
+        as_of=as_of,
+        cadence=cadence,
+        window=window,
+        field_issues=field_issues,
+        for_date=for_date,
+        calendar=calendar,
+        horizon_days=horizon_days,
+        line_owners=line_owners,
+    ).frame()
+
+
+def decide_positions(
+    invoices: pl.DataFrame,
+    customers: pl.DataFrame,
+    consent: pl.DataFrame,
+    contact_history: pl.DataFrame,
+    prior: pl.DataFrame,
+    *,
+    as_of: datetime,
+    cadence: CadenceSettings,
+    window: WindowSettings,
+    field_issues: pl.DataFrame | None = None,
+    for_date: date | None = None,
+    calendar: pl.DataFrame | None = None,
+    horizon_days: int = 14,
+    line_owners: pl.DataFrame | None = None,
+) -> Decided:
+    """:func:`decide`, as a :class:`Decided`: each rule is evaluated at its own grain.
+
+    The invoice rules (paid ... no_step_due) per invoice, the customer x channel rules
+    (consent ... no_email, contacted_recently, already_messaged_today) per customer and
+    channel, max_attempts and one_per_day per invoice x channel; the message key once per
+    customer x channel. Joins are made once per input table, on the input's own rows; the
+    grains are linked by integer positions (gathers), not by joins on the string keys.
+    """
     if calendar is not None and "subdivision" not in customers.columns:
         customers = customers.with_columns(customer_subdivisions(customers))
+    cust, groups = _customer_frame(
+        customers,
+        consent,
+        contact_history,
+        as_of=as_of,
+        window=window,
+        field_issues=field_issues,
+        for_date=for_date,
+        calendar=calendar,
+        horizon_days=horizon_days,
+        line_owners=line_owners,
+    )
+    n_cust = cust.height
+    customer_ids = cust.select("customer_id", pl.int_range(0, n_cust, dtype=pl.UInt32).alias("_c"))
+    steps = pl.Series("steps", cadence.steps, dtype=pl.Int32).implode()
+
+    inv = invoices.select(
+        pl.col("source_row").alias("invoice_row"),
+        "invoice_id",
+        "customer_id",
+        "amount_due_minor",
+        "currency",
+        "due_date",
+        "status",
+        "paid_at",
+    ).sort("invoice_row", maintain_order=True)
+    joined = add_columns(inv, customer_ids, "customer_id")
+    if joined.height != inv.height:  # customers not unique per id: a plain join's rows
+        joined = joined.sort("invoice_row", maintain_order=True)
+    inv = joined
+    n_inv = inv.height
+    c = inv["_c"]
+    inv = inv.with_columns(
+        cust[n].gather(c) for n in ("time_zone", "local_send_date", "_window_passed")
+    )
+    inv = inv.with_columns(
+        (pl.col("local_send_date") - pl.col("due_date"))
+        .dt.total_days()
+        .cast(pl.Int32)
+        .alias("_offset"),
+    ).with_columns(
+        pl.when(pl.col("_offset").is_in(steps))
+        .then(pl.col("_offset"))
+        .otherwise(None)
+        .alias("cadence_step"),
+    )
+
+    # The first no-send day (skipped, or for_date itself) on which a cadence step falls.
+    # The no-send days are a customer's: exploded per customer, then joined to its invoices.
+    no_send = (
+        groups.select(pl.int_range(0, groups.height, dtype=pl.UInt32).alias("_g"), "_no_send")
+        .filter(pl.col("_no_send").list.len() > 0)
+        .explode("_no_send", empty_as_null=True)
+        .filter(pl.col("_no_send").is_not_null())
+        .unnest("_no_send")
+    )
+    no_send = (
+        cust.select(pl.int_range(0, n_cust, dtype=pl.UInt32).alias("_c"), "_g")
+        .filter(pl.col("_g").is_in(no_send["_g"].unique().implode()))
+        .join(no_send, on="_g", how="inner")
+    )
+    hits = (
+        inv.select(pl.int_range(0, n_inv, dtype=pl.UInt32).alias("_i"), "_c", "due_date")
+        .join(no_send, on="_c", how="inner")
+        .with_columns(
+            (pl.col("day") - pl.col("due_date")).dt.total_days().cast(pl.Int32).alias("_hstep")
+        )
+        .filter(pl.col("_hstep").is_in(steps))
+        .sort("_i", "day")
+        .group_by("_i", maintain_order=True)
+        .first()
+    )
+    inv = inv.with_columns(
+        at_positions(n_inv, hits["_i"], hits["day"]).alias("_hday"),
+        at_positions(n_inv, hits["_i"], hits["name"]).alias("_hname"),
+        at_positions(n_inv, hits["_i"], hits["kind"]).alias("_hkind"),
+        at_positions(n_inv, hits["_i"], hits["_hstep"]).alias("_hstep"),
+    )
+    no_send_hit = pl.col("_hkind").is_not_null() & (
+        pl.lit(for_date is not None) | pl.col("cadence_step").is_null()
+    )
+    payable = pl.col("status").is_in(cadence.payable_statuses)
+    paid_before = pl.col("paid_at").is_not_null() & (pl.col("paid_at") <= as_of)
+
+    invoice_code = (
+        pl.when(paid_before | (~payable & (pl.col("status") == "paid")))
+        .then(code("invoice_paid"))
+        .when(~payable & (pl.col("status") == "void"))
+        .then(code("invoice_void"))
+        .when(~payable & (pl.col("status") == "disputed"))
+        .then(code("invoice_disputed"))
+        .when(~payable)
+        .then(code("invoice_not_payable"))
+        .when(pl.col("amount_due_minor") <= 0)
+        .then(code("no_balance"))
+        .when(pl.col("time_zone").is_null())
+        .then(code("timezone_unknown"))
+        .when(pl.col("local_send_date").is_null())
+        .then(code("no_common_window"))
+        .when(pl.col("_window_passed").fill_null(False))
+        .then(code("window_passed"))
+        .when(no_send_hit & (pl.col("_hkind") == "weekday"))
+        .then(code("quiet_weekday"))
+        .when(no_send_hit)
+        .then(code("holiday"))
+        .when(pl.col("cadence_step").is_null())
+        .then(code("no_step_due"))
+        .otherwise(None)
+    )
+    inv = inv.with_columns(
+        invoice_code.alias("_code"),
+        pl.when(paid_before & (pl.col("status") != "paid"))
+        .then(
+            pl.format(
+                "paid_at {} is at or before the run ({}); status says {}",
+                pl.col("paid_at").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                pl.lit(f"{as_of:%Y-%m-%dT%H:%M:%SZ}"),
+                pl.col("status"),
+            )
+        )
+        .otherwise(None)
+        .alias("reason_detail"),
+    )
+    holiday_rows = inv["_code"].is_in([_CODE["holiday"], _CODE["quiet_weekday"]]).arg_true()
+    if holiday_rows.len():
+        inv = inv.with_columns(
+            inv["reason_detail"].scatter(
+                holiday_rows,
+                _holiday_details(inv[holiday_rows], cust, for_date=for_date),
+            )
+        )
+
+    # Message keys and the consent, address and contact rules: per customer x channel.
+    keys = message_keys(cust["customer_id"], cust["local_send_date"], DECISION_CHANNELS)
+    contact_codes = _by_channel(cust, *[_contact_code(ch, cadence) for ch in DECISION_CHANNELS])
+    n_keys = 2 * n_cust
+    recent = _flags(n_keys, _recent_keys(contact_history, prior, cust, customer_ids, keys, cadence))
+    taken = _flags(n_keys, _taken_keys(prior, cust, customer_ids, keys))
+    late_codes = (
+        pl.DataFrame({"recent": recent, "taken": taken})
+        .select(
+            pl.when(pl.col("recent"))
+            .then(code("contacted_recently"))
+            .when(pl.col("taken"))
+            .then(code("already_messaged_today"))
+            .otherwise(None)
+        )
+        .to_series()
+    )
+
+    # Attempts per invoice x channel: this invoice's earlier messages (other keys, earlier
+    # days) plus the contact history of the invoice and of its customer.
+    attempts = _attempts(
+        contact_history, prior, inv, cust, keys, customer_ids, as_of=as_of, n_inv=n_inv
+    )
+
+    d = pl.int_range(0, 2 * n_inv, dtype=pl.UInt32, eager=True)
+    i = d // 2
+    ch = d % 2
+    k = c.gather(i) + ch * n_cust
+    codes = (
+        pl.DataFrame(
+            {
+                "inv": inv["_code"].gather(i),
+                "contact": contact_codes.gather(k),
+                "attempts": attempts,
+                "late": late_codes.gather(k),
+            }
+        )
+        .select(
+            pl.coalesce(
+                "inv",
+                "contact",
+                pl.when(pl.col("attempts") >= cadence.max_attempts_per_invoice).then(
+                    code("max_attempts")
+                ),
+                "late",
+            )
+        )
+        .to_series()
+    )
+
+    # One channel per customer and day: the preferred one if eligible, else the first
+    # eligible of cadence.channel_order; the other is one_per_day.
+    eligible = _flags(n_keys, k.filter(codes.is_null()))
+    order = {name: i for i, name in enumerate(cadence.channel_order)}
+    ranks = [
+        pl.when(pl.col("preferred_channel") == name)
+        .then(-1)
+        .otherwise(order.get(name, 99))
+        .alias(f"_rank_{name}")
+        for name in DECISION_CHANNELS
+    ]
+    choice = (
+        cust.select("preferred_channel")
+        .with_columns(ranks)
+        .with_columns(
+            eligible.slice(0, n_cust).alias("_e0"),
+            eligible.slice(n_cust, n_cust).alias("_e1"),
+        )
+        .select(
+            pl.when(pl.col("_e0") & pl.col("_e1"))
+            .then(
+                pl.when(
+                    pl.col(f"_rank_{DECISION_CHANNELS[1]}")
+                    <= pl.col(f"_rank_{DECISION_CHANNELS[0]}")
+                )
+                .then(1)
+                .otherwise(0)
+            )
+            .when(pl.col("_e0"))
+            .then(0)
+            .when(pl.col("_e1"))
+            .then(1)
+            .otherwise(None)
+            .cast(pl.UInt32)
+        )
+        .to_series()
+    )
+    chosen = choice.gather(c.gather(i))
+    codes = (
+        pl.DataFrame({"code": codes, "ch": ch, "chosen": chosen})
+        .select(
+            pl.when(pl.col("code").is_not_null())
+            .then(pl.col("code"))
+            .when(pl.col("ch") != pl.col("chosen"))
+            .then(code("one_per_day"))
+            .otherwise(code("planned"))
+        )
+        .to_series()
+        .alias("code")
+    )
+    return Decided(
+        customers=cust,
+        invoices=inv.select(*_INVOICE_DECISION_COLUMNS, "_c", "reason_detail"),
+        keys=keys,
+        codes=codes,
+    )
+
+
+def _customer_frame(
+    customers: pl.DataFrame,
+    consent: pl.DataFrame,
+    contact_history: pl.DataFrame,
+    *,
+    as_of: datetime,
+    window: WindowSettings,
+    field_issues: pl.DataFrame | None,
+    for_date: date | None,
+    calendar: pl.DataFrame | None,
+    horizon_days: int,
+    line_owners: pl.DataFrame | None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One row per customer: the fields decide reads, the send date and window (and ``_g``,
+    its row in the second frame, the send-date groups' ``_no_send``), the owners of a shared
+    phone line, the consent state, the rejected phone / e-mail flags and the contact
+    history rows without an invoice (``_hist_customer``)."""
     dates = _send_dates(customers, as_of, window, for_date, calendar, horizon_days)
     keys = [k for k in SEND_DATE_KEYS if k in customers.columns]
-    cust = customers.join(dates, on=keys, how="left", nulls_equal=True)
+    group = add_columns(
+        customers.select(keys),
+        dates.select(*keys, pl.int_range(0, dates.height, dtype=pl.UInt32).alias("_g")),
+        keys,
+        nulls_equal=True,
+    )["_g"]
+    fields = [
+        c
+        for c in ("customer_id", *CUSTOMER_COLUMNS, "zone_source", "subdivision")
+        if c in customers.columns
+    ]
+    # The send date's columns per customer; the no-send days (a list) stay per group.
+    cust = customers.select(fields).with_columns(
+        *[
+            dates[n].gather(group)
+            for n in dates.columns
+            if n not in (*keys, "country", "subdivision", "_no_send")
+        ],
+        group.alias("_g"),
+    )
     # A line (E.164 without extension, any type) given by several customers is shared: an
     # SMS to it could be read by someone else. Customers without the column (older callers)
     # fall back to their SMS number. ``line_owners`` (see :func:`phone_line_owners`) counts
@@ -314,7 +798,8 @@ def decide(
         if line_owners is None
         else line_owners.select("phone_line", "_phone_owners")
     ).rename({"phone_line": "phone_e164"})
-    cust = cust.join(phone_owners, on="phone_e164", how="left")
+    shared = phone_owners.filter(pl.col("_phone_owners") > 1)  # the rule reads nothing else
+    cust = add_columns(cust, shared, "phone_e164")
     issues = (
         field_issues
         if field_issues is not None
@@ -333,115 +818,109 @@ def decide(
     consent = consent.with_columns(
         pl.lit(None, t).alias(c) for c, t in CONSENT_SCHEMA.items() if c not in consent.columns
     ).cast(CONSENT_SCHEMA)  # type: ignore[arg-type]
-
-    steps = pl.Series("steps", cadence.steps, dtype=pl.Int32).implode()
-    frame = invoices.rename({"source_row": "invoice_row"}).join(channels, how="cross")
-    # Only the customer columns that decide reads: a list column gathered to three million
-    # rows costs more than all the others.
-    unused = ("source_row", "updated_at", "time_zones", "postal_code", "phone_line", "phone_type")
-    frame = add_columns(frame, cust.drop(*unused, "_no_send", strict=False), "customer_id")
-    frame = add_columns(frame, consent, "customer_id")
-    frame = add_columns(frame, bad_phone, "customer_id")
-    frame = add_columns(frame, bad_email, "customer_id")
-    frame = frame.with_columns(
-        (pl.col("local_send_date") - pl.col("due_date"))
-        .dt.total_days()
-        .cast(pl.Int32)
-        .alias("_offset"),
-    ).with_columns(
-        pl.when(pl.col("_offset").is_in(steps))
-        .then(pl.col("_offset"))
-        .otherwise(None)
-        .alias("cadence_step"),
-    )
-    frame = frame.with_columns(
-        pl.when(pl.col("local_send_date").is_not_null())
-        .then(_message_key_expr())
-        .otherwise(None)
-        .alias("message_key")
-    )
-    # The first no-send day (skipped, or for_date itself) on which a cadence step falls.
-    # The no-send days are a customer's: exploded per customer, then joined to its invoices.
-    no_send = (
-        cust.select("customer_id", "_no_send")
-        .explode("_no_send", empty_as_null=True)
-        .filter(pl.col("_no_send").is_not_null())
-        .unnest("_no_send")
-    )
-    hits = (
-        frame.select("invoice_row", "channel", "customer_id", "due_date")
-        .join(no_send, on="customer_id", how="inner")
-        .with_columns(
-            (pl.col("day") - pl.col("due_date")).dt.total_days().cast(pl.Int32).alias("_hstep")
-        )
-        .filter(pl.col("_hstep").is_in(steps))
-        .sort("invoice_row", "channel", "day")
-        .group_by("invoice_row", "channel", maintain_order=True)
-        .first()
-        .select(
-            "invoice_row",
-            "channel",
-            pl.col("day").alias("_hday"),
-            pl.col("name").alias("_hname"),
-            pl.col("kind").alias("_hkind"),
-            "_hstep",
-        )
-    )
-    frame = add_columns(frame, hits, ["invoice_row", "channel"])
-    no_send_hit = pl.col("_hkind").is_not_null() & (
-        pl.lit(for_date is not None) | pl.col("cadence_step").is_null()
-    )
-
-    attempted = prior.filter(pl.col("state").is_in(ATTEMPTED_STATES))
-    attempts = (
-        attempted.select(
-            "message_key", "local_send_date", pl.col("invoice_ids").str.split(",").alias("inv")
-        )
-        .explode("inv", empty_as_null=True)
-        .rename({"inv": "invoice_id", "message_key": "_prior_key", "local_send_date": "_pd"})
-    )
-    attempt_counts = (
-        frame.select("invoice_id", "message_key", "local_send_date")
-        .unique()
-        .join(attempts, on="invoice_id", how="inner")
-        .filter(
-            (pl.col("_prior_key") != pl.col("message_key"))
-            & (pl.col("_pd") < pl.col("local_send_date"))
-        )
-        .group_by("invoice_id", "message_key")
-        .agg(pl.col("_prior_key").n_unique().alias("_attempts"))
-    )
-    frame = add_columns(frame, attempt_counts, ["invoice_id", "message_key"])
-
-    if "invoice_id" not in contact_history.columns:
-        contact_history = contact_history.with_columns(pl.lit(None, pl.String).alias("invoice_id"))
-    past = contact_history.filter(pl.col("attempted_at") <= as_of)
-    per_invoice = (
-        past.filter(pl.col("invoice_id").is_not_null())
-        .group_by("customer_id", "invoice_id")
-        .agg(pl.len().cast(pl.Int64).alias("_hist_invoice"))
-    )
+    history = _contact_history(contact_history)
     per_customer = (
-        past.filter(pl.col("invoice_id").is_null())
+        history.filter((pl.col("attempted_at") <= as_of) & pl.col("invoice_id").is_null())
         .group_by("customer_id")
         .agg(pl.len().cast(pl.Int64).alias("_hist_customer"))
     )
-    frame = add_columns(frame, per_invoice, ["customer_id", "invoice_id"])
-    frame = add_columns(frame, per_customer, "customer_id")
-    frame = frame.with_columns(
-        (
-            pl.col("_attempts").fill_null(0).cast(pl.Int64)
-            + pl.col("_hist_invoice").fill_null(0)
-            + pl.col("_hist_customer").fill_null(0)
-        ).alias("_attempts")
+    cust = add_columns(cust, consent, "customer_id")
+    cust = add_columns(cust, bad_phone, "customer_id")
+    cust = add_columns(cust, bad_email, "customer_id")
+    return add_columns(cust, per_customer, "customer_id"), dates.select("_no_send")
+
+
+def _contact_history(contact_history: pl.DataFrame) -> pl.DataFrame:
+    if "invoice_id" not in contact_history.columns:
+        return contact_history.with_columns(pl.lit(None, pl.String).alias("invoice_id"))
+    return contact_history
+
+
+def _holiday_details(rows: pl.DataFrame, cust: pl.DataFrame, *, for_date: date | None) -> pl.Series:
+    """The detail of the holiday / quiet_weekday decisions ``rows`` (invoice rows)."""
+    region_columns = [c for c in ("country", "subdivision") if c in cust.columns]
+    rows = rows.with_columns(cust[c].gather(rows["_c"]) for c in region_columns)
+    region = (
+        pl.concat_str([pl.col("country"), pl.col("subdivision")], separator="-", ignore_nulls=True)
+        if "subdivision" in region_columns
+        else pl.col("country")
+    )
+    step = pl.col("_hstep").cast(pl.String)
+    return rows.select(
+        pl.format(
+            "{} is a no-send day in {}: {}; the T{} step falls on it{}",
+            pl.col("_hday").dt.strftime("%Y-%m-%d"),
+            region,
+            pl.col("_hname"),
+            pl.when(pl.col("_hstep") >= 0).then(pl.lit("+") + step).otherwise(step),
+            pl.lit(" (the reminder is not moved)" if for_date is None else ""),
+        )
+    ).to_series()
+
+
+def _contact_code(channel: str, cadence: CadenceSettings) -> pl.Expr:
+    """The consent and address rules of one channel, over a customer row."""
+    allowed = channel_allowed(channel, email_requires_opt_in=cadence.email_requires_opt_in)
+    chain = (
+        pl.when(pl.col("consent_unclear").fill_null(False))
+        .then(code("consent_unclear"))
+        .when(pl.col("global_opt_out").fill_null(False))
+        .then(code("opted_out"))
+        .when(~allowed.fill_null(False))
+        .then(code("no_opt_in"))
+    )
+    if channel == "sms":
+        chain = (
+            chain.when(pl.col("phone_e164").is_null() & pl.col("_bad_phone").fill_null(False))
+            .then(code("invalid_phone"))
+            .when(pl.col("phone_e164").is_null())
+            .then(code("no_phone"))
+            .when(pl.col("_phone_owners") > 1)
+            .then(code("phone_shared"))
+        )
+    else:
+        chain = (
+            chain.when(pl.col("email").is_null() & pl.col("_bad_email").fill_null(False))
+            .then(code("invalid_email"))
+            .when(pl.col("email").is_null())
+            .then(code("no_email"))
+        )
+    return chain.otherwise(None)
+
+
+def _per_channel(frame: pl.DataFrame, n_cust: int) -> pl.DataFrame:
+    """``frame`` (with a customer position ``_c``) once per channel, with ``_ch`` and the
+    customer x channel position ``_k``."""
+    return pl.concat(
+        [
+            frame.with_columns(
+                pl.lit(ch, pl.UInt32).alias("_ch"), (pl.col("_c") + ch * n_cust).alias("_k")
+            )
+            for ch in range(len(DECISION_CHANNELS))
+        ]
     )
 
+
+def _attempted(prior: pl.DataFrame) -> pl.DataFrame:
+    return prior.filter(pl.col("state").is_in(ATTEMPTED_STATES))
+
+
+def _recent_keys(
+    contact_history: pl.DataFrame,
+    prior: pl.DataFrame,
+    cust: pl.DataFrame,
+    customer_ids: pl.DataFrame,
+    keys: pl.Series,
+    cadence: CadenceSettings,
+) -> pl.Series:
+    """Customer x channel positions contacted inside the frequency cap before their window:
+    a contact-history row (any date) or an attempted outbox message with another key."""
     history = pl.concat(
         [
             contact_history.select("customer_id", pl.col("attempted_at").alias("_at")).with_columns(
                 pl.lit(None, pl.String).alias("_prior_key")
             ),
-            attempted.select(
+            _attempted(prior).select(
                 "customer_id",
                 pl.col("send_at_utc").alias("_at"),
                 pl.col("message_key").alias("_prior_key"),
@@ -450,166 +929,84 @@ def decide(
         how="vertical_relaxed",
     )
     cap = timedelta(hours=cadence.frequency_cap_hours)
-    recent = (
-        frame.select("customer_id", "message_key", "window_start_utc")
-        .unique()
-        .join(history, on="customer_id", how="inner")
-        .filter(
-            (pl.col("_prior_key").is_null() | (pl.col("_prior_key") != pl.col("message_key")))
-            & (pl.col("_at") > pl.col("window_start_utc") - cap)
-        )
-        .group_by("customer_id", "message_key")
-        .agg(pl.lit(True).alias("_recent"))
+    found = _per_channel(history.join(customer_ids, on="customer_id", how="inner"), cust.height)
+    found = found.with_columns(
+        keys.gather(found["_k"]).alias("_key"),
+        cust["window_start_utc"].gather(found["_c"]).alias("_start"),
+    ).filter(
+        (pl.col("_prior_key").is_null() | (pl.col("_prior_key") != pl.col("_key")))
+        & (pl.col("_at") > pl.col("_start") - cap)
     )
-    frame = add_columns(frame, recent, ["customer_id", "message_key"])
+    return found["_k"].unique()
 
+
+def _taken_keys(
+    prior: pl.DataFrame, cust: pl.DataFrame, customer_ids: pl.DataFrame, keys: pl.Series
+) -> pl.Series:
+    """Customer x channel positions whose local send date already has another outbox message
+    of the customer (not cancelled)."""
     same_day = prior.filter(pl.col("state") != "cancelled").select(
-        "customer_id",
-        "local_send_date",
-        pl.col("message_key").alias("_other_key"),
+        "customer_id", "local_send_date", pl.col("message_key").alias("_other_key")
     )
-    taken = (
-        frame.select("customer_id", "local_send_date", "message_key")
-        .unique()
-        .join(same_day, on=["customer_id", "local_send_date"], how="inner")
-        .filter(pl.col("_other_key") != pl.col("message_key"))
-        .group_by("customer_id", "local_send_date", "message_key")
-        .agg(pl.lit(True).alias("_taken"))
-    )
-    frame = add_columns(frame, taken, ["customer_id", "local_send_date", "message_key"])
+    found = same_day.join(customer_ids, on="customer_id", how="inner")
+    found = found.filter(pl.col("local_send_date") == cust["local_send_date"].gather(found["_c"]))
+    found = _per_channel(found, cust.height)
+    found = found.filter(pl.col("_other_key") != keys.gather(found["_k"]))
+    return found["_k"].unique()
 
-    payable = pl.col("status").is_in(cadence.payable_statuses)
-    sms = pl.col("channel") == "sms"
-    email = pl.col("channel") == "email"
-    allowed = (
-        pl.when(sms)
-        .then(channel_allowed("sms", email_requires_opt_in=cadence.email_requires_opt_in))
-        .otherwise(channel_allowed("email", email_requires_opt_in=cadence.email_requires_opt_in))
-    )
-    paid_before = pl.col("paid_at").is_not_null() & (pl.col("paid_at") <= as_of)
-    reason = (
-        pl.when(paid_before | (~payable & (pl.col("status") == "paid")))
-        .then(pl.lit("invoice_paid"))
-        .when(~payable & (pl.col("status") == "void"))
-        .then(pl.lit("invoice_void"))
-        .when(~payable & (pl.col("status") == "disputed"))
-        .then(pl.lit("invoice_disputed"))
-        .when(~payable)
-        .then(pl.lit("invoice_not_payable"))
-        .when(pl.col("amount_due_minor") <= 0)
-        .then(pl.lit("no_balance"))
-        .when(pl.col("time_zone").is_null())
-        .then(pl.lit("timezone_unknown"))
-        .when(pl.col("local_send_date").is_null())
-        .then(pl.lit("no_common_window"))
-        .when(pl.col("_window_passed").fill_null(False))
-        .then(pl.lit("window_passed"))
-        .when(no_send_hit & (pl.col("_hkind") == "weekday"))
-        .then(pl.lit("quiet_weekday"))
-        .when(no_send_hit)
-        .then(pl.lit("holiday"))
-        .when(pl.col("cadence_step").is_null())
-        .then(pl.lit("no_step_due"))
-        .when(pl.col("consent_unclear").fill_null(False))
-        .then(pl.lit("consent_unclear"))
-        .when(pl.col("global_opt_out").fill_null(False))
-        .then(pl.lit("opted_out"))
-        .when(~allowed.fill_null(False))
-        .then(pl.lit("no_opt_in"))
-        .when(sms & pl.col("phone_e164").is_null() & pl.col("_bad_phone").fill_null(False))
-        .then(pl.lit("invalid_phone"))
-        .when(sms & pl.col("phone_e164").is_null())
-        .then(pl.lit("no_phone"))
-        .when(sms & (pl.col("_phone_owners") > 1))
-        .then(pl.lit("phone_shared"))
-        .when(email & pl.col("email").is_null() & pl.col("_bad_email").fill_null(False))
-        .then(pl.lit("invalid_email"))
-        .when(email & pl.col("email").is_null())
-        .then(pl.lit("no_email"))
-        .when(pl.col("_attempts").fill_null(0) >= cadence.max_attempts_per_invoice)
-        .then(pl.lit("max_attempts"))
-        .when(pl.col("_recent").fill_null(False))
-        .then(pl.lit("contacted_recently"))
-        .when(pl.col("_taken").fill_null(False))
-        .then(pl.lit("already_messaged_today"))
-        .otherwise(None)
-    )
-    frame = frame.with_columns(
-        reason.alias("reason"),
-        pl.when(paid_before & (pl.col("status") != "paid"))
-        .then(
-            pl.format(
-                "paid_at {} is at or before the run ({}); status says {}",
-                pl.col("paid_at").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                pl.lit(f"{as_of:%Y-%m-%dT%H:%M:%SZ}"),
-                pl.col("status"),
-            )
-        )
-        .otherwise(None)
-        .alias("reason_detail"),
-    )
-    region = (
-        pl.concat_str([pl.col("country"), pl.col("subdivision")], separator="-", ignore_nulls=True)
-        if "subdivision" in frame.columns
-        else pl.col("country")
-    )
-    step = pl.col("_hstep").cast(pl.String)
-    frame = frame.with_columns(
-        pl.when(pl.col("reason").is_in(["holiday", "quiet_weekday"]))
-        .then(
-            pl.format(
-                "{} is a no-send day in {}: {}; the T{} step falls on it{}",
-                pl.col("_hday").dt.strftime("%Y-%m-%d"),
-                region,
-                pl.col("_hname"),
-                pl.when(pl.col("_hstep") >= 0).then(pl.lit("+") + step).otherwise(step),
-                pl.lit(" (the reminder is not moved)" if for_date is None else ""),
-            )
-        )
-        .otherwise(pl.col("reason_detail"))
-        .alias("reason_detail")
-    )
 
-    order = {c: i for i, c in enumerate(cadence.channel_order)}
-    chosen = (
-        frame.filter(pl.col("reason").is_null())
-        .select("customer_id", "channel", "preferred_channel")
-        .unique()
-        .with_columns(
-            pl.when(pl.col("channel") == pl.col("preferred_channel"))
-            .then(-1)
-            .otherwise(pl.col("channel").replace_strict(order, default=99))
-            .alias("_rank")
+def _attempts(
+    contact_history: pl.DataFrame,
+    prior: pl.DataFrame,
+    inv: pl.DataFrame,
+    cust: pl.DataFrame,
+    keys: pl.Series,
+    customer_ids: pl.DataFrame,
+    *,
+    as_of: datetime,
+    n_inv: int,
+) -> pl.Series:
+    """Attempts per invoice x channel (position ``2 * i + ch``), nulls as 0.
+
+    The outbox messages of earlier days that carried the invoice (other message keys), the
+    contact-history rows of the invoice and those of its customer without an invoice, at or
+    before ``as_of``."""
+    attempts = (
+        _attempted(prior)
+        .select("message_key", "local_send_date", pl.col("invoice_ids").str.split(",").alias("inv"))
+        .explode("inv", empty_as_null=True)
+        .rename({"inv": "invoice_id", "message_key": "_prior_key", "local_send_date": "_pd"})
+    )
+    positions = inv.select(
+        "invoice_id", pl.int_range(0, n_inv, dtype=pl.UInt32).alias("_i"), "_c"
+    ).filter(pl.col("_c").is_not_null())
+    found = _per_channel(attempts.join(positions, on="invoice_id", how="inner"), cust.height)
+    found = (
+        found.with_columns(
+            keys.gather(found["_k"]).alias("_key"),
+            cust["local_send_date"].gather(found["_c"]).alias("_lsd"),
         )
-        .sort("customer_id", "_rank")
-        .group_by("customer_id", maintain_order=True)
-        .first()
-        .select("customer_id", pl.col("channel").alias("_chosen"))
+        .filter((pl.col("_prior_key") != pl.col("_key")) & (pl.col("_pd") < pl.col("_lsd")))
+        .group_by("_i", "_ch")
+        .agg(pl.col("_prior_key").n_unique().cast(pl.Int64).alias("_attempts"))
     )
-    frame = add_columns(frame, chosen, "customer_id").with_columns(
-        pl.when(pl.col("reason").is_null() & (pl.col("channel") != pl.col("_chosen")))
-        .then(pl.lit("one_per_day"))
-        .otherwise(pl.col("reason"))
-        .alias("reason")
+    history = _contact_history(contact_history)
+    per_invoice = (
+        history.filter((pl.col("attempted_at") <= as_of) & pl.col("invoice_id").is_not_null())
+        .group_by("customer_id", "invoice_id")
+        .agg(pl.len().cast(pl.Int64).alias("_hist_invoice"))
+        .join(
+            inv.select(
+                "customer_id", "invoice_id", pl.int_range(0, n_inv, dtype=pl.UInt32).alias("_i")
+            ),
+            on=["customer_id", "invoice_id"],
+            how="inner",
+        )
     )
-    frame = frame.with_columns(
-        pl.when(pl.col("reason").is_null())
-        .then(pl.lit("planned"))
-        .otherwise(pl.lit("excluded"))
-        .alias("status"),
-        pl.col("reason").fill_null("planned"),
+    per_invoice_total = at_positions(
+        n_inv, per_invoice["_i"], per_invoice["_hist_invoice"]
+    ).fill_null(0) + cust["_hist_customer"].gather(inv["_c"]).fill_null(0)
+    d = found["_i"] * 2 + found["_ch"]
+    return at_positions(2 * n_inv, d, found["_attempts"]).fill_null(0) + per_invoice_total.gather(
+        pl.int_range(0, 2 * n_inv, dtype=pl.UInt32, eager=True) // 2
     )
-    customer_columns = [
-        "full_name",
-        "first_name",
-        "phone_e164",
-        "email",
-        "country",
-        "locale",
-        "preferred_channel",
-    ]
-    return frame.select(
-        *[pl.col(c).cast(t) for c, t in DECISION_SCHEMA.items()],
-        pl.col("reason_detail").cast(pl.String),
-        *customer_columns,
-    ).sort("invoice_row", "channel")

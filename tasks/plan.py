@@ -16,7 +16,17 @@ import polars as pl
 
 from data_quality.rules import RAW_VALUE_CHARS
 from tasks.consent import consent_state
-from tasks.eligibility import DECISION_SCHEMA, REASONS, add_columns, decide
+from tasks.eligibility import (
+    CODES,
+    DECISION_CHANNELS,
+    DECISION_SCHEMA,
+    PLANNED,
+    REASONS,
+    SEND_COLUMNS,
+    Decided,
+    at_positions,
+    decide_positions,
+)
 from tasks.extract import INPUTS, Extracted, hex_escape_sentinels
 from tasks.normalize import Normalized
 from tasks.render import (
@@ -112,8 +122,9 @@ class Plan:
         return {f"{s}:{r}": n for s, r, n in tally.iter_rows()}
 
 
-def quarantined_decisions(raw_invoices: pl.DataFrame, quarantine: pl.DataFrame) -> pl.DataFrame:
-    """Decision rows (status ``quarantined``, reason = rule) for every quarantined invoice row."""
+def _quarantined_rows(raw_invoices: pl.DataFrame, quarantine: pl.DataFrame) -> pl.DataFrame:
+    """(invoice_row, invoice_id, customer_id, reason = rule, detail) per quarantined invoice row
+    and rule, in raw row order."""
     rules = quarantine.filter((pl.col("source") == "invoices") & (pl.col("scope") == "row"))
     rows = raw_invoices.select(
         pl.col("source_row").cast(pl.Int32).alias("invoice_row"),
@@ -130,10 +141,15 @@ def quarantined_decisions(raw_invoices: pl.DataFrame, quarantine: pl.DataFrame) 
     )
     # The ids as stored: trimmed, cut (a 10 MB id is quarantined field_too_long, not stored
     # whole) and with undecodable bytes as \xNN.
-    rows = rows.with_columns(
+    return rows.with_columns(
         hex_escape_sentinels(pl.col(c).str.strip_chars().str.slice(0, RAW_VALUE_CHARS))
         for c in ("invoice_id", "customer_id")
     )
+
+
+def quarantined_decisions(raw_invoices: pl.DataFrame, quarantine: pl.DataFrame) -> pl.DataFrame:
+    """Decision rows (status ``quarantined``, reason = rule) for every quarantined invoice row."""
+    rows = _quarantined_rows(raw_invoices, quarantine)
     frame = rows.join(pl.DataFrame({"channel": list(CHANNELS)}), how="cross").with_columns(
         pl.lit("quarantined").alias("status")
     )
@@ -172,6 +188,133 @@ def no_send_calendar(
         quiet_weekdays=settings.quiet_weekdays,
         extra=[extra] if extra is not None else [],
     )
+
+
+TIMED = ("send_at_utc", "send_at_local", "send_at_local_by_zone", "wave_id", "slot")
+"""The decision columns taken from the decision's staggered message (planned rows only)."""
+
+
+def _decision_rows(
+    decided: Decided,
+    planned_rows: pl.Series,
+    blocked: pl.DataFrame,
+    messages: pl.DataFrame,
+    quarantined: pl.DataFrame,
+) -> tuple[pl.DataFrame, dict[str, int], int]:
+    """The run's decisions (:data:`DECISION_SCHEMA`, ``detail``, :data:`TIMED`), sorted by
+    invoice_row, channel; their count per status; the number of invoice rows decided.
+
+    ``planned_rows`` are the planned positions of ``decided``; ``blocked`` (_k,
+    render_status) the messages render blocked: their decisions become ``excluded`` with the
+    render reason. ``messages`` (staggered, with ``_k``) give the planned rows their timing;
+    ``quarantined`` (:func:`_quarantined_rows`) adds the quarantined invoice rows. Every column
+    is built once, by gathers from its own grain (invoice, customer, customer x channel,
+    message), in the final row order.
+    """
+    inv, cust = decided.invoices, decided.customers
+    n_inv, n_keys = inv.height, decided.keys.len()
+    codes = decided.codes.cast(pl.UInt32)
+    planned_keys = decided.positions(planned_rows)[3]
+    block_names = sorted(set(blocked["render_status"].drop_nulls().to_list()))
+    rule_names = sorted(set(quarantined["reason"].drop_nulls().to_list()))
+    names = [*CODES, *block_names, *rule_names]
+    descriptions = REASONS | RENDER_REASONS
+    details = [descriptions.get(n) for n in (*CODES, *block_names)] + [None] * len(rule_names)
+    block_code = blocked.select(
+        pl.col("render_status")
+        .replace_strict(block_names, range(len(CODES), len(CODES) + len(block_names)))
+        .cast(pl.UInt32)
+    ).to_series()
+    hit = at_positions(n_keys, blocked["_k"], block_code).gather(planned_keys)
+    if blocked.height:
+        codes = codes.scatter(planned_rows.filter(hit.is_not_null()), hit.drop_nulls())
+    sent_rows, sent_keys = planned_rows.filter(hit.is_null()), planned_keys.filter(hit.is_null())
+    message_at = at_positions(
+        n_keys, messages["_k"], pl.int_range(0, messages.height, dtype=pl.UInt32, eager=True)
+    )
+    message = at_positions(codes.len(), sent_rows, message_at.gather(sent_keys))
+
+    units = inv.select(
+        "invoice_row",
+        "invoice_id",
+        "customer_id",
+        pl.col("reason_detail").alias("_detail"),
+        pl.int_range(0, n_inv, dtype=pl.UInt32).alias("_i"),
+        pl.lit(None, pl.UInt32).alias("_q"),
+    )
+    if quarantined.height:
+        units = pl.concat(
+            [
+                units,
+                quarantined.select(
+                    pl.col("invoice_row").cast(pl.Int32),
+                    "invoice_id",
+                    "customer_id",
+                    pl.col("detail").alias("_detail"),
+                    pl.lit(None, pl.UInt32).alias("_i"),
+                    pl.int_range(0, quarantined.height, dtype=pl.UInt32).alias("_q"),
+                ),
+            ]
+        ).sort("invoice_row", maintain_order=True)
+    f = pl.int_range(0, 2 * units.height, dtype=pl.UInt32, eager=True)
+    u, ch = f // 2, f % 2
+    i = units["_i"].gather(u)
+    q = units["_q"].gather(u)
+    d = i * 2 + ch
+    c = inv["_c"].gather(i)
+    k = c + ch * cust.height
+    rule_code = quarantined.select(
+        pl.col("reason")
+        .replace_strict(rule_names, range(len(names) - len(rule_names), len(names)), default=None)
+        .cast(pl.UInt32)
+    ).to_series()
+    code = (
+        pl.select(pl.coalesce(pl.lit(codes.gather(d)), pl.lit(rule_code.gather(q)))).to_series()
+        if quarantined.height
+        else codes
+    )
+    message_of = message.gather(d)
+    status = (
+        pl.when(pl.lit(q).is_not_null())
+        .then(2)
+        .when(pl.lit(code) == PLANNED)
+        .then(0)
+        .otherwise(1)
+        .cast(pl.UInt32)
+    )
+    frame = pl.DataFrame(
+        {
+            "invoice_row": units["invoice_row"].gather(u),
+            "invoice_id": units["invoice_id"].gather(u),
+            "customer_id": units["customer_id"].gather(u),
+            "channel": pl.Series(DECISION_CHANNELS).gather(ch),
+            "cadence_step": inv["cadence_step"].gather(i),
+            "_status": pl.select(status).to_series(),
+            "reason": pl.Series(names, dtype=pl.String).gather(code),
+            "message_key": decided.keys.gather(k),
+            **{n: cust[n].gather(c) for n in SEND_COLUMNS},
+            **{n: inv[n].gather(i) for n in ("amount_due_minor", "currency", "due_date")},
+            "detail": pl.select(
+                pl.coalesce(
+                    pl.lit(units["_detail"].gather(u)),
+                    pl.lit(pl.Series(details, dtype=pl.String).gather(code)),
+                )
+            ).to_series(),
+            **{n: messages[n].gather(message_of) for n in TIMED},
+        }
+    )
+    tally = frame["_status"].value_counts()
+    statuses = ("planned", "excluded", "quarantined")
+    by_status = {statuses[s]: n for s, n in tally.iter_rows() if n}
+    frame = frame.with_columns(
+        pl.Series(statuses, dtype=pl.String).gather(frame["_status"]).alias("status")
+    )
+    decisions = frame.select(
+        *[pl.col(n).cast(t) for n, t in DECISION_SCHEMA.items()],
+        pl.col("detail").cast(pl.String),
+        *TIMED,
+    )
+    return decisions, by_status, units["invoice_row"].n_unique()
 
 
 def build_plan(
@@ -217,7 +360,7 @@ def build_plan(
             for_date=for_date,
             extra=no_send_days,
         )
-    decided = decide(
+    decided = decide_positions(
         normalized.invoices,
         customers,
         consent,
@@ -232,66 +375,38 @@ def build_plan(
         horizon_days=settings.calendar.horizon_days,
         line_owners=line_owners,
     )
-    planned = decided.filter(pl.col("status") == "planned")
+    # The planned decisions (a tenth of them) make the messages. ``_k``, each message's
+    # customer x channel position, links the messages back to the decisions; it is dropped
+    # before they leave.
+    planned_rows = (decided.codes == PLANNED).arg_true()
+    planned = decided.frame(planned_rows)
+    messages = assemble_messages(planned)
+    keys = planned.select("message_key", decided.positions(planned_rows)[3].alias("_k"))
+    messages = messages.hstack(
+        messages.select("message_key")
+        .join(keys.unique("message_key"), on="message_key", how="left", maintain_order="left")
+        .select("_k")
+    )
+    del planned, keys
     messages = render_messages(
-        assemble_messages(planned),
+        messages,
         templates=templates,
         settings=settings.render,
         existing_tokens=existing_tokens,
         new_token=new_token,
     )
-    blocked = messages.filter(pl.col("render_status") != "ok").select(
-        "message_key", pl.col("render_status").alias("_blocked")
-    )
+    blocked = messages.filter(pl.col("render_status") != "ok").select("_k", "render_status")
     messages = messages.filter(pl.col("render_status") == "ok")
     messages = stagger(messages, as_of=as_of, window=settings.window)
-
-    decisions = (
-        add_columns(
-            decided.with_columns(pl.col("reason").alias("_decided_reason")), blocked, "message_key"
-        )
-        .with_columns(
-            pl.when(pl.col("_blocked").is_not_null() & (pl.col("status") == "planned"))
-            .then(pl.lit("excluded"))
-            .otherwise(pl.col("status"))
-            .alias("status"),
-            pl.when(pl.col("_blocked").is_not_null() & (pl.col("status") == "planned"))
-            .then(pl.col("_blocked"))
-            .otherwise(pl.col("reason"))
-            .alias("reason"),
-        )
-        .drop("_blocked")
+    decisions, by_status, invoice_rows_decided = _decision_rows(
+        decided,
+        planned_rows,
+        blocked,
+        messages,
+        _quarantined_rows(extracted.frames["invoices"], normalized.quarantine),
     )
-    descriptions = REASONS | RENDER_REASONS
-    decisions = pl.concat(
-        [
-            decisions.select(
-                *DECISION_SCHEMA,
-                pl.coalesce(
-                    pl.when(pl.col("reason") == pl.col("_decided_reason")).then(
-                        pl.col("reason_detail")
-                    ),
-                    pl.col("reason").replace_strict(
-                        descriptions, default=None, return_dtype=pl.String
-                    ),
-                ).alias("detail"),
-            ),
-            quarantined_decisions(extracted.frames["invoices"], normalized.quarantine),
-        ]
-    )
-    del decided, planned  # their customer columns (one row per invoice x channel) are done
-    timed = ("send_at_utc", "send_at_local", "send_at_local_by_zone", "wave_id", "slot")
-    timing = messages.select("message_key", *timed)
-    decisions = (
-        add_columns(decisions, timing, "message_key")
-        .with_columns(
-            *[
-                pl.when(pl.col("status") == "planned").then(pl.col(c)).otherwise(None).alias(c)
-                for c in timed
-            ]
-        )
-        .sort("invoice_row", "channel")
-    )
+    messages = messages.drop("_k")
+    del decided
 
     rows_in = extracted.counts
     q_rows = normalized.quarantine.filter(pl.col("scope") == "row")
@@ -302,7 +417,6 @@ def build_plan(
         "consent_events": normalized.consent_events.height,
         "contact_history": normalized.contact_history.height,
     }
-    by_status = dict(decisions.group_by("status").len().iter_rows())
     counts = {
         "decisions_planned": by_status.get("planned", 0),
         "decisions_excluded": by_status.get("excluded", 0),
@@ -314,7 +428,7 @@ def build_plan(
         accepted,
         rows_quarantined,
         by_status,
-        decisions.select(pl.col("invoice_row").n_unique()).item(),
+        invoice_rows_decided,
     )
     return Plan(
         decisions=decisions,

@@ -240,3 +240,20 @@ def test_vectorised_key_is_message_key() -> None:
     got = frame.select(_message_key_expr().alias("k"))["k"].to_list()
     want = [message_key(c, ch, d.isoformat()) for c, ch, d in frame.iter_rows()]
     assert got == want
+
+
+def test_message_keys_are_message_key() -> None:
+    from tasks.eligibility import message_keys
+
+    ids = pl.Series(["c1", "Zoë", None, "c-3", ""])
+    days = pl.Series(
+        [date(2026, 11, 23), date(2026, 1, 1), date(2026, 1, 1), None, date(2026, 12, 31)]
+    )
+    got = message_keys(ids, days, ("email", "sms")).to_list()
+    want = [
+        None if c is None or d is None else message_key(c, ch, d.isoformat())
+        for ch in ("email", "sms")
+        for c, d in zip(ids, days, strict=True)
+    ]
+    assert got == want
+    assert message_keys(ids.clear(), days.clear(), ("sms",)).to_list() == []
