@@ -697,10 +697,10 @@ def _send_batch(
     return outcome
 
 
-RECORD_EVERY_SECONDS = 2.0
+RECORD_EVERY_SECONDS = 3.0
 """How long returned batches may wait to be recorded ``pushed`` while more calls are in
 flight: every recording transaction costs a scan of the outbox, so returned batches are
-recorded together (at least ``2 x concurrency`` of them, or after this long)."""
+recorded together (at least ``4 x concurrency`` of them, or after this long)."""
 
 
 def _push_batches(
@@ -722,9 +722,10 @@ def _push_batches(
 
     The state changes are grouped, so the warehouse is never what the calls wait for and
     costs a few transactions per thousand contacts, not one per batch: the intent
-    (``pushing``) of a group of up to ``4 x concurrency`` batches is committed in one
-    transaction before any of them is queued (the next group once half of it has returned),
-    and returned batches are recorded in one transaction once ``2 x concurrency`` of them
+    (``pushing``) of a group of up to ``8 x concurrency`` batches is committed in one
+    transaction before any of them is queued (the next group once fewer than
+    ``2 x concurrency`` are left),
+    and returned batches are recorded in one transaction once ``4 x concurrency`` of them
     have returned or the oldest has waited :data:`RECORD_EVERY_SECONDS`, while the next calls
     are in flight; once nothing is left to queue, the remaining calls are recorded together
     when they have all returned (or one failed). Only the calling thread touches the
@@ -744,7 +745,7 @@ def _push_batches(
     left_in_wave: dict[str, int] = {}
     for wave_id, _batch in batches:
         left_in_wave[wave_id] = left_in_wave.get(wave_id, 0) + 1
-    low, high = 2 * concurrency, 4 * concurrency  # batches queued or in flight
+    low, high = 2 * concurrency, 8 * concurrency  # batches queued or in flight
     queued: dict[Future[tuple[list[str], list[tuple[str, str]]]], tuple[str, pl.DataFrame]] = {}
     returned: list[tuple[tuple[list[str], list[tuple[str, str]]], str, pl.DataFrame]] = []
     oldest = 0.0  # monotonic time the oldest unrecorded batch returned
@@ -811,7 +812,7 @@ def _push_batches(
                 due = (
                     not queued
                     or not (bool(todo) and error is None)
-                    or len(returned) >= 2 * concurrency
+                    or len(returned) >= 4 * concurrency
                     or time.monotonic() - oldest >= RECORD_EVERY_SECONDS
                 )
                 if not returned or not due:
