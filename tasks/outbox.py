@@ -42,7 +42,7 @@ from sqlalchemy.engine import Connection
 from tasks.eligibility import PRIOR_SCHEMA
 from tasks.errors import OutboxConflict
 from tasks.plan import Plan
-from tasks.warehouse import read_arrow, read_frame, write_frame
+from tasks.warehouse import read_arrow, read_frame, stage, write_frame
 
 __all__ = [
     "MESSAGE_COLUMNS",
@@ -275,17 +275,29 @@ def save_plan(
         pl.lit(now).alias("created_at_utc"),
         pl.lit(now).alias("updated_at_utc"),
     ).select(MESSAGE_COLUMNS)
-    conn.exec_driver_sql("drop table if exists stage_messages")
-    conn.exec_driver_sql(
-        "create temporary table stage_messages as select * from messages where 1 = 0"
-    )
-    write_frame(conn, "stage_messages", staged)
-    existing = read_arrow(
+    with stage(conn, "stage_messages", staged, like="messages"):
+        existing = read_arrow(
+            conn,
+            "select s.message_key, m.state from stage_messages s"
+            " join messages m on m.message_key = s.message_key",
+            schema={"message_key": pl.String(), "state": pl.String()},
+        )
+        refreshed = existing.filter(pl.col("state") == "planned").height
+        if refreshed:
+            # before the new keys go in: after, it would rewrite every row just inserted
+            assignments = ", ".join(f"{c} = s.{c}" for c in _REFRESHED)
+            conn.exec_driver_sql(
+                f"update messages set {assignments} from stage_messages s"
+                " where messages.message_key = s.message_key and messages.state = 'planned'"
+            )
+    # Only keys still planned or ready can be cancelled, and only those this plan no longer
+    # plans: read those (a few hundred thousand at most, none of them new) and look up their
+    # decisions, rather than grouping every excluded decision's key (millions at scale).
+    cancellable = read_arrow(
         conn,
-        "select s.message_key, m.state from stage_messages s"
-        " join messages m on m.message_key = s.message_key",
-        schema={"message_key": pl.String(), "state": pl.String()},
-    )
+        "select message_key from messages where state in ('planned', 'ready')",
+        schema={"message_key": pl.String()},
+    ).join(plan.messages.select("message_key"), on="message_key", how="anti")
     new = staged.join(existing, on="message_key", how="anti")
     write_frame(conn, "messages", new)
     write_frame(
@@ -302,28 +314,17 @@ def save_plan(
             now=now,
         ),
     )
-    assignments = ", ".join(f"{c} = s.{c}" for c in _REFRESHED)
-    conn.exec_driver_sql(
-        f"update messages set {assignments} from stage_messages s"
-        " where messages.message_key = s.message_key and messages.state = 'planned'"
-    )
-
     excluded = (
-        plan.decisions.filter((pl.col("status") != "planned") & pl.col("message_key").is_not_null())
-        .join(plan.messages.select("message_key"), on="message_key", how="anti")
+        plan.decisions.filter(
+            (pl.col("status") != "planned")
+            & pl.col("message_key").is_in(cancellable["message_key"].implode())
+        )
         .group_by("message_key")
         .agg(pl.col("reason").first())
+        if cancellable.height
+        else pl.DataFrame(schema={"message_key": pl.String(), "reason": pl.String()})
     )
     cancelled = 0
-    if excluded.height:
-        # Only keys still planned or ready can be cancelled: staged are those (a few hundred
-        # thousand at most), not every excluded decision's key (millions at scale).
-        cancellable = read_arrow(
-            conn,
-            "select message_key from messages where state in ('planned', 'ready')",
-            schema={"message_key": pl.String()},
-        )
-        excluded = excluded.join(cancellable, on="message_key", how="semi")
     if excluded.height:
         conn.exec_driver_sql("drop table if exists stage_cancel")
         conn.exec_driver_sql(
@@ -357,7 +358,6 @@ def save_plan(
                 ),
             )
             cancelled = to_cancel.height
-    refreshed = existing.filter(pl.col("state") == "planned").height
     return {"inserted": new.height, "refreshed": refreshed, "cancelled": cancelled}
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "migrate",
     "model_order",
     "read_frame",
+    "stage",
     "write_frame",
 ]
 
@@ -226,6 +227,30 @@ def write_frame(conn: Connection, table: str, frame: pl.DataFrame) -> int:
         rows = frame.to_dicts()
         conn.execute(sa.table(table, *(sa.column(c) for c in frame.columns)).insert(), rows)
     return frame.height
+
+
+@contextmanager
+def stage(conn: Connection, name: str, frame: pl.DataFrame, *, like: str) -> Iterator[None]:
+    """``frame`` readable as the table ``name`` inside the block (joins, ``update ... from``),
+    its columns a subset of table ``like``'s. DuckDB reads the frame's Arrow memory in place
+    (a view registered on the connection, nothing copied); PostgreSQL gets a temporary table
+    of ``like``'s columns loaded with COPY (a leftover of the same name is dropped first)."""
+    conn.exec_driver_sql(f"drop table if exists {name}")
+    if conn.dialect.name != "duckdb":
+        columns = ", ".join(frame.columns)
+        conn.exec_driver_sql(
+            f"create temporary table {name} as select {columns} from {like} where 1 = 0"
+        )
+        write_frame(conn, name, frame)
+        yield
+        return
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    raw.register(name, frame.to_arrow())
+    try:
+        yield
+    finally:
+        raw.unregister(name)
 
 
 def write_rows(

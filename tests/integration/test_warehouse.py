@@ -482,6 +482,62 @@ def test_migration_0013_keeps_every_decision_and_column(warehouse_settings):
         engine.dispose()
 
 
+def test_migration_0014_indexes_planned_decisions_by_message_key(engine) -> None:
+    """PostgreSQL indexes decisions by message key for planned rows only, and what reads
+    them by key (exclude_decisions) can use that index; DuckDB has no secondary index there."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "duckdb":
+            indexes = conn.exec_driver_sql(
+                "select index_name from duckdb_indexes() where table_name = 'decisions'"
+            ).fetchall()
+            assert indexes == []
+            return
+        indexes = dict(
+            conn.exec_driver_sql(
+                "select indexname, indexdef from pg_indexes"
+                " where tablename = 'decisions' and schemaname = current_schema()"
+            ).fetchall()
+        )
+        assert "decisions_message_key" not in indexes
+        partial = indexes["decisions_planned_message_key"]
+        assert "WHERE ((status)::text = 'planned'::text)" in partial
+        assert "decisions_customer" in indexes
+        conn.exec_driver_sql("create temporary table stage_exclude (message_key varchar)")
+        conn.exec_driver_sql("set local enable_seqscan = off")
+        plan = conn.exec_driver_sql(
+            "explain update decisions set status = 'excluded', reason = 'r', detail = 'd'"
+            " from stage_exclude s, messages m"
+            " where decisions.message_key = s.message_key and m.message_key = s.message_key"
+            " and decisions.run_id = m.first_run_id and decisions.status = 'planned'"
+        ).fetchall()
+    assert "decisions_planned_message_key" in "\n".join(row[0] for row in plan)
+
+
+def test_a_same_day_rerun_refreshes_messages_in_place_on_postgresql(engine) -> None:
+    """Migration 0015: PostgreSQL keeps room on each messages page, so a re-run's refresh of
+    planned messages writes no index entry (every update HOT)."""
+    if engine.dialect.name != "postgresql":
+        return
+    customers, invoices, consent = _people(20)
+    extracted = f.extracted(customers, invoices, consent)
+    _run(engine, extracted, "r1")
+    with engine.connect() as conn:
+        options = conn.exec_driver_sql(
+            "select reloptions from pg_class where oid = 'messages'::regclass"
+        ).scalar_one()
+    assert "fillfactor=50" in options
+    _, outbox = _run(engine, extracted, "r2")
+    assert outbox["refreshed"] == 20
+    with engine.connect() as conn:
+        conn.exec_driver_sql("select pg_stat_force_next_flush()")
+    with engine.connect() as conn:
+        updated, hot = conn.exec_driver_sql(
+            "select n_tup_upd, n_tup_hot_upd from pg_stat_user_tables"
+            " where relid = 'messages'::regclass"
+        ).one()
+    assert updated == hot == 20
+
+
 def test_migration_0007_adds_data_docs_path_and_the_no_send_days_table(warehouse_settings):
     engine = make_engine(warehouse_settings["url"], schema=warehouse_settings.get("db_schema"))
     try:
