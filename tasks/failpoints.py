@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 __all__ = ["POINTS", "arm", "failpoint", "hits"]
 
@@ -39,6 +40,7 @@ POINTS = (
 
 _armed: dict[str, int] = {}
 _hits: dict[str, int] = {}
+_lock = threading.Lock()  # the push reaches its failpoints from several wave threads
 
 
 def arm(spec: str | None) -> None:
@@ -57,8 +59,10 @@ def failpoint(name: str) -> None:
     """Die here by SIGKILL if this point is armed and reached for the N-th time."""
     if name not in _armed:
         return
-    _hits[name] = _hits.get(name, 0) + 1
-    if _hits[name] == _armed[name]:
+    with _lock:
+        _hits[name] = _hits.get(name, 0) + 1
+        due = _hits[name] == _armed[name]
+    if due:
         os.kill(os.getpid(), signal.SIGKILL)
 
 

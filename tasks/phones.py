@@ -151,6 +151,9 @@ def parse_phone_values(
     if n > 1 and len(rows) >= PARALLEL_MIN:
         size = max(1_000, min(chunk, -(-len(rows) // (n * 4))))
         chunks = [rows[i : i + size] for i in range(0, len(rows), size)]
+        from tasks.zones import wait_for_background
+
+        wait_for_background()  # fork no background thread of ours mid-work into the pool
         with ProcessPoolExecutor(max_workers=n) as pool:
             results = [p for part in pool.map(_parse_chunk, chunks) for p in part]
     else:

@@ -201,8 +201,10 @@ def _decision_rows(
     messages: pl.DataFrame,
     quarantined: pl.DataFrame,
 ) -> tuple[pl.DataFrame, dict[str, int], int]:
-    """The run's decisions (:data:`DECISION_SCHEMA`, ``detail``, :data:`TIMED`), sorted by
-    invoice_row, channel; their count per status; the number of invoice rows decided.
+    """The run's decisions (:data:`DECISION_SCHEMA`, ``detail``, :data:`TIMED`), in
+    invoice_row order (by channel within an invoice row, except the rows of an invoice row
+    quarantined by several rules, which alternate channels: no reader relies on the order);
+    their count per status; the number of invoice rows decided.
 
     ``planned_rows`` are the planned positions of ``decided``; ``blocked`` (_k,
     render_status) the messages render blocked: their decisions become ``excluded`` with the

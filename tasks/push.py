@@ -689,9 +689,16 @@ def _record_results(
 
 
 def _send_batch(
-    client: GenesysClient, contact_list_id: str, batch: pl.DataFrame, channel: str
-) -> tuple[list[str], list[tuple[str, str]]]:
-    """The call of one batch (its intent is already committed): HTTP only, no warehouse."""
+    client: GenesysClient,
+    contact_list_id: str,
+    batch: pl.DataFrame,
+    channel: str,
+    halt: threading.Event,
+) -> tuple[list[str], list[tuple[str, str]]] | None:
+    """The call of one batch (its intent is already committed): HTTP only, no warehouse.
+    None, and nothing sent, when the push was halted before the call started."""
+    if halt.is_set():
+        return None
     outcome = _add_settled(client, contact_list_id, batch, channel)
     failpoint("push.after_batch_sent")
     return outcome
@@ -716,9 +723,12 @@ def _push_batches(
     result: PushResult,
     concurrency: int,
     progress: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> int:
     """Push (wave id, batch) pairs, in order, ``concurrency`` calls in flight; returns how
-    many messages were handled.
+    many messages were handled. Once ``stop`` is set (another wave failed, the run was
+    interrupted) it stops as on an error of its own, without raising: no new group, the
+    calls in flight finished and recorded, queued batches never started back to ``ready``.
 
     The state changes are grouped, so the warehouse is never what the calls wait for and
     costs a few transactions per thousand contacts, not one per batch: the intent
@@ -746,15 +756,18 @@ def _push_batches(
     for wave_id, _batch in batches:
         left_in_wave[wave_id] = left_in_wave.get(wave_id, 0) + 1
     low, high = 2 * concurrency, 8 * concurrency  # batches queued or in flight
-    queued: dict[Future[tuple[list[str], list[tuple[str, str]]]], tuple[str, pl.DataFrame]] = {}
+    queued: dict[
+        Future[tuple[list[str], list[tuple[str, str]]] | None], tuple[str, pl.DataFrame]
+    ] = {}
+    halt = stop if stop is not None else threading.Event()  # set on an error too
     returned: list[tuple[tuple[list[str], list[tuple[str, str]]], str, pl.DataFrame]] = []
     oldest = 0.0  # monotonic time the oldest unrecorded batch returned
     handled = 0
     error: BaseException | None = None
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         try:
-            while queued or returned or (todo and error is None):
-                if todo and error is None and len(queued) < low:
+            while queued or returned or (todo and not halt.is_set()):
+                if todo and not halt.is_set() and len(queued) < low:
                     group = [todo.popleft() for _ in range(min(len(todo), high - len(queued)))]
                     _mark_pushing(
                         engine,
@@ -765,9 +778,11 @@ def _push_batches(
                     )
                     for wave_id, batch in group:
                         failpoint("push.after_mark_pushing")
-                        future = pool.submit(_send_batch, client, contact_list_id, batch, channel)
+                        future = pool.submit(
+                            _send_batch, client, contact_list_id, batch, channel, halt
+                        )
                         queued[future] = (wave_id, batch)
-                more = bool(todo) and error is None
+                more = bool(todo) and not halt.is_set()
                 if queued:
                     # with nothing left to queue, recording early starts no call: wait for
                     # the rest (or the first error) and record them in one transaction
@@ -783,6 +798,7 @@ def _push_batches(
                     )
                 else:
                     finished = set()
+                never_sent: list[pl.DataFrame] = []
                 for future in finished:
                     wave_id, batch = queued.pop(future)
                     if future.cancelled():
@@ -790,28 +806,33 @@ def _push_batches(
                     exc = future.exception()
                     if exc is not None:
                         error = error or exc
+                        halt.set()
+                        continue
+                    outcome = future.result()
+                    if outcome is None:  # halted before its call: nothing was sent
+                        never_sent.append(batch)
                         continue
                     if not returned:
                         oldest = time.monotonic()
-                    returned.append((future.result(), wave_id, batch))
-                if error is not None:
-                    never_sent = [(f, queued[f][1]) for f in list(queued) if f.cancel()]
-                    for future, _batch in never_sent:
-                        queued.pop(future)
-                    if never_sent:
-                        with engine.begin() as conn:
-                            transition(
-                                conn,
-                                pl.concat([batch.select("message_key") for _, batch in never_sent]),
-                                from_states=("pushing",),
-                                to_state="ready",
-                                run_id=run_id,
-                                now=now,
-                                detail="not sent: the push stopped on an error",
-                            )
+                    returned.append((outcome, wave_id, batch))
+                if halt.is_set():
+                    for future in [f for f in queued if f.cancel()]:
+                        never_sent.append(queued.pop(future)[1])
+                if never_sent:
+                    with engine.begin() as conn:
+                        transition(
+                            conn,
+                            pl.concat([batch.select("message_key") for batch in never_sent]),
+                            from_states=("pushing",),
+                            to_state="ready",
+                            run_id=run_id,
+                            now=now,
+                            detail="not sent: the push stopped",
+                            all_or_nothing=True,  # its own intents, never sent
+                        )
                 due = (
                     not queued
-                    or not (bool(todo) and error is None)
+                    or not more
                     or len(returned) >= 4 * concurrency
                     or time.monotonic() - oldest >= RECORD_EVERY_SECONDS
                 )
@@ -1220,6 +1241,7 @@ def push_wave(
     run_id: str,
     now: datetime,
     on_batch: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> PushResult:
     """Step 6 for one wave: its contacts in batches of ``push_batch_size``,
     ``push_concurrency`` calls in flight, the state changes of many batches grouped in one
@@ -1242,6 +1264,7 @@ def push_wave(
         result=result,
         concurrency=genesys.push_concurrency,
         progress=on_batch,
+        stop=stop,
     )
     log.info(
         "wave %s: %d pushed, %d rejected in %d batches",
@@ -1424,14 +1447,15 @@ def _push(
         # groups its batches' state changes (_push_batches) with push_concurrency calls in
         # flight, every call under the client's one rate limit. Waves never wait for each
         # other: a wave waiting out a 429 (or its slowest batch) leaves the client busy with
-        # the next. A failing wave starts no further wave of the route (those running finish
-        # and are recorded): the campaign is not turned on, and the next push settles and
+        # the next. A failing wave starts no further wave of the route and stops the running
+        # ones at their next group (their calls in flight are recorded, their unsent batches
+        # go back to ready): the campaign is not turned on, and the next push settles and
         # starts it.
         _push_route_waves(
             plan.waves,
             result,
             in_flight=genesys.push_waves_in_flight,
-            push=lambda wave: runner.submit(
+            push=lambda wave, stop: runner.submit(
                 "push wave",
                 f"push wave {wave.label}",
                 push_wave,
@@ -1442,6 +1466,7 @@ def _push(
                 run_id=run_id,
                 now=now,
                 on_batch=on_batch,
+                stop=stop,
             ),
         )
         runner.run(
@@ -1455,24 +1480,31 @@ def _push_route_waves(
     result: PushResult,
     *,
     in_flight: int,
-    push: Callable[[WavePush], Future[PushResult]],
+    push: Callable[[WavePush, threading.Event], Future[PushResult]],
 ) -> None:
-    """Run ``push`` for every wave, earliest first, at most ``in_flight`` at once, merging
-    each wave's counts into ``result`` as it finishes. After a wave fails no further wave is
-    started; the ones running are waited for (their batches are recorded) and the first
-    error is raised."""
+    """Run ``push(wave, stop)`` for every wave, earliest first, at most ``in_flight`` at
+    once, merging each wave's counts into ``result`` as it finishes. After a wave fails (or
+    the caller is interrupted) no further wave is started and ``stop`` is set, so the running
+    ones start no new group of batches: they finish and record the calls in flight, and the
+    first error is raised."""
     todo = deque(waves)
+    stop = threading.Event()
     running: set[Future[PushResult]] = set()
     error: BaseException | None = None
-    while running or (todo and error is None):
-        while todo and error is None and len(running) < max(1, in_flight):
-            running.add(push(todo.popleft()))
-        finished, running = wait(running, return_when=FIRST_COMPLETED)
-        for future in finished:
-            exc = future.exception()
-            if exc is not None:
-                error = error or exc
-            else:
-                merge(result, future.result())
+    try:
+        while running or (todo and error is None):
+            while todo and error is None and len(running) < max(1, in_flight):
+                running.add(push(todo.popleft(), stop))
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                exc = future.exception()
+                if exc is not None:
+                    error = error or exc
+                    stop.set()
+                else:
+                    merge(result, future.result())
+    except BaseException:
+        stop.set()  # interrupted: the running waves stop at their next group
+        raise
     if error is not None:
         raise error

@@ -84,6 +84,7 @@ __all__ = [
     "postal_zones_column",
     "prepare_postal_frames",
     "resolve_zones",
+    "wait_for_background",
 ]
 
 ZONE_RULE = "timezone_not_geographic"
@@ -495,6 +496,7 @@ def _joined(zones: tuple[str, ...] | None) -> str:
 
 
 _FRAMES_LOCK = threading.Lock()
+_BACKGROUND: list[threading.Thread] = []
 
 
 def _postal_frames() -> dict[str, pl.DataFrame]:
@@ -511,7 +513,16 @@ def prepare_postal_frames() -> threading.Thread:
     further call's thread returns at once."""
     thread = threading.Thread(target=_postal_frames, name="postal-frames", daemon=True)
     thread.start()
+    _BACKGROUND.append(thread)
     return thread
+
+
+def wait_for_background() -> None:
+    """Wait for the background threads this module started (:func:`prepare_postal_frames`):
+    a caller about to fork (the phone parser's process pool) forks no thread holding a lock
+    (the frames lock, an import, polars' allocator) into its children."""
+    while _BACKGROUND:
+        _BACKGROUND.pop().join()
 
 
 @functools.cache

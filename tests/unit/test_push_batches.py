@@ -229,16 +229,40 @@ def test_waves_of_a_route_run_at_once_and_a_failure_starts_no_further_wave() -> 
     result = PushResult()
     with ThreadPoolExecutor(4) as pool:
         push._push_route_waves(
-            waves[:2], result, in_flight=2, push=lambda w: pool.submit(run, w.wave_id)
+            waves[:2], result, in_flight=2, push=lambda w, _stop: pool.submit(run, w.wave_id)
         )
         assert result.pushed == 2
         result = PushResult()
         with pytest.raises(GenesysError):
             push._push_route_waves(
-                waves[2:], result, in_flight=1, push=lambda w: pool.submit(run, w.wave_id)
+                waves[2:], result, in_flight=1, push=lambda w, _stop: pool.submit(run, w.wave_id)
             )
     assert "w4" not in started  # in_flight 1: wave 4 would start only after wave 3 succeeded
     assert result.pushed == 0
+
+
+def test_a_stop_request_starts_no_new_group_and_unsent_batches_go_back_to_ready(
+    tmp_path,
+) -> None:
+    """A wave told to stop (another wave failed, the run was interrupted) finishes the call
+    in flight, records it, returns its queued batches to ready and starts no new group."""
+    engine, _frame, batches = _setup(tmp_path, 24)  # 12 batches: a group of 8, then 4
+    stop = threading.Event()
+
+    class _StopOnFirst(_Genesys):
+        def add_contacts(self, list_id, contacts, **kwargs):
+            answer = super().add_contacts(list_id, contacts, **kwargs)
+            stop.set()  # set while the first call is in flight
+            return answer
+
+    genesys = _StopOnFirst(engine)
+    result = PushResult()
+    _push(engine, genesys, batches, result, concurrency=1, stop=stop)
+    states = _states(engine)
+    assert genesys.added == ["k000", "k001"]  # the one call in flight, nothing after
+    assert {k for k, s in states.items() if s == "pushed"} == {"k000", "k001"}
+    assert set(states.values()) == {"pushed", "ready"}  # nothing left pushing
+    assert result.pushed == 2
 
 
 def test_a_failed_call_stops_the_push_and_unstarted_batches_go_back_to_ready(
