@@ -6,7 +6,8 @@ Starts the sandbox as its own process with its per-token limit raised far above 
 ceiling (so only the injected faults push back), fills a DuckDB outbox with N ready messages
 over 24 zone waves, runs the push (``tasks.push``) with the client's rate limit at
 ``--ceiling`` requests per minute, then lets the sandbox run the campaigns and reads its
-ledger. Prints achieved requests per second against the ceiling (the share of the ceiling),
+ledger. Prints achieved requests per second and the share of the ceiling sustained (the
+requests beyond the client limiter's initial burst),
 retries, lost and duplicate contacts, the CPU seconds the push process and the sandbox process
 spent during the push, and, measured in the same run before the push, the add rate a bare
 client reaches against this sandbox on this machine (no warehouse: the most any push can reach
@@ -219,6 +220,7 @@ def main() -> None:
         client_cpu = time.process_time() - cpu_start
         sandbox_cpu = children_cpu_seconds() - sandbox_start
         stats = dict(client.stats)
+        burst = int(client._bucket.capacity)  # the limiter's initial burst
         client.close()
         with engine.connect() as conn:
             states = dict(
@@ -234,7 +236,11 @@ def main() -> None:
     lost = args.contacts - ledger["distinct_contacts"] - states.get("ready", 0)
     span = stamps[-1] - stamps[0]
     achieved = (len(stamps) - 1) / span
-    ratio = achieved / ceiling_rps
+    # The client's token bucket starts full (a tenth of a minute's worth): a run of ~20 s
+    # may exceed the ceiling by that burst. The share counts only the requests beyond it,
+    # which is what the client sustained under the limit.
+    steady = max(0, len(stamps) - 1 - burst) / span
+    ratio = steady / ceiling_rps
     lines = [
         f"push of {args.contacts:,} contacts, batches of {args.batch},"
         f" {args.concurrency} in flight per wave, {args.waves_in_flight} waves at once",
@@ -242,9 +248,9 @@ def main() -> None:
         f"  elapsed              {elapsed:8.1f} s (requests from first to last: {span:.1f} s)",
         f"  requests sent        {stats['requests']:8d}"
         f"  (retries {stats['retries']}, 429s {stats['rate_limited']})",
-        f"  achieved             {achieved:8.2f} req/s"
-        f" against a ceiling of {ceiling_rps:.2f} req/s = {ratio:.1%}",
-        f"  share of the ceiling {ratio:8.1%}",
+        f"  achieved             {achieved:8.2f} req/s over the run, {steady:.2f} req/s beyond"
+        f" the limiter's initial burst of {burst}, against a ceiling of {ceiling_rps:.2f} req/s",
+        f"  share of the ceiling {ratio:8.1%} (sustained, the burst excluded)",
         f"  cpu during the push  {client_cpu:8.1f} s push process (all threads),"
         f" {sandbox_cpu:.1f} s sandbox; load average {os.getloadavg()[0]:.1f}"
         f" on {os.cpu_count()} cores",
