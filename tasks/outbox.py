@@ -471,19 +471,16 @@ def transition(
     )
     write_frame(conn, "stage_transition", staged)
     states = ", ".join(f"'{s}'" for s in from_states)
+    sets = "".join(f", {c} = t.{c}" for c in extra)
+    update = sa.text(
+        f"update messages set state = :to, state_reason = t.detail, last_run_id = :r,"
+        f" updated_at_utc = :now{sets} from stage_transition t"
+        f" where messages.message_key = t.message_key and messages.state in ({states})"
+    )
+    params = {"to": to_state, "r": run_id, "now": now}
     if all_or_nothing:
-        updated = _updated_rows(
-            conn.execute(
-                sa.text(
-                    "update messages set state = :to, state_reason = t.detail,"
-                    " last_run_id = :r, updated_at_utc = :now"
-                    + "".join(f", {c} = t.{c}" for c in extra)
-                    + " from stage_transition t where messages.message_key = t.message_key"
-                    f" and messages.state = {states}"
-                ),
-                {"to": to_state, "r": run_id, "now": now},
-            )
-        )
+        # the update's row count says whether every key moved: one scan of the outbox
+        updated = _updated_rows(conn.execute(update, params))
         if updated != staged.height:
             raise OutboxConflict(
                 f"{staged.height - updated} of {staged.height} messages were no longer"
@@ -492,31 +489,18 @@ def transition(
         moved = staged.select("message_key", "detail").with_columns(
             pl.lit(from_states[0]).alias("from_state")
         )
-        write_frame(
+    else:
+        # through Arrow / COPY: a group of batches moves thousands of rows, no row objects
+        moved = read_arrow(
             conn,
-            "message_events",
-            _events(moved.with_columns(pl.lit(to_state).alias("to_state")), run_id=run_id, now=now),
+            "select m.message_key, m.state as from_state, t.detail"
+            " from messages m join stage_transition t on t.message_key = m.message_key"
+            f" where m.state in ({states})",
+            schema={"message_key": pl.String(), "from_state": pl.String(), "detail": pl.String()},
         )
-        return moved.height
-    # through Arrow / COPY: a group of batches moves thousands of rows, no Python row objects
-    moved = read_arrow(
-        conn,
-        "select m.message_key, m.state as from_state, t.detail"
-        " from messages m join stage_transition t on t.message_key = m.message_key"
-        f" where m.state in ({states})",
-        schema={"message_key": pl.String(), "from_state": pl.String(), "detail": pl.String()},
-    )
-    if moved.height == 0:
-        return 0
-    sets = "".join(f", {c} = t.{c}" for c in extra)
-    conn.execute(
-        sa.text(
-            f"update messages set state = :to, state_reason = t.detail, last_run_id = :r,"
-            f" updated_at_utc = :now{sets} from stage_transition t"
-            f" where messages.message_key = t.message_key and messages.state in ({states})"
-        ),
-        {"to": to_state, "r": run_id, "now": now},
-    )
+        if moved.height == 0:
+            return 0
+        conn.execute(update, params)
     write_frame(
         conn,
         "message_events",
