@@ -23,7 +23,6 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
-from prefect.task_runners import ThreadPoolTaskRunner
 from sqlalchemy.engine import Engine
 
 from flows.artifacts import publish_push, run_wave_counts
@@ -281,7 +280,6 @@ def run_push(
 @flow(
     name="push-waves",
     flow_run_name=flow_run_namer("push-waves", "now"),
-    task_runner=ThreadPoolTaskRunner(max_workers=64),
 )
 @masking_errors
 @writes_warehouse
